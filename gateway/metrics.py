@@ -1,0 +1,81 @@
+"""Prometheus metrics, through prometheus-client, in a registry per process (tests run many)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+def _registry() -> CollectorRegistry:
+    return CollectorRegistry(auto_describe=True)
+
+
+@dataclass(slots=True)
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=_registry)
+    hits: Counter = field(init=False)
+    hits_rejected: Counter = field(init=False)
+    events_enqueued: Counter = field(init=False)
+    events_skipped: Counter = field(init=False)
+    events_delivered: Counter = field(init=False)
+    events_failed: Counter = field(init=False)
+    events_dead_lettered: Counter = field(init=False)
+    tiktok_requests: Counter = field(init=False)
+    tiktok_request_seconds: Histogram = field(init=False)
+    batch_size: Histogram = field(init=False)
+    queue_depth: Gauge = field(init=False)
+    queue_bound: Gauge = field(init=False)
+    integration_paused: Gauge = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.hits = Counter(
+            "gateway_hits", "Collection hits accepted, by type", ["type"], registry=r
+        )
+        self.hits_rejected = Counter(
+            "gateway_hits_rejected", "Collection requests refused, by reason", ["reason"], registry=r
+        )
+        self.events_enqueued = Counter(
+            "gateway_events_enqueued", "Events stored for delivery", ["integration"], registry=r
+        )
+        self.events_skipped = Counter(
+            "gateway_events_skipped",
+            "Events not sent to an integration, by reason (consent, missing value, ...)",
+            ["integration", "reason"],
+            registry=r,
+        )
+        self.events_delivered = Counter(
+            "gateway_events_delivered", "Events TikTok accepted", ["integration"], registry=r
+        )
+        self.events_failed = Counter(
+            "gateway_events_failed", "Event delivery attempts that failed and will be retried",
+            ["integration"], registry=r,
+        )
+        self.events_dead_lettered = Counter(
+            "gateway_events_dead_lettered", "Events set aside as dead letters",
+            ["integration", "reason"], registry=r,
+        )
+        self.tiktok_requests = Counter(
+            "gateway_tiktok_requests", "Requests sent to TikTok, by outcome",
+            ["integration", "outcome"], registry=r,
+        )
+        self.tiktok_request_seconds = Histogram(
+            "gateway_tiktok_request_seconds", "Duration of requests to TikTok", registry=r
+        )
+        self.batch_size = Histogram(
+            "gateway_batch_size", "Events per TikTok request",
+            buckets=(1, 5, 10, 50, 100, 250, 450, 500, 1000), registry=r,
+        )
+        self.queue_depth = Gauge("gateway_queue_depth", "Events waiting for delivery", registry=r)
+        self.queue_bound = Gauge("gateway_queue_bound", "Most events the queue holds", registry=r)
+        self.integration_paused = Gauge(
+            "gateway_integration_paused", "1 when an integration is paused", ["integration"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
