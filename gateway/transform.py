@@ -1,15 +1,18 @@
-"""Transformation (pure): one collection hit -> one TikTok Events API v1.3 event for one integration.
+"""Transformation (pure): one collection hit -> one TikTok Events API v1.3 event (`data[]` item).
 
-No I/O, no aiohttp: values in, values out, so it is tested with parameter tables.
+No I/O, no aiohttp: values in, values out, so it is tested with parameter tables. The event
+mapping and the field rules are the seed's tables as restated for v1.3 in TIKTOK.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.hits import Hit
-from gateway.models import Integration, Source
+from gateway.hashing import hash_email, hash_external_id, hash_phone
+from gateway.hits import Hit, Product, Properties, Traits
+from gateway.models import Integration, Source, TikTokConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,226 @@ class Rejected:
     event: dict[str, Any]
 
 
+PAGE_VIEW = "PageView"
+MISSING_VALUE_OR_CURRENCY = "missing_value_or_currency"
+
+# The seed's table: hit event name -> TikTok event name (legacy names; see CURRENT_EVENT_NAMES).
+EVENT_MAPPING: Mapping[str, str] = {
+    "Product Added": "AddToCart",
+    "Order Completed": "CompletePayment",
+    "Product Purchased": "CompletePayment",
+    "Checkout Started": "InitiateCheckout",
+    "Product Viewed": "ViewContent",
+    "Products Searched": "Search",
+    "Product Added to Wishlist": "AddToWishlist",
+    "Signed Up": "CompleteRegistration",
+    "Lead Generated": "SubmitForm",
+}
+
+# TikTok's current standard list renamed these two; an integration opts in.
+CURRENT_EVENT_NAMES: Mapping[str, str] = {"CompletePayment": "Purchase", "SubmitForm": "Lead"}
+
+# Without a value and a currency TikTok cannot attribute a purchase: such an event is not sent.
+PURCHASE_EVENTS = frozenset({"CompletePayment", "Purchase"})
+
+
 def transform(
     hit: Hit, context: HitContext, integration: Integration, source: Source
 ) -> Transformed | Rejected:
-    raise NotImplementedError
+    """Build the TikTok event for a `page` or `track` hit (an `identify` hit sends nothing)."""
+    event_name = event_name_of(hit, integration.config)
+    event = build_event(event_name, hit, context, integration.config, source)
+    properties = event.get("properties", {})
+    if event_name in PURCHASE_EVENTS and not ("value" in properties and "currency" in properties):
+        return Rejected(event_name, MISSING_VALUE_OR_CURRENCY, event)
+    return Transformed(event_name, event)
+
+
+def event_name_of(hit: Hit, config: TikTokConfig) -> str:
+    if hit.type == "page":
+        return PAGE_VIEW
+    if hit.type == "track" and hit.event:
+        return map_event_name(hit.event, config)
+    raise ValueError(f"a {hit.type} hit has no TikTok event")
+
+
+def map_event_name(hit_event: str, config: TikTokConfig) -> str:
+    """The integration's mapping, then the seed's table, else the hit's own name unchanged."""
+    name = (
+        lookup_event_name(hit_event, config.event_mapping)
+        or lookup_event_name(hit_event, EVENT_MAPPING)
+        or hit_event
+    )
+    if config.use_current_event_names:
+        return CURRENT_EVENT_NAMES.get(name, name)
+    return name
+
+
+def lookup_event_name(hit_event: str, mapping: Mapping[str, str]) -> str | None:
+    """Exact match first, then one that ignores case and whitespace."""
+    if hit_event in mapping:
+        return mapping[hit_event]
+    wanted = normalise_event_name(hit_event)
+    for name, tiktok_name in mapping.items():
+        if normalise_event_name(name) == wanted:
+            return tiktok_name
+    return None
+
+
+def normalise_event_name(name: str) -> str:
+    return "".join(name.split()).casefold()
+
+
+def build_event(
+    event_name: str, hit: Hit, context: HitContext, config: TikTokConfig, source: Source
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event": event_name,
+        "event_time": context.event_time,
+        "event_id": context.event_id,
+    }
+    sections = {
+        "user": build_user(hit, context, source),
+        "page": build_page(hit),
+        "properties": build_properties(hit.properties),
+    }
+    event.update((key, section) for key, section in sections.items() if section)
+    event["limited_data_use"] = config.limited_data_use
+    return event
+
+
+# --- user ---------------------------------------------------------------------------------------
+
+
+def build_user(hit: Hit, context: HitContext, source: Source) -> dict[str, str]:
+    traits = hit_traits(hit)
+    region = source.default_phone_region
+    emails = [t.email for t in traits] + [context.email_hash]
+    phones = [t.phone for t in traits] + [context.phone_hash]
+    return without_empty(
+        {
+            "ttp": context.ttp,
+            "ttclid": context.ttclid,
+            "external_id": hash_external_id(context.anonymous_id),
+            "email": first_hash(hash_email(email) for email in emails),
+            "phone": first_hash(hash_phone(phone, region) for phone in phones),
+            "ip": context.ip,
+            "user_agent": context.user_agent,
+            "locale": hit.context.locale if hit.context else None,
+        }
+    )
+
+
+def hit_traits(hit: Hit) -> list[Traits]:
+    """The hit's own traits, `context.traits` first; the identity cookie comes after them."""
+    candidates = [hit.context.traits if hit.context else None, hit.traits]
+    return [traits for traits in candidates if traits is not None]
+
+
+def first_hash(hashes: Iterable[str | None]) -> str | None:
+    return next((value for value in hashes if value is not None), None)
+
+
+# --- page ---------------------------------------------------------------------------------------
+
+
+def build_page(hit: Hit) -> dict[str, str]:
+    page = hit.context.page if hit.context else None
+    if page is None:
+        return {}
+    return without_empty({"url": page.url, "referrer": page.referrer})
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+def build_properties(properties: Properties | None) -> dict[str, Any]:
+    if properties is None:
+        return {}
+    contents = build_contents(properties)
+    return without_empty(
+        {
+            "contents": contents or None,
+            "content_type": "product" if contents else None,
+            "value": event_value(properties, contents),
+            "currency": currency_code(properties.currency),
+            "order_id": as_text(properties.order_id),
+            "query": properties.query,
+        }
+    )
+
+
+def build_contents(properties: Properties) -> list[dict[str, Any]]:
+    """`products[]`, else the single product the properties themselves describe."""
+    products = properties.products or single_product(properties)
+    contents = (build_content(product) for product in products)
+    return [content for content in contents if content]
+
+
+def single_product(properties: Properties) -> list[Product]:
+    if properties.product_id is None and properties.sku is None:
+        return []
+    return [
+        Product(
+            product_id=properties.product_id,
+            sku=properties.sku,
+            name=properties.name,
+            category=properties.category,
+            brand=properties.brand,
+            price=properties.price,
+            quantity=properties.quantity,
+        )
+    ]
+
+
+def build_content(product: Product) -> dict[str, Any]:
+    return without_empty(
+        {
+            "content_id": as_text(product.product_id) or as_text(product.sku),
+            "content_name": product.name,
+            "content_category": product.category,
+            "brand": product.brand,
+            "price": float(product.price) if product.price is not None else None,
+            "quantity": int(product.quantity) if product.quantity is not None else None,
+        }
+    )
+
+
+def event_value(properties: Properties, contents: list[dict[str, Any]]) -> float | None:
+    """`total`, else `revenue`, else `value`, else the sum of price x quantity."""
+    for value in (properties.total, properties.revenue, properties.value):
+        if value is not None:
+            return float(value)
+    return contents_value(contents)
+
+
+def contents_value(contents: list[dict[str, Any]]) -> float | None:
+    priced = [content for content in contents if "price" in content]
+    if not priced:
+        return None
+    total = sum(content["price"] * content.get("quantity", 1) for content in priced)
+    # Drop binary floating-point noise (49.99 * 2 + 30.01 = 129.98999999999998) while keeping
+    # more decimals than any ISO 4217 currency uses.
+    return round(float(total), 6)
+
+
+def currency_code(raw: str | None) -> str | None:
+    """Upper-cased ISO 4217 code; anything that is not three letters is left out."""
+    if raw is None:
+        return None
+    code = raw.strip().upper()
+    if len(code) == 3 and code.isascii() and code.isalpha():
+        return code
+    return None
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def as_text(value: str | int | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def without_empty(fields: dict[str, Any]) -> dict[str, Any]:
+    """Drop absent fields (None, and empty strings, which carry nothing for TikTok)."""
+    return {key: value for key, value in fields.items() if value is not None and value != ""}
