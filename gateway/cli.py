@@ -1,0 +1,166 @@
+"""Command line: `gateway serve`. The only place that reads the environment and runs servers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.errors import GatewayError, SettingsError
+from gateway.logs import configure_logging
+from gateway.runtime import Role, open_runtime, resolve_keys
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+# How long SIGTERM waits for in-flight collection requests before closing the sockets.
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the collection and admin servers and delivery")
+    serve.add_argument("--config", type=Path, help="TOML file of settings (environment wins)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports")
+    serve.add_argument(
+        "--role", type=Role, choices=list(Role), default=Role.ALL,
+        help="what this process runs (default: all)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_sources(os.environ, args.config)
+        if args.workers < 1 or args.workers > 64:
+            raise SettingsError("--workers", "must be between 1 and 64")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        admin_tokens, secret_keys, generated = resolve_keys(settings)
+    except SettingsError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"gateway: cannot use the data directory: {exc}", file=sys.stderr)
+        return 2
+    # Resolved once here, so worker processes share the same keys and nobody races to create them.
+    settings = dataclasses.replace(settings, admin_tokens=admin_tokens, secret_keys=secret_keys)
+    configure_logging(
+        settings.log_format, settings.log_level,
+        secrets=[s.reveal() for s in (*admin_tokens, *secret_keys)],
+    )
+    _print_banner(settings, args.role, generated)
+    if args.workers == 1:
+        return _run_process(settings, args.role, 0, reuse_port=False)
+    return _supervise(settings, args.role, args.workers)
+
+
+def _print_banner(settings: Settings, role: Role, generated_token: str | None) -> None:
+    lines = [f"gateway: role {role}, data in {settings.data_dir.resolve()}"]
+    if role in (Role.ALL, Role.COLLECT):
+        lines.append(f"  collection endpoint: {settings.collect_url}/v1/t  (tag: {settings.collect_url}/df.js)")
+    if role in (Role.ALL, Role.ADMIN):
+        lines.append(f"  Management API:      {settings.admin_url}/v1/admin/  (UI: {settings.admin_url}/)")
+    if generated_token:
+        lines.append(f"  admin token (shown once, kept in {settings.data_dir / 'admin_token'}):")
+        lines.append(f"    {generated_token}")
+    elif not os.environ.get("GATEWAY_ADMIN_TOKEN"):
+        lines.append(f"  admin token: in {settings.data_dir / 'admin_token'}")
+    print("\n".join(lines), flush=True)
+
+
+def _run_process(settings: Settings, role: Role, index: int, *, reuse_port: bool) -> int:
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, role, index, reuse_port=reuse_port))
+    except ImportError:  # uvloop is optional where it cannot be installed
+        asyncio.run(serve(settings, role, index, reuse_port=reuse_port))
+    except GatewayError as exc:
+        log.error("gateway stopped: %s", exc)
+        return 1
+    except OSError as exc:  # typically a port already in use
+        log.error("gateway stopped: %s", exc)
+        return 1
+    return 0
+
+
+def _worker_main(settings: Settings, role: Role, index: int) -> None:
+    configure_logging(
+        settings.log_format, settings.log_level,
+        secrets=[s.reveal() for s in (*settings.admin_tokens, *settings.secret_keys)],
+    )
+    sys.exit(_run_process(settings, role, index, reuse_port=True))
+
+
+def _supervise(settings: Settings, role: Role, workers: int) -> int:
+    """Run N processes on shared ports (SO_REUSEPORT); forward SIGTERM and wait for them."""
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker_main, args=(settings, role, i), name=f"gateway-{i}")
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for process in processes:
+        process.join()
+        codes.append(process.exitcode or 0)
+    return max(codes)
+
+
+async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool) -> None:
+    """Run one process's servers until SIGTERM/SIGINT, then shut down without losing events."""
+    from gateway.admin import create_admin_app
+    from gateway.collect import create_collect_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    # With several processes, one delivers: a token bucket per process would multiply the rate.
+    run_worker = role in (Role.ALL, Role.DELIVER) and index == 0
+    async with open_runtime(settings, run_worker=run_worker) as runtime:
+        runners: list[web.AppRunner] = []
+        if role in (Role.ALL, Role.COLLECT):
+            runners.append(await _start(create_collect_app(runtime), settings.host,
+                                        settings.collect_port, reuse_port))
+        if role in (Role.ALL, Role.ADMIN):
+            runners.append(await _start(create_admin_app(runtime), settings.host,
+                                        settings.admin_port, reuse_port))
+        log.info("gateway process %d ready (role %s)", index, role)
+        await stop.wait()
+        log.info("shutting down: no new hits; finishing in-flight work")
+        for runner in runners:
+            # Closes the listening sockets first, then waits for requests being handled.
+            await runner.cleanup()
+    log.info("gateway process %d stopped", index)
+
+
+async def _start(app: web.Application, host: str, port: int, reuse_port: bool) -> web.AppRunner:
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048)
+    await site.start()
+    return runner

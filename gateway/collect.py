@@ -1,0 +1,391 @@
+"""Collection surface (the public port): HTTP in, cookies, identity, consent, then enqueue.
+
+The hot path is short: read the body, decode and validate it, route it through the cached
+configuration, transform it per integration, store it (group commit) and answer. TikTok is never
+called from here; the delivery worker does that later.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from aiohttp import web
+
+from gateway import cookies
+from gateway.cookies import Identity
+from gateway.crypto import sha256_hex
+from gateway.errors import HitError, PayloadTooLarge, QueueFull
+from gateway.hashing import hash_email, hash_phone
+from gateway.hits import Hit, HitType, decode_batch, decode_hit
+from gateway.models import NewEvent
+from gateway.route import Route, consent_allows
+from gateway.runtime import Runtime
+from gateway.transform import HitContext, Rejected, transform
+from gateway.visitor import client_ip, is_https
+
+log = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain", ""})
+# Browser hits may be a little ahead of or behind the server; server sources may backfill.
+MAX_FUTURE_SKEW_S = 300
+_OK_BODY = b'{"ok":true}'
+_CORS_ALLOW_HEADERS = "Content-Type, Authorization"
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """What the request itself says about the visitor, resolved once per request."""
+
+    ip: str | None
+    user_agent: str | None
+    secure: bool
+    ttp: str | None
+    anonymous_id: str | None
+    ttclid_cookie: str | None
+    identity: Identity
+    identity_cookie: str | None  # the sealed value as received, re-sent when nothing changed
+    from_server: bool
+    received_at: float
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of a request's hits: what to store, what to set aside, what cookies to set."""
+
+    events: list[NewEvent] = field(default_factory=list)
+    rejected: list[tuple[NewEvent, str]] = field(default_factory=list)
+    identity: Identity = field(default_factory=Identity)
+    identity_changed: bool = False
+    any_allowed: bool = False
+    ttclid_clicked: str | None = None
+    ttp: str | None = None
+    anonymous_id: str | None = None
+
+
+def create_collect_app(runtime: Runtime) -> web.Application:
+    app = web.Application(
+        client_max_size=runtime.settings.max_body_bytes,
+        middlewares=[_error_middleware],
+    )
+    app[RUNTIME] = runtime
+    for path, hit_type in (("/v1/t", "track"), ("/v1/p", "page"), ("/v1/i", "identify")):
+        app.router.add_post(path, functools.partial(handle_hits, path_type=hit_type))
+        app.router.add_route("OPTIONS", path, handle_preflight)
+    app.router.add_post("/v1/batch", functools.partial(handle_hits, path_type=None))
+    app.router.add_route("OPTIONS", "/v1/batch", handle_preflight)
+    app.router.add_get("/df.js", handle_tag)
+    app.router.add_get("/healthz", handle_health)
+    return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HitError as exc:
+        request.app[RUNTIME].metrics.hits_rejected.labels(exc.code).inc()
+        return _error(exc.status, exc.code, exc.message)
+    except QueueFull as exc:
+        request.app[RUNTIME].metrics.hits_rejected.labels("queue_full").inc()
+        response = _error(503, "queue_full", "the gateway is at capacity; retry later")
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        request.app[RUNTIME].metrics.hits_rejected.labels("payload_too_large").inc()
+        limit = request.app[RUNTIME].settings.max_body_bytes
+        return _error(413, "payload_too_large", f"body is larger than {limit} bytes")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = msgspec.json.encode({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@functools.cache
+def _tag_source() -> bytes:
+    return resources.files("gateway").joinpath("static/df.js").read_bytes()
+
+
+async def handle_tag(request: web.Request) -> web.Response:
+    return web.Response(
+        body=_tag_source(),
+        content_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+async def handle_preflight(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    response = web.Response(status=204)
+    origin = request.headers.get("Origin")
+    if origin and origin in await runtime.router.allowed_origins():
+        _add_cors(response, origin)
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Response:
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
+    hits = _decode(await _read_body(request, settings.max_body_bytes), request, path_type,
+                   settings.max_batch_hits)
+    route = await _route_for(runtime, hits)
+    facts = _request_facts(request, runtime, route)
+    plan = plan_hits(hits, route, facts, settings.event_max_age_days)
+
+    if plan.events:
+        await runtime.queue.enqueue(plan.events)
+        if runtime.worker is not None:
+            for integration_id in {e.integration_id for e in plan.events}:
+                runtime.worker.notify(integration_id)
+    await _set_aside(runtime, plan, facts.received_at)
+    _count(runtime, hits, plan)
+
+    response = web.Response(body=_OK_BODY, content_type="application/json")
+    origin = request.headers.get("Origin")
+    if origin and origin in route.source.allowed_origins:
+        _add_cors(response, origin)
+    if plan.any_allowed and not facts.from_server:
+        _set_cookies(response, runtime, route, facts, plan)
+    return response
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit)
+    return await request.read()  # aiohttp enforces client_max_size while reading
+
+
+def _decode(
+    body: bytes, request: web.Request, path_type: HitType | None, max_hits: int
+) -> list[Hit]:
+    content_type = request.content_type if request.headers.get("Content-Type") else ""
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        raise HitError(
+            "unsupported_media_type", "send application/json or text/plain", status=415
+        )
+    if not body:
+        raise HitError("malformed_json", "body is empty")
+    if path_type is None:
+        return decode_batch(body, max_hits)
+    return [decode_hit(body, path_type)]
+
+
+async def _route_for(runtime: Runtime, hits: list[Hit]) -> Route:
+    source_ids = {hit.source_id for hit in hits}
+    if None in source_ids:
+        raise HitError("invalid_field", "source_id is required")
+    if len(source_ids) > 1:
+        raise HitError("invalid_field", "all hits of a batch must share one source_id")
+    source_id = str(next(iter(source_ids)))
+    route = await runtime.router.route(source_id)
+    if route is None:
+        raise HitError("unknown_source", f"source {source_id!r} does not exist")
+    return route
+
+
+def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> RequestFacts:
+    settings = runtime.settings
+    headers = request.headers
+    from_server = _authenticate_server(headers.get("Authorization"), route)
+    peer = request.remote
+    jar = request.cookies
+    raw_identity = jar.get(cookies.IDENTITY)
+    identity = cookies.open_identity(runtime.cookie_box, raw_identity)
+    return RequestFacts(
+        ip=client_ip(peer, headers, settings.trusted_proxies),
+        user_agent=headers.get("User-Agent"),
+        secure=is_https(request.scheme, peer, headers, settings.trusted_proxies),
+        ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
+        anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
+        ttclid_cookie=cookies.safe_cookie_value(jar.get(cookies.TTCLID)),
+        identity=identity,
+        identity_cookie=raw_identity if not identity.empty else None,
+        from_server=from_server,
+        received_at=time.time(),
+    )
+
+
+def _authenticate_server(authorization: str | None, route: Route) -> bool:
+    """True for a server source's hit; a wrong key is refused rather than silently downgraded."""
+    if authorization is None:
+        return False
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise HitError("unauthorized", "Authorization must be 'Bearer <server key>'", status=401)
+    expected = route.source.server_key_hash
+    if not expected or not hmac.compare_digest(sha256_hex(key.strip()), expected):
+        raise HitError("unauthorized", "the server key is not this source's", status=401)
+    return True
+
+
+def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: int) -> Plan:
+    """Decide, hit by hit and integration by integration, what to store; no I/O here."""
+    plan = Plan(identity=facts.identity)
+    plan.ttp = facts.ttp or (None if facts.from_server else cookies.new_id())
+    plan.anonymous_id = facts.anonymous_id
+    for hit in hits:
+        _plan_hit(hit, route, facts, plan, max_age_days)
+    return plan
+
+
+def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_days: int) -> None:
+    consent = hit.context.consent if hit.context else None
+    allowed = [
+        i for i in route.integrations
+        if consent_allows(i, consent, route.source.consent_default)
+    ]
+    if allowed:
+        plan.any_allowed = True
+    anonymous_id = hit.anonymous_id or plan.anonymous_id
+    if anonymous_id is None and not facts.from_server:
+        anonymous_id = cookies.new_id()
+    if plan.anonymous_id is None and not facts.from_server:
+        plan.anonymous_id = anonymous_id
+    if hit.type == "identify":
+        if allowed:
+            _apply_identify(hit, route, plan)
+        return
+    ttclid_clicked = _ttclid_from_page(hit)
+    if ttclid_clicked and allowed:
+        plan.ttclid_clicked = ttclid_clicked
+    context = HitContext(
+        event_id=hit.message_id or f"evt_{uuid.uuid4().hex}",
+        event_time=_event_time(hit, facts, max_age_days),
+        anonymous_id=anonymous_id,
+        ttp=plan.ttp,
+        ttclid=ttclid_clicked or plan.ttclid_clicked or facts.ttclid_cookie,
+        ip=_server_override(hit, facts, "ip") or facts.ip,
+        user_agent=_server_override(hit, facts, "user_agent") or facts.user_agent,
+        email_hash=plan.identity.email_hash,
+        phone_hash=plan.identity.phone_hash,
+    )
+    for integration in allowed:
+        result = transform(hit, context, integration, route.source)
+        event = NewEvent(
+            integration_id=integration.id,
+            event_id=context.event_id,
+            event_name=result.event_name,
+            event_time=context.event_time,
+            payload=msgspec.json.encode(result.event),
+            consent=consent,
+        )
+        if isinstance(result, Rejected):
+            plan.rejected.append((event, result.reason))
+        else:
+            plan.events.append(event)
+
+
+def _apply_identify(hit: Hit, route: Route, plan: Plan) -> None:
+    traits = hit.traits or (hit.context.traits if hit.context else None)
+    region = route.source.default_phone_region
+    learned = Identity(
+        user_id=hit.user_id,
+        email_hash=hash_email(traits.email) if traits else None,
+        phone_hash=hash_phone(traits.phone, region) if traits else None,
+    )
+    if learned.user_id and plan.identity.user_id and learned.user_id != plan.identity.user_id:
+        # Someone else signed in on this browser: do not mix two people's identifiers.
+        plan.identity = learned
+    else:
+        plan.identity = plan.identity.merged_with(learned)
+    plan.identity_changed = True
+
+
+def _ttclid_from_page(hit: Hit) -> str | None:
+    page = hit.context.page if hit.context else None
+    if page is None or not page.url or "ttclid=" not in page.url:
+        return None
+    values = parse_qs(urlsplit(page.url).query).get("ttclid")
+    return cookies.safe_cookie_value(values[-1]) if values else None
+
+
+def _event_time(hit: Hit, facts: RequestFacts, max_age_days: int) -> int:
+    """Browsers get the receive time; server sources keep their timestamp within the window."""
+    now = facts.received_at
+    if not facts.from_server or hit.timestamp is None:
+        return int(now)
+    stamp = hit.timestamp.timestamp()
+    if stamp < now - max_age_days * cookies.DAY_S:
+        raise HitError("timestamp_too_old", f"timestamp is older than {max_age_days} days")
+    if stamp > now + MAX_FUTURE_SKEW_S:
+        raise HitError("timestamp_in_future", "timestamp lies in the future")
+    return int(stamp)
+
+
+def _server_override(hit: Hit, facts: RequestFacts, name: str) -> str | None:
+    """`context.ip` / `context.user_agent` count only from an authenticated server source."""
+    if not facts.from_server or hit.context is None:
+        return None
+    value: str | None = getattr(hit.context, name)
+    return value
+
+
+async def _set_aside(runtime: Runtime, plan: Plan, now: float) -> None:
+    """Events that must not be sent (e.g. a purchase without value) become dead letters."""
+    by_reason: dict[str, list[NewEvent]] = {}
+    for event, reason in plan.rejected:
+        by_reason.setdefault(reason, []).append(event)
+    for reason, events in by_reason.items():
+        await runtime.queue.dead_letter_new(events, reason, None, now)
+        for event in events:
+            runtime.metrics.events_skipped.labels(event.integration_id, reason).inc()
+            runtime.metrics.events_dead_lettered.labels(event.integration_id, reason).inc()
+
+
+def _count(runtime: Runtime, hits: list[Hit], plan: Plan) -> None:
+    metrics = runtime.metrics
+    for hit in hits:
+        metrics.hits.labels(hit.type or "unknown").inc()
+    for event in plan.events:
+        metrics.events_enqueued.labels(event.integration_id).inc()
+
+
+def _add_cors(response: web.StreamResponse, origin: str) -> None:
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Vary"] = "Origin"
+
+
+def _set_cookies(
+    response: web.StreamResponse, runtime: Runtime, route: Route, facts: RequestFacts, plan: Plan
+) -> None:
+    domain = route.source.cookie_domain
+    public = cookies.cookie_attributes(secure=facts.secure, domain=domain, http_only=False)
+    private = cookies.cookie_attributes(secure=facts.secure, domain=domain, http_only=True)
+    if plan.ttp:
+        response.set_cookie(cookies.TTP, plan.ttp, max_age=cookies.THIRTEEN_MONTHS_S, **public)
+    if plan.anonymous_id:
+        response.set_cookie(
+            cookies.ANONYMOUS_ID, plan.anonymous_id, max_age=cookies.THIRTEEN_MONTHS_S, **private
+        )
+    if plan.ttclid_clicked:
+        # Written only on a click: its 30 days run from the click, not from the last visit.
+        response.set_cookie(
+            cookies.TTCLID, plan.ttclid_clicked, max_age=cookies.THIRTY_DAYS_S, **public
+        )
+    if not plan.identity.empty:
+        # Sealing costs an encryption: re-send the cookie as it came unless identify changed it.
+        sealed = facts.identity_cookie if not plan.identity_changed else None
+        sealed = sealed or cookies.seal_identity(runtime.cookie_box, plan.identity)
+        response.set_cookie(cookies.IDENTITY, sealed, max_age=cookies.THIRTEEN_MONTHS_S, **private)

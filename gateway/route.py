@@ -1,0 +1,115 @@
+"""Routing: a hit's source -> the integrations that receive it, with the consent gate.
+
+Configuration is read through aiocache, so the hot path does no database read. A change made
+through this process's Management API calls `invalidate()` and takes effect at once; a change
+made by another process (``--workers N``) is noticed by a watcher that polls the store's
+`config_version` twice a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiocache import SimpleMemoryCache
+
+from gateway.models import ConsentDefault, Integration, Source
+from gateway.store.base import ConfigStore
+
+log = logging.getLogger(__name__)
+
+# Entries live long: invalidation, not expiry, is what keeps them fresh. The TTL only bounds
+# how long a missed notification could matter.
+CACHE_TTL_S = 30
+WATCH_INTERVAL_S = 0.5
+# Source ids are validated by the Management API (no spaces), so this key cannot collide.
+_ORIGINS_KEY = " origins"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A source and the integrations configured for it (enabled ones only)."""
+
+    source: Source
+    integrations: tuple[Integration, ...]
+
+
+def consent_allows(
+    integration: Integration,
+    consent: Mapping[str, bool] | None,
+    default: ConsentDefault,
+) -> bool:
+    """Whether a hit with this consent object may go to this integration.
+
+    Every category the integration needs must be granted; a hit without a consent object is
+    decided by its source's default; an integration needing no category takes every hit.
+    """
+    if not integration.consent_categories:
+        return True
+    if consent is None:
+        return default is ConsentDefault.GRANT
+    return all(consent.get(category) is True for category in integration.consent_categories)
+
+
+class Router:
+    def __init__(self, store: ConfigStore) -> None:
+        self._store = store
+        self._cache = SimpleMemoryCache()
+        self._version: int | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._version = await self._store.config_version()
+        self._watcher = asyncio.create_task(self._watch(), name="config-watcher")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self._cache.close()
+
+    async def route(self, source_id: str) -> Route | None:
+        """The source and its enabled integrations, or None for an unknown source."""
+        cached: Route | None = await self._cache.get(source_id)
+        if cached is not None:
+            return cached
+        source = await self._store.get_source(source_id)
+        if source is None:
+            # Unknown ids are not cached: a flood of random ids must not fill memory.
+            return None
+        integrations = tuple(
+            i for i in await self._store.list_integrations(source_id) if i.enabled
+        )
+        route = Route(source, integrations)
+        await self._cache.set(source_id, route, ttl=CACHE_TTL_S)
+        return route
+
+    async def allowed_origins(self) -> frozenset[str]:
+        """Every origin some source allows: what a CORS preflight (which names no source) may use."""
+        cached: frozenset[str] | None = await self._cache.get(_ORIGINS_KEY)
+        if cached is not None:
+            return cached
+        origins = frozenset(
+            origin for source in await self._store.list_sources() for origin in source.allowed_origins
+        )
+        await self._cache.set(_ORIGINS_KEY, origins, ttl=CACHE_TTL_S)
+        return origins
+
+    async def invalidate(self) -> None:
+        await self._cache.clear()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                version = await self._store.config_version()
+            except Exception:  # a passing store failure must not kill the watcher
+                log.warning("config version check failed", exc_info=True)
+                continue
+            if version != self._version:
+                self._version = version
+                await self.invalidate()

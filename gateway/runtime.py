@@ -1,0 +1,155 @@
+"""The process's shared resources, opened in dependency order and closed in reverse.
+
+store -> queue -> HTTP session to TikTok -> router (cache) -> delivery worker. Closing runs the
+other way, so the worker has drained (and given back what it could not send) before the queue
+and the store close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from gateway.crypto import SecretBox, new_token
+from gateway.deliver import DeliveryWorker
+from gateway.errors import SettingsError
+from gateway.metrics import Metrics
+from gateway.queue.base import Queue
+from gateway.queue.sqlite import SQLiteQueue
+from gateway.route import Router
+from gateway.settings import Secret, Settings
+from gateway.store.base import ConfigStore
+from gateway.store.sqlite import SQLiteConfigStore
+from gateway.tiktok import TikTokClient
+
+log = logging.getLogger(__name__)
+
+
+class Role(enum.StrEnum):
+    ALL = "all"
+    COLLECT = "collect"
+    DELIVER = "deliver"
+    ADMIN = "admin"
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    store: ConfigStore
+    queue: Queue
+    router: Router
+    tiktok: TikTokClient
+    token_box: SecretBox
+    cookie_box: SecretBox
+    admin_tokens: tuple[Secret, ...]
+    worker: DeliveryWorker | None = None
+    # Filled when the admin token was generated on this start, so the CLI can print it once.
+    generated_admin_token: str | None = field(default=None, repr=False)
+
+
+def _read_or_create_secret(path: Path, make: str) -> tuple[str, bool]:
+    """A secret kept in the data dir (0600), generated on first start. Returns (value, created)."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = path.open("x", encoding="utf-8")
+    with fd:
+        fd.write(make + "\n")
+    path.chmod(0o600)
+    return make, True
+
+
+def resolve_keys(settings: Settings) -> tuple[tuple[Secret, ...], tuple[Secret, ...], str | None]:
+    """Admin tokens and secret keys: from settings, else from (or generated into) the data dir."""
+    generated_token: str | None = None
+    admin_tokens = settings.admin_tokens
+    if not admin_tokens:
+        value, created = _read_or_create_secret(
+            settings.data_dir / "admin_token", new_token("gw_admin_")
+        )
+        admin_tokens = (Secret(value),)
+        if created:
+            generated_token = value
+    secret_keys = settings.secret_keys
+    if not secret_keys:
+        value, _ = _read_or_create_secret(settings.data_dir / "secret_key", new_token(nbytes=32))
+        secret_keys = (Secret(value),)
+    return admin_tokens, secret_keys, generated_token
+
+
+def _open_store(settings: Settings, token_box: SecretBox) -> ConfigStore:
+    url = settings.database_url
+    if url is None or url.startswith("sqlite://"):
+        path = Path(url.removeprefix("sqlite://")) if url else settings.data_dir / "config.db"
+        return SQLiteConfigStore(path, token_box)
+    raise SettingsError("GATEWAY_DATABASE_URL", "postgresql:// is not supported by this build yet")
+
+
+def _open_queue(settings: Settings) -> Queue:
+    url = settings.queue_url
+    if url is None or url.startswith("sqlite://"):
+        path = Path(url.removeprefix("sqlite://")) if url else settings.data_dir / "queue.db"
+        return SQLiteQueue(path, settings.queue_max_events)
+    raise SettingsError("GATEWAY_QUEUE_URL", "redis:// is not supported by this build yet")
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, run_worker: bool = True
+) -> AsyncIterator[Runtime]:
+    """Open every resource the process needs; `run_worker` False for collect/admin-only roles."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_tokens, secret_keys, generated = resolve_keys(settings)
+    token_box = SecretBox(secret_keys, purpose="access-token")
+    cookie_box = SecretBox(secret_keys, purpose="identity-cookie")
+    metrics = Metrics()
+    metrics.queue_bound.set(settings.queue_max_events)
+
+    async with contextlib.AsyncExitStack() as stack:
+        store = _open_store(settings, token_box)
+        await store.open()
+        stack.push_async_callback(store.close)
+
+        queue = _open_queue(settings)
+        await queue.open()
+        stack.push_async_callback(queue.close)
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300),
+            # The default total timeout is 300 s: far too long for a batch that can be retried.
+            timeout=aiohttp.ClientTimeout(total=settings.tiktok_timeout_s, connect=5),
+            raise_for_status=False,
+        )
+        stack.push_async_callback(session.close)
+        tiktok = TikTokClient(session, settings.tiktok_api_url)
+
+        router = Router(store)
+        await router.start()
+        stack.push_async_callback(router.stop)
+
+        runtime = Runtime(
+            settings=settings,
+            metrics=metrics,
+            store=store,
+            queue=queue,
+            router=router,
+            tiktok=tiktok,
+            token_box=token_box,
+            cookie_box=cookie_box,
+            admin_tokens=admin_tokens,
+            generated_admin_token=generated,
+        )
+        if run_worker:
+            worker = DeliveryWorker(queue, store, tiktok, settings, metrics)
+            await worker.start()
+            # Stop first (it is pushed last): drain in-flight requests before the queue closes.
+            stack.push_async_callback(worker.stop)
+            runtime.worker = worker
+        yield runtime

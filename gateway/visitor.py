@@ -1,0 +1,101 @@
+"""Who sent a hit: the visitor's IP address and scheme, believing proxies only when trusted.
+
+Pure functions over the peer address and the request headers; no aiohttp import.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+
+from gateway.settings import Network
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# A hostile client can send thousands of entries; nobody runs that many proxies.
+MAX_FORWARDED_HOPS = 32
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """An address from a header token: tolerates brackets, quotes and ports; None if unreadable."""
+    token = text.strip().strip('"')
+    if not token or token.lower() == "unknown" or token.startswith("_"):
+        return None
+    if token.startswith("["):  # "[2001:db8::1]:443"
+        token = token[1:].partition("]")[0]
+    elif token.count(":") == 1:  # "203.0.113.5:443"
+        token = token.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(token)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted(address: IPAddress, trusted: Sequence[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)
+
+
+def _forwarded_for_chain(headers: Mapping[str, str]) -> list[str] | None:
+    """The proxy chain, client first, from `Forwarded` (RFC 7239) or `X-Forwarded-For`."""
+    forwarded = headers.get("Forwarded")
+    if forwarded:
+        chain: list[str] = []
+        for element in forwarded.split(",")[-MAX_FORWARDED_HOPS:]:
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.strip().lower() == "for":
+                    chain.append(value)
+        return chain
+    xff = headers.get("X-Forwarded-For")
+    if xff:
+        return xff.split(",")[-MAX_FORWARDED_HOPS:]
+    return None
+
+
+def client_ip(peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]) -> str | None:
+    """The visitor's address: the peer's, or, behind trusted proxies, the right-most untrusted hop.
+
+    A forged header from an untrusted peer changes nothing. When a trusted proxy's header is
+    unreadable the answer is None: better no IP than the proxy's own.
+    """
+    peer_address = parse_ip(peer) if peer else None
+    if peer_address is None:
+        return None
+    if not is_trusted(peer_address, trusted):
+        return str(peer_address)
+    chain = _forwarded_for_chain(headers)
+    if chain is None:
+        return str(peer_address)
+    for hop in reversed(chain):
+        address = parse_ip(hop)
+        if address is None:
+            return None
+        if not is_trusted(address, trusted):
+            return str(address)
+    # Every hop is a trusted proxy: the left-most one is the client.
+    first = parse_ip(chain[0]) if chain else None
+    return str(first) if first is not None else None
+
+
+def is_https(
+    scheme: str, peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]
+) -> bool:
+    """Whether the visitor's original request was HTTPS (so cookies get `Secure`)."""
+    if scheme == "https":
+        return True
+    peer_address = parse_ip(peer) if peer else None
+    if peer_address is None or not is_trusted(peer_address, trusted):
+        return False
+    proto = headers.get("X-Forwarded-Proto")
+    if proto:
+        return proto.split(",")[0].strip().lower() == "https"
+    forwarded = headers.get("Forwarded")
+    if forwarded:
+        for pair in forwarded.split(",")[0].split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.strip().lower() == "proto":
+                return value.strip().strip('"').lower() == "https"
+    return False
