@@ -1,0 +1,710 @@
+"""The embedded queue: one SQLite file in WAL mode, safe to share between worker processes.
+
+All state lives in the database, so `gateway serve --workers N` processes can open the same file:
+claims run in `BEGIN IMMEDIATE` transactions (SQLite's write lock), so two processes never lease
+the same event. Per-integration counters (queued, delivered, failed) live in the `stats` table;
+the `queued` column is kept by triggers, so the bound check and `depth()` never scan the events.
+
+sqlite3 blocks, so every call runs on a thread that owns its connection: one writer thread per
+queue (every write is serialised there anyway) and one reader thread, so an admin page counting
+dead letters never waits behind a commit. Enqueues use group commit: callers that arrive while a
+commit is in flight share the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import msgspec
+
+from gateway.errors import GatewayError, QueueFull, StoreError
+from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+from gateway.queue.base import Queue
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
+-- AUTOINCREMENT: an id is never reused, so a worker acking a stale id can never delete
+-- a newer event that happened to get the same number.
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    integration_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    event_time INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    consent TEXT,
+    enqueued_at REAL NOT NULL,
+    not_before REAL NOT NULL,
+    lease_until REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_attempt_at REAL,
+    last_attempt_at REAL
+);
+-- Claims walk this index in (not_before, id) order and stop after `limit` ready rows.
+CREATE INDEX IF NOT EXISTS events_ready ON events (integration_id, not_before, id);
+-- Leased rows only (in flight, or left by a crashed worker): ready_info subtracts them.
+CREATE INDEX IF NOT EXISTS events_leased ON events (integration_id, lease_until)
+    WHERE lease_until IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    integration_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    event_time INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    consent TEXT,
+    enqueued_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    answer TEXT,
+    attempts INTEGER NOT NULL,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    dead_lettered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_integration ON dead_letters (integration_id, id);
+CREATE TABLE IF NOT EXISTS stats (
+    integration_id TEXT PRIMARY KEY,
+    queued INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_success_at REAL
+);
+-- Triggers keep `queued` exact whatever statement adds or removes events.
+CREATE TRIGGER IF NOT EXISTS events_count_in AFTER INSERT ON events BEGIN
+    INSERT INTO stats (integration_id, queued) VALUES (NEW.integration_id, 1)
+    ON CONFLICT (integration_id) DO UPDATE SET queued = queued + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS events_count_out AFTER DELETE ON events BEGIN
+    UPDATE stats SET queued = queued - 1 WHERE integration_id = OLD.integration_id;
+END;
+"""
+
+_READY = "not_before <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+_INSERT_EVENT = """
+INSERT INTO events (integration_id, event_id, event_name, event_time, payload, consent,
+                    enqueued_at, not_before, attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+"""
+_DEAD_LETTER_COLUMNS = """id, integration_id, event_id, event_name, event_time, reason, answer,
+    attempts, first_attempt_at, last_attempt_at, dead_lettered_at, consent"""
+_IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
+_OLDEST_SCAN = 1000  # ready events ready_info looks at for the oldest (TikTok's batch maximum)
+
+_consent_decoder = msgspec.json.Decoder(dict[str, bool] | None)
+
+EventRow = tuple[str, str, str, int, bytes, str | None, float, float]
+
+
+# --- One connection on its own thread --------------------------------------------------------
+
+
+class ThreadConnection:
+    """A sqlite3 connection that lives on one dedicated thread; the event loop awaits results.
+
+    sqlite3 calls block (disk I/O, waiting for another process's lock), so none runs on the
+    loop. A single worker thread also serialises this connection's use without locks.
+    """
+
+    def __init__(self, path: Path, name: str, busy_timeout_s: float = 10.0) -> None:
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self, query_only: bool = False) -> None:
+        await self._submit(self._connect, query_only)
+
+    async def run(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `fn(connection, ...)` on the connection's thread.
+
+        sqlite3 errors become `StoreError` here, the one boundary with the driver; the gateway's
+        own errors (QueueFull, Conflict, ...) raised inside `fn` pass through unchanged.
+        """
+
+        def bound(conn: sqlite3.Connection) -> T:
+            return fn(conn, *args, **kwargs)
+
+        return await self._submit(self._call, bound)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._submit(self._disconnect)
+        # Joining the thread blocks, so it happens off the loop.
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    async def _submit(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except GatewayError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite ({self._path.name}): {exc}") from exc
+
+    def _connect(self, query_only: bool) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves.
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        # WAL + synchronous=NORMAL: a commit is in the WAL file before it returns, so it survives
+        # the process being killed (SIGKILL, OOM); only an OS crash or power loss can lose the
+        # last commits, which is the durability the gateway promises. FULL would fsync on every
+        # commit for no gain against process crashes.
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if query_only:
+            conn.execute("PRAGMA query_only = ON")
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        assert self._conn is not None
+        self._conn.close()
+        self._conn = None
+
+    def _call(self, bound: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreError(f"sqlite ({self._path.name}) is closed")
+        return bound(self._conn)
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes SQLite's write lock up front.
+
+    A deferred transaction that reads and then writes can fail with SQLITE_BUSY when another
+    process wrote in between; IMMEDIATE waits (busy_timeout) for the lock instead, which is what
+    makes claim's select-then-update atomic across processes.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: several SELECTs see one state even while other processes write."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+# --- The queue ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """One enqueue call waiting for the next group commit."""
+
+    rows: list[EventRow]
+    future: asyncio.Future[None]
+
+
+class SQLiteQueue(Queue):
+    """The default queue: `path` is the SQLite file, `max_events` the bound behind `QueueFull`.
+
+    `commits` counts group commits and `enqueued` the events they stored (this instance only),
+    so tests and metrics can see how many callers shared a commit.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_events: int,
+        *,
+        busy_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.max_events = max_events
+        self.commits = 0
+        self.enqueued = 0
+        self._clock = clock
+        self._writer = ThreadConnection(path, "queue-writer", busy_timeout_s)
+        self._reader = ThreadConnection(path, "queue-reader", busy_timeout_s)
+        self._pending: list[_Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        await self._writer.open()
+        await self._writer.run(_create_schema)
+        await self._reader.open(query_only=True)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            # Let the group commit in flight (and any calls already waiting) finish first.
+            await self._flusher
+        await self._reader.close()
+        await self._writer.close()
+
+    # Enqueue: group commit
+
+    async def enqueue(self, events: Sequence[NewEvent]) -> None:
+        if not events:
+            return
+        if self._closed:
+            raise StoreError("the queue is closed")
+        now = self._clock()
+        waiting = _Waiting(
+            rows=[_event_row(e, now) for e in events],
+            future=asyncio.get_running_loop().create_future(),
+        )
+        self._pending.append(waiting)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        await waiting.future
+
+    async def _flush(self) -> None:
+        """Commit whatever is pending, again and again until nothing is."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                # A caller that gave up (its request was cancelled) never answered 2xx.
+                calls = [c for c in batch if not c.future.done()]
+                if calls:
+                    await self._commit_group(calls)
+        finally:
+            self._flusher = None
+
+    async def _commit_group(self, calls: list[_Waiting]) -> None:
+        try:
+            accepted = await self._writer.run(
+                _insert_groups, [c.rows for c in calls], self.max_events
+            )
+        except Exception as exc:
+            for call in calls:
+                if not call.future.done():
+                    # A fresh error per caller: one exception object raised in many tasks
+                    # would collect all their tracebacks.
+                    error = StoreError(str(exc) or type(exc).__name__)
+                    error.__cause__ = exc
+                    call.future.set_exception(error)
+            return
+        if any(accepted):
+            self.commits += 1
+            self.enqueued += sum(len(c.rows) for c, ok in zip(calls, accepted, strict=True) if ok)
+        for call, ok in zip(calls, accepted, strict=True):
+            if call.future.done():
+                continue
+            if ok:
+                call.future.set_result(None)
+            else:
+                call.future.set_exception(QueueFull())
+
+    # Leases
+
+    async def ready_info(self, integration_id: str, now: float) -> ReadyInfo:
+        return await self._reader.run(_ready_info, integration_id, now)
+
+    async def claim(
+        self, integration_id: str, limit: int, now: float, lease_s: float
+    ) -> list[ClaimedEvent]:
+        if limit <= 0:
+            return []
+        return await self._writer.run(_claim, integration_id, limit, now, lease_s)
+
+    async def ack(self, integration_id: str, ids: Sequence[int | str], now: float) -> None:
+        await self._writer.run(_ack, integration_id, _int_ids(ids), now)
+
+    async def release(
+        self,
+        integration_id: str,
+        ids: Sequence[int | str],
+        retry_at: float,
+        error: str | None,
+        now: float,
+    ) -> None:
+        await self._writer.run(_release, integration_id, _int_ids(ids), retry_at, error)
+
+    # Dead letters
+
+    async def dead_letter(
+        self,
+        integration_id: str,
+        ids: Sequence[int | str],
+        reason: str,
+        answer: str | None,
+        now: float,
+    ) -> None:
+        await self._writer.run(_dead_letter, integration_id, _int_ids(ids), reason, answer, now)
+
+    async def dead_letter_new(
+        self, events: Sequence[NewEvent], reason: str, answer: str | None, now: float
+    ) -> None:
+        if events:
+            rows = [(*_event_row(e, now)[:7], reason, answer, now) for e in events]
+            await self._writer.run(_insert_dead_letters, rows)
+
+    async def list_dead_letters(
+        self, integration_id: str, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        rows = await self._reader.run(
+            _fetch_all,
+            f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE integration_id = ?"
+            " ORDER BY id LIMIT ? OFFSET ?",
+            (integration_id, limit, offset),
+        )
+        return [_dead_letter_from_row(r) for r in rows]
+
+    async def replay_dead_letters(
+        self, integration_id: str, ids: Sequence[int | str] | None, now: float
+    ) -> list[DeadLetter]:
+        chosen = None if ids is None else _int_ids(ids)
+        return await self._writer.run(_replay, integration_id, chosen, now)
+
+    async def purge_dead_letters(
+        self, integration_id: str, ids: Sequence[int | str] | None
+    ) -> int:
+        chosen = None if ids is None else _int_ids(ids)
+        return await self._writer.run(_purge, integration_id, chosen)
+
+    # Counters
+
+    async def stats(self, integration_id: str) -> IntegrationStats:
+        return await self._reader.run(_stats, integration_id)
+
+    async def depth(self) -> int:
+        rows = await self._reader.run(_fetch_all, "SELECT coalesce(sum(queued), 0) FROM stats", ())
+        return int(rows[0][0])
+
+    async def integrations_with_events(self) -> list[str]:
+        rows = await self._reader.run(
+            _fetch_all, "SELECT integration_id FROM stats WHERE queued > 0 ORDER BY 1", ()
+        )
+        return [str(r[0]) for r in rows]
+
+    async def drop_integration(self, integration_id: str) -> None:
+        await self._writer.run(_drop_integration, integration_id)
+
+
+# --- What runs on the connection threads -------------------------------------------------------
+# Plain functions of a connection: they never touch the queue object, so nothing is shared
+# between threads but their arguments and results.
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    # Processes starting together may race here; IF NOT EXISTS inside one IMMEDIATE transaction
+    # makes the second one a no-op.
+    with immediate(conn):
+        for statement in _split_script(_SCHEMA):
+            conn.execute(statement)
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if version[0] > SCHEMA_VERSION:
+        raise StoreError(f"queue schema {version[0]} is newer than this gateway ({SCHEMA_VERSION})")
+
+
+def _split_script(script: str) -> list[str]:
+    """Split the schema into statements; `executescript` would commit our transaction."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _insert_groups(
+    conn: sqlite3.Connection, groups: list[list[EventRow]], max_events: int
+) -> list[bool]:
+    """Store every group that fits under the bound, in one transaction; say which did."""
+    with immediate(conn):
+        # The depth is read inside the write transaction, so the bound holds across processes.
+        depth = int(conn.execute("SELECT coalesce(sum(queued), 0) FROM stats").fetchone()[0])
+        accepted: list[bool] = []
+        rows: list[EventRow] = []
+        for group in groups:
+            fits = depth + len(group) <= max_events
+            if fits:
+                rows.extend(group)
+                depth += len(group)
+            accepted.append(fits)
+        conn.executemany(_INSERT_EVENT, rows)
+    return accepted
+
+
+def _ready_info(conn: sqlite3.Connection, integration_id: str, now: float) -> ReadyInfo:
+    # Every query here is an index range or seek: the worker asks often, backlogs can be large.
+    params = {"iid": integration_id, "now": now, "cap": _OLDEST_SCAN}
+    with snapshot(conn):
+        return _ready_info_now(conn, params)
+
+
+def _ready_info_now(conn: sqlite3.Connection, params: dict[str, Any]) -> ReadyInfo:
+    (due,) = conn.execute(
+        "SELECT count(*) FROM events WHERE integration_id = :iid AND not_before <= :now", params
+    ).fetchone()
+    (held,) = conn.execute(
+        """SELECT count(*) FROM events WHERE integration_id = :iid AND lease_until > :now
+        AND not_before <= :now""",
+        params,
+    ).fetchone()
+    # The oldest among the first ready events in claim order. Past `_OLDEST_SCAN` ready events a
+    # full batch (at most 1000) is there anyway, so the worker's decision does not depend on it.
+    (oldest,) = conn.execute(
+        f"""SELECT min(enqueued_at) FROM (SELECT enqueued_at FROM events
+        WHERE integration_id = :iid AND {_READY} ORDER BY not_before, id LIMIT :cap)""",
+        params,
+    ).fetchone()
+    # Also counts leases that will expire: a crashed worker's events come back then.
+    (next_retry, next_lease_end) = conn.execute(
+        """SELECT
+            (SELECT min(not_before) FROM events WHERE integration_id = :iid AND not_before > :now),
+            (SELECT min(lease_until) FROM events WHERE integration_id = :iid AND lease_until > :now)
+        """,
+        params,
+    ).fetchone()
+    waits = [t for t in (next_retry, next_lease_end) if t is not None]
+    return ReadyInfo(
+        ready=due - held, oldest_enqueued_at=oldest, next_retry_at=min(waits, default=None)
+    )
+
+
+def _claim(
+    conn: sqlite3.Connection, integration_id: str, limit: int, now: float, lease_s: float
+) -> list[ClaimedEvent]:
+    # Oldest first by the time an event became claimable: `id` order for events never retried,
+    # and an order the events_ready index yields without sorting the whole backlog.
+    with immediate(conn):
+        rows = conn.execute(
+            f"""SELECT id, event_id, event_name, event_time, payload, attempts, enqueued_at
+            FROM events WHERE integration_id = :iid AND {_READY}
+            ORDER BY not_before, id LIMIT :limit""",
+            {"iid": integration_id, "now": now, "limit": limit},
+        ).fetchall()
+        conn.executemany(
+            """UPDATE events SET lease_until = ?, attempts = attempts + 1,
+                first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?
+            WHERE id = ?""",
+            [(now + lease_s, now, now, r[0]) for r in rows],
+        )
+    return [
+        ClaimedEvent(
+            id=r[0], event_id=r[1], event_name=r[2], event_time=r[3], payload=r[4],
+            attempts=r[5] + 1, enqueued_at=r[6],
+        )
+        for r in rows
+    ]
+
+
+def _ack(conn: sqlite3.Connection, integration_id: str, ids: list[int], now: float) -> None:
+    with immediate(conn):
+        deleted = _each_chunk(
+            conn, "DELETE FROM events WHERE integration_id = ? AND id IN ({})", integration_id, ids
+        )
+        if deleted:
+            conn.execute(
+                """UPDATE stats SET delivered = delivered + ?, last_success_at = ?
+                WHERE integration_id = ?""",
+                (deleted, now, integration_id),
+            )
+
+
+def _release(
+    conn: sqlite3.Connection,
+    integration_id: str,
+    ids: list[int],
+    retry_at: float,
+    error: str | None,
+) -> None:
+    if error is None:
+        # Not the events' fault (a pause, a shutdown): give the attempt back.
+        sql = """UPDATE events SET lease_until = NULL, not_before = ?,
+            attempts = max(attempts - 1, 0),
+            first_attempt_at = CASE WHEN attempts <= 1 THEN NULL ELSE first_attempt_at END,
+            last_attempt_at = CASE WHEN attempts <= 1 THEN NULL ELSE last_attempt_at END
+        WHERE integration_id = ? AND id IN ({})"""
+    else:
+        sql = """UPDATE events SET lease_until = NULL, not_before = ?
+        WHERE integration_id = ? AND id IN ({})"""
+    with immediate(conn):
+        released = _each_chunk(conn, sql, integration_id, ids, head=(retry_at,))
+        if error is not None and released:
+            conn.execute(
+                "UPDATE stats SET failed = failed + ?, last_error = ? WHERE integration_id = ?",
+                (released, error, integration_id),
+            )
+
+
+def _dead_letter(
+    conn: sqlite3.Connection,
+    integration_id: str,
+    ids: list[int],
+    reason: str,
+    answer: str | None,
+    now: float,
+) -> None:
+    with immediate(conn):
+        _each_chunk(
+            conn,
+            """INSERT INTO dead_letters (integration_id, event_id, event_name, event_time,
+                payload, consent, enqueued_at, reason, answer, attempts, first_attempt_at,
+                last_attempt_at, dead_lettered_at)
+            SELECT integration_id, event_id, event_name, event_time, payload, consent,
+                enqueued_at, ?, ?, attempts, first_attempt_at, last_attempt_at, ?
+            FROM events WHERE integration_id = ? AND id IN ({}) ORDER BY id""",
+            integration_id,
+            ids,
+            head=(reason, answer, now),
+        )
+        _each_chunk(
+            conn, "DELETE FROM events WHERE integration_id = ? AND id IN ({})", integration_id, ids
+        )
+
+
+def _insert_dead_letters(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    with immediate(conn):
+        conn.executemany(
+            """INSERT INTO dead_letters (integration_id, event_id, event_name, event_time,
+                payload, consent, enqueued_at, reason, answer, attempts, dead_lettered_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)""",
+            rows,
+        )
+
+
+def _replay(
+    conn: sqlite3.Connection, integration_id: str, ids: list[int] | None, now: float
+) -> list[DeadLetter]:
+    # Replay ignores the bound on purpose: it moves rows that are already on disk, and an
+    # operator asked for it.
+    with immediate(conn):
+        rows = _select_dead_letters(conn, f"{_DEAD_LETTER_COLUMNS}, payload", integration_id, ids)
+        conn.executemany(
+            _INSERT_EVENT,
+            [(integration_id, r[2], r[3], r[4], r[12], r[11], now, now) for r in rows],
+        )
+        conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows])
+    return [_dead_letter_from_row(r) for r in rows]
+
+
+def _purge(conn: sqlite3.Connection, integration_id: str, ids: list[int] | None) -> int:
+    with immediate(conn):
+        if ids is None:
+            cursor = conn.execute(
+                "DELETE FROM dead_letters WHERE integration_id = ?", (integration_id,)
+            )
+            return cursor.rowcount
+        return _each_chunk(
+            conn, "DELETE FROM dead_letters WHERE integration_id = ? AND id IN ({})",
+            integration_id, ids,
+        )
+
+
+def _select_dead_letters(
+    conn: sqlite3.Connection, columns: str, integration_id: str, ids: list[int] | None
+) -> list[Any]:
+    sql = f"SELECT {columns} FROM dead_letters WHERE integration_id = ?"
+    if ids is None:
+        return conn.execute(sql + " ORDER BY id", (integration_id,)).fetchall()
+    rows: list[Any] = []
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        rows += conn.execute(f"{sql} AND id IN ({marks})", (integration_id, *chunk)).fetchall()
+    return sorted(rows, key=lambda r: int(r[0]))
+
+
+def _stats(conn: sqlite3.Connection, integration_id: str) -> IntegrationStats:
+    with snapshot(conn):
+        row = conn.execute(
+            """SELECT queued, delivered, failed, last_error, last_success_at
+            FROM stats WHERE integration_id = ?""",
+            (integration_id,),
+        ).fetchone()
+        (dead,) = conn.execute(
+            "SELECT count(*) FROM dead_letters WHERE integration_id = ?", (integration_id,)
+        ).fetchone()
+    if row is None:
+        return IntegrationStats(dead_lettered=dead)
+    return IntegrationStats(
+        queued=row[0], delivered=row[1], failed=row[2], dead_lettered=dead,
+        last_error=row[3], last_success_at=row[4],
+    )
+
+
+def _drop_integration(conn: sqlite3.Connection, integration_id: str) -> None:
+    with immediate(conn):
+        # Events first: their delete trigger updates the stats row deleted after them.
+        for table in ("events", "dead_letters", "stats"):
+            conn.execute(f"DELETE FROM {table} WHERE integration_id = ?", (integration_id,))
+
+
+# --- Small helpers -----------------------------------------------------------------------------
+
+
+def _event_row(event: NewEvent, now: float) -> EventRow:
+    consent = None if event.consent is None else msgspec.json.encode(event.consent).decode()
+    return (
+        event.integration_id, event.event_id, event.event_name, event.event_time,
+        event.payload, consent, now, now,
+    )
+
+
+def _dead_letter_from_row(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=row[0], integration_id=row[1], event_id=row[2], event_name=row[3],
+        event_time=row[4], reason=row[5], answer=row[6], attempts=row[7],
+        first_attempt_at=row[8], last_attempt_at=row[9], dead_lettered_at=row[10],
+        consent=None if row[11] is None else _consent_decoder.decode(row[11]),
+    )
+
+
+def _int_ids(ids: Iterable[int | str]) -> list[int]:
+    """Ids as this backend's integers; one that is not a number cannot exist, so it is dropped."""
+    out: list[int] = []
+    for ident in ids:
+        try:
+            out.append(int(ident))
+        except ValueError:
+            continue
+    return out
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _IN_CHUNK):
+        yield ids[start : start + _IN_CHUNK]
+
+
+def _each_chunk(
+    conn: sqlite3.Connection,
+    sql: str,
+    integration_id: str,
+    ids: list[int],
+    head: tuple[Any, ...] = (),
+) -> int:
+    """Run `sql` (with `IN ({})` for the ids) chunk by chunk; return the rows it changed."""
+    changed = 0
+    for chunk in _chunks(ids):
+        statement = sql.format(",".join("?" * len(chunk)))
+        changed += conn.execute(statement, (*head, integration_id, *chunk)).rowcount
+    return changed

@@ -1,0 +1,269 @@
+"""The queue contract, run against every backend in `tests/backends.py`.
+
+Time is injected (`now`) wherever the interface takes it, so leases and retries are tested
+without sleeping. Enqueue stamps events with the wall clock, so `now` is read after enqueueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.errors import QueueFull
+from gateway.models import ClaimedEvent, IntegrationStats, NewEvent, ReadyInfo
+from gateway.queue.base import Queue
+from tests.backends import OpenQueue
+
+A = "int_a"
+B = "int_b"
+
+
+def event(n: int, integration_id: str = A, consent: dict[str, bool] | None = None) -> NewEvent:
+    return NewEvent(
+        integration_id=integration_id,
+        event_id=f"evt-{integration_id}-{n}",
+        event_name="CompletePayment",
+        event_time=1_760_000_000 + n,
+        payload=b'{"event":"CompletePayment","n":%d}' % n,
+        consent=consent,
+    )
+
+
+def event_ids(claimed: list[ClaimedEvent]) -> list[str]:
+    return [c.event_id for c in claimed]
+
+
+async def test_enqueue_claim_ack(queue: Queue) -> None:
+    await queue.enqueue([event(1), event(2), event(3)])
+    now = time.time()
+    assert await queue.depth() == 3
+    assert await queue.integrations_with_events() == [A]
+
+    claimed = await queue.claim(A, 2, now, lease_s=30)
+    assert event_ids(claimed) == ["evt-int_a-1", "evt-int_a-2"]
+    first = claimed[0]
+    assert (first.event_name, first.event_time, first.attempts) == (
+        "CompletePayment",
+        1_760_000_001,
+        1,
+    )
+    assert first.payload == event(1).payload
+    assert first.enqueued_at <= now
+
+    await queue.ack(A, [c.id for c in claimed], now)
+    assert await queue.stats(A) == IntegrationStats(queued=1, delivered=2, last_success_at=now)
+    assert await queue.depth() == 1
+
+
+async def test_empty_enqueue_and_unknown_integration(queue: Queue) -> None:
+    await queue.enqueue([])
+    now = time.time()
+    assert await queue.depth() == 0
+    assert await queue.integrations_with_events() == []
+    assert await queue.claim(A, 10, now, lease_s=30) == []
+    assert await queue.ready_info(A, now) == ReadyInfo(0, None, None)
+    assert await queue.stats(A) == IntegrationStats()
+
+
+async def test_concurrent_enqueues_share_commits(queue: Queue) -> None:
+    if not hasattr(queue, "commits"):
+        pytest.skip("this backend has no group commit")
+    await asyncio.gather(*(queue.enqueue([event(n)]) for n in range(200)))
+
+    assert await queue.depth() == 200
+    assert queue.enqueued == 200  # type: ignore[attr-defined]  # SQLite's counters
+    assert queue.commits < 200  # type: ignore[attr-defined]
+    claimed = await queue.claim(A, 500, time.time(), lease_s=30)
+    assert sorted(event_ids(claimed)) == sorted(f"evt-int_a-{n}" for n in range(200))
+
+
+async def test_expired_lease_makes_events_claimable_again(queue: Queue) -> None:
+    await queue.enqueue([event(1), event(2)])
+    now = time.time()
+    claimed = await queue.claim(A, 10, now, lease_s=30)
+    assert len(claimed) == 2
+
+    assert await queue.claim(A, 10, now + 10, lease_s=30) == []
+    info = await queue.ready_info(A, now + 10)
+    assert (info.ready, info.next_retry_at) == (0, now + 30)
+
+    # The worker holding them "crashed": once the lease runs out another one takes them.
+    again = await queue.claim(A, 10, now + 31, lease_s=30)
+    assert [c.id for c in again] == [c.id for c in claimed]
+    assert [c.attempts for c in again] == [2, 2]
+
+
+async def test_two_handles_never_claim_the_same_event(queue_factory: OpenQueue) -> None:
+    first, second = await queue_factory(), await queue_factory()
+    await first.enqueue([event(n) for n in range(300)])
+    now = time.time()
+
+    async def drain(queue: Queue) -> list[int | str]:
+        got: list[int | str] = []
+        while claimed := await queue.claim(A, 7, now, lease_s=60):
+            got += [c.id for c in claimed]
+        return got
+
+    # Each handle has its own connection and thread, so these claims really race in SQLite.
+    results = await asyncio.gather(drain(first), drain(second), drain(first), drain(second))
+    all_ids = [ident for got in results for ident in got]
+    assert len(all_ids) == 300
+    assert len(set(all_ids)) == 300
+
+
+async def test_release_with_and_without_error(queue: Queue) -> None:
+    await queue.enqueue([event(1), event(2)])
+    now = time.time()
+    failed, paused = await queue.claim(A, 2, now, lease_s=30)
+
+    await queue.release(A, [failed.id], retry_at=now + 60, error="HTTP 503", now=now)
+    await queue.release(A, [paused.id], retry_at=now, error=None, now=now)
+
+    stats = await queue.stats(A)
+    assert (stats.queued, stats.failed, stats.last_error) == (2, 1, "HTTP 503")
+    assert await queue.ready_info(A, now) == ReadyInfo(1, paused.enqueued_at, now + 60)
+
+    # Released without an error, the attempt is not held against the event.
+    (again,) = await queue.claim(A, 10, now, lease_s=600)
+    assert (again.id, again.attempts) == (paused.id, 1)
+    (retried,) = await queue.claim(A, 10, now + 60, lease_s=30)
+    assert (retried.id, retried.attempts) == (failed.id, 2)
+
+
+async def test_ready_info(queue: Queue) -> None:
+    await queue.enqueue([event(1), event(2), event(3)])
+    now = time.time()
+    info = await queue.ready_info(A, now)
+    assert info.ready == 3
+    assert info.next_retry_at is None
+    assert info.oldest_enqueued_at is not None
+    assert now - 60 < info.oldest_enqueued_at <= now
+
+    (held,) = await queue.claim(A, 1, now, lease_s=30)
+    assert held.enqueued_at == info.oldest_enqueued_at
+    assert await queue.ready_info(A, now) == ReadyInfo(2, info.oldest_enqueued_at, now + 30)
+    assert (await queue.ready_info(B, now)).ready == 0
+
+
+async def test_dead_letter_list_replay_purge(queue: Queue) -> None:
+    consent = {"advertising": True, "analytics": False}
+    await queue.enqueue([event(n, consent=consent) for n in (1, 2, 3)])
+    now = time.time()
+    claimed = await queue.claim(A, 3, now, lease_s=30)
+    await queue.dead_letter(A, [c.id for c in claimed[:2]], "invalid_event", "code 40002", now + 1)
+    await queue.ack(A, [claimed[2].id], now + 1)
+
+    letters = await queue.list_dead_letters(A)
+    assert [d.event_id for d in letters] == ["evt-int_a-1", "evt-int_a-2"]
+    first = letters[0]
+    assert (first.integration_id, first.event_name, first.event_time) == (
+        A,
+        "CompletePayment",
+        1_760_000_001,
+    )
+    assert (first.reason, first.answer, first.attempts) == ("invalid_event", "code 40002", 1)
+    assert (first.first_attempt_at, first.last_attempt_at, first.dead_lettered_at) == (
+        now,
+        now,
+        now + 1,
+    )
+    assert first.consent == consent
+    assert [d.event_id for d in await queue.list_dead_letters(A, limit=1, offset=1)] == [
+        "evt-int_a-2"
+    ]
+    stats = await queue.stats(A)
+    assert (stats.queued, stats.dead_lettered, stats.delivered) == (0, 2, 1)
+
+    replayed = await queue.replay_dead_letters(A, [first.id], now + 2)
+    assert [d.event_id for d in replayed] == ["evt-int_a-1"]
+    (back,) = await queue.claim(A, 10, now + 2, lease_s=30)
+    assert (back.event_id, back.payload, back.attempts) == ("evt-int_a-1", event(1).payload, 1)
+
+    assert await queue.purge_dead_letters(A, None) == 1
+    assert await queue.list_dead_letters(A) == []
+    assert (await queue.stats(A)).dead_lettered == 0
+
+
+async def test_replay_all_and_purge_some(queue: Queue) -> None:
+    await queue.enqueue([event(n) for n in range(4)])
+    now = time.time()
+    claimed = await queue.claim(A, 4, now, lease_s=30)
+    await queue.dead_letter(A, [c.id for c in claimed], "rejected", None, now)
+    letters = await queue.list_dead_letters(A)
+
+    assert await queue.purge_dead_letters(A, [letters[0].id]) == 1
+    assert await queue.purge_dead_letters(B, [letters[1].id]) == 0  # another integration's
+    replayed = await queue.replay_dead_letters(A, None, now)
+    assert [d.event_id for d in replayed] == [f"evt-int_a-{n}" for n in (1, 2, 3)]
+    assert await queue.list_dead_letters(A) == []
+    assert (await queue.ready_info(A, now)).ready == 3
+
+
+async def test_dead_letter_new(queue: Queue) -> None:
+    now = time.time()
+    await queue.dead_letter_new(
+        [event(1, consent={"advertising": True})], "missing_value", None, now
+    )
+
+    (letter,) = await queue.list_dead_letters(A)
+    assert (letter.event_id, letter.reason, letter.answer) == ("evt-int_a-1", "missing_value", None)
+    assert (letter.attempts, letter.first_attempt_at, letter.last_attempt_at) == (0, None, None)
+    assert letter.consent == {"advertising": True}
+    assert await queue.depth() == 0
+    assert (await queue.stats(A)).dead_lettered == 1
+
+
+async def test_queue_full_stores_nothing(queue_factory: OpenQueue) -> None:
+    queue = await queue_factory(max_events=5)
+    await queue.enqueue([event(n) for n in range(3)])
+
+    with pytest.raises(QueueFull):
+        await queue.enqueue([event(n) for n in range(3, 6)])
+    assert await queue.depth() == 3
+
+    # Callers sharing one commit are judged one by one: the first fits, the second does not.
+    outcomes = await asyncio.gather(
+        queue.enqueue([event(6), event(7)]),
+        queue.enqueue([event(8), event(9)]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], QueueFull)
+    assert await queue.depth() == 5
+    claimed = await queue.claim(A, 10, time.time(), lease_s=30)
+    assert "evt-int_a-3" not in event_ids(claimed)
+    assert "evt-int_a-8" not in event_ids(claimed)
+
+
+async def test_data_survives_close_and_reopen(queue_factory: OpenQueue) -> None:
+    queue = await queue_factory()
+    await queue.enqueue([event(1), event(2), event(3, B)])
+    now = time.time()
+    (delivered,) = await queue.claim(A, 1, now, lease_s=30)
+    await queue.ack(A, [delivered.id], now)
+    (rejected,) = await queue.claim(B, 1, now, lease_s=30)
+    await queue.dead_letter(B, [rejected.id], "rejected", None, now)
+    await queue.close()
+
+    reopened = await queue_factory()
+    assert await reopened.depth() == 1
+    assert await reopened.stats(A) == IntegrationStats(queued=1, delivered=1, last_success_at=now)
+    assert [d.event_id for d in await reopened.list_dead_letters(B)] == ["evt-int_b-3"]
+    assert event_ids(await reopened.claim(A, 10, now, lease_s=30)) == ["evt-int_a-2"]
+
+
+async def test_drop_integration(queue: Queue) -> None:
+    await queue.enqueue([event(1), event(2), event(3, B)])
+    now = time.time()
+    (first,) = await queue.claim(A, 1, now, lease_s=30)
+    await queue.dead_letter(A, [first.id], "rejected", None, now)
+
+    await queue.drop_integration(A)
+
+    assert await queue.depth() == 1
+    assert await queue.integrations_with_events() == [B]
+    assert await queue.stats(A) == IntegrationStats()
+    assert await queue.list_dead_letters(A) == []
+    assert (await queue.stats(B)).queued == 1
