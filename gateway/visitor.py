@@ -22,7 +22,9 @@ def parse_ip(text: str) -> IPAddress | None:
     if not token or token.lower() == "unknown" or token.startswith("_"):
         return None
     if token.startswith("["):  # "[2001:db8::1]:443"
-        token = token[1:].partition("]")[0]
+        token, closed, _ = token[1:].partition("]")
+        if not closed:
+            return None
     elif token.count(":") == 1:  # "203.0.113.5:443"
         token = token.partition(":")[0]
     try:

@@ -1,0 +1,239 @@
+"""The command line and the process: start-up errors, `python -m gateway serve`, SIGKILL, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ADMIN_TOKEN
+from tests.tiktok_double import Answer, TikTokDouble
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    process: asyncio.subprocess.Process
+    collect_url: str
+    admin_url: str
+    log_path: Path
+
+
+def gateway_env(data_dir: Path, tiktok_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update({
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_COLLECT_PORT": str(free_port()),
+        "GATEWAY_ADMIN_PORT": str(free_port()),
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "GATEWAY_TIKTOK_API_URL": tiktok_url,
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_BATCH_MAX_WAIT_MS": "100",
+        "GATEWAY_LOG_FORMAT": "json",
+    })
+    env.update(extra)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(env: dict[str, str], log_path: Path) -> AsyncIterator[GatewayProcess]:
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", env=env, stdout=log, stderr=log
+        )
+    gw = GatewayProcess(
+        process,
+        f"http://127.0.0.1:{env['GATEWAY_COLLECT_PORT']}",
+        f"http://127.0.0.1:{env['GATEWAY_ADMIN_PORT']}",
+        log_path,
+    )
+    try:
+        await wait_ready(gw)
+        yield gw
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def wait_ready(gw: GatewayProcess, timeout: float = 20.0) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(timeout / 0.1)):
+            if gw.process.returncode is not None:
+                raise AssertionError(f"gateway exited: {gw.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{gw.admin_url}/readyz") as r1, session.get(
+                    f"{gw.collect_url}/healthz"
+                ) as r2:
+                    if r1.status == 200 and r2.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise AssertionError("gateway did not become ready")
+
+
+async def configure(admin_url: str) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(f"{admin_url}/v1/admin/sources", json={
+            "id": "src_test", "name": "Shop", "consent_default": "grant"}) as resp:
+            assert resp.status == 201, await resp.text()
+        async with session.post(f"{admin_url}/v1/admin/integrations", json={
+            "source_id": "src_test", "vendor": "tiktok", "name": "TikTok Events API",
+            "enabled": True, "consent_categories": ["advertising"],
+            "config": {"pixel_code": "CTESTPIXEL0000000001", "access_token": "tok_0123456789"},
+        }) as resp:
+            assert resp.status == 201, await resp.text()
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True,
+        timeout=30, check=False,
+    )
+
+
+# -- start-up ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("GATEWAY_COLLECT_PORT", "eighty", "GATEWAY_COLLECT_PORT"),
+        ("GATEWAY_BATCH_MAX_EVENTS", "5000", "GATEWAY_BATCH_MAX_EVENTS"),
+        ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33", "GATEWAY_TRUSTED_PROXIES"),
+        ("GATEWAY_TIKTOK_API_URL", "ftp://x", "GATEWAY_TIKTOK_API_URL"),
+        ("GATEWAY_ADMIN_TOKEN", "short", "GATEWAY_ADMIN_TOKEN"),
+        ("GATEWAY_LOG_FORMAT", "xml", "GATEWAY_LOG_FORMAT"),
+        ("GATEWAY_COLECT_PORT", "8080", "GATEWAY_COLECT_PORT"),
+    ],
+)
+def test_invalid_setting_stops_start_up_naming_it(
+    tmp_path: Path, variable: str, value: str, named: str
+) -> None:
+    env = gateway_env(tmp_path, "http://127.0.0.1:9/")
+    env[variable] = value
+    result = run_cli("serve", env=env)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    if variable == "GATEWAY_ADMIN_TOKEN":
+        assert value not in result.stderr.replace(variable, "")
+
+
+def test_toml_file_with_environment_winning(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('batch_max_events = 2000\nGATEWAY_LOG_FORMAT = "json"\n')
+    env = gateway_env(tmp_path, "http://127.0.0.1:9/")
+    result = run_cli("serve", "--config", str(config), env=env)
+    assert result.returncode == 2
+    assert "GATEWAY_BATCH_MAX_EVENTS" in result.stderr
+    missing = run_cli("serve", "--config", str(tmp_path / "nope.toml"), env=env)
+    assert missing.returncode == 2 and "--config" in missing.stderr
+
+
+async def test_serve_prints_endpoints_and_generated_token(tmp_path: Path) -> None:
+    async with TikTokDouble() as tiktok:
+        env = gateway_env(tmp_path / "data", tiktok.url)
+        del env["GATEWAY_ADMIN_TOKEN"]
+        log = tmp_path / "out.log"
+        async with running_gateway(env, log) as gw:
+            token = (tmp_path / "data" / "admin_token").read_text().strip()
+            async with aiohttp.ClientSession() as session, session.get(
+                f"{gw.admin_url}/v1/admin/sources", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                assert resp.status == 200
+            gw.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(gw.process.wait(), 20) == 0
+        printed = log.read_text()
+        assert f"{gw.collect_url}/v1/t" in printed
+        assert f"{gw.admin_url}/v1/admin/" in printed
+        assert token in printed
+        # The second start does not print the token again.
+        async with running_gateway(env, tmp_path / "second.log"):
+            pass
+        assert token not in (tmp_path / "second.log").read_text()
+
+
+# -- crash safety -------------------------------------------------------------------------------------
+
+
+async def _fire(session: aiohttp.ClientSession, url: str, acked: set[str], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        message_id = f"m-{uuid.uuid4().hex}"
+        body: dict[str, Any] = {"source_id": "src_test", "message_id": message_id,
+                                "context": {"consent": {"advertising": True}}}
+        try:
+            async with session.post(f"{url}/v1/p", json=body) as resp:
+                if resp.status == 200:
+                    acked.add(message_id)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await asyncio.sleep(0.01)
+
+
+async def test_sigkill_under_load_loses_no_acknowledged_hit(tmp_path: Path) -> None:
+    async with TikTokDouble() as tiktok:
+        # TikTok is slow, so that events are in flight or leased when the process dies.
+        tiktok.play(*[Answer(delay_s=0.2)] * 20)
+        env = gateway_env(tmp_path / "data", tiktok.url)
+        acked: set[str] = set()
+        for round_ in range(3):
+            async with running_gateway(env, tmp_path / f"run{round_}.log") as gw:
+                if round_ == 0:
+                    await configure(gw.admin_url)
+                stop = asyncio.Event()
+                async with aiohttp.ClientSession() as session:
+                    firing = [asyncio.create_task(_fire(session, gw.collect_url, acked, stop))
+                              for _ in range(16)]
+                    await asyncio.sleep(0.8 + 0.3 * round_)
+                    gw.process.kill()  # SIGKILL while hits and deliveries are under way
+                    await gw.process.wait()
+                    stop.set()
+                    await asyncio.gather(*firing)
+        async with running_gateway(env, tmp_path / "final.log"):
+            await tiktok.wait_for(lambda: acked <= set(tiktok.accepted_ids()), timeout=60)
+        delivered = tiktok.accepted_ids()
+        print(f"sigkill: {len(acked)} acknowledged hits, {len(delivered)} events accepted, "
+              f"{len(delivered) - len(set(delivered))} duplicates (same event_id)")
+        assert len(acked) > 100
+        assert acked <= set(delivered)
+        assert tiktok.problems == []
+
+
+async def test_sigterm_drains_in_flight_and_keeps_the_rest(tmp_path: Path) -> None:
+    async with TikTokDouble() as tiktok:
+        env = gateway_env(tmp_path / "data", tiktok.url, GATEWAY_BATCH_MAX_WAIT_MS="60000")
+        ids = [f"m-{i}" for i in range(50)]
+        async with running_gateway(env, tmp_path / "a.log") as gw:
+            await configure(gw.admin_url)
+            async with aiohttp.ClientSession() as session:
+                for message_id in ids:
+                    async with session.post(f"{gw.collect_url}/v1/p", json={
+                        "source_id": "src_test", "message_id": message_id}) as resp:
+                        assert resp.status == 200
+            gw.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(gw.process.wait(), 30) == 0
+        # The batch was still waiting to fill: nothing sent, nothing lost.
+        assert tiktok.accepted == []
+        env["GATEWAY_BATCH_MAX_WAIT_MS"] = "50"
+        async with running_gateway(env, tmp_path / "b.log"):
+            await tiktok.wait_for(lambda: len(tiktok.accepted) >= len(ids), timeout=30)
+        assert sorted(tiktok.accepted_ids()) == sorted(ids)
