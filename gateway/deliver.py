@@ -1,0 +1,652 @@
+"""The delivery worker: batches queued events per integration and sends them to TikTok.
+
+One asyncio task (a "lane") per integration that has events. A lane sleeps until a batch is due
+(full, or its oldest event has waited `batch_max_wait_ms`), takes a token from the
+integration's bucket for every request, claims the batch with a lease, and settles every event
+by what `tiktok.classify` says about TikTok's answer:
+
+    ACCEPTED        ack
+    THROTTLED       release with backoff (and Retry-After); the bucket slows down
+    RETRY           release with backoff
+    PAUSE           release without error, pause the integration with TikTok's reason
+    TOO_LARGE       split in halves and send each
+    REJECT_CONTENT  isolate the bad events by splitting (`_Isolation`) and dead-letter only them;
+                    when every piece fails alike the fault is not the events': pause instead
+
+Events older than `event_max_age_days` are dead-lettered ("too_old") instead of sent. A lease
+that is neither acked, released nor dead-lettered when a batch ends (or the worker stops) is
+released without error, so nothing is lost and no attempt is held against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from gateway.backoff import retry_at
+from gateway.metrics import Metrics
+from gateway.models import ClaimedEvent, Integration, ReadyInfo
+from gateway.queue.base import Queue
+from gateway.ratelimit import TokenBucket
+from gateway.settings import Settings
+from gateway.store.base import ConfigStore
+from gateway.tiktok import TikTokAnswer, TikTokClient, Verdict, classify
+
+log = logging.getLogger(__name__)
+
+_DAY_S = 86_400.0
+# How often a lane looks again at an integration it may not send for (paused, disabled,
+# deleted), and how often the store's config version is polled to notice such changes.
+_INACTIVE_POLL_S = 0.25
+_VERSION_POLL_S = 0.25
+# After an unexpected error (the store is locked, the disk is full) a lane waits this long.
+_ERROR_PAUSE_S = 1.0
+# A lane never sleeps less than this when waiting for a retry time, so it cannot spin.
+_MIN_SLEEP_S = 0.005
+
+
+class _Stopping(Exception):
+    """The worker is stopping: send nothing more, give back what is held."""
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One integration's delivery loop and what it holds."""
+
+    integration_id: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    bucket: TokenBucket | None = None  # shared with the lanes before it (the worker keeps it)
+    # Events this lane has claimed and not yet settled, by queue id.
+    leased: dict[int | str, ClaimedEvent] = field(default_factory=dict)
+    # Set when the current batch paused the integration: send nothing more from it.
+    paused: bool = False
+    # True from claim to the end of a batch (drain must not mistake a claim for an empty queue).
+    busy: bool = False
+
+
+class _Interrupted(Exception):
+    """TikTok answered something during isolation that stops it (throttled, down, paused)."""
+
+    def __init__(self, answer: TikTokAnswer, verdict: Verdict) -> None:
+        super().__init__(verdict.value)
+        self.answer = answer
+        self.verdict = verdict
+
+
+class DeliveryWorker:
+    """Delivers queued events to TikTok. `start()`, then `stop()`; `notify(id)` after enqueues.
+
+    Counters for tests and logs: `requests_sent`, `events_delivered`, `events_retried`,
+    `events_dead_lettered`, `isolation_requests` (requests beyond the first of a rejected batch).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        store: ConfigStore,
+        tiktok: TikTokClient,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        lease_s: float = 60.0,
+        sweep_interval_s: float = 0.5,
+        config_ttl_s: float = 5.0,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 300.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self._queue = queue
+        self._store = store
+        self._tiktok = tiktok
+        self._settings = settings
+        self._metrics = metrics
+        # `clock` is the queue's time (wall clock: it is stored); `monotonic` paces the buckets.
+        self._clock = clock
+        self._monotonic = monotonic
+        self._rng = rng
+        self._lease_s = lease_s
+        self._sweep_interval_s = sweep_interval_s
+        self._config_ttl_s = config_ttl_s
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._stop_timeout_s = stop_timeout_s
+        self._max_events = settings.batch_max_events
+        self._max_wait_s = settings.batch_max_wait_ms / 1000.0
+        self._max_age_s = settings.event_max_age_days * _DAY_S
+
+        self._lanes: dict[str, _Lane] = {}
+        # Buckets outlive lanes: a lane that ends when its queue empties must not hand its
+        # successor a fresh, full burst.
+        self._buckets: dict[str, TokenBucket] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._configs: dict[str, tuple[Integration | None, float]] = {}
+        self._config_version: int | None = None
+        self._version_checked = float("-inf")
+
+        self.requests_sent = 0
+        self.events_delivered = 0
+        self.events_retried = 0
+        self.events_dead_lettered = 0
+        self.isolation_requests = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._started = True
+        self._stopping.clear()
+        self._supervisor = asyncio.create_task(self._supervise(), name="delivery-supervisor")
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop claiming; let requests in flight finish within the timeout, then cancel them.
+
+        Whatever is still leased afterwards is released without error: nothing is lost.
+        """
+        timeout = self._stop_timeout_s if timeout_s is None else timeout_s
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            lane.wake.set()
+        tasks = [lane.task for lane in lanes if lane.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for lane in lanes:
+            await self._give_back(lane)
+        self._lanes.clear()
+        self._started = False
+
+    def notify(self, integration_id: str) -> None:
+        """Events were enqueued for this integration: make sure a lane serves it, now."""
+        if not self._started or self._stopping.is_set():
+            return
+        lane = self._lanes.get(integration_id)
+        if lane is None:
+            self._start_lane(integration_id)
+        else:
+            lane.wake.set()
+
+    def refresh(self) -> None:
+        """Forget cached integration configs (the admin API resumed or changed one)."""
+        self._configs.clear()
+        self._config_version = None
+        for lane in self._lanes.values():
+            lane.wake.set()
+
+    async def drain(self, timeout_s: float, *, until_empty: bool = True) -> None:
+        """Return once active integrations have nothing left to send; TimeoutError otherwise.
+
+        With `until_empty` (the default) events waiting for a retry must have gone too; without
+        it only events that are ready now count. Paused and disabled integrations are ignored.
+        """
+        deadline = self._monotonic() + timeout_s
+        while not await self._drained(until_empty):
+            if self._monotonic() > deadline:
+                raise TimeoutError(f"the queue did not drain within {timeout_s} s")
+            await asyncio.sleep(0.02)
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """The upkeep sweep: lanes for every integration with events, and the depth gauge."""
+        while not self._stopping.is_set():
+            try:
+                for integration_id in await self._queue.integrations_with_events():
+                    if integration_id not in self._lanes:
+                        self._start_lane(integration_id)
+                self._metrics.queue_depth.set(await self._queue.depth())
+            except Exception:
+                log.exception("delivery sweep failed")
+            await self._sleep_until_stopped(self._sweep_interval_s)
+
+    def _start_lane(self, integration_id: str) -> None:
+        lane = _Lane(integration_id)
+        self._lanes[integration_id] = lane
+        lane.task = asyncio.create_task(
+            self._run_lane(lane), name=f"delivery-{integration_id}"
+        )
+
+    async def _drained(self, until_empty: bool) -> bool:
+        if any(lane.busy or lane.leased for lane in self._lanes.values()):
+            return False
+        for integration_id in await self._queue.integrations_with_events():
+            integration = await self._store.get_integration(integration_id)
+            if not _is_active(integration):
+                continue
+            if integration_id not in self._lanes and not self._stopping.is_set():
+                self._start_lane(integration_id)
+            info = await self._queue.ready_info(integration_id, self._clock())
+            if info.ready > 0 or (until_empty and info.next_retry_at is not None):
+                return False
+        return True
+
+    # -- one integration's loop --------------------------------------------------------------
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        try:
+            while not self._stopping.is_set():
+                lane.wake.clear()
+                try:
+                    if not await self._step(lane):
+                        return
+                except _Stopping:
+                    return
+                except Exception:
+                    # A batch's own `finally` already tried to give its events back; if that
+                    # failed too, the next batch (or the lease running out) does it.
+                    log.exception("delivery failed integration=%s", lane.integration_id)
+                    await self._sleep(lane, _ERROR_PAUSE_S)
+        finally:
+            if self._lanes.get(lane.integration_id) is lane:
+                del self._lanes[lane.integration_id]
+
+    async def _step(self, lane: _Lane) -> bool:
+        """Wait for, or send, one batch. False when the integration has no events left."""
+        info = await self._queue.ready_info(lane.integration_id, self._clock())
+        if info.ready == 0 and info.next_retry_at is None:
+            # Nothing queued; a notify that arrived meanwhile means there is again.
+            return lane.wake.is_set()
+        integration = await self._integration(lane.integration_id)
+        if not _is_active(integration):
+            # A resume must not wait for the cache: look again in the store itself.
+            integration = await self._integration(lane.integration_id, fresh=True)
+        if integration is None or not _is_active(integration):
+            await self._sleep(lane, _INACTIVE_POLL_S)
+            return True
+        bucket = self._bucket(lane, integration)
+        delay = max(self._batch_delay(info), bucket.wait_time(self._monotonic()))
+        if delay > 0:
+            await self._sleep(lane, delay)
+            return True
+        await self._run_batch(lane, integration)
+        return True
+
+    def _batch_delay(self, info: ReadyInfo) -> float:
+        """Seconds until a batch is due: full, or its oldest ready event has waited enough."""
+        now = self._clock()
+        if info.ready >= self._max_events:
+            return 0.0
+        if info.ready == 0 or info.oldest_enqueued_at is None:
+            next_at = info.next_retry_at if info.next_retry_at is not None else now
+            return max(_MIN_SLEEP_S, next_at - now)
+        return max(0.0, info.oldest_enqueued_at + self._max_wait_s - now)
+
+    async def _run_batch(self, lane: _Lane, integration: Integration) -> None:
+        lane.busy = True
+        lane.paused = False
+        try:
+            now = self._clock()
+            events = await self._queue.claim(
+                lane.integration_id, self._max_events, now, self._lease_s
+            )
+            lane.leased.update((e.id, e) for e in events)
+            fresh = await self._drop_too_old(lane, events, now)
+            if fresh:
+                await self._deliver(lane, integration, fresh)
+        finally:
+            # Anything not settled (stopping, an error) goes back without blame.
+            await self._give_back(lane)
+            lane.busy = False
+
+    async def _drop_too_old(
+        self, lane: _Lane, events: list[ClaimedEvent], now: float
+    ) -> list[ClaimedEvent]:
+        cutoff = now - self._max_age_s
+        old = [e for e in events if e.event_time < cutoff]
+        if old:
+            days = self._settings.event_max_age_days
+            await self._dead_letter(
+                lane, old, "too_old", f"event_time is older than {days} days; TikTok refuses it"
+            )
+        return [e for e in events if e.event_time >= cutoff]
+
+    # -- sending and settling ----------------------------------------------------------------
+
+    async def _deliver(
+        self, lane: _Lane, integration: Integration, events: Sequence[ClaimedEvent]
+    ) -> None:
+        answer, verdict = await self._send(lane, integration, events)
+        if verdict is Verdict.ACCEPTED:
+            await self._ack(lane, events)
+        elif verdict in (Verdict.THROTTLED, Verdict.RETRY):
+            await self._retry(lane, events, answer)
+        elif verdict is Verdict.PAUSE:
+            await self._pause(lane, integration, events, _pause_reason(answer))
+        elif verdict is Verdict.TOO_LARGE:
+            await self._split_and_resend(lane, integration, events, answer)
+        else:
+            await _Isolation(self, lane, integration, answer).run(events)
+
+    async def _split_and_resend(
+        self,
+        lane: _Lane,
+        integration: Integration,
+        events: Sequence[ClaimedEvent],
+        answer: TikTokAnswer,
+    ) -> None:
+        if len(events) == 1:
+            # One event TikTok calls too large: no split can help it.
+            await self._dead_letter(lane, events, "too_large", answer.describe())
+            return
+        for half in _halves(events):
+            if lane.paused:
+                return
+            await self._deliver(lane, integration, half)
+
+    async def _send(
+        self, lane: _Lane, integration: Integration, events: Sequence[ClaimedEvent]
+    ) -> tuple[TikTokAnswer, Verdict]:
+        await self._take_token(lane)
+        config = integration.config
+        started = self._monotonic()
+        answer = await self._tiktok.send(
+            config.pixel_code,
+            config.access_token,
+            config.test_event_code,
+            [e.payload for e in events],
+        )
+        elapsed = self._monotonic() - started
+        verdict = classify(answer)
+        self.requests_sent += 1
+        self._metrics.tiktok_requests.labels(lane.integration_id, verdict.value).inc()
+        self._metrics.tiktok_request_seconds.observe(elapsed)
+        self._metrics.batch_size.observe(len(events))
+        if verdict is Verdict.THROTTLED and lane.bucket is not None:
+            lane.bucket.slow_down(self._monotonic())
+        log.debug(
+            "tiktok answered integration=%s events=%d verdict=%s code=%s request_id=%s",
+            lane.integration_id, len(events), verdict.value, answer.code, answer.request_id,
+        )
+        return answer, verdict
+
+    async def _take_token(self, lane: _Lane) -> None:
+        """One token per request; waits for it, unless the worker is stopping."""
+        assert lane.bucket is not None
+        while True:
+            if self._stopping.is_set():
+                raise _Stopping
+            now = self._monotonic()
+            if lane.bucket.try_take(now):
+                return
+            await self._sleep_until_stopped(lane.bucket.wait_time(now))
+
+    async def _ack(self, lane: _Lane, events: Sequence[ClaimedEvent]) -> None:
+        await self._queue.ack(lane.integration_id, _ids(events), self._clock())
+        self._forget(lane, events)
+        self.events_delivered += len(events)
+        self._metrics.events_delivered.labels(lane.integration_id).inc(len(events))
+
+    async def _retry(
+        self, lane: _Lane, events: Sequence[ClaimedEvent], answer: TikTokAnswer
+    ) -> None:
+        now = self._clock()
+        attempt = max(e.attempts for e in events)
+        when = retry_at(
+            now,
+            attempt,
+            base_s=self._backoff_base_s,
+            cap_s=self._backoff_cap_s,
+            rng=self._rng,
+            retry_after_s=answer.retry_after_s,
+        )
+        error = answer.describe()
+        await self._queue.release(lane.integration_id, _ids(events), when, error, now)
+        self._forget(lane, events)
+        self.events_retried += len(events)
+        self._metrics.events_failed.labels(lane.integration_id).inc(len(events))
+        log.warning(
+            "delivery will retry integration=%s events=%d attempt=%d in_s=%.2f error=%s",
+            lane.integration_id, len(events), attempt, when - now, error,
+        )
+
+    async def _pause(
+        self,
+        lane: _Lane,
+        integration: Integration,
+        events: Sequence[ClaimedEvent],
+        reason: str,
+    ) -> None:
+        """Pause the integration; its events go back unblamed and wait for the resume."""
+        now = self._clock()
+        if events:
+            await self._queue.release(lane.integration_id, _ids(events), now, None, now)
+            self._forget(lane, events)
+        await self._store.set_paused(lane.integration_id, reason)
+        lane.paused = True
+        # Until the store's new version is read, the cache must already say "paused".
+        self._configs[lane.integration_id] = (
+            replace(integration, paused_reason=reason),
+            self._monotonic(),
+        )
+        self._metrics.integration_paused.labels(lane.integration_id).set(1)
+        log.warning("integration paused integration=%s reason=%s", lane.integration_id, reason)
+
+    async def _dead_letter(
+        self, lane: _Lane, events: Sequence[ClaimedEvent], reason: str, answer: str | None
+    ) -> None:
+        await self._queue.dead_letter(
+            lane.integration_id, _ids(events), reason, answer, self._clock()
+        )
+        self._forget(lane, events)
+        self.events_dead_lettered += len(events)
+        self._metrics.events_dead_lettered.labels(lane.integration_id, reason).inc(len(events))
+        log.warning(
+            "events dead-lettered integration=%s events=%d reason=%s answer=%s",
+            lane.integration_id, len(events), reason, answer,
+        )
+
+    async def _give_back(self, lane: _Lane) -> None:
+        """Release, without error, every event the lane still holds."""
+        if not lane.leased:
+            return
+        held = list(lane.leased.values())
+        now = self._clock()
+        await self._queue.release(lane.integration_id, _ids(held), now, None, now)
+        self._forget(lane, held)
+
+    @staticmethod
+    def _forget(lane: _Lane, events: Sequence[ClaimedEvent]) -> None:
+        for event in events:
+            lane.leased.pop(event.id, None)
+
+    # -- configuration and pacing ------------------------------------------------------------
+
+    async def _integration(self, integration_id: str, fresh: bool = False) -> Integration | None:
+        """The integration's config, cached; a change in the store's version drops the cache."""
+        mono = self._monotonic()
+        if mono - self._version_checked >= _VERSION_POLL_S:
+            self._version_checked = mono
+            version = await self._store.config_version()
+            if version != self._config_version:
+                self._configs.clear()
+                self._config_version = version
+        cached = self._configs.get(integration_id)
+        if not fresh and cached is not None and mono - cached[1] < self._config_ttl_s:
+            return cached[0]
+        integration = await self._store.get_integration(integration_id)
+        self._configs[integration_id] = (integration, mono)
+        paused = integration is not None and integration.paused_reason is not None
+        self._metrics.integration_paused.labels(integration_id).set(1 if paused else 0)
+        return integration
+
+    def _bucket(self, lane: _Lane, integration: Integration) -> TokenBucket:
+        config = integration.config
+        now = self._monotonic()
+        bucket = self._buckets.get(lane.integration_id)
+        if bucket is None:
+            bucket = TokenBucket(config.rate_limit_rps, config.rate_limit_burst, now)
+            self._buckets[lane.integration_id] = bucket
+        elif (bucket.rate_per_s, bucket.burst) != (config.rate_limit_rps, config.rate_limit_burst):
+            bucket.reconfigure(config.rate_limit_rps, config.rate_limit_burst, now)
+        lane.bucket = bucket
+        return bucket
+
+    async def _sleep(self, lane: _Lane, delay: float) -> None:
+        """Sleep up to `delay`, or until the lane is notified (or the worker stops)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), delay)
+
+    async def _sleep_until_stopped(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+
+class _Isolation:
+    """Finds the events TikTok rejects in a batch it refused, by splitting.
+
+    A piece known to hold a bad event is split; its left half is sent. If the left half is
+    accepted, the right half must hold the bad event: it is split without being sent whole.
+    If the left half fails, it is searched, and the right half is sent on its own. A single
+    bad event costs about log2(n) extra requests.
+
+    While nothing has succeeded and every failure carried the same code, the fault may not be
+    the events' at all (an unknown pixel fails everything alike): failing right halves are then
+    set aside instead of searched. If no success comes by the time the search has gone down to
+    one event and back up (about 2*log2(n) requests), the integration is paused and the events
+    go back unblamed; otherwise the set-aside halves are searched as usual.
+    """
+
+    def __init__(
+        self,
+        worker: DeliveryWorker,
+        lane: _Lane,
+        integration: Integration,
+        first_answer: TikTokAnswer,
+    ) -> None:
+        self._worker = worker
+        self._lane = lane
+        self._integration = integration
+        self._first = first_answer
+        self._uniform = True  # no success yet, every failure with the first answer's code
+        self._bad: list[tuple[ClaimedEvent, str]] = []
+        self._deferred: list[tuple[list[ClaimedEvent], str]] = []
+        self.requests = 0
+        self.dead_lettered = 0
+
+    async def run(self, events: Sequence[ClaimedEvent]) -> None:
+        batch = list(events)
+        outcome = "isolated"
+        try:
+            await self._search_bad(batch, self._first.describe())
+            if self._uniform and len(batch) > 1:
+                outcome = "uniform_fault"
+                await self._pause_for_uniform_fault()
+                return
+            while self._deferred:
+                piece, message = self._deferred.pop()
+                await self._search_bad(piece, message)
+            await self._dead_letter_bad()
+        except _Interrupted as stop:
+            outcome = f"interrupted_{stop.verdict.value}"
+            await self._settle_interrupted(stop)
+        except _Stopping:
+            outcome = "stopping"
+            if not self._uniform:
+                await self._dead_letter_bad()
+            raise
+        finally:
+            log.info(
+                "isolation integration=%s events=%d extra_requests=%d dead_lettered=%d outcome=%s",
+                self._lane.integration_id, len(batch), self.requests, self.dead_lettered, outcome,
+            )
+
+    async def _search_bad(self, piece: list[ClaimedEvent], message: str) -> None:
+        """`piece` holds at least one bad event: find them."""
+        if len(piece) == 1:
+            self._bad.append((piece[0], message))
+            return
+        left, right = _halves(piece)
+        left_answer = await self._probe(left)
+        if left_answer is None:
+            await self._search_bad(right, message)
+            return
+        await self._search_bad(left, left_answer.describe())
+        await self._search_unknown(right)
+
+    async def _search_unknown(self, piece: list[ClaimedEvent]) -> None:
+        answer = await self._probe(piece)
+        if answer is None:
+            return
+        if self._uniform:
+            self._deferred.append((piece, answer.describe()))
+            return
+        await self._search_bad(piece, answer.describe())
+
+    async def _probe(self, piece: list[ClaimedEvent]) -> TikTokAnswer | None:
+        """Send a piece: None when accepted (and acked), TikTok's answer when rejected."""
+        self.requests += 1
+        self._worker.isolation_requests += 1
+        answer, verdict = await self._worker._send(self._lane, self._integration, piece)
+        if verdict is Verdict.ACCEPTED:
+            await self._worker._ack(self._lane, piece)
+            self._uniform = False
+            return None
+        if verdict is Verdict.REJECT_CONTENT:
+            if answer.code != self._first.code:
+                self._uniform = False
+            return answer
+        raise _Interrupted(answer, verdict)
+
+    async def _dead_letter_bad(self) -> None:
+        by_message: dict[str, list[ClaimedEvent]] = {}
+        for event, message in self._bad:
+            if event.id in self._lane.leased:
+                by_message.setdefault(message, []).append(event)
+        for message, events in by_message.items():
+            await self._worker._dead_letter(self._lane, events, "rejected", message)
+            self.dead_lettered += len(events)
+        self._bad.clear()
+
+    async def _pause_for_uniform_fault(self) -> None:
+        held = list(self._lane.leased.values())
+        reason = (
+            f"{_pause_reason(self._first)} (every part of a batch, down to single events,"
+            " was rejected alike)"
+        )
+        await self._worker._pause(self._lane, self._integration, held, reason)
+
+    async def _settle_interrupted(self, stop: _Interrupted) -> None:
+        # What was already proven bad stays proven; the rest is retried or waits for a resume.
+        if not self._uniform:
+            await self._dead_letter_bad()
+        held = list(self._lane.leased.values())
+        if not held:
+            return
+        if stop.verdict is Verdict.PAUSE:
+            reason = _pause_reason(stop.answer)
+            await self._worker._pause(self._lane, self._integration, held, reason)
+        else:
+            await self._worker._retry(self._lane, held, stop.answer)
+
+
+def _is_active(integration: Integration | None) -> bool:
+    return integration is not None and integration.enabled and integration.paused_reason is None
+
+
+def _pause_reason(answer: TikTokAnswer) -> str:
+    return answer.describe()
+
+
+def _halves(events: Sequence[ClaimedEvent]) -> tuple[list[ClaimedEvent], list[ClaimedEvent]]:
+    middle = len(events) // 2
+    return list(events[:middle]), list(events[middle:])
+
+
+def _ids(events: Sequence[ClaimedEvent]) -> list[int | str]:
+    return [e.id for e in events]
