@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML file of settings (environment wins)")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports")
     serve.add_argument(
-        "--role", type=Role, choices=list(Role), default=Role.ALL,
+        "--role",
+        type=Role,
+        choices=list(Role),
+        default=Role.ALL,
         help="what this process runs (default: all)",
     )
     return parser
@@ -56,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Resolved once here, so worker processes share the same keys and nobody races to create them.
     settings = dataclasses.replace(settings, admin_tokens=admin_tokens, secret_keys=secret_keys)
     configure_logging(
-        settings.log_format, settings.log_level,
+        settings.log_format,
+        settings.log_level,
         secrets=[s.reveal() for s in (*admin_tokens, *secret_keys)],
     )
     _print_banner(settings, args.role, generated)
@@ -68,9 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_banner(settings: Settings, role: Role, generated_token: str | None) -> None:
     lines = [f"gateway: role {role}, data in {settings.data_dir.resolve()}"]
     if role in (Role.ALL, Role.COLLECT):
-        lines.append(f"  collection endpoint: {settings.collect_url}/v1/t  (tag: {settings.collect_url}/df.js)")
+        url = settings.collect_url
+        lines.append(f"  collection endpoint: {url}/v1/t  (tag: {url}/df.js)")
     if role in (Role.ALL, Role.ADMIN):
-        lines.append(f"  Management API:      {settings.admin_url}/v1/admin/  (UI: {settings.admin_url}/)")
+        lines.append(
+            f"  Management API:      {settings.admin_url}/v1/admin/  (UI: {settings.admin_url}/)"
+        )
     if generated_token:
         lines.append(f"  admin token (shown once, kept in {settings.data_dir / 'admin_token'}):")
         lines.append(f"    {generated_token}")
@@ -97,7 +104,8 @@ def _run_process(settings: Settings, role: Role, index: int, *, reuse_port: bool
 
 def _worker_main(settings: Settings, role: Role, index: int) -> None:
     configure_logging(
-        settings.log_format, settings.log_level,
+        settings.log_format,
+        settings.log_level,
         secrets=[s.reveal() for s in (*settings.admin_tokens, *settings.secret_keys)],
     )
     sys.exit(_run_process(settings, role, index, reuse_port=True))
@@ -142,11 +150,17 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
     async with open_runtime(settings, run_worker=run_worker) as runtime:
         runners: list[web.AppRunner] = []
         if role in (Role.ALL, Role.COLLECT):
-            runners.append(await _start(create_collect_app(runtime), settings.host,
-                                        settings.collect_port, reuse_port))
+            runners.append(
+                await _start(
+                    create_collect_app(runtime), settings.host, settings.collect_port, reuse_port
+                )
+            )
         if role in (Role.ALL, Role.ADMIN):
-            runners.append(await _start(create_admin_app(runtime), settings.host,
-                                        settings.admin_port, reuse_port))
+            runners.append(
+                await _start(
+                    create_admin_app(runtime), settings.host, settings.admin_port, reuse_port
+                )
+            )
         log.info("gateway process %d ready (role %s)", index, role)
         await stop.wait()
         log.info("shutting down: no new hits; finishing in-flight work")

@@ -79,7 +79,12 @@ def create_collect_app(runtime: Runtime) -> web.Application:
         middlewares=[_error_middleware],
     )
     app[RUNTIME] = runtime
-    for path, hit_type in (("/v1/t", "track"), ("/v1/p", "page"), ("/v1/i", "identify")):
+    endpoints: tuple[tuple[str, HitType], ...] = (
+        ("/v1/t", "track"),
+        ("/v1/p", "page"),
+        ("/v1/i", "identify"),
+    )
+    for path, hit_type in endpoints:
         app.router.add_post(path, functools.partial(handle_hits, path_type=hit_type))
         app.router.add_route("OPTIONS", path, handle_preflight)
     app.router.add_post("/v1/batch", functools.partial(handle_hits, path_type=None))
@@ -147,8 +152,12 @@ async def handle_preflight(request: web.Request) -> web.Response:
 async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Response:
     runtime = request.app[RUNTIME]
     settings = runtime.settings
-    hits = _decode(await _read_body(request, settings.max_body_bytes), request, path_type,
-                   settings.max_batch_hits)
+    hits = _decode(
+        await _read_body(request, settings.max_body_bytes),
+        request,
+        path_type,
+        settings.max_batch_hits,
+    )
     route = await _route_for(runtime, hits)
     facts = _request_facts(request, runtime, route)
     plan = plan_hits(hits, route, facts, settings.event_max_age_days)
@@ -181,9 +190,7 @@ def _decode(
 ) -> list[Hit]:
     content_type = request.content_type if request.headers.get("Content-Type") else ""
     if content_type not in ACCEPTED_CONTENT_TYPES:
-        raise HitError(
-            "unsupported_media_type", "send application/json or text/plain", status=415
-        )
+        raise HitError("unsupported_media_type", "send application/json or text/plain", status=415)
     if not body:
         raise HitError("malformed_json", "body is empty")
     if path_type is None:
@@ -252,8 +259,7 @@ def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: 
 def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_days: int) -> None:
     consent = hit.context.consent if hit.context else None
     allowed = [
-        i for i in route.integrations
-        if consent_allows(i, consent, route.source.consent_default)
+        i for i in route.integrations if consent_allows(i, consent, route.source.consent_default)
     ]
     if allowed:
         plan.any_allowed = True

@@ -1,14 +1,14 @@
 """The gateway's exception tree; library and driver errors are translated into it at the boundary.
 
-    GatewayError
-    ├── SettingsError          a setting is missing or invalid (start-up stops, naming it)
-    ├── HitError               a collection hit is refused (-> 4xx JSON error)
-    │   └── PayloadTooLarge    body over the size limit (-> 413)
-    ├── AdminError             a Management API request is refused (-> 4xx JSON error)
-    │   ├── NotFound           (-> 404)
-    │   └── Conflict           (-> 409)
-    ├── QueueFull              the queue is at its bound (-> 503 with Retry-After)
-    └── StoreError             a backend (SQLite, Redis, PostgreSQL) failed
+GatewayError
+├── SettingsError          a setting is missing or invalid (start-up stops, naming it)
+├── HitError               a collection hit is refused (-> 4xx JSON error)
+│   └── PayloadTooLarge    body over the size limit (-> 413)
+├── AdminError             a Management API request is refused (-> 4xx JSON error)
+│   ├── NotFound           (-> 404)
+│   └── Conflict           (-> 409)
+├── QueueFull              the queue is at its bound (-> 503 with Retry-After)
+└── StoreError             a backend (SQLite, Redis, PostgreSQL) failed
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ def validate_hit(hit: Hit, where: str) -> None:
         value = getattr(hit, name)
         if value is not None and (len(value) > MAX_ID_LENGTH or not value.strip()):
             raise HitError(
-                "invalid_field", f"{name} must be 1 to {MAX_ID_LENGTH} characters - at `{where}.{name}`"
+                "invalid_field",
+                f"{name} must be 1 to {MAX_ID_LENGTH} characters - at `{where}.{name}`",
             )
     if hit.event is not None and len(hit.event) > MAX_ID_LENGTH:
         raise HitError("invalid_field", f"event is too long - at `{where}.event`")

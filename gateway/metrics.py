@@ -37,7 +37,10 @@ class Metrics:
             "gateway_hits", "Collection hits accepted, by type", ["type"], registry=r
         )
         self.hits_rejected = Counter(
-            "gateway_hits_rejected", "Collection requests refused, by reason", ["reason"], registry=r
+            "gateway_hits_rejected",
+            "Collection requests refused, by reason",
+            ["reason"],
+            registry=r,
         )
         self.events_enqueued = Counter(
             "gateway_events_enqueued", "Events stored for delivery", ["integration"], registry=r
@@ -52,28 +55,38 @@ class Metrics:
             "gateway_events_delivered", "Events TikTok accepted", ["integration"], registry=r
         )
         self.events_failed = Counter(
-            "gateway_events_failed", "Event delivery attempts that failed and will be retried",
-            ["integration"], registry=r,
+            "gateway_events_failed",
+            "Event delivery attempts that failed and will be retried",
+            ["integration"],
+            registry=r,
         )
         self.events_dead_lettered = Counter(
-            "gateway_events_dead_lettered", "Events set aside as dead letters",
-            ["integration", "reason"], registry=r,
+            "gateway_events_dead_lettered",
+            "Events set aside as dead letters",
+            ["integration", "reason"],
+            registry=r,
         )
         self.tiktok_requests = Counter(
-            "gateway_tiktok_requests", "Requests sent to TikTok, by outcome",
-            ["integration", "outcome"], registry=r,
+            "gateway_tiktok_requests",
+            "Requests sent to TikTok, by outcome",
+            ["integration", "outcome"],
+            registry=r,
         )
         self.tiktok_request_seconds = Histogram(
             "gateway_tiktok_request_seconds", "Duration of requests to TikTok", registry=r
         )
         self.batch_size = Histogram(
-            "gateway_batch_size", "Events per TikTok request",
-            buckets=(1, 5, 10, 50, 100, 250, 450, 500, 1000), registry=r,
+            "gateway_batch_size",
+            "Events per TikTok request",
+            buckets=(1, 5, 10, 50, 100, 250, 450, 500, 1000),
+            registry=r,
         )
         self.queue_depth = Gauge("gateway_queue_depth", "Events waiting for delivery", registry=r)
         self.queue_bound = Gauge("gateway_queue_bound", "Most events the queue holds", registry=r)
         self.integration_paused = Gauge(
-            "gateway_integration_paused", "1 when an integration is paused", ["integration"],
+            "gateway_integration_paused",
+            "1 when an integration is paused",
+            ["integration"],
             registry=r,
         )
 

@@ -81,20 +81,20 @@ class Router:
         if source is None:
             # Unknown ids are not cached: a flood of random ids must not fill memory.
             return None
-        integrations = tuple(
-            i for i in await self._store.list_integrations(source_id) if i.enabled
-        )
+        integrations = tuple(i for i in await self._store.list_integrations(source_id) if i.enabled)
         route = Route(source, integrations)
         await self._cache.set(source_id, route, ttl=CACHE_TTL_S)
         return route
 
     async def allowed_origins(self) -> frozenset[str]:
-        """Every origin some source allows: what a CORS preflight (which names no source) may use."""
+        """Every origin some source allows: a CORS preflight names no source, so it uses these."""
         cached: frozenset[str] | None = await self._cache.get(_ORIGINS_KEY)
         if cached is not None:
             return cached
         origins = frozenset(
-            origin for source in await self._store.list_sources() for origin in source.allowed_origins
+            origin
+            for source in await self._store.list_sources()
+            for origin in source.allowed_origins
         )
         await self._cache.set(_ORIGINS_KEY, origins, ttl=CACHE_TTL_S)
         return origins

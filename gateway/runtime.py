@@ -101,9 +101,7 @@ def _open_queue(settings: Settings) -> Queue:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(
-    settings: Settings, *, run_worker: bool = True
-) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Runtime]:
     """Open every resource the process needs; `run_worker` False for collect/admin-only roles."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin_tokens, secret_keys, generated = resolve_keys(settings)

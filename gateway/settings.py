@@ -77,9 +77,7 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_sources(
-        cls, environ: Mapping[str, str], config_file: Path | None = None
-    ) -> Settings:
+    def from_sources(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
         """Build settings from a TOML file (optional) overlaid by the environment."""
         values: dict[str, Any] = {}
         if config_file is not None:
@@ -92,9 +90,9 @@ class Settings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
         unknown = sorted(
-            k for k in values if k.startswith(_PREFIX) and k not in _KNOWN and not k.startswith(
-                _IGNORED_PREFIXES
-            )
+            k
+            for k in values
+            if k.startswith(_PREFIX) and k not in _KNOWN and not k.startswith(_IGNORED_PREFIXES)
         )
         if unknown:
             raise SettingsError(unknown[0], "is not a known setting")
@@ -111,17 +109,23 @@ class Settings:
             collect_port=get("GATEWAY_COLLECT_PORT", _int_between(0, 65535), 8080),
             admin_port=get("GATEWAY_ADMIN_PORT", _int_between(0, 65535), 8084),
             data_dir=Path(get("GATEWAY_DATA_DIR", _text, "./data")),
-            database_url=get("GATEWAY_DATABASE_URL", _url(("sqlite", "postgresql", "postgres")), None),
+            database_url=get(
+                "GATEWAY_DATABASE_URL", _url(("sqlite", "postgresql", "postgres")), None
+            ),
             queue_url=get("GATEWAY_QUEUE_URL", _url(("sqlite", "redis", "rediss")), None),
             admin_tokens=get("GATEWAY_ADMIN_TOKEN", _secret_list(min_length=16), ()),
             secret_keys=get("GATEWAY_SECRET_KEY", _secret_list(min_length=32), ()),
-            tiktok_api_url=get("GATEWAY_TIKTOK_API_URL", _url(("http", "https")), DEFAULT_TIKTOK_API_URL),
+            tiktok_api_url=get(
+                "GATEWAY_TIKTOK_API_URL", _url(("http", "https")), DEFAULT_TIKTOK_API_URL
+            ),
             trusted_proxies=get("GATEWAY_TRUSTED_PROXIES", _networks, cls().trusted_proxies),
             batch_max_events=batch_max_events,
             batch_max_wait_ms=get("GATEWAY_BATCH_MAX_WAIT_MS", _int_between(1, 600_000), 1000),
             queue_max_events=get("GATEWAY_QUEUE_MAX_EVENTS", _int_between(1, 10**10), 5_000_000),
             log_format=get("GATEWAY_LOG_FORMAT", _choice("console", "json"), _default_log_format()),
-            max_body_bytes=get("GATEWAY_MAX_BODY_BYTES", _int_between(1024, 16 * 1024 * 1024), 256 * 1024),
+            max_body_bytes=get(
+                "GATEWAY_MAX_BODY_BYTES", _int_between(1024, 16 * 1024 * 1024), 256 * 1024
+            ),
             max_batch_hits=get("GATEWAY_MAX_BATCH_HITS", _int_between(1, 10_000), 100),
             event_max_age_days=get("GATEWAY_EVENT_MAX_AGE_DAYS", _int_between(1, 7), 7),
             tiktok_timeout_s=get("GATEWAY_TIKTOK_TIMEOUT_S", _float_between(0.1, 120.0), 10.0),

@@ -57,7 +57,9 @@ def _forwarded_for_chain(headers: Mapping[str, str]) -> list[str] | None:
     return None
 
 
-def client_ip(peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]) -> str | None:
+def client_ip(
+    peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]
+) -> str | None:
     """The visitor's address: the peer's, or, behind trusted proxies, the right-most untrusted hop.
 
     A forged header from an untrusted peer changes nothing. When a trusted proxy's header is

@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncContextManager
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -75,7 +76,7 @@ async def tiktok() -> AsyncIterator[TikTokDouble]:
         yield double
 
 
-MakeGateway = Callable[..., AsyncContextManager[Gateway]]
+MakeGateway = Callable[..., AbstractAsyncContextManager[Gateway]]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The command line and the process: start-up errors, `python -m gateway serve`, SIGKILL, SIGTERM."""
+"""The command line and the process: start-up errors, `gateway serve`, SIGKILL, SIGTERM."""
 
 from __future__ import annotations
 
@@ -40,16 +40,18 @@ class GatewayProcess:
 
 def gateway_env(data_dir: Path, tiktok_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_COLLECT_PORT": str(free_port()),
-        "GATEWAY_ADMIN_PORT": str(free_port()),
-        "GATEWAY_DATA_DIR": str(data_dir),
-        "GATEWAY_TIKTOK_API_URL": tiktok_url,
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_BATCH_MAX_WAIT_MS": "100",
-        "GATEWAY_LOG_FORMAT": "json",
-    })
+    env.update(
+        {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_COLLECT_PORT": str(free_port()),
+            "GATEWAY_ADMIN_PORT": str(free_port()),
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_TIKTOK_API_URL": tiktok_url,
+            "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "GATEWAY_BATCH_MAX_WAIT_MS": "100",
+            "GATEWAY_LOG_FORMAT": "json",
+        }
+    )
     env.update(extra)
     return env
 
@@ -75,15 +77,16 @@ async def running_gateway(env: dict[str, str], log_path: Path) -> AsyncIterator[
         await process.wait()
 
 
-async def wait_ready(gw: GatewayProcess, timeout: float = 20.0) -> None:
+async def wait_ready(gw: GatewayProcess, within_s: float = 20.0) -> None:
     async with aiohttp.ClientSession() as session:
-        for _ in range(int(timeout / 0.1)):
+        for _ in range(int(within_s / 0.1)):
             if gw.process.returncode is not None:
                 raise AssertionError(f"gateway exited: {gw.log_path.read_text()[-2000:]}")
             with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{gw.admin_url}/readyz") as r1, session.get(
-                    f"{gw.collect_url}/healthz"
-                ) as r2:
+                async with (
+                    session.get(f"{gw.admin_url}/readyz") as r1,
+                    session.get(f"{gw.collect_url}/healthz") as r2,
+                ):
                     if r1.status == 200 and r2.status == 200:
                         return
             await asyncio.sleep(0.1)
@@ -93,25 +96,37 @@ async def wait_ready(gw: GatewayProcess, timeout: float = 20.0) -> None:
 async def configure(admin_url: str) -> None:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.post(f"{admin_url}/v1/admin/sources", json={
-            "id": "src_test", "name": "Shop", "consent_default": "grant"}) as resp:
+        async with session.post(
+            f"{admin_url}/v1/admin/sources",
+            json={"id": "src_test", "name": "Shop", "consent_default": "grant"},
+        ) as resp:
             assert resp.status == 201, await resp.text()
-        async with session.post(f"{admin_url}/v1/admin/integrations", json={
-            "source_id": "src_test", "vendor": "tiktok", "name": "TikTok Events API",
-            "enabled": True, "consent_categories": ["advertising"],
-            "config": {"pixel_code": "CTESTPIXEL0000000001", "access_token": "tok_0123456789"},
-        }) as resp:
+        async with session.post(
+            f"{admin_url}/v1/admin/integrations",
+            json={
+                "source_id": "src_test",
+                "vendor": "tiktok",
+                "name": "TikTok Events API",
+                "enabled": True,
+                "consent_categories": ["advertising"],
+                "config": {"pixel_code": "CTESTPIXEL0000000001", "access_token": "tok_0123456789"},
+            },
+        ) as resp:
             assert resp.status == 201, await resp.text()
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True,
-        timeout=30, check=False,
+        [sys.executable, "-m", "gateway", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
-# -- start-up ---------------------------------------------------------------------------------------
+# -- start-up ----
 
 
 @pytest.mark.parametrize(
@@ -157,9 +172,12 @@ async def test_serve_prints_endpoints_and_generated_token(tmp_path: Path) -> Non
         log = tmp_path / "out.log"
         async with running_gateway(env, log) as gw:
             token = (tmp_path / "data" / "admin_token").read_text().strip()
-            async with aiohttp.ClientSession() as session, session.get(
-                f"{gw.admin_url}/v1/admin/sources", headers={"Authorization": f"Bearer {token}"}
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{gw.admin_url}/v1/admin/sources", headers={"Authorization": f"Bearer {token}"}
+                ) as resp,
+            ):
                 assert resp.status == 200
             gw.process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(gw.process.wait(), 20) == 0
@@ -173,19 +191,24 @@ async def test_serve_prints_endpoints_and_generated_token(tmp_path: Path) -> Non
         assert token not in (tmp_path / "second.log").read_text()
 
 
-# -- crash safety -------------------------------------------------------------------------------------
+# -- crash safety ----
 
 
-async def _fire(session: aiohttp.ClientSession, url: str, acked: set[str], stop: asyncio.Event) -> None:
+async def _fire(
+    session: aiohttp.ClientSession, url: str, acked: set[str], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         message_id = f"m-{uuid.uuid4().hex}"
-        body: dict[str, Any] = {"source_id": "src_test", "message_id": message_id,
-                                "context": {"consent": {"advertising": True}}}
+        body: dict[str, Any] = {
+            "source_id": "src_test",
+            "message_id": message_id,
+            "context": {"consent": {"advertising": True}},
+        }
         try:
             async with session.post(f"{url}/v1/p", json=body) as resp:
                 if resp.status == 200:
                     acked.add(message_id)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             await asyncio.sleep(0.01)
 
 
@@ -201,8 +224,10 @@ async def test_sigkill_under_load_loses_no_acknowledged_hit(tmp_path: Path) -> N
                     await configure(gw.admin_url)
                 stop = asyncio.Event()
                 async with aiohttp.ClientSession() as session:
-                    firing = [asyncio.create_task(_fire(session, gw.collect_url, acked, stop))
-                              for _ in range(16)]
+                    firing = [
+                        asyncio.create_task(_fire(session, gw.collect_url, acked, stop))
+                        for _ in range(16)
+                    ]
                     await asyncio.sleep(0.8 + 0.3 * round_)
                     gw.process.kill()  # SIGKILL while hits and deliveries are under way
                     await gw.process.wait()
@@ -211,8 +236,10 @@ async def test_sigkill_under_load_loses_no_acknowledged_hit(tmp_path: Path) -> N
         async with running_gateway(env, tmp_path / "final.log"):
             await tiktok.wait_for(lambda: acked <= set(tiktok.accepted_ids()), timeout=60)
         delivered = tiktok.accepted_ids()
-        print(f"sigkill: {len(acked)} acknowledged hits, {len(delivered)} events accepted, "
-              f"{len(delivered) - len(set(delivered))} duplicates (same event_id)")
+        print(
+            f"sigkill: {len(acked)} acknowledged hits, {len(delivered)} events accepted, "
+            f"{len(delivered) - len(set(delivered))} duplicates (same event_id)"
+        )
         assert len(acked) > 100
         assert acked <= set(delivered)
         assert tiktok.problems == []
@@ -226,8 +253,10 @@ async def test_sigterm_drains_in_flight_and_keeps_the_rest(tmp_path: Path) -> No
             await configure(gw.admin_url)
             async with aiohttp.ClientSession() as session:
                 for message_id in ids:
-                    async with session.post(f"{gw.collect_url}/v1/p", json={
-                        "source_id": "src_test", "message_id": message_id}) as resp:
+                    async with session.post(
+                        f"{gw.collect_url}/v1/p",
+                        json={"source_id": "src_test", "message_id": message_id},
+                    ) as resp:
                         assert resp.status == 200
             gw.process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(gw.process.wait(), 30) == 0

@@ -50,7 +50,7 @@ async def queue_depth(gw: Gateway) -> int:
     return await gw.runtime.queue.depth()
 
 
-# -- cookies -------------------------------------------------------------------------------------
+# -- cookies ----
 
 
 async def test_first_hit_sets_first_party_cookies(gateway: Gateway, tiktok: TikTokDouble) -> None:
@@ -95,7 +95,9 @@ async def test_ttclid_from_landing_url_is_kept_30_days(
 ) -> None:
     await setup(gateway)
     landing = {"url": "https://shop.example/p?utm_source=tt&ttclid=E.C.P.abc123", "title": "P"}
-    resp = await gateway.collect.post("/v1/p", json=hit(context={"consent": GRANTED, "page": landing}))
+    resp = await gateway.collect.post(
+        "/v1/p", json=hit(context={"consent": GRANTED, "page": landing})
+    )
     cookie = set_cookies(resp)["ttclid"]
     assert cookie.value == "E.C.P.abc123"
     assert int(cookie["max-age"]) == 30 * 86400
@@ -120,7 +122,8 @@ async def test_identify_then_purchase_carries_hashed_identity(
     assert "alice" not in identity.value.lower() and "2133734253" not in identity.value
 
     purchase = hit(
-        event="Order Completed", anonymous_id="user_123",
+        event="Order Completed",
+        anonymous_id="user_123",
         properties={"order_id": "ORD-1", "total": 10, "currency": "usd"},
     )
     await gateway.collect.post("/v1/t", json=purchase)
@@ -141,14 +144,16 @@ async def test_tampered_identity_cookie_is_ignored(gateway: Gateway, tiktok: Tik
     tampered = sealed[:-6] + ("AAAAAA" if not sealed.endswith("AAAAAA") else "BBBBBB")
     gateway.collect.session.cookie_jar.clear()
     for value in (tampered, "not-a-sealed-value", "\u00e9"):
-        resp = await gateway.collect.post("/v1/p", json=hit(), headers={"Cookie": f"_dfuser={value}"})
+        resp = await gateway.collect.post(
+            "/v1/p", json=hit(), headers={"Cookie": f"_dfuser={value}"}
+        )
         assert resp.status == 200
         gateway.collect.session.cookie_jar.clear()
     events = await events_of(tiktok, 3)
     assert all("email" not in e["user"] for e in events)
 
 
-# -- consent ---------------------------------------------------------------------------------------
+# -- consent ----
 
 
 @pytest.mark.parametrize(
@@ -185,8 +190,10 @@ async def test_consent_gate(
         assert await queue_depth(gateway) == 0
         return
     assert resp.status == 200
-    marker = await gateway.collect.post("/v1/p", json=hit(context={"page": PAGE, "consent": {
-        "advertising": True, "marketing": True}}))
+    marker = await gateway.collect.post(
+        "/v1/p",
+        json=hit(context={"page": PAGE, "consent": {"advertising": True, "marketing": True}}),
+    )
     assert marker.status == 200
     await tiktok.wait_for(lambda: len(tiktok.accepted) >= (2 if delivered else 1))
     assert len(tiktok.accepted) == (2 if delivered else 1)
@@ -195,7 +202,7 @@ async def test_consent_gate(
         assert set_cookies(resp) == {}
 
 
-# -- event mapping through the whole path ------------------------------------------------------------
+# -- event mapping through the whole path ----
 
 
 @pytest.mark.parametrize(
@@ -218,8 +225,14 @@ async def test_mapping_rows_end_to_end(
     gateway: Gateway, tiktok: TikTokDouble, name: str, expected: str
 ) -> None:
     await setup(gateway)
-    properties = {"product_id": "SKU-1", "price": 5, "quantity": 2, "currency": "eur",
-                  "order_id": "O-9", "query": "shoes"}
+    properties = {
+        "product_id": "SKU-1",
+        "price": 5,
+        "quantity": 2,
+        "currency": "eur",
+        "order_id": "O-9",
+        "query": "shoes",
+    }
     resp = await gateway.collect.post("/v1/t", json=hit(event=name, properties=properties))
     assert resp.status == 200
     [event] = await events_of(tiktok, 1)
@@ -236,11 +249,18 @@ async def test_seed_purchase_arrives_as_the_seed_contents(
         event="Order Completed",
         message_id="evt_abc123def456",
         properties={
-            "order_id": "ORD-001", "total": 129.99, "currency": "USD",
+            "order_id": "ORD-001",
+            "total": 129.99,
+            "currency": "USD",
             "products": [
                 {"product_id": "SKU-A", "name": "Widget", "price": 49.99, "quantity": 2},
-                {"sku": "SKU-B", "name": "Gadget", "category": "Tools", "price": 30.01,
-                 "quantity": 1},
+                {
+                    "sku": "SKU-B",
+                    "name": "Gadget",
+                    "category": "Tools",
+                    "price": 30.01,
+                    "quantity": 1,
+                },
             ],
         },
     )
@@ -256,8 +276,13 @@ async def test_seed_purchase_arrives_as_the_seed_contents(
         "content_type": "product",
         "contents": [
             {"content_id": "SKU-A", "content_name": "Widget", "price": 49.99, "quantity": 2},
-            {"content_id": "SKU-B", "content_name": "Gadget", "content_category": "Tools",
-             "price": 30.01, "quantity": 1},
+            {
+                "content_id": "SKU-B",
+                "content_name": "Gadget",
+                "content_category": "Tools",
+                "price": 30.01,
+                "quantity": 1,
+            },
         ],
     }
     request = tiktok.requests[-1]
@@ -284,12 +309,18 @@ async def test_purchase_without_value_is_dead_lettered_not_sent(
 
 
 async def test_current_event_names_option(gateway: Gateway, tiktok: TikTokDouble) -> None:
-    await setup(gateway, config={
-        "pixel_code": "CTESTPIXEL0000000001", "access_token": "tok_test_0123456789",
-        "use_current_event_names": True, "event_mapping": {"Quote Requested": "Lead Generated"},
-    })
-    await gateway.collect.post("/v1/t", json=hit(
-        event="Order Completed", properties={"total": 1, "currency": "USD"}))
+    await setup(
+        gateway,
+        config={
+            "pixel_code": "CTESTPIXEL0000000001",
+            "access_token": "tok_test_0123456789",
+            "use_current_event_names": True,
+            "event_mapping": {"Quote Requested": "Lead Generated"},
+        },
+    )
+    await gateway.collect.post(
+        "/v1/t", json=hit(event="Order Completed", properties={"total": 1, "currency": "USD"})
+    )
     await gateway.collect.post("/v1/t", json=hit(event="Lead Generated"))
     events = await events_of(tiktok, 2)
     assert sorted(e["event"] for e in events) == ["Lead", "Purchase"]
@@ -306,35 +337,81 @@ BAD_INPUTS = [
     pytest.param("/v1/p", b'{"source_id": "src_test",', {}, 400, id="malformed-json"),
     pytest.param("/v1/p", b"", {}, 400, id="empty-body"),
     pytest.param("/v1/t", b'{"source_id": "src_test", "event": 5}', {}, 400, id="wrong-type"),
-    pytest.param("/v1/t", json.dumps(hit(properties={"total": "a lot"})).encode(), {}, 400,
-                 id="wrong-type-nested"),
+    pytest.param(
+        "/v1/t",
+        json.dumps(hit(properties={"total": "a lot"})).encode(),
+        {},
+        400,
+        id="wrong-type-nested",
+    ),
     pytest.param("/v1/t", b'{"source_id": "src_test"}', {}, 400, id="track-without-event"),
-    pytest.param("/v1/batch", b'{"batch": [{"type": "alias", "source_id": "src_test"}]}', {}, 400,
-                 id="unknown-type"),
+    pytest.param(
+        "/v1/batch",
+        b'{"batch": [{"type": "alias", "source_id": "src_test"}]}',
+        {},
+        400,
+        id="unknown-type",
+    ),
     pytest.param("/v1/p", b'{"source_id": "src_nope"}', {}, 400, id="unknown-source"),
     pytest.param("/v1/p", b'{"context": {}}', {}, 400, id="missing-source"),
-    pytest.param("/v1/p", b'{"source_id": "src_test", "x": "' + b"a" * 300_000 + b'"}', {}, 413,
-                 id="oversized"),
-    pytest.param("/v1/batch", json.dumps({"batch": [hit(type="page")] * 101}).encode(), {}, 400,
-                 id="too-many-hits"),
+    pytest.param(
+        "/v1/p",
+        b'{"source_id": "src_test", "x": "' + b"a" * 300_000 + b'"}',
+        {},
+        413,
+        id="oversized",
+    ),
+    pytest.param(
+        "/v1/batch",
+        json.dumps({"batch": [hit(type="page")] * 101}).encode(),
+        {},
+        400,
+        id="too-many-hits",
+    ),
     pytest.param("/v1/batch", b'{"batch": []}', {}, 400, id="empty-batch"),
-    pytest.param("/v1/p", b'{"source_id": "src_test", "user_id": "\xff\xfe"}', {}, 400,
-                 id="invalid-utf8"),
+    pytest.param(
+        "/v1/p", b'{"source_id": "src_test", "user_id": "\xff\xfe"}', {}, 400, id="invalid-utf8"
+    ),
     pytest.param("/v1/p", _nested(5000), {}, 400, id="absurd-nesting"),
-    pytest.param("/v1/t", b'{"source_id": "src_test", "event": "x", "properties": {"total": NaN}}',
-                 {}, 400, id="nan"),
-    pytest.param("/v1/t",
-                 b'{"source_id": "src_test", "event": "x", "properties": {"total": Infinity}}',
-                 {}, 400, id="infinity"),
-    pytest.param("/v1/t", b'{"source_id": "src_test", "event": "x", "properties": {"total": 1e999}}',
-                 {}, 400, id="huge-number"),
+    pytest.param(
+        "/v1/t",
+        b'{"source_id": "src_test", "event": "x", "properties": {"total": NaN}}',
+        {},
+        400,
+        id="nan",
+    ),
+    pytest.param(
+        "/v1/t",
+        b'{"source_id": "src_test", "event": "x", "properties": {"total": Infinity}}',
+        {},
+        400,
+        id="infinity",
+    ),
+    pytest.param(
+        "/v1/t",
+        b'{"source_id": "src_test", "event": "x", "properties": {"total": 1e999}}',
+        {},
+        400,
+        id="huge-number",
+    ),
     pytest.param("/v1/p", b"[1, 2, 3]", {}, 400, id="not-an-object"),
-    pytest.param("/v1/p", json.dumps(hit()).encode(), {"Content-Type": "application/xml"}, 415,
-                 id="wrong-content-type"),
-    pytest.param("/v1/p", json.dumps(hit()).encode(), {"Authorization": "Bearer wrong-key"}, 401,
-                 id="wrong-server-key"),
-    pytest.param("/v1/p", json.dumps(hit(message_id="m" * 500)).encode(), {}, 400,
-                 id="overlong-id"),
+    pytest.param(
+        "/v1/p",
+        json.dumps(hit()).encode(),
+        {"Content-Type": "application/xml"},
+        415,
+        id="wrong-content-type",
+    ),
+    pytest.param(
+        "/v1/p",
+        json.dumps(hit()).encode(),
+        {"Authorization": "Bearer wrong-key"},
+        401,
+        id="wrong-server-key",
+    ),
+    pytest.param(
+        "/v1/p", json.dumps(hit(message_id="m" * 500)).encode(), {}, 400, id="overlong-id"
+    ),
 ]
 
 
@@ -365,9 +442,7 @@ async def test_hostile_forwarded_for_is_harmless(
     gateway: Gateway, tiktok: TikTokDouble, forwarded: str
 ) -> None:
     await setup(gateway)
-    resp = await gateway.collect.post(
-        "/v1/p", json=hit(), headers={"X-Forwarded-For": forwarded}
-    )
+    resp = await gateway.collect.post("/v1/p", json=hit(), headers={"X-Forwarded-For": forwarded})
     assert resp.status in (200, 400, 431)
     if resp.status == 200:
         [event] = await events_of(tiktok, 1)
@@ -392,8 +467,12 @@ async def test_batch_endpoint_keeps_order_and_identity(
     batch = [
         hit(type="identify", user_id="u-1", traits={"email": "a@b.example"}),
         hit(type="page", message_id="m-page"),
-        hit(type="track", event="Product Viewed", message_id="m-view",
-            properties={"sku": 77, "price": 3}),
+        hit(
+            type="track",
+            event="Product Viewed",
+            message_id="m-view",
+            properties={"sku": 77, "price": 3},
+        ),
     ]
     resp = await gateway.collect.post("/v1/batch", json={"batch": batch})
     assert resp.status == 200
@@ -401,8 +480,10 @@ async def test_batch_endpoint_keeps_order_and_identity(
     assert {e["event_id"] for e in events} == {"m-page", "m-view"}
     assert all("email" in e["user"] for e in events)
     view = next(e for e in events if e["event_id"] == "m-view")
-    assert view["properties"]["contents"] == [{"content_id": "77", "price": 3}] or view[
-        "properties"]["contents"][0]["content_id"] == "77"
+    assert (
+        view["properties"]["contents"] == [{"content_id": "77", "price": 3}]
+        or view["properties"]["contents"][0]["content_id"] == "77"
+    )
 
 
 # -- CORS and visitor address ----------------------------------------------------------------------
@@ -413,13 +494,20 @@ async def test_cors_for_allowed_origins_only(gateway: Gateway) -> None:
     ok = await gateway.collect.post("/v1/p", json=hit(), headers={"Origin": "https://shop.example"})
     assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     assert ok.headers["Access-Control-Allow-Credentials"] == "true"
-    other = await gateway.collect.post("/v1/p", json=hit(), headers={"Origin": "https://evil.example"})
+    other = await gateway.collect.post(
+        "/v1/p", json=hit(), headers={"Origin": "https://evil.example"}
+    )
     assert other.status == 200
     assert "Access-Control-Allow-Origin" not in other.headers
 
-    preflight = await gateway.collect.options("/v1/t", headers={
-        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    preflight = await gateway.collect.options(
+        "/v1/t",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
@@ -433,16 +521,23 @@ async def test_forwarded_headers_believed_only_from_trusted_proxies(
     # The test client connects from 127.0.0.1; first as a trusted proxy, then as a stranger.
     async with make_gateway() as gw:
         await setup(gw)
-        await gw.collect.post("/v1/p", json=hit(), headers={
-            "X-Forwarded-For": "198.51.100.7, 10.0.0.2", "X-Forwarded-Proto": "https"})
-        await gw.collect.post("/v1/p", json=hit(), headers={
-            "Forwarded": 'for="[2001:db8::17]:4711";proto=https'})
+        await gw.collect.post(
+            "/v1/p",
+            json=hit(),
+            headers={"X-Forwarded-For": "198.51.100.7, 10.0.0.2", "X-Forwarded-Proto": "https"},
+        )
+        await gw.collect.post(
+            "/v1/p", json=hit(), headers={"Forwarded": 'for="[2001:db8::17]:4711";proto=https'}
+        )
         events = await events_of(tiktok, 2)
         assert sorted(e["user"]["ip"] for e in events) == ["10.0.0.2", "2001:db8::17"]
     tiktok.accepted.clear()
     async with make_gateway(GATEWAY_TRUSTED_PROXIES="10.0.0.0/8") as gw:
-        resp = await gw.collect.post("/v1/p", json=hit(), headers={
-            "X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"})
+        resp = await gw.collect.post(
+            "/v1/p",
+            json=hit(),
+            headers={"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"},
+        )
         assert not set_cookies(resp)["_ttp"]["secure"]  # a forged proto changes nothing either
         [event] = await events_of(tiktok, 1)
         assert event["user"]["ip"] == "127.0.0.1"
@@ -457,7 +552,7 @@ async def test_secure_cookies_behind_https_proxy_with_cookie_domain(gateway: Gat
         assert morsel["domain"].lstrip(".") == "shop.example"
 
 
-# -- server sources ----------------------------------------------------------------------------------
+# -- server sources ----
 
 
 async def test_server_source_may_set_ip_user_agent_and_past_time(
@@ -467,9 +562,12 @@ async def test_server_source_may_set_ip_user_agent_and_past_time(
     await gateway.create_integration()
     key = source["server_key"]
     two_days_ago = "2026-01-01T00:00:00Z"
-    order = hit(event="Order Completed", anonymous_id="anon-9",
-                properties={"total": 20, "currency": "USD"},
-                context={"consent": GRANTED, "ip": "203.0.113.50", "user_agent": "Shop/1.0"})
+    order = hit(
+        event="Order Completed",
+        anonymous_id="anon-9",
+        properties={"total": 20, "currency": "USD"},
+        context={"consent": GRANTED, "ip": "203.0.113.50", "user_agent": "Shop/1.0"},
+    )
     # A browser cannot override what the request shows.
     await gateway.collect.post("/v1/t", json={**order, "message_id": "browser"})
     import datetime as dt
@@ -477,8 +575,10 @@ async def test_server_source_may_set_ip_user_agent_and_past_time(
     stamp = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(microsecond=0)
     two_days_ago = stamp.isoformat().replace("+00:00", "Z")
     resp = await gateway.collect.post(
-        "/v1/t", json={**order, "message_id": "server", "timestamp": two_days_ago},
-        headers={"Authorization": f"Bearer {key}"})
+        "/v1/t",
+        json={**order, "message_id": "server", "timestamp": two_days_ago},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert resp.status == 200
     assert set_cookies(resp) == {}  # the answer goes to a backend, not a browser
     events = {e["event_id"]: e for e in await events_of(tiktok, 2)}
@@ -490,12 +590,13 @@ async def test_server_source_may_set_ip_user_agent_and_past_time(
 
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=8)).isoformat()
     resp = await gateway.collect.post(
-        "/v1/t", json={**order, "timestamp": old}, headers={"Authorization": f"Bearer {key}"})
+        "/v1/t", json={**order, "timestamp": old}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "timestamp_too_old"
 
 
-# -- configuration changes and bursts ----------------------------------------------------------------
+# -- configuration changes and bursts ----
 
 
 async def test_configuration_change_takes_effect_at_once(
@@ -504,11 +605,11 @@ async def test_configuration_change_takes_effect_at_once(
     integration = await setup(gateway)
     await gateway.collect.post("/v1/p", json=hit(message_id="before"))
     resp = await gateway.admin.patch(
-        f"/v1/admin/integrations/{integration['id']}", json={"enabled": False})
+        f"/v1/admin/integrations/{integration['id']}", json={"enabled": False}
+    )
     assert resp.status == 200
     await gateway.collect.post("/v1/p", json=hit(message_id="while-disabled"))
-    await gateway.admin.patch(
-        f"/v1/admin/integrations/{integration['id']}", json={"enabled": True})
+    await gateway.admin.patch(f"/v1/admin/integrations/{integration['id']}", json={"enabled": True})
     await gateway.collect.post("/v1/p", json=hit(message_id="after"))
     await events_of(tiktok, 2)
     assert sorted(tiktok.accepted_ids()) == ["after", "before"]

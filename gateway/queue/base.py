@@ -108,9 +108,7 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def purge_dead_letters(
-        self, integration_id: str, ids: Sequence[int | str] | None
-    ) -> int:
+    async def purge_dead_letters(self, integration_id: str, ids: Sequence[int | str] | None) -> int:
         """Delete dead letters (these ids, or all when None); returns how many."""
 
     @abc.abstractmethod
