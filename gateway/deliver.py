@@ -218,9 +218,7 @@ class DeliveryWorker:
     def _start_lane(self, integration_id: str) -> None:
         lane = _Lane(integration_id)
         self._lanes[integration_id] = lane
-        lane.task = asyncio.create_task(
-            self._run_lane(lane), name=f"delivery-{integration_id}"
-        )
+        lane.task = asyncio.create_task(self._run_lane(lane), name=f"delivery-{integration_id}")
 
     async def _drained(self, until_empty: bool) -> bool:
         if any(lane.busy or lane.leased for lane in self._lanes.values()):
@@ -371,7 +369,11 @@ class DeliveryWorker:
             lane.bucket.slow_down(self._monotonic())
         log.debug(
             "tiktok answered integration=%s events=%d verdict=%s code=%s request_id=%s",
-            lane.integration_id, len(events), verdict.value, answer.code, answer.request_id,
+            lane.integration_id,
+            len(events),
+            verdict.value,
+            answer.code,
+            answer.request_id,
         )
         return answer, verdict
 
@@ -412,7 +414,11 @@ class DeliveryWorker:
         self._metrics.events_failed.labels(lane.integration_id).inc(len(events))
         log.warning(
             "delivery will retry integration=%s events=%d attempt=%d in_s=%.2f error=%s",
-            lane.integration_id, len(events), attempt, when - now, error,
+            lane.integration_id,
+            len(events),
+            attempt,
+            when - now,
+            error,
         )
 
     async def _pause(
@@ -448,7 +454,10 @@ class DeliveryWorker:
         self._metrics.events_dead_lettered.labels(lane.integration_id, reason).inc(len(events))
         log.warning(
             "events dead-lettered integration=%s events=%d reason=%s answer=%s",
-            lane.integration_id, len(events), reason, answer,
+            lane.integration_id,
+            len(events),
+            reason,
+            answer,
         )
 
     async def _give_back(self, lane: _Lane) -> None:
@@ -563,7 +572,11 @@ class _Isolation:
         finally:
             log.info(
                 "isolation integration=%s events=%d extra_requests=%d dead_lettered=%d outcome=%s",
-                self._lane.integration_id, len(batch), self.requests, self.dead_lettered, outcome,
+                self._lane.integration_id,
+                len(batch),
+                self.requests,
+                self.dead_lettered,
+                outcome,
             )
 
     async def _search_bad(self, piece: list[ClaimedEvent], message: str) -> None:

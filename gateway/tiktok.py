@@ -70,9 +70,9 @@ class TikTokAnswer:
             return f"transport error: {self.transport_error}"
         if self.code is not None:
             return f"{self.code}: {self.message}" if self.message else str(self.code)
-        return f"HTTP {self.http_status}: {self.message}" if self.message else (
-            f"HTTP {self.http_status}"
-        )
+        if self.message:
+            return f"HTTP {self.http_status}: {self.message}"
+        return f"HTTP {self.http_status}"
 
 
 def classify(answer: TikTokAnswer) -> Verdict:

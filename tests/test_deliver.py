@@ -156,8 +156,13 @@ class Harness:
         ids = [f"evt_{next(_ids):06d}" for _ in range(count)]
         for start in range(0, count, chunk):
             events = [
-                NewEvent(integration_id, eid, "CompletePayment", event_time or int(time.time()),
-                         payload(eid, event_time))
+                NewEvent(
+                    integration_id,
+                    eid,
+                    "CompletePayment",
+                    event_time or int(time.time()),
+                    payload(eid, event_time),
+                )
                 for eid in ids[start : start + chunk]
             ]
             await self.queue.enqueue(events)
@@ -401,9 +406,10 @@ async def test_one_bad_event_among_500_is_isolated(h: Harness, bad_index: int) -
     assert len(h.tiktok.requests) == 1 + worker.isolation_requests
     integration = await h.store.get_integration(INTEGRATION)
     assert integration is not None and integration.paused_reason is None
-    assert h.sample(
-        "gateway_events_dead_lettered_total", integration=INTEGRATION, reason="rejected"
-    ) == 1
+    assert (
+        h.sample("gateway_events_dead_lettered_total", integration=INTEGRATION, reason="rejected")
+        == 1
+    )
     assert_clean(h.tiktok)
 
 

@@ -187,10 +187,18 @@ async def test_send_without_test_event_code(
         ),
         pytest.param(
             Answer(code=40100, message="Too many requests", retry_after=1),
-            200, 40100, 1.0, Verdict.THROTTLED, id="40100",
+            200,
+            40100,
+            1.0,
+            Verdict.THROTTLED,
+            id="40100",
         ),
         pytest.param(
-            Answer(code=40001, message="No permission"), 200, 40001, None, Verdict.PAUSE,
+            Answer(code=40001, message="No permission"),
+            200,
+            40001,
+            None,
+            Verdict.PAUSE,
             id="40001",
         ),
         pytest.param(
@@ -198,7 +206,11 @@ async def test_send_without_test_event_code(
         ),
         pytest.param(Answer(not_json=True), 200, None, None, Verdict.RETRY, id="html-200"),
         pytest.param(
-            Answer(code=40002, message="Invalid"), 200, 40002, None, Verdict.REJECT_CONTENT,
+            Answer(code=40002, message="Invalid"),
+            200,
+            40002,
+            None,
+            Verdict.REJECT_CONTENT,
             id="40002",
         ),
     ],
@@ -275,26 +287,67 @@ async def test_double_refuses_bearer_token_and_bad_shape(
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        pytest.param({"event_source": "web", "event_source_id": "P", "data": []}, "data must",
-                     id="empty-data"),
-        pytest.param({"event_source": "app", "event_source_id": "P",
-                      "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}]},
-                     "event_source", id="not-web"),
-        pytest.param({"event_source": "web", "event_source_id": "P", "partner_name": "x",
-                      "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}]},
-                     "partner_name", id="unknown-top-level"),
-        pytest.param({"event_source": "web", "event_source_id": "P",
-                      "data": [{"event": "x", "event_time": "2024-01-01", "event_id": "a",
-                                "user": {}}]},
-                     "event_time", id="iso-time"),
-        pytest.param({"event_source": "web", "event_source_id": "P",
-                      "data": [{"event": "x", "event_time": 1, "event_id": "a",
-                                "user": {"ip": "1.2.3.4"}, "context": {}}]},
-                     "context", id="v1-context"),
-        pytest.param({"event_source": "web", "event_source_id": "P",
-                      "data": [{"event": "x", "event_time": 1, "event_id": "a",
-                                "user": {"phone_number": "x"}}]},
-                     "phone_number", id="unknown-user-key"),
+        pytest.param(
+            {"event_source": "web", "event_source_id": "P", "data": []},
+            "data must",
+            id="empty-data",
+        ),
+        pytest.param(
+            {
+                "event_source": "app",
+                "event_source_id": "P",
+                "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}],
+            },
+            "event_source",
+            id="not-web",
+        ),
+        pytest.param(
+            {
+                "event_source": "web",
+                "event_source_id": "P",
+                "partner_name": "x",
+                "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}],
+            },
+            "partner_name",
+            id="unknown-top-level",
+        ),
+        pytest.param(
+            {
+                "event_source": "web",
+                "event_source_id": "P",
+                "data": [{"event": "x", "event_time": "2024-01-01", "event_id": "a", "user": {}}],
+            },
+            "event_time",
+            id="iso-time",
+        ),
+        pytest.param(
+            {
+                "event_source": "web",
+                "event_source_id": "P",
+                "data": [
+                    {
+                        "event": "x",
+                        "event_time": 1,
+                        "event_id": "a",
+                        "user": {"ip": "1.2.3.4"},
+                        "context": {},
+                    }
+                ],
+            },
+            "context",
+            id="v1-context",
+        ),
+        pytest.param(
+            {
+                "event_source": "web",
+                "event_source_id": "P",
+                "data": [
+                    {"event": "x", "event_time": 1, "event_id": "a", "user": {"phone_number": "x"}}
+                ],
+            },
+            "phone_number",
+            id="unknown-user-key",
+        ),
     ],
 )
 def test_double_checks_shape(body: dict[str, object], problem: str) -> None:

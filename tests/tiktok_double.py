@@ -131,7 +131,9 @@ class TikTokDouble:
 
     # `timeout`, not asyncio.timeout(): the tests' callers read better with a plain keyword.
     async def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0  # noqa: ASYNC109
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError if it does not within `timeout` s.
 
@@ -201,7 +203,9 @@ class TikTokDouble:
             headers["Retry-After"] = str(answer.retry_after)
         if answer.not_json:
             return web.Response(
-                status=answer.status, text="<html>bad gateway</html>", content_type="text/html",
+                status=answer.status,
+                text="<html>bad gateway</html>",
+                content_type="text/html",
                 headers=headers,
             )
         if answer.status != 200 and answer.code == 0:
