@@ -17,8 +17,8 @@ import msgspec
 from gateway.crypto import SecretBox
 from gateway.errors import Conflict, NotFound, StoreError
 from gateway.models import ConsentDefault, Integration, Source, TikTokConfig
-from gateway.queue.sqlite import ThreadConnection, immediate
 from gateway.settings import Secret
+from gateway.sqlite import ThreadConnection, immediate
 from gateway.store.base import ConfigStore
 
 SCHEMA_VERSION = 1
