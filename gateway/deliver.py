@@ -143,6 +143,9 @@ class DeliveryWorker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        recovered = await self._queue.recover_leases(self._clock())
+        if recovered:
+            log.info("took back %d events leased by a delivery worker that stopped", recovered)
         self._started = True
         self._stopping.clear()
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery-supervisor")

@@ -95,6 +95,18 @@ async def test_expired_lease_makes_events_claimable_again(queue: Queue) -> None:
     assert [c.attempts for c in again] == [2, 2]
 
 
+async def test_recover_leases_returns_a_dead_workers_events_at_once(queue: Queue) -> None:
+    await queue.enqueue([event(1), event(2), event(3, B)])
+    now = time.time()
+    await queue.claim(A, 10, now, lease_s=60)
+    await queue.claim(B, 10, now, lease_s=60)
+    assert await queue.recover_leases(now + 1) == 3
+    again = await queue.claim(A, 10, now + 1, lease_s=60)
+    assert event_ids(again) == ["evt-int_a-1", "evt-int_a-2"]
+    assert await queue.recover_leases(now + 2) == 2  # the new leases are taken back too
+    assert await queue.recover_leases(now + 2) == 0
+
+
 async def test_two_handles_never_claim_the_same_event(queue_factory: OpenQueue) -> None:
     first, second = await queue_factory(), await queue_factory()
     await first.enqueue([event(n) for n in range(300)])

@@ -112,5 +112,14 @@ class Queue(abc.ABC):
         """Delete dead letters (these ids, or all when None); returns how many."""
 
     @abc.abstractmethod
+    async def recover_leases(self, now: float) -> int:
+        """Make events leased by a delivery worker that no longer runs claimable now.
+
+        Called when a delivery worker starts. The embedded queue has one delivering process per
+        data directory, so every lease left in it belongs to a process that died: without this a
+        restart after SIGKILL would wait for the leases to expire. Returns how many came back.
+        """
+
+    @abc.abstractmethod
     async def drop_integration(self, integration_id: str) -> None:
         """Forget an integration's events, dead letters and counters (it was deleted)."""

@@ -298,6 +298,9 @@ class SQLiteQueue(Queue):
     async def drop_integration(self, integration_id: str) -> None:
         await self._writer.run(_drop_integration, integration_id)
 
+    async def recover_leases(self, now: float) -> int:
+        return await self._writer.run(_recover_leases, now)
+
 
 # --- What runs on the connection threads -------------------------------------------------------
 # Plain functions of a connection: they never touch the queue object, so nothing is shared
@@ -548,6 +551,17 @@ def _stats(conn: sqlite3.Connection, integration_id: str) -> IntegrationStats:
         queued=row[0], delivered=row[1], failed=row[2], dead_lettered=dead,
         last_error=row[3], last_success_at=row[4],
     )
+
+
+def _recover_leases(conn: sqlite3.Connection, now: float) -> int:
+    with immediate(conn):
+        # The attempt that was in flight counts: TikTok may have received it.
+        cursor = conn.execute(
+            "UPDATE events SET lease_until = NULL, not_before = min(not_before, ?) "
+            "WHERE lease_until IS NOT NULL",
+            (now,),
+        )
+        return cursor.rowcount
 
 
 def _drop_integration(conn: sqlite3.Connection, integration_id: str) -> None:
