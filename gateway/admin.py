@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib.resources
 import json
 import logging
 import secrets
@@ -39,6 +38,7 @@ from gateway.admin_schema import (
     selection_from_query,
     source_json,
 )
+from gateway.assets import asset
 from gateway.crypto import constant_time_in, new_token, sha256_hex
 from gateway.errors import AdminError, Conflict, NotFound, QueueFull, StoreError
 from gateway.metrics import CONTENT_TYPE_LATEST
@@ -49,7 +49,6 @@ from gateway.runtime import Runtime
 log = logging.getLogger(__name__)
 
 RUNTIME_KEY: Final = web.AppKey("runtime", Runtime)
-OPENAPI_KEY: Final = web.AppKey("openapi", bytes)
 
 ADMIN_PREFIX = "/v1/admin"
 PAUSED_BY_ADMIN = "paused by admin"
@@ -62,7 +61,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_admin_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[_errors, _bearer_auth])
     app[RUNTIME_KEY] = runtime
-    app[OPENAPI_KEY] = importlib.resources.files("gateway").joinpath("openapi.json").read_bytes()
     p = ADMIN_PREFIX
     app.router.add_routes(
         [
@@ -230,7 +228,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI_KEY], content_type="application/json")
+    return web.Response(body=await asset("openapi.json"), content_type="application/json")
 
 
 # -------------------------------------------------------------------------------------- sources

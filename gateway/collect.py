@@ -14,13 +14,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from aiohttp import web
 
 from gateway import cookies
+from gateway.assets import asset
 from gateway.cookies import Identity
 from gateway.crypto import sha256_hex
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
@@ -124,14 +124,9 @@ async def handle_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@functools.cache
-def _tag_source() -> bytes:
-    return resources.files("gateway").joinpath("static/df.js").read_bytes()
-
-
 async def handle_tag(request: web.Request) -> web.Response:
     return web.Response(
-        body=_tag_source(),
+        body=await asset("static/df.js"),
         content_type="application/javascript",
         headers={"Cache-Control": "public, max-age=300"},
     )

@@ -7,6 +7,7 @@ and the store close.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
@@ -100,11 +101,18 @@ def _open_queue(settings: Settings) -> Queue:
     raise SettingsError("GATEWAY_QUEUE_URL", "redis:// is not supported by this build yet")
 
 
+def _prepare_data_dir(
+    settings: Settings,
+) -> tuple[tuple[Secret, ...], tuple[Secret, ...], str | None]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return resolve_keys(settings)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Runtime]:
     """Open every resource the process needs; `run_worker` False for collect/admin-only roles."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    admin_tokens, secret_keys, generated = resolve_keys(settings)
+    # File system work at start-up, off the loop like every other blocking call.
+    admin_tokens, secret_keys, generated = await asyncio.to_thread(_prepare_data_dir, settings)
     token_box = SecretBox(secret_keys, purpose="access-token")
     cookie_box = SecretBox(secret_keys, purpose="identity-cookie")
     metrics = Metrics()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.admin import create_admin_app
@@ -68,6 +69,14 @@ def base_env(data_dir: Path, tiktok_url: str) -> dict[str, str]:
         "GATEWAY_LOG_FORMAT": "json",
         "GATEWAY_HOST": "127.0.0.1",
     }
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test in which something blocks the event loop (as aiohttp's own suite does)."""
+    # Only the gateway's own code is watched: a test may read a file to check what was written.
+    with blockbuster_ctx(scanned_modules=["gateway"]) as bb:
+        yield bb
 
 
 @pytest.fixture
