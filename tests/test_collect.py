@@ -638,3 +638,38 @@ async def test_burst_is_coalesced_into_batches_each_event_once(
         assert max(sizes) <= 500
         assert len(sizes) < len(ids) / 10  # coalesced, not one request per hit
         print(f"burst: {len(ids)} hits -> {len(sizes)} TikTok requests, sizes {sorted(sizes)[-5:]}")
+
+
+async def test_raw_pii_never_reaches_disk_or_logs(
+    gateway: Gateway, tiktok: TikTokDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    await setup(gateway)
+    email, phone = "Private.Person@Example.org", "(415) 555-0199"
+    await gateway.collect.post(
+        "/v1/i", json=hit(user_id="u-1", traits={"email": email, "phone": phone})
+    )
+    await gateway.collect.post(
+        "/v1/t",
+        json=hit(
+            event="Order Completed",
+            properties={"order_id": "O-1"},  # dead-lettered
+            context={"consent": GRANTED, "traits": {"email": email, "phone": phone}},
+        ),
+    )
+    await gateway.collect.post(
+        "/v1/t",
+        json=hit(event="Signed Up", context={"consent": GRANTED, "traits": {"email": email}}),
+    )
+    await events_of(tiktok, 1)
+    # The WAL file holds what was committed but not yet checkpointed: both files are read.
+    needles = [email.encode(), email.lower().encode(), b"555-0199", b"4155550199"]
+    files = [p for p in gateway.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("queue.db") for p in files)
+    for path in files:
+        content = path.read_bytes()
+        for needle in needles:
+            assert needle not in content, f"{needle!r} found in {path.name}"
+    logged = caplog.text.encode()
+    for needle in needles:
+        assert needle not in logged
