@@ -28,17 +28,11 @@ class Product(msgspec.Struct, omit_defaults=True):
     quantity: int | None = None
 
 
-class Properties(msgspec.Struct, omit_defaults=True):
-    """E-commerce properties (the seed's vocabulary); a single product may stand at the top."""
+class Properties(Product, omit_defaults=True):
+    """E-commerce properties (the seed's vocabulary); a single product may stand at the top,
+    which is why the product's own fields are inherited."""
 
     products: list[Product] | None = None
-    product_id: str | int | None = None
-    sku: str | int | None = None
-    name: str | None = None
-    category: str | None = None
-    brand: str | None = None
-    price: float | None = None
-    quantity: int | None = None
     total: float | None = None
     revenue: float | None = None
     value: float | None = None

@@ -20,6 +20,7 @@ DEFAULT_TIKTOK_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/tr
 TIKTOK_MAX_EVENTS_PER_REQUEST = 1000
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class Secret:
@@ -210,30 +211,28 @@ def _text(name: str, raw: Any) -> str:
     return str(raw).strip()
 
 
-def _int_between(low: int, high: int) -> Callable[[str, Any], int]:
-    def cast(name: str, raw: Any) -> int:
+def _between(kind: Callable[[str], N], low: N, high: N) -> Callable[[str, Any], N]:
+    """A cast to `kind` (int or float) that refuses values outside [low, high]."""
+    what = "a whole number" if kind is int else "a number"
+
+    def cast(name: str, raw: Any) -> N:
         try:
-            value = int(str(raw).strip())
+            value = kind(str(raw).strip())
         except ValueError:
-            raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+            raise SettingsError(name, f"must be {what}, got {raw!r}") from None
         if not low <= value <= high:
             raise SettingsError(name, f"must be between {low} and {high}, got {value}")
         return value
 
     return cast
+
+
+def _int_between(low: int, high: int) -> Callable[[str, Any], int]:
+    return _between(int, low, high)
 
 
 def _float_between(low: float, high: float) -> Callable[[str, Any], float]:
-    def cast(name: str, raw: Any) -> float:
-        try:
-            value = float(str(raw).strip())
-        except ValueError:
-            raise SettingsError(name, f"must be a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return cast
+    return _between(float, low, high)
 
 
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
