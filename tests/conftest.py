@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
 from aiohttp.test_utils import TestClient, TestServer
+from blockbuster import BlockBuster, blockbuster_ctx
 
 from gateway.admin import create_admin_app
 from gateway.collect import create_collect_app
