@@ -10,7 +10,7 @@ by what `tiktok.classify` says about TikTok's answer:
     RETRY           release with backoff
     PAUSE           release without error, pause the integration with TikTok's reason
     TOO_LARGE       split in halves and send each
-    REJECT_CONTENT  isolate the bad events by splitting (`_Isolation`) and dead-letter only them;
+    REJECT_CONTENT  isolate the bad events by splitting (`isolate.py`), dead-letter only them;
                     when every piece fails alike the fault is not the events': pause instead
 
 Events older than `event_max_age_days` are dead-lettered ("too_old") instead of sent. A lease
@@ -26,14 +26,15 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from gateway.backoff import retry_at
+from gateway.isolate import Isolation, halves
 from gateway.metrics import Metrics
 from gateway.models import ClaimedEvent, Integration, ReadyInfo
 from gateway.queue.base import Queue
 from gateway.ratelimit import TokenBucket
 from gateway.settings import Settings
+from gateway.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.store.base import ConfigStore
 from gateway.tiktok import TikTokAnswer, TikTokClient, Verdict, classify
 
@@ -50,33 +51,15 @@ _ERROR_PAUSE_S = 1.0
 _MIN_SLEEP_S = 0.005
 
 
-class _Stopping(Exception):
-    """The worker is stopping: send nothing more, give back what is held."""
-
-
 @dataclass(slots=True)
-class _Lane:
-    """One integration's delivery loop and what it holds."""
+class _Lane(Holding):
+    """One integration's delivery loop, and (as a `Holding`) the events it has claimed."""
 
-    integration_id: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     bucket: TokenBucket | None = None  # shared with the lanes before it (the worker keeps it)
-    # Events this lane has claimed and not yet settled, by queue id.
-    leased: dict[int | str, ClaimedEvent] = field(default_factory=dict)
-    # Set when the current batch paused the integration: send nothing more from it.
-    paused: bool = False
     # True from claim to the end of a batch (drain must not mistake a claim for an empty queue).
     busy: bool = False
-
-
-class _Interrupted(Exception):
-    """TikTok answered something during isolation that stops it (throttled, down, paused)."""
-
-    def __init__(self, answer: TikTokAnswer, verdict: Verdict) -> None:
-        super().__init__(verdict.value)
-        self.answer = answer
-        self.verdict = verdict
 
 
 class DeliveryWorker:
@@ -139,6 +122,17 @@ class DeliveryWorker:
         self.events_retried = 0
         self.events_dead_lettered = 0
         self.isolation_requests = 0
+        self._settle = Settlement(
+            queue,
+            store,
+            metrics,
+            self,
+            clock=clock,
+            rng=rng,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            on_pause=self._cache_paused,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -171,7 +165,7 @@ class DeliveryWorker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         for lane in lanes:
-            await self._give_back(lane)
+            await self._settle.give_back(lane)
         self._lanes.clear()
         self._started = False
 
@@ -246,7 +240,7 @@ class DeliveryWorker:
                 try:
                     if not await self._step(lane):
                         return
-                except _Stopping:
+                except Stopping:
                     return
                 except Exception:
                     # A batch's own `finally` already tried to give its events back; if that
@@ -296,13 +290,13 @@ class DeliveryWorker:
             events = await self._queue.claim(
                 lane.integration_id, self._max_events, now, self._lease_s
             )
-            lane.leased.update((e.id, e) for e in events)
+            lane.hold(events)
             fresh = await self._drop_too_old(lane, events, now)
             if fresh:
                 await self._deliver(lane, integration, fresh)
         finally:
             # Anything not settled (stopping, an error) goes back without blame.
-            await self._give_back(lane)
+            await self._settle.give_back(lane)
             lane.busy = False
 
     async def _drop_too_old(
@@ -312,27 +306,31 @@ class DeliveryWorker:
         old = [e for e in events if e.event_time < cutoff]
         if old:
             days = self._settings.event_max_age_days
-            await self._dead_letter(
+            await self._settle.dead_letter(
                 lane, old, "too_old", f"event_time is older than {days} days; TikTok refuses it"
             )
         return [e for e in events if e.event_time >= cutoff]
 
-    # -- sending and settling ----------------------------------------------------------------
+    # -- sending -----------------------------------------------------------------------------------
 
     async def _deliver(
         self, lane: _Lane, integration: Integration, events: Sequence[ClaimedEvent]
     ) -> None:
         answer, verdict = await self._send(lane, integration, events)
         if verdict is Verdict.ACCEPTED:
-            await self._ack(lane, events)
+            await self._settle.ack(lane, events)
         elif verdict in (Verdict.THROTTLED, Verdict.RETRY):
-            await self._retry(lane, events, answer)
+            await self._settle.retry(lane, events, answer)
         elif verdict is Verdict.PAUSE:
-            await self._pause(lane, integration, events, _pause_reason(answer))
+            await self._settle.pause(lane, integration, events, pause_reason(answer))
         elif verdict is Verdict.TOO_LARGE:
             await self._split_and_resend(lane, integration, events, answer)
         else:
-            await _Isolation(self, lane, integration, answer).run(events)
+
+            async def send(piece: Sequence[ClaimedEvent]) -> tuple[TikTokAnswer, Verdict]:
+                return await self._send(lane, integration, piece)
+
+            await Isolation(self._settle, lane, integration, send, answer).run(events)
 
     async def _split_and_resend(
         self,
@@ -343,9 +341,9 @@ class DeliveryWorker:
     ) -> None:
         if len(events) == 1:
             # One event TikTok calls too large: no split can help it.
-            await self._dead_letter(lane, events, "too_large", answer.describe())
+            await self._settle.dead_letter(lane, events, "too_large", answer.describe())
             return
-        for half in _halves(events):
+        for half in halves(events):
             if lane.paused:
                 return
             await self._deliver(lane, integration, half)
@@ -385,99 +383,17 @@ class DeliveryWorker:
         assert lane.bucket is not None
         while True:
             if self._stopping.is_set():
-                raise _Stopping
+                raise Stopping
             now = self._monotonic()
             if lane.bucket.try_take(now):
                 return
             await self._sleep_until_stopped(lane.bucket.wait_time(now))
 
-    async def _ack(self, lane: _Lane, events: Sequence[ClaimedEvent]) -> None:
-        await self._queue.ack(lane.integration_id, _ids(events), self._clock())
-        self._forget(lane, events)
-        self.events_delivered += len(events)
-        self._metrics.events_delivered.labels(lane.integration_id).inc(len(events))
-
-    async def _retry(
-        self, lane: _Lane, events: Sequence[ClaimedEvent], answer: TikTokAnswer
-    ) -> None:
-        now = self._clock()
-        attempt = max(e.attempts for e in events)
-        when = retry_at(
-            now,
-            attempt,
-            base_s=self._backoff_base_s,
-            cap_s=self._backoff_cap_s,
-            rng=self._rng,
-            retry_after_s=answer.retry_after_s,
-        )
-        error = answer.describe()
-        await self._queue.release(lane.integration_id, _ids(events), when, error, now)
-        self._forget(lane, events)
-        self.events_retried += len(events)
-        self._metrics.events_failed.labels(lane.integration_id).inc(len(events))
-        log.warning(
-            "delivery will retry integration=%s events=%d attempt=%d in_s=%.2f error=%s",
-            lane.integration_id,
-            len(events),
-            attempt,
-            when - now,
-            error,
-        )
-
-    async def _pause(
-        self,
-        lane: _Lane,
-        integration: Integration,
-        events: Sequence[ClaimedEvent],
-        reason: str,
-    ) -> None:
-        """Pause the integration; its events go back unblamed and wait for the resume."""
-        now = self._clock()
-        if events:
-            await self._queue.release(lane.integration_id, _ids(events), now, None, now)
-            self._forget(lane, events)
-        await self._store.set_paused(lane.integration_id, reason)
-        lane.paused = True
-        # Until the store's new version is read, the cache must already say "paused".
-        self._configs[lane.integration_id] = (
-            replace(integration, paused_reason=reason),
-            self._monotonic(),
-        )
-        self._metrics.integration_paused.labels(lane.integration_id).set(1)
-        log.warning("integration paused integration=%s reason=%s", lane.integration_id, reason)
-
-    async def _dead_letter(
-        self, lane: _Lane, events: Sequence[ClaimedEvent], reason: str, answer: str | None
-    ) -> None:
-        await self._queue.dead_letter(
-            lane.integration_id, _ids(events), reason, answer, self._clock()
-        )
-        self._forget(lane, events)
-        self.events_dead_lettered += len(events)
-        self._metrics.events_dead_lettered.labels(lane.integration_id, reason).inc(len(events))
-        log.warning(
-            "events dead-lettered integration=%s events=%d reason=%s answer=%s",
-            lane.integration_id,
-            len(events),
-            reason,
-            answer,
-        )
-
-    async def _give_back(self, lane: _Lane) -> None:
-        """Release, without error, every event the lane still holds."""
-        if not lane.leased:
-            return
-        held = list(lane.leased.values())
-        now = self._clock()
-        await self._queue.release(lane.integration_id, _ids(held), now, None, now)
-        self._forget(lane, held)
-
-    @staticmethod
-    def _forget(lane: _Lane, events: Sequence[ClaimedEvent]) -> None:
-        for event in events:
-            lane.leased.pop(event.id, None)
-
     # -- configuration and pacing ------------------------------------------------------------
+
+    def _cache_paused(self, integration: Integration) -> None:
+        # Until the store's new version is read, the cache must already say "paused".
+        self._configs[integration.id] = (integration, self._monotonic())
 
     async def _integration(self, integration_id: str, fresh: bool = False) -> Integration | None:
         """The integration's config, cached; a change in the store's version drops the cache."""
@@ -519,150 +435,5 @@ class DeliveryWorker:
             await asyncio.wait_for(self._stopping.wait(), delay)
 
 
-class _Isolation:
-    """Finds the events TikTok rejects in a batch it refused, by splitting.
-
-    A piece known to hold a bad event is split; its left half is sent. If the left half is
-    accepted, the right half must hold the bad event: it is split without being sent whole.
-    If the left half fails, it is searched, and the right half is sent on its own. A single
-    bad event costs about log2(n) extra requests.
-
-    While nothing has succeeded and every failure carried the same code, the fault may not be
-    the events' at all (an unknown pixel fails everything alike): failing right halves are then
-    set aside instead of searched. If no success comes by the time the search has gone down to
-    one event and back up (about 2*log2(n) requests), the integration is paused and the events
-    go back unblamed; otherwise the set-aside halves are searched as usual.
-    """
-
-    def __init__(
-        self,
-        worker: DeliveryWorker,
-        lane: _Lane,
-        integration: Integration,
-        first_answer: TikTokAnswer,
-    ) -> None:
-        self._worker = worker
-        self._lane = lane
-        self._integration = integration
-        self._first = first_answer
-        self._uniform = True  # no success yet, every failure with the first answer's code
-        self._bad: list[tuple[ClaimedEvent, str]] = []
-        self._deferred: list[tuple[list[ClaimedEvent], str]] = []
-        self.requests = 0
-        self.dead_lettered = 0
-
-    async def run(self, events: Sequence[ClaimedEvent]) -> None:
-        batch = list(events)
-        outcome = "isolated"
-        try:
-            await self._search_bad(batch, self._first.describe())
-            if self._uniform and len(batch) > 1:
-                outcome = "uniform_fault"
-                await self._pause_for_uniform_fault()
-                return
-            while self._deferred:
-                piece, message = self._deferred.pop()
-                await self._search_bad(piece, message)
-            await self._dead_letter_bad()
-        except _Interrupted as stop:
-            outcome = f"interrupted_{stop.verdict.value}"
-            await self._settle_interrupted(stop)
-        except _Stopping:
-            outcome = "stopping"
-            if not self._uniform:
-                await self._dead_letter_bad()
-            raise
-        finally:
-            log.info(
-                "isolation integration=%s events=%d extra_requests=%d dead_lettered=%d outcome=%s",
-                self._lane.integration_id,
-                len(batch),
-                self.requests,
-                self.dead_lettered,
-                outcome,
-            )
-
-    async def _search_bad(self, piece: list[ClaimedEvent], message: str) -> None:
-        """`piece` holds at least one bad event: find them."""
-        if len(piece) == 1:
-            self._bad.append((piece[0], message))
-            return
-        left, right = _halves(piece)
-        left_answer = await self._probe(left)
-        if left_answer is None:
-            await self._search_bad(right, message)
-            return
-        await self._search_bad(left, left_answer.describe())
-        await self._search_unknown(right)
-
-    async def _search_unknown(self, piece: list[ClaimedEvent]) -> None:
-        answer = await self._probe(piece)
-        if answer is None:
-            return
-        if self._uniform:
-            self._deferred.append((piece, answer.describe()))
-            return
-        await self._search_bad(piece, answer.describe())
-
-    async def _probe(self, piece: list[ClaimedEvent]) -> TikTokAnswer | None:
-        """Send a piece: None when accepted (and acked), TikTok's answer when rejected."""
-        self.requests += 1
-        self._worker.isolation_requests += 1
-        answer, verdict = await self._worker._send(self._lane, self._integration, piece)
-        if verdict is Verdict.ACCEPTED:
-            await self._worker._ack(self._lane, piece)
-            self._uniform = False
-            return None
-        if verdict is Verdict.REJECT_CONTENT:
-            if answer.code != self._first.code:
-                self._uniform = False
-            return answer
-        raise _Interrupted(answer, verdict)
-
-    async def _dead_letter_bad(self) -> None:
-        by_message: dict[str, list[ClaimedEvent]] = {}
-        for event, message in self._bad:
-            if event.id in self._lane.leased:
-                by_message.setdefault(message, []).append(event)
-        for message, events in by_message.items():
-            await self._worker._dead_letter(self._lane, events, "rejected", message)
-            self.dead_lettered += len(events)
-        self._bad.clear()
-
-    async def _pause_for_uniform_fault(self) -> None:
-        held = list(self._lane.leased.values())
-        reason = (
-            f"{_pause_reason(self._first)} (every part of a batch, down to single events,"
-            " was rejected alike)"
-        )
-        await self._worker._pause(self._lane, self._integration, held, reason)
-
-    async def _settle_interrupted(self, stop: _Interrupted) -> None:
-        # What was already proven bad stays proven; the rest is retried or waits for a resume.
-        if not self._uniform:
-            await self._dead_letter_bad()
-        held = list(self._lane.leased.values())
-        if not held:
-            return
-        if stop.verdict is Verdict.PAUSE:
-            reason = _pause_reason(stop.answer)
-            await self._worker._pause(self._lane, self._integration, held, reason)
-        else:
-            await self._worker._retry(self._lane, held, stop.answer)
-
-
 def _is_active(integration: Integration | None) -> bool:
     return integration is not None and integration.enabled and integration.paused_reason is None
-
-
-def _pause_reason(answer: TikTokAnswer) -> str:
-    return answer.describe()
-
-
-def _halves(events: Sequence[ClaimedEvent]) -> tuple[list[ClaimedEvent], list[ClaimedEvent]]:
-    middle = len(events) // 2
-    return list(events[:middle]), list(events[middle:])
-
-
-def _ids(events: Sequence[ClaimedEvent]) -> list[int | str]:
-    return [e.id for e in events]
