@@ -1,27 +1,40 @@
 """Storage backends under test: every queue and config-store test runs once per backend.
 
-Only SQLite for now; Redis and PostgreSQL join as more `params` (skipped when their service is
-not there). A factory fixture opens further handles onto the same storage, the way several
-`--workers` processes share it, and closes every handle it opened.
+SQLite always; Redis and PostgreSQL against the real services (`GATEWAY_TEST_REDIS_URL`,
+`GATEWAY_TEST_POSTGRES_URL`, defaulting to this machine's), skipped when a service does not
+answer unless `GATEWAY_TEST_REQUIRE_SERVICES=1` (CI), which makes that a failure. Each test gets
+its own Redis key prefix or PostgreSQL schema, removed afterwards. A factory fixture opens further
+handles onto the same storage, the way several replicas share it, and closes every handle it opened.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from gateway.crypto import SecretBox
 from gateway.queue.base import Queue
+from gateway.queue.redis import RedisQueue
 from gateway.queue.sqlite import SQLiteQueue
 from gateway.settings import Secret
 from gateway.store.base import ConfigStore
 from gateway.store.sqlite import SQLiteConfigStore
 
-QUEUE_BACKENDS = ["sqlite"]
+QUEUE_BACKENDS = ["sqlite", "redis"]
 STORE_BACKENDS = ["sqlite"]
 DEFAULT_MAX_EVENTS = 1_000_000
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 
 OpenQueue = Callable[..., Awaitable[Queue]]
 OpenStore = Callable[[], Awaitable[ConfigStore]]
@@ -31,9 +44,57 @@ def token_box() -> SecretBox:
     return SecretBox([Secret("test-secret-key-0123456789-abcdefghij")], "token")
 
 
-def _new_queue(backend: str, data_dir: Path, max_events: int) -> Queue:
+@functools.cache
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str) -> None:
+    """Skip (or, in CI, fail) a test whose service does not answer."""
+    if _answers(url):
+        return
+    message = f"{name} is not reachable at {url}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} and GATEWAY_TEST_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+def unique_name(kind: str) -> str:
+    return f"gwtest_{kind}_{uuid.uuid4().hex[:12]}"
+
+
+async def drop_redis_prefix(prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def drop_postgres_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def _new_queue(backend: str, data_dir: Path, max_events: int, name: str) -> Queue:
     if backend == "sqlite":
         return SQLiteQueue(data_dir / "queue.db", max_events)
+    if backend == "redis":
+        return RedisQueue(REDIS_URL, max_events, prefix=name)
     raise AssertionError(f"unknown queue backend {backend!r}")
 
 
@@ -46,17 +107,25 @@ def _new_store(backend: str, data_dir: Path) -> ConfigStore:
 @pytest.fixture(params=QUEUE_BACKENDS)
 async def queue_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenQueue]:
     """`await queue_factory(max_events=5)`: one more handle onto the same queue storage."""
+    backend: str = request.param
+    if backend == "redis":
+        require_service("Redis", REDIS_URL)
+    name = unique_name("q")
     opened: list[Queue] = []
 
     async def open_queue(max_events: int = DEFAULT_MAX_EVENTS) -> Queue:
-        queue = _new_queue(request.param, tmp_path, max_events)
+        queue = _new_queue(backend, tmp_path, max_events, name)
         await queue.open()
         opened.append(queue)
         return queue
 
-    yield open_queue
-    for queue in reversed(opened):
-        await queue.close()  # close is idempotent: a test may have closed it already
+    try:
+        yield open_queue
+    finally:
+        for queue in reversed(opened):
+            await queue.close()  # close is idempotent: a test may have closed it already
+        if backend == "redis":
+            await drop_redis_prefix(name)
 
 
 @pytest.fixture
