@@ -6,12 +6,17 @@ integration's bucket for every request, claims the batch with a lease, and settl
 by what `tiktok.classify` says about TikTok's answer:
 
     ACCEPTED        ack
-    THROTTLED       release with backoff (and Retry-After); the bucket slows down
+    THROTTLED       release with backoff; the integration's own bucket slows down and gives
+                    nothing until TikTok's Retry-After has passed
     RETRY           release with backoff
     PAUSE           release without error, pause the integration with TikTok's reason
     TOO_LARGE       split in halves and send each
     REJECT_CONTENT  isolate the bad events by splitting (`isolate.py`), dead-letter only them;
                     when every piece fails alike the fault is not the events': pause instead
+
+After a few requests in a row failed on TikTok's side, a lane stops walking
+through its backlog: it sends one batch per (jittered, growing) backoff period until one is
+accepted, so a long outage costs a trickle of probes, not a retry storm.
 
 Events older than `event_max_age_days` are dead-lettered ("too_old") instead of sent. A lease
 that is neither acked, released nor dead-lettered when a batch ends (or the worker stops) is
@@ -32,7 +37,7 @@ from gateway.isolate import Isolation, halves
 from gateway.metrics import Metrics
 from gateway.models import ClaimedEvent, Integration, ReadyInfo
 from gateway.queue.base import Queue
-from gateway.ratelimit import TokenBucket
+from gateway.ratelimit import RECOVERY_S, Pacing, TokenBucket
 from gateway.settings import Settings
 from gateway.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.store.base import ConfigStore
@@ -49,6 +54,7 @@ _VERSION_POLL_S = 0.25
 _ERROR_PAUSE_S = 1.0
 # A lane never sleeps less than this when waiting for a retry time, so it cannot spin.
 _MIN_SLEEP_S = 0.005
+_FAILED = frozenset({Verdict.RETRY, Verdict.THROTTLED})
 
 
 @dataclass(slots=True)
@@ -86,6 +92,7 @@ class DeliveryWorker:
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 300.0,
         stop_timeout_s: float = 10.0,
+        throttle_recovery_s: float = RECOVERY_S,
     ) -> None:
         self._queue = queue
         self._store = store
@@ -107,9 +114,14 @@ class DeliveryWorker:
         self._max_age_s = settings.event_max_age_days * _DAY_S
 
         self._lanes: dict[str, _Lane] = {}
-        # Buckets outlive lanes: a lane that ends when its queue empties must not hand its
-        # successor a fresh, full burst.
-        self._buckets: dict[str, TokenBucket] = {}
+        self._pacing = Pacing(
+            clock=clock,
+            monotonic=monotonic,
+            rng=rng,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            recovery_s=throttle_recovery_s,
+        )
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
@@ -264,8 +276,11 @@ class DeliveryWorker:
         if integration is None or not _is_active(integration):
             await self._sleep(lane, _INACTIVE_POLL_S)
             return True
-        bucket = self._bucket(lane, integration)
-        delay = max(self._batch_delay(info), bucket.wait_time(self._monotonic()))
+        config = integration.config
+        lane.bucket = self._pacing.bucket(
+            lane.integration_id, config.rate_limit_rps, config.rate_limit_burst
+        )
+        delay = max(self._batch_delay(info), self._pacing.wait_s(lane.integration_id))
         if delay > 0:
             await self._sleep(lane, delay)
             return True
@@ -366,8 +381,14 @@ class DeliveryWorker:
         self._metrics.tiktok_requests.labels(lane.integration_id, verdict.value).inc()
         self._metrics.tiktok_request_seconds.observe(elapsed)
         self._metrics.batch_size.observe(len(events))
-        if verdict is Verdict.THROTTLED and lane.bucket is not None:
-            lane.bucket.slow_down(self._monotonic())
+        if verdict is Verdict.THROTTLED:
+            self._pacing.throttled(lane.integration_id, answer.retry_after_s)
+            self._show_rate(lane)
+        if self._pacing.answered(lane.integration_id, failed=verdict in _FAILED):
+            log.warning(
+                "tiktok keeps failing integration=%s: one probe batch per backoff until it answers",
+                lane.integration_id,
+            )
         log.debug(
             "tiktok answered integration=%s events=%d verdict=%s code=%s request_id=%s",
             lane.integration_id,
@@ -386,8 +407,14 @@ class DeliveryWorker:
                 raise Stopping
             now = self._monotonic()
             if lane.bucket.try_take(now):
+                self._show_rate(lane)
                 return
             await self._sleep_until_stopped(lane.bucket.wait_time(now))
+
+    def _show_rate(self, lane: _Lane) -> None:
+        if lane.bucket is not None:
+            rate = lane.bucket.current_rate
+            self._metrics.integration_send_rate.labels(lane.integration_id).set(rate)
 
     # -- configuration and pacing ------------------------------------------------------------
 
@@ -412,18 +439,6 @@ class DeliveryWorker:
         paused = integration is not None and integration.paused_reason is not None
         self._metrics.integration_paused.labels(integration_id).set(1 if paused else 0)
         return integration
-
-    def _bucket(self, lane: _Lane, integration: Integration) -> TokenBucket:
-        config = integration.config
-        now = self._monotonic()
-        bucket = self._buckets.get(lane.integration_id)
-        if bucket is None:
-            bucket = TokenBucket(config.rate_limit_rps, config.rate_limit_burst, now)
-            self._buckets[lane.integration_id] = bucket
-        elif (bucket.rate_per_s, bucket.burst) != (config.rate_limit_rps, config.rate_limit_burst):
-            bucket.reconfigure(config.rate_limit_rps, config.rate_limit_burst, now)
-        lane.bucket = bucket
-        return bucket
 
     async def _sleep(self, lane: _Lane, delay: float) -> None:
         """Sleep up to `delay`, or until the lane is notified (or the worker stops)."""

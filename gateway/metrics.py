@@ -30,6 +30,7 @@ class Metrics:
     queue_depth: Gauge = field(init=False)
     queue_bound: Gauge = field(init=False)
     integration_paused: Gauge = field(init=False)
+    integration_send_rate: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -86,6 +87,13 @@ class Metrics:
         self.integration_paused = Gauge(
             "gateway_integration_paused",
             "1 when an integration is paused",
+            ["integration"],
+            registry=r,
+        )
+        self.integration_send_rate = Gauge(
+            "gateway_integration_send_rate",
+            "Requests per second an integration's token bucket allows now"
+            " (below rate_limit_rps while TikTok throttles it)",
             ["integration"],
             registry=r,
         )

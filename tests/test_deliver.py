@@ -27,7 +27,7 @@ from gateway.deliver import DeliveryWorker
 from gateway.metrics import Metrics
 from gateway.models import Integration, NewEvent, Source, TikTokConfig
 from gateway.queue.sqlite import SQLiteQueue
-from gateway.ratelimit import TokenBucket
+from gateway.ratelimit import Pacing, TokenBucket
 from gateway.settings import Secret, Settings
 from gateway.store.sqlite import SQLiteConfigStore
 from gateway.tiktok import TikTokClient
@@ -89,6 +89,50 @@ def test_token_bucket_slows_down_and_recovers() -> None:
     assert bucket.wait_time(0.0) == pytest.approx(0.2)  # 5/s now
     bucket.try_take(11.0)
     assert bucket.current_rate == 10.0  # quiet for 10 s: back to the configured rate
+
+
+def test_token_bucket_retry_after_holds_every_token_and_saves_no_burst() -> None:
+    bucket = TokenBucket(rate_per_s=10.0, burst=5, now=0.0)
+    bucket.slow_down(0.0, hold_s=2.0)
+    assert not bucket.try_take(1.9)
+    assert bucket.wait_time(1.0) == pytest.approx(1.0 + 0.2)  # the hold, then a token at 5/s
+    assert not bucket.try_take(2.1)  # half a token since the hold ended: nothing accrued in it
+    assert bucket.try_take(2.2)
+    assert not bucket.try_take(2.2)
+    assert bucket.current_rate == 5.0
+    bucket.try_take(12.0)  # quiet for 10 s after the hold: the configured rate is back
+    assert bucket.current_rate == 10.0
+
+
+def test_pacing_probes_after_failures_in_a_row_for_that_integration_only() -> None:
+    now = [1000.0]
+    pacing = Pacing(
+        clock=lambda: now[0],
+        monotonic=lambda: 0.0,
+        rng=lambda: 1.0,
+        backoff_base_s=1.0,
+        backoff_cap_s=4.0,
+    )
+    pacing.bucket("a", 100.0, 10)
+    pacing.bucket("b", 100.0, 10)
+    assert [pacing.answered("a", failed=True) for _ in range(3)] == [False, False, True]
+    waits = [pacing.wait_s("a")]
+    for _ in range(3):
+        pacing.answered("a", failed=True)
+        waits.append(pacing.wait_s("a"))
+    assert waits == [1.0, 2.0, 4.0, 4.0]  # one probe per growing, capped backoff
+    assert pacing.wait_s("b") == 0.0  # the other integration is not held back
+    now[0] += 4.0
+    assert pacing.wait_s("a") == 0.0  # the probe may leave
+    pacing.answered("a", failed=False)
+    pacing.answered("a", failed=True)
+    assert pacing.wait_s("a") == 0.0  # a success ends the streak
+
+    pacing.throttled("a", retry_after_s=3.0)
+    assert pacing.wait_s("a") == pytest.approx(3.0 + 1 / 50)
+    assert (pacing.rate("a"), pacing.rate("b")) == (50.0, 100.0)
+    pacing.throttled("a", retry_after_s=10**9)  # an absurd Retry-After is capped at an hour
+    assert pacing.wait_s("a") <= 3600.0 + 1
 
 
 # --- Harness -------------------------------------------------------------------------------------
