@@ -25,10 +25,11 @@ from gateway.queue.redis import RedisQueue
 from gateway.queue.sqlite import SQLiteQueue
 from gateway.settings import Secret
 from gateway.store.base import ConfigStore
+from gateway.store.postgres import PostgresConfigStore
 from gateway.store.sqlite import SQLiteConfigStore
 
 QUEUE_BACKENDS = ["sqlite", "redis"]
-STORE_BACKENDS = ["sqlite"]
+STORE_BACKENDS = ["sqlite", "postgresql"]
 DEFAULT_MAX_EVENTS = 1_000_000
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -98,9 +99,11 @@ def _new_queue(backend: str, data_dir: Path, max_events: int, name: str) -> Queu
     raise AssertionError(f"unknown queue backend {backend!r}")
 
 
-def _new_store(backend: str, data_dir: Path) -> ConfigStore:
+def _new_store(backend: str, data_dir: Path, name: str) -> ConfigStore:
     if backend == "sqlite":
         return SQLiteConfigStore(data_dir / "config.db", token_box())
+    if backend == "postgresql":
+        return PostgresConfigStore(POSTGRES_URL, token_box(), schema=name)
     raise AssertionError(f"unknown store backend {backend!r}")
 
 
@@ -138,17 +141,25 @@ async def config_store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[OpenStore]:
     """`await config_store_factory()`: one more handle onto the same configuration storage."""
+    backend: str = request.param
+    if backend == "postgresql":
+        require_service("PostgreSQL", POSTGRES_URL)
+    name = unique_name("s")
     opened: list[ConfigStore] = []
 
     async def open_store() -> ConfigStore:
-        store = _new_store(request.param, tmp_path)
+        store = _new_store(backend, tmp_path, name)
         await store.open()
         opened.append(store)
         return store
 
-    yield open_store
-    for store in reversed(opened):
-        await store.close()
+    try:
+        yield open_store
+    finally:
+        for store in reversed(opened):
+            await store.close()
+        if backend == "postgresql":
+            await drop_postgres_schema(name)
 
 
 @pytest.fixture

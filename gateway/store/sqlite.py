@@ -16,10 +16,10 @@ import msgspec
 
 from gateway.crypto import SecretBox
 from gateway.errors import Conflict, NotFound, StoreError
-from gateway.models import ConsentDefault, Integration, Source, TikTokConfig
-from gateway.settings import Secret
+from gateway.models import ConsentDefault, Integration, Source
 from gateway.sqlite import ThreadConnection, immediate
 from gateway.store.base import ConfigStore
+from gateway.store.sealed import open_config, seal_config
 
 SCHEMA_VERSION = 1
 
@@ -59,20 +59,6 @@ _INTEGRATION_COLUMNS = """id, source_id, vendor, name, enabled, consent_categori
     paused_reason, config, created_at, updated_at"""
 
 
-class _StoredConfig(msgspec.Struct, kw_only=True):
-    """TikTokConfig as written to disk: the token sealed, never in plaintext."""
-
-    pixel_code: str
-    access_token_sealed: str
-    test_event_code: str | None = None
-    rate_limit_rps: float = 100.0
-    rate_limit_burst: int = 200
-    use_current_event_names: bool = False
-    event_mapping: dict[str, str] = msgspec.field(default_factory=dict)
-    limited_data_use: bool = False
-
-
-_config_decoder = msgspec.json.Decoder(_StoredConfig)
 _strings_decoder = msgspec.json.Decoder(list[str])
 
 
@@ -207,17 +193,6 @@ class SQLiteConfigStore(ConfigStore):
         return integration
 
     def _integration_row(self, integration: Integration) -> tuple[Any, ...]:
-        config = integration.config
-        stored = _StoredConfig(
-            pixel_code=config.pixel_code,
-            access_token_sealed=self._box.seal(config.access_token.reveal().encode()),
-            test_event_code=config.test_event_code,
-            rate_limit_rps=config.rate_limit_rps,
-            rate_limit_burst=config.rate_limit_burst,
-            use_current_event_names=config.use_current_event_names,
-            event_mapping=dict(config.event_mapping),
-            limited_data_use=config.limited_data_use,
-        )
         return (
             integration.id,
             integration.source_id,
@@ -226,28 +201,11 @@ class SQLiteConfigStore(ConfigStore):
             int(integration.enabled),
             _json_list(integration.consent_categories),
             integration.paused_reason,
-            msgspec.json.encode(stored).decode(),
+            seal_config(self._box, integration.config),
         )
 
     def _integration_from_row(self, row: tuple[Any, ...]) -> Integration:
-        stored = _config_decoder.decode(row[7])
-        token = self._box.open(stored.access_token_sealed)
-        if token is None:
-            # Without the key that sealed it the token is lost; say so instead of sending junk.
-            raise StoreError(
-                f"the access token of integration {row[0]!r} cannot be decrypted:"
-                " was the key that sealed it removed from GATEWAY_SECRET_KEY?"
-            )
-        config = TikTokConfig(
-            pixel_code=stored.pixel_code,
-            access_token=Secret(token.decode()),
-            test_event_code=stored.test_event_code,
-            rate_limit_rps=stored.rate_limit_rps,
-            rate_limit_burst=stored.rate_limit_burst,
-            use_current_event_names=stored.use_current_event_names,
-            event_mapping=stored.event_mapping,
-            limited_data_use=stored.limited_data_use,
-        )
+        config = open_config(self._box, row[7], row[0])
         return Integration(
             id=row[0],
             source_id=row[1],
