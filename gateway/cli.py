@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.demo import DEMO_SOURCE_ID
 from gateway.errors import GatewayError, SettingsError
 from gateway.logs import configure_logging
 from gateway.runtime import Role, open_runtime, resolve_keys
@@ -74,6 +75,7 @@ def _print_banner(settings: Settings, role: Role, generated_token: str | None) -
     if role in (Role.ALL, Role.COLLECT):
         url = settings.collect_url
         lines.append(f"  collection endpoint: {url}/v1/t  (tag: {url}/df.js)")
+        lines.append(f"  demo shop:           {url}/demo  (hits to source {DEMO_SOURCE_ID})")
     if role in (Role.ALL, Role.ADMIN):
         lines.append(
             f"  Management API:      {settings.admin_url}/v1/admin/  (UI: {settings.admin_url}/)"

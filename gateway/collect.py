@@ -23,6 +23,7 @@ from gateway import cookies
 from gateway.assets import asset
 from gateway.cookies import Identity
 from gateway.crypto import sha256_hex
+from gateway.demo import handle_demo
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
 from gateway.hashing import hash_email, hash_phone
 from gateway.hits import Hit, HitType, decode_batch, decode_hit
@@ -90,6 +91,7 @@ def create_collect_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/batch", functools.partial(handle_hits, path_type=None))
     app.router.add_route("OPTIONS", "/v1/batch", handle_preflight)
     app.router.add_get("/df.js", handle_tag)
+    app.router.add_get("/demo", handle_demo)
     app.router.add_get("/healthz", handle_health)
     return app
 
