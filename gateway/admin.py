@@ -42,7 +42,14 @@ from gateway.assets import asset
 from gateway.crypto import constant_time_in, new_token, sha256_hex
 from gateway.errors import AdminError, Conflict, NotFound, QueueFull, StoreError
 from gateway.metrics import CONTENT_TYPE_LATEST
-from gateway.models import ConsentDefault, DeadLetter, Integration, IntegrationState, Source
+from gateway.models import (
+    ConsentDefault,
+    DeadLetter,
+    Integration,
+    IntegrationState,
+    QueueUsage,
+    Source,
+)
 from gateway.route import consent_allows
 from gateway.runtime import Runtime
 
@@ -165,8 +172,23 @@ async def _integration_or_404(runtime: Runtime, integration_id: str) -> Integrat
     return integration
 
 
-async def _integration_view(runtime: Runtime, integration: Integration) -> dict[str, Any]:
-    return integration_json(integration, await runtime.queue.stats(integration.id))
+async def _integration_view(
+    runtime: Runtime, integration: Integration, usage: QueueUsage | None = None
+) -> dict[str, Any]:
+    usage = usage or await queue_usage(runtime)
+    return integration_json(integration, await runtime.queue.stats(integration.id), usage)
+
+
+async def queue_usage(runtime: Runtime) -> QueueUsage:
+    """The queue's depth and size against its bounds; the gauges of /metrics follow."""
+    depth = await runtime.queue.depth()
+    size = await runtime.queue.size_bytes()
+    runtime.metrics.queue_depth.set(depth)
+    if size is not None:
+        runtime.metrics.queue_bytes.set(size)
+    settings = runtime.settings
+    bytes_bound = settings.queue_max_bytes if size is not None else None
+    return QueueUsage(depth, settings.queue_max_events, size, bytes_bound)
 
 
 async def _changed(
@@ -219,7 +241,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     try:
-        runtime.metrics.queue_depth.set(await runtime.queue.depth())
+        await queue_usage(runtime)
     except Exception:  # the other metrics are still worth serving
         log.warning("queue depth unavailable for /metrics", exc_info=True)
     response = web.Response(body=runtime.metrics.render())
@@ -303,7 +325,8 @@ async def create_integration(request: web.Request) -> web.Response:
 async def list_integrations(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     integrations = await runtime.store.list_integrations(request.query.get("source_id") or None)
-    views = [await _integration_view(runtime, i) for i in integrations]
+    usage = await queue_usage(runtime)
+    views = [await _integration_view(runtime, i, usage) for i in integrations]
     return _json({"integrations": views})
 
 

@@ -28,6 +28,7 @@ from gateway.models import (
     DeadLetter,
     Integration,
     IntegrationStats,
+    QueueUsage,
     Source,
     TikTokConfig,
 )
@@ -484,7 +485,9 @@ def config_json(config: TikTokConfig) -> dict[str, Any]:
     }
 
 
-def integration_json(integration: Integration, stats: IntegrationStats) -> dict[str, Any]:
+def integration_json(
+    integration: Integration, stats: IntegrationStats, usage: QueueUsage
+) -> dict[str, Any]:
     return {
         "id": integration.id,
         "source_id": integration.source_id,
@@ -502,6 +505,11 @@ def integration_json(integration: Integration, stats: IntegrationStats) -> dict[
             "dead_lettered": stats.dead_lettered,
             "last_error": stats.last_error,
             "last_success_at": iso_utc(stats.last_success_at),
+            # The queue is shared by every integration: its depth and bounds, for backpressure.
+            "queue_depth": usage.depth,
+            "queue_bound": usage.bound,
+            "queue_bytes": usage.size_bytes,
+            "queue_bytes_bound": usage.bytes_bound,
         },
         "created_at": integration.created_at or None,
         "updated_at": integration.updated_at or None,

@@ -220,6 +220,9 @@ class DeliveryWorker:
                     if integration_id not in self._lanes:
                         self._start_lane(integration_id)
                 self._metrics.queue_depth.set(await self._queue.depth())
+                size = await self._queue.size_bytes()
+                if size is not None:
+                    self._metrics.queue_bytes.set(size)
             except Exception:
                 log.exception("delivery sweep failed")
             await self._sleep_until_stopped(self._sweep_interval_s)

@@ -29,6 +29,8 @@ class Metrics:
     batch_size: Histogram = field(init=False)
     queue_depth: Gauge = field(init=False)
     queue_bound: Gauge = field(init=False)
+    queue_bytes: Gauge = field(init=False)
+    queue_bytes_bound: Gauge = field(init=False)
     integration_paused: Gauge = field(init=False)
     integration_send_rate: Gauge = field(init=False)
 
@@ -84,6 +86,14 @@ class Metrics:
         )
         self.queue_depth = Gauge("gateway_queue_depth", "Events waiting for delivery", registry=r)
         self.queue_bound = Gauge("gateway_queue_bound", "Most events the queue holds", registry=r)
+        self.queue_bytes = Gauge(
+            "gateway_queue_bytes",
+            "Bytes the queue takes in its storage, dead letters included",
+            registry=r,
+        )
+        self.queue_bytes_bound = Gauge(
+            "gateway_queue_bytes_bound", "Most bytes the queue may take in its storage", registry=r
+        )
         self.integration_paused = Gauge(
             "gateway_integration_paused",
             "1 when an integration is paused",

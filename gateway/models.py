@@ -119,6 +119,16 @@ class IntegrationStats:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueUsage:
+    """How full the (shared) queue is, against its bounds; bytes are None when not measured."""
+
+    depth: int
+    bound: int
+    size_bytes: int | None
+    bytes_bound: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     id: int | str
     integration_id: str

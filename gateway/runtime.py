@@ -97,7 +97,7 @@ def _open_queue(settings: Settings) -> Queue:
     url = settings.queue_url
     if url is None or url.startswith("sqlite://"):
         path = Path(url.removeprefix("sqlite://")) if url else settings.data_dir / "queue.db"
-        return SQLiteQueue(path, settings.queue_max_events)
+        return SQLiteQueue(path, settings.queue_max_events, max_bytes=settings.queue_max_bytes)
     raise SettingsError("GATEWAY_QUEUE_URL", "redis:// is not supported by this build yet")
 
 
@@ -117,6 +117,7 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
     cookie_box = SecretBox(secret_keys, purpose="identity-cookie")
     metrics = Metrics()
     metrics.queue_bound.set(settings.queue_max_events)
+    metrics.queue_bytes_bound.set(settings.queue_max_bytes)
 
     async with contextlib.AsyncExitStack() as stack:
         store = _open_store(settings, token_box)

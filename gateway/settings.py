@@ -69,6 +69,7 @@ class Settings:
     batch_max_events: int = 500
     batch_max_wait_ms: int = 1000
     queue_max_events: int = 5_000_000
+    queue_max_bytes: int = 2 * 2**30
     log_format: str = "json"
     # Not in the contract's table, but operators need them; all have safe defaults.
     max_body_bytes: int = 256 * 1024
@@ -123,6 +124,7 @@ class Settings:
             batch_max_events=batch_max_events,
             batch_max_wait_ms=get("GATEWAY_BATCH_MAX_WAIT_MS", _int_between(1, 600_000), 1000),
             queue_max_events=get("GATEWAY_QUEUE_MAX_EVENTS", _int_between(1, 10**10), 5_000_000),
+            queue_max_bytes=get("GATEWAY_QUEUE_MAX_BYTES", _int_between(2**16, 2**50), 2 * 2**30),
             log_format=get("GATEWAY_LOG_FORMAT", _choice("console", "json"), _default_log_format()),
             max_body_bytes=get(
                 "GATEWAY_MAX_BODY_BYTES", _int_between(1024, 16 * 1024 * 1024), 256 * 1024
@@ -163,6 +165,7 @@ _KNOWN = frozenset(
         "GATEWAY_BATCH_MAX_EVENTS",
         "GATEWAY_BATCH_MAX_WAIT_MS",
         "GATEWAY_QUEUE_MAX_EVENTS",
+        "GATEWAY_QUEUE_MAX_BYTES",
         "GATEWAY_LOG_FORMAT",
         "GATEWAY_MAX_BODY_BYTES",
         "GATEWAY_MAX_BATCH_HITS",

@@ -524,6 +524,7 @@ async def test_patching_config_resumes_a_paused_integration(gateway: Gateway) ->
 async def test_status_counts_have_their_shape(gateway: Gateway) -> None:
     await gateway.create_source()
     created = await gateway.create_integration()
+    queue_bytes = created["status"].pop("queue_bytes")
     assert created["status"] == {
         "state": "active",
         "paused_reason": None,
@@ -533,7 +534,11 @@ async def test_status_counts_have_their_shape(gateway: Gateway) -> None:
         "dead_lettered": 0,
         "last_error": None,
         "last_success_at": None,
+        "queue_depth": 0,
+        "queue_bound": 5_000_000,
+        "queue_bytes_bound": 2 * 2**30,
     }
+    assert 0 < queue_bytes < 2**20  # an empty SQLite queue: its schema's pages
     await gateway.runtime.queue.dead_letter_new(
         [_event(created["id"], "evt_1")], "missing_value_or_currency", None, time.time()
     )

@@ -29,8 +29,9 @@ class Queue(abc.ABC):
     async def enqueue(self, events: Sequence[NewEvent]) -> None:
         """Store events durably; returns only once they would survive a process crash.
 
-        Raises `QueueFull` when the bound would be exceeded (nothing is stored then).
-        Concurrent callers share commits (group commit).
+        Raises `QueueFull` when a bound would be exceeded: the number of queued events, or the
+        bytes the queue takes in its storage where the backend measures them (`size_bytes`).
+        Nothing of that call is stored then. Concurrent callers share commits (group commit).
         """
 
     @abc.abstractmethod
@@ -86,6 +87,11 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     async def depth(self) -> int:
         """Events queued across all integrations (dead letters excluded)."""
+
+    async def size_bytes(self) -> int | None:
+        """Bytes the queue takes in its storage (queued events and dead letters), or None when
+        this backend does not measure them (and so bounds only the number of events)."""
+        return None
 
     @abc.abstractmethod
     async def integrations_with_events(self) -> list[str]:

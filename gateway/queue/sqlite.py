@@ -102,6 +102,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
 _DEAD_LETTER_COLUMNS = """id, integration_id, event_id, event_name, event_time, reason, answer,
     attempts, first_attempt_at, last_attempt_at, dead_lettered_at, consent"""
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
+_ROW_OVERHEAD_BYTES = 48  # row header, integer and real columns, index keys (measured)
 _OLDEST_SCAN = 1000  # ready events ready_info looks at for the oldest (TikTok's batch maximum)
 
 _consent_decoder = msgspec.json.Decoder(dict[str, bool] | None)
@@ -121,7 +122,8 @@ class _Waiting:
 
 
 class SQLiteQueue(Queue):
-    """The default queue: `path` is the SQLite file, `max_events` the bound behind `QueueFull`.
+    """The default queue: `path` is the SQLite file; `max_events` and `max_bytes` (the pages the
+    file uses, dead letters included; None for no bound) are the bounds behind `QueueFull`.
 
     `commits` counts group commits and `enqueued` the events they stored (this instance only),
     so tests and metrics can see how many callers shared a commit.
@@ -132,11 +134,13 @@ class SQLiteQueue(Queue):
         path: Path,
         max_events: int,
         *,
+        max_bytes: int | None = None,
         busy_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self.commits = 0
         self.enqueued = 0
         self._clock = clock
@@ -191,7 +195,7 @@ class SQLiteQueue(Queue):
     async def _commit_group(self, calls: list[_Waiting]) -> None:
         try:
             accepted = await self._writer.run(
-                _insert_groups, [c.rows for c in calls], self.max_events
+                _insert_groups, [c.rows for c in calls], self.max_events, self.max_bytes
             )
         except Exception as exc:
             for call in calls:
@@ -289,6 +293,9 @@ class SQLiteQueue(Queue):
         rows = await self._reader.run(_fetch_all, "SELECT coalesce(sum(queued), 0) FROM stats", ())
         return int(rows[0][0])
 
+    async def size_bytes(self) -> int:
+        return await self._reader.run(_used_bytes)
+
     async def integrations_with_events(self) -> list[str]:
         rows = await self._reader.run(
             _fetch_all, "SELECT integration_id FROM stats WHERE queued > 0 ORDER BY 1", ()
@@ -336,20 +343,44 @@ def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> lis
     return conn.execute(sql, params).fetchall()
 
 
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of the file's pages in use: free pages (left by deleted rows) are reused first."""
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    return int((pages - free) * page_size)
+
+
+def _row_bytes(row: EventRow) -> int:
+    """About what one event adds to the file: its columns, the row and its index entries."""
+    integration_id, event_id, event_name, _, payload, consent = row[:6]
+    text = len(integration_id) * 3 + len(event_id) + len(event_name) + len(consent or "")
+    return len(payload) + text + _ROW_OVERHEAD_BYTES
+
+
 def _insert_groups(
-    conn: sqlite3.Connection, groups: list[list[EventRow]], max_events: int
+    conn: sqlite3.Connection,
+    groups: list[list[EventRow]],
+    max_events: int,
+    max_bytes: int | None,
 ) -> list[bool]:
-    """Store every group that fits under the bound, in one transaction; say which did."""
+    """Store every group that fits under the bounds, in one transaction; say which did."""
     with immediate(conn):
-        # The depth is read inside the write transaction, so the bound holds across processes.
+        # Depth and size are read inside the write transaction, so the bounds hold across
+        # processes.
         depth = int(conn.execute("SELECT coalesce(sum(queued), 0) FROM stats").fetchone()[0])
+        size = _used_bytes(conn) if max_bytes is not None else 0
         accepted: list[bool] = []
         rows: list[EventRow] = []
         for group in groups:
-            fits = depth + len(group) <= max_events
+            grows = sum(_row_bytes(r) for r in group) if max_bytes is not None else 0
+            fits = depth + len(group) <= max_events and (
+                max_bytes is None or size + grows <= max_bytes
+            )
             if fits:
                 rows.extend(group)
                 depth += len(group)
+                size += grows
             accepted.append(fits)
         conn.executemany(_INSERT_EVENT, rows)
     return accepted

@@ -266,13 +266,15 @@ def assert_lifetime(cookie: dict[str, Any], days: int) -> None:
     assert abs(remaining - days * DAY_S) < LIFETIME_SLACK_S, (cookie["name"], remaining / DAY_S)
 
 
-def assert_first_party_cookies(cookies: dict[str, dict[str, Any]], domain: str) -> None:
+def assert_first_party_cookies(
+    cookies: dict[str, dict[str, Any]], domain: str, *, secure: bool = False
+) -> None:
     """SPEC §3's table: names, lifetimes, HttpOnly where it says, Path=/, SameSite=Lax."""
     for cookie in cookies.values():
         assert cookie["path"] == "/"
         assert cookie["sameSite"] == "Lax"
         assert cookie["domain"] == domain
-        assert not cookie["secure"]  # plain HTTP in these tests
+        assert cookie["secure"] is secure  # Secure exactly when the visitor came over HTTPS
     assert_lifetime(cookies["_ttp"], 395)
     assert_lifetime(cookies["_dfid"], 395)
     assert not cookies["_ttp"]["httpOnly"]  # the TikTok pixel reads it
