@@ -1,5 +1,6 @@
 # make run   - set up .venv and run the gateway on its embedded default (SQLite in ./data)
 # make test  - set up .venv with the test tools and run lint, types and the whole suite
+# make bench - the gateway against a bare aiohttp ceiling, side by side (bench/README.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -24,13 +25,23 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.test-installed lint typecheck pytest
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff check gateway tests bench
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
+
+# wrk from Debian's packages (else bench/pyload.py stands in) and py-spy for the profile phase.
+BENCH_ARGS ?=
+bench: $(VENV)/.run-installed
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "bench: wrk is not installed; the Python load generator stands in"
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy || \
+	  echo "bench: py-spy is not installed; the profile phase is skipped"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

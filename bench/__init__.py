@@ -1,0 +1,1 @@
+"""Benchmarks of the gateway against the bare aiohttp + uvloop ceiling (see bench/README.md)."""

@@ -1,0 +1,1237 @@
+"""The benchmark: the gateway against the bare aiohttp + uvloop ceiling, side by side.
+
+    make bench                       # everything, ~6 minutes; writes bench/results/latest.json
+    python -m bench.run --phases compare --rounds 3 --duration 10
+    python -m bench.run --smoke      # a few seconds of each phase (what tests/test_bench.py runs)
+
+Phases (see bench/README.md for what each measures and how to read it):
+
+    compare    ceiling and gateway rounds, alternated, same load (closed loop, fixed concurrency)
+    sustained  80% of the gateway's maximum, paced: backlog, hit-to-TikTok, p99 vs the ceiling
+    ratelimit  the same load with TikTok's rate limit as the constraint: batch sizes
+    workers    --workers 2 against 1, and an exact lost/duplicated check across workers
+    outage     a million events queued while TikTok answers 503: the gateway's memory
+    micro      the queue alone and the transformation alone (bench/micro.py)
+    profile    py-spy on the gateway under load: where the time goes
+
+Pinning (with two or more CPUs): the server under test on CPU 0, wrk, the TikTok double and the
+profiler on CPU 1; the workers phase lets everything float on all CPUs (it says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import workload
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+ALL_PHASES = ("compare", "sustained", "ratelimit", "workers", "outage", "micro", "profile")
+PIXEL = "CBENCHPIXEL000000001"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(
+    method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 10.0
+) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {within_s} s")
+
+
+def descendants(pid: int) -> list[int]:
+    """The pid and every process below it (a --workers N gateway is a tree)."""
+    found = [pid]
+    index = 0
+    while index < len(found):
+        task_dir = Path(f"/proc/{found[index]}/task")
+        index += 1
+        with contextlib.suppress(OSError):
+            for task in task_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process tree, from /proc/<pid>/stat."""
+    total = 0
+    for each in descendants(pid):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{each}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLK_TCK
+
+
+def cpu_busy_s(cpu: str | None = None) -> float:
+    """Busy time of one CPU ("0") or of all, from /proc/stat: everything but idle and iowait
+    (steal counts as busy: another guest had the CPU)."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            parts = line.split()
+            if parts and parts[0] == name:
+                v = [int(x) for x in parts[1:9]]
+                return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+    return 0.0
+
+
+def own_cpu_s() -> float:
+    """CPU time of this harness and every child it has waited for (servers, wrk, ...)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@dataclass
+class CpuWindow:
+    """Measures one server's CPU over a window, and what else ran on its CPU meanwhile."""
+
+    pid: int
+    cpu: str | None  # the CPU the server is pinned to, or None
+    started: float = 0.0
+    proc0: float = 0.0
+    busy0: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = time.monotonic()
+        self.proc0 = cpu_seconds(self.pid)
+        self.busy0 = cpu_busy_s(self.cpu) if self.cpu is not None else 0.0
+
+    def close(self) -> tuple[float, float | None]:
+        """(the server's CPU seconds, other work on its CPU in % of that CPU, when pinned)."""
+        used = cpu_seconds(self.pid) - self.proc0
+        if self.cpu is None:
+            return used, None
+        elapsed = time.monotonic() - self.started
+        other = cpu_busy_s(self.cpu) - self.busy0 - used
+        return used, round(max(0.0, other) / elapsed * 100, 1) if elapsed else None
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of the process tree, summed, in MB."""
+    out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}
+    for each in descendants(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out["rss_mb"] += int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    out["peak_rss_mb"] += int(line.split()[1]) / 1024
+    return out
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median and spread of the rounds: (max - min) / median, in percent."""
+    clean = [v for v in values if v is not None]
+    if not clean:
+        return {"median": None, "min": None, "max": None, "spread_pct": None, "rounds": values}
+    median = statistics.median(clean)
+    return {
+        "median": round(median, 3),
+        "min": round(min(clean), 3),
+        "max": round(max(clean), 3),
+        "spread_pct": round((max(clean) - min(clean)) / median * 100, 1) if median else None,
+        "rounds": [round(v, 3) if v is not None else None for v in values],
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Pinning:
+    enabled: bool
+    server: str = "0"
+    client: str = "1"
+
+    def prefix(self, cpus: str | None) -> list[str]:
+        if not self.enabled or cpus is None or not shutil.which("taskset"):
+            return []
+        return ["taskset", "-c", cpus]
+
+
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> Proc:
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    return Proc(name, process, log_path)
+
+
+def python_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@dataclass
+class SinkProc:
+    proc: Proc
+    url: str
+
+    def stats(self) -> dict[str, Any]:
+        return dict(http("GET", f"{self.url}/stats"))
+
+    def reset(self) -> None:
+        http("POST", f"{self.url}/reset", {})
+
+    def mode(self, answer: str) -> None:
+        http("POST", f"{self.url}/mode?answer={answer}", {})
+
+    def track_ids(self, on: bool) -> None:
+        http("POST", f"{self.url}/track-ids?on={int(on)}", {})
+
+    def ids(self) -> dict[str, Any]:
+        return dict(http("GET", f"{self.url}/ids", timeout=60))
+
+    @property
+    def tiktok_url(self) -> str:
+        return f"{self.url}/open_api/v1.3/event/track/"
+
+
+def start_sink(workdir: Path, pin: Pinning) -> SinkProc:
+    port = free_port()
+    cmd = [*pin.prefix(pin.client), sys.executable, "-m", "bench.sink", "--port", str(port)]
+    proc = spawn("sink", cmd, python_env(), workdir / "sink.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/stats", proc.process)
+    return SinkProc(proc, url)
+
+
+def start_ceiling(workdir: Path, pin: Pinning) -> tuple[Proc, str]:
+    port = free_port()
+    cmd = [*pin.prefix(pin.server), sys.executable, "-m", "bench.ceiling", "--port", str(port)]
+    proc = spawn("ceiling", cmd, python_env(), workdir / "ceiling.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", proc.process)
+    return proc, url
+
+
+@dataclass
+class GatewayProc:
+    proc: Proc
+    collect_url: str
+    admin_url: str
+    data_dir: Path
+    integration_id: str = ""
+    settings: dict[str, str] = field(default_factory=dict)
+    _db: sqlite3.Connection | None = None
+
+    def depth(self) -> int:
+        """Events queued, read from the queue's own counters (no request to the gateway)."""
+        if self._db is None:
+            uri = f"file:{self.data_dir / 'queue.db'}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            row = self._db.execute("SELECT coalesce(sum(queued), 0) FROM stats").fetchone()
+        except sqlite3.OperationalError:
+            return -1
+        return int(row[0])
+
+    def queue_stats(self) -> dict[str, int]:
+        self.depth()
+        assert self._db is not None
+        queued, delivered, failed = self._db.execute(
+            "SELECT coalesce(sum(queued),0), coalesce(sum(delivered),0), coalesce(sum(failed),0)"
+            " FROM stats"
+        ).fetchone()
+        (dead,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        return {"queued": queued, "delivered": delivered, "failed": failed, "dead_lettered": dead}
+
+    def stop(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self.proc.stop()
+
+
+def start_gateway(
+    workdir: Path,
+    name: str,
+    tiktok_url: str,
+    cpus: str | None,
+    pin: Pinning,
+    *,
+    workers: int = 1,
+    settings: dict[str, str] | None = None,
+    rate_limit_rps: float | None = None,
+    rate_limit_burst: int | None = None,
+) -> GatewayProc:
+    """A real `python -m gateway serve` on a fresh data dir, with the bench source and its
+    TikTok integration."""
+    data_dir = workdir / f"{name}-data"
+    collect_port, admin_port = free_port(), free_port()
+    env = python_env()
+    env.update(
+        {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_COLLECT_PORT": str(collect_port),
+            "GATEWAY_ADMIN_PORT": str(admin_port),
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_TIKTOK_API_URL": tiktok_url,
+            "GATEWAY_ADMIN_TOKEN": workload.ADMIN_TOKEN,
+            "GATEWAY_SECRET_KEY": workload.SECRET_KEY,
+            "GATEWAY_LOG_FORMAT": "json",
+        }
+    )
+    env.update(settings or {})
+    cmd = [*pin.prefix(cpus), sys.executable, "-m", "gateway", "serve", "--workers", str(workers)]
+    proc = spawn(name, cmd, env, workdir / f"{name}.log")
+    gateway = GatewayProc(
+        proc,
+        f"http://127.0.0.1:{collect_port}",
+        f"http://127.0.0.1:{admin_port}",
+        data_dir,
+        settings=dict(settings or {}),
+    )
+    wait_http(f"{gateway.admin_url}/readyz", proc.process)
+    wait_http(f"{gateway.collect_url}/healthz", proc.process)
+    token = workload.ADMIN_TOKEN
+    http(
+        "POST",
+        f"{gateway.admin_url}/v1/admin/sources",
+        {
+            "id": workload.SOURCE_ID,
+            "name": "Bench shop",
+            "allowed_origins": [workload.ORIGIN],
+            "cookie_domain": "shop.example",
+            "default_phone_region": "US",
+        },
+        token,
+    )
+    config: dict[str, Any] = {"pixel_code": PIXEL, "access_token": "bench_access_token_0123"}
+    if rate_limit_rps is not None:
+        config["rate_limit_rps"] = rate_limit_rps
+    if rate_limit_burst is not None:
+        config["rate_limit_burst"] = rate_limit_burst
+    created = http(
+        "POST",
+        f"{gateway.admin_url}/v1/admin/integrations",
+        {
+            "source_id": workload.SOURCE_ID,
+            "vendor": "tiktok",
+            "name": "TikTok (bench double)",
+            "enabled": True,
+            "consent_categories": ["advertising"],
+            "config": config,
+        },
+        token,
+    )
+    gateway.integration_id = created["id"]
+    # Every worker process must see the new source before the load starts (they poll the
+    # store's config version twice a second).
+    time.sleep(1.2 if workers > 1 else 0.1)
+    return gateway
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+@dataclass
+class LoadGen:
+    kind: str  # "wrk" or "python"
+    workdir: Path
+    pin: Pinning
+    threads: int = 1
+
+    def drive(
+        self,
+        url: str,
+        data_file: Path,
+        *,
+        duration_s: float,
+        connections: int,
+        rate: float = 0.0,
+        cpus: str | None = "client",
+        sample: Callable[[], None] | None = None,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Run the load; call `sample` every 0.5 s meanwhile; `stop_when` ends it early."""
+        cpu_set = self.pin.client if cpus == "client" else cpus
+        env = python_env()
+        env.update({"BENCH_DATA": str(data_file), "BENCH_RATE": str(rate), "BENCH_THREADS": "1"})
+        if self.kind == "wrk":
+            duration = max(1, round(duration_s))
+            cmd = [
+                *self.pin.prefix(cpu_set),
+                "wrk",
+                f"-t{self.threads}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--timeout",
+                "10s",
+                "--latency",
+                "-s",
+                str(BENCH / "hits.lua"),
+                url,
+            ]
+            env["BENCH_THREADS"] = str(self.threads)
+        else:
+            cmd = [
+                *self.pin.prefix(cpu_set),
+                sys.executable,
+                "-m",
+                "bench.pyload",
+                "--url",
+                url,
+                "--duration",
+                str(duration_s),
+                "--connections",
+                str(connections),
+                "--rate",
+                str(rate),
+            ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out_path = self.workdir / "loadgen.out"
+        started = time.monotonic()
+        with out_path.open("wb") as out:
+            process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+            stopped_early = False
+            while process.poll() is None:
+                if sample is not None:
+                    sample()
+                if stop_when is not None and stop_when():
+                    process.send_signal(signal.SIGINT)
+                    stopped_early = True
+                    break
+                time.sleep(0.5)
+            process.wait(60)
+        elapsed = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        text = out_path.read_text(errors="replace")
+        result: dict[str, Any] = {}
+        for line in text.splitlines():
+            if line.startswith("BENCH_JSON "):
+                result = json.loads(line.removeprefix("BENCH_JSON "))
+        if not result and not stopped_early:
+            raise RuntimeError(f"the load generator printed no result:\n{text[-2000:]}")
+        loadgen_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        result["loadgen_cpu_s"] = round(loadgen_cpu, 3)
+        result["loadgen_cpu_pct"] = round(100 * loadgen_cpu / elapsed, 1) if elapsed else None
+        result["elapsed_s"] = round(elapsed, 3)
+        return result
+
+
+def choose_loadgen(wanted: str, workdir: Path, pin: Pinning) -> LoadGen:
+    if wanted in ("auto", "wrk") and shutil.which("wrk"):
+        return LoadGen("wrk", workdir, pin)
+    if wanted == "wrk":
+        raise SystemExit("wrk is not installed: `apt-get install -y wrk` (or --loadgen python)")
+    return LoadGen("python", workdir, pin)
+
+
+def load_summary(
+    result: dict[str, Any], cpu: tuple[float, float | None] | None = None
+) -> dict[str, Any]:
+    """hits/s, latency percentiles in ms, errors, CPU per hit from a load generator's result."""
+    seconds = result.get("duration_us", 0) / 1e6 or result.get("elapsed_s", 0)
+    hits = result.get("requests", 0)
+    lat = result.get("latency_us", {})
+    errors = result.get("errors", {})
+    out = {
+        "hits": hits,
+        "duration_s": round(seconds, 3),
+        "hits_per_s": round(hits / seconds, 1) if seconds else None,
+        "p50_ms": round(lat.get("p50", 0) / 1000, 3),
+        "p99_ms": round(lat.get("p99", 0) / 1000, 3),
+        "p99_9_ms": round(lat.get("p99_9", 0) / 1000, 3),
+        "errors": sum(errors.values()) if errors else 0,
+        "loadgen_cpu_pct": result.get("loadgen_cpu_pct"),
+    }
+    if cpu is not None and hits:
+        out["cpu_s"] = round(cpu[0], 3)
+        out["cpu_us_per_hit"] = round(cpu[0] / hits * 1e6, 1)
+        out["other_load_on_server_cpu_pct"] = cpu[1]
+    return out
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    workdir: Path
+    pin: Pinning
+    loadgen: LoadGen
+    sink: SinkProc
+    data_file: Path
+    results: dict[str, Any]
+    ceiling: tuple[Proc, str] | None = None
+    gateways: list[GatewayProc] = field(default_factory=list)
+
+    # helpers
+
+    def gateway(self, name: str, cpus: str | None = "server", **kw: Any) -> GatewayProc:
+        """Start a gateway; `cpus` "server" pins it to the server's CPU, None pins nothing."""
+        cpus = self.pin.server if cpus == "server" else cpus
+        gateway = start_gateway(self.workdir, name, self.sink.tiktok_url, cpus, self.pin, **kw)
+        self.gateways.append(gateway)
+        return gateway
+
+    def retire(self, gateway: GatewayProc) -> None:
+        gateway.stop()
+        self.gateways.remove(gateway)
+
+    def the_ceiling(self) -> tuple[Proc, str]:
+        if self.ceiling is None:
+            self.ceiling = start_ceiling(self.workdir, self.pin)
+        return self.ceiling
+
+    def drain(self, gateway: GatewayProc, timeout_s: float = 30.0) -> bool:
+        """Wait until the gateway has delivered everything and the double saw it all."""
+        deadline = time.monotonic() + timeout_s
+        last = -1
+        while time.monotonic() < deadline:
+            events = self.sink.stats()["events"]
+            if gateway.depth() == 0 and events == last:
+                return True
+            last = events
+            time.sleep(0.3)
+        return False
+
+    def window(self, pid: int) -> CpuWindow:
+        return CpuWindow(pid, self.pin.server if self.pin.enabled else None)
+
+    def settle(self) -> None:
+        time.sleep(self.args.settle)
+
+    # phases
+
+    def phase_compare(self) -> dict[str, Any]:
+        a = self.args
+        ceiling_proc, ceiling_url = self.the_ceiling()
+        gateway = self.gateway("gateway-compare")
+        # A short warm-up of each, so neither round 1 pays for imports and first allocations.
+        for url, target in ((ceiling_url, None), (gateway.collect_url, gateway)):
+            self.loadgen.drive(url, self.data_file, duration_s=1, connections=a.connections)
+            if target is not None:
+                self.drain(target)
+        rounds: dict[str, list[dict[str, Any]]] = {"ceiling": [], "gateway": []}
+        for _ in range(a.rounds):
+            window = self.window(ceiling_proc.pid)
+            result = self.loadgen.drive(
+                ceiling_url, self.data_file, duration_s=a.duration, connections=a.connections
+            )
+            rounds["ceiling"].append(load_summary(result, window.close()))
+            self.settle()
+
+            self.sink.reset()
+            window = self.window(gateway.proc.pid)
+            result = self.loadgen.drive(
+                gateway.collect_url,
+                self.data_file,
+                duration_s=a.duration,
+                connections=a.connections,
+            )
+            at_end = self.sink.stats()
+            drained = self.drain(gateway)
+            # The gateway's CPU counts until its events reached TikTok: delivery is its work too.
+            summary = load_summary(result, window.close())
+            after = self.sink.stats()
+            seconds = summary["duration_s"] or 1
+            summary.update(
+                {
+                    "events_delivered_per_s": round(at_end["events"] / seconds, 1),
+                    "events_per_request": _round(after["events_per_request"], 1),
+                    "hit_to_tiktok_p50_ms": _round(after["hit_to_tiktok_ms"]["p50"], 1),
+                    "hit_to_tiktok_p99_ms": _round(after["hit_to_tiktok_ms"]["p99"], 1),
+                    "events_delivered": after["events"],
+                    "tiktok_requests": after["requests"],
+                    "drained": drained,
+                }
+            )
+            rounds["gateway"].append(summary)
+            self.settle()
+
+        def agg(side: str, key: str) -> dict[str, Any]:
+            return spread([r.get(key) for r in rounds[side]])
+
+        keys = ["hits_per_s", "p50_ms", "p99_ms", "p99_9_ms", "cpu_us_per_hit", "loadgen_cpu_pct"]
+        gateway_keys = [
+            "events_delivered_per_s",
+            "events_per_request",
+            "hit_to_tiktok_p50_ms",
+            "hit_to_tiktok_p99_ms",
+        ]
+        out: dict[str, Any] = {
+            "ceiling": {k: agg("ceiling", k) for k in keys},
+            "gateway": {k: agg("gateway", k) for k in keys + gateway_keys},
+            "rounds": rounds,
+        }
+        out["ceiling"]["peak_rss_mb"] = round(memory_mb(ceiling_proc.pid)["peak_rss_mb"], 1)
+        out["gateway"]["peak_rss_mb"] = round(memory_mb(gateway.proc.pid)["peak_rss_mb"], 1)
+        out["gateway"]["errors"] = sum(r["errors"] for r in rounds["gateway"])
+        out["ceiling"]["errors"] = sum(r["errors"] for r in rounds["ceiling"])
+        med = {side: {k: out[side][k]["median"] for k in keys} for side in ("ceiling", "gateway")}
+        out["ratios"] = {
+            "throughput": ratio(med["gateway"]["hits_per_s"], med["ceiling"]["hits_per_s"]),
+            "cpu_per_hit": ratio(
+                med["gateway"]["cpu_us_per_hit"], med["ceiling"]["cpu_us_per_hit"]
+            ),
+            "p99": ratio(med["gateway"]["p99_ms"], med["ceiling"]["p99_ms"]),
+        }
+        self.retire(gateway)
+        return out
+
+    def gateway_max(self) -> float:
+        compare = self.results.get("compare")
+        if compare and compare["gateway"]["hits_per_s"]["median"]:
+            return float(compare["gateway"]["hits_per_s"]["median"])
+        if self.args.max_rate:
+            return float(self.args.max_rate)
+        # No compare phase: a quick closed-loop measure of this machine's gateway maximum.
+        gateway = self.gateway("gateway-max")
+        result = self.loadgen.drive(
+            gateway.collect_url,
+            self.data_file,
+            duration_s=max(1.0, self.args.duration / 2),
+            connections=self.args.connections,
+        )
+        self.retire(gateway)
+        return float(load_summary(result)["hits_per_s"] or 100.0)
+
+    def _paced(
+        self, gateway: GatewayProc, rate: float, duration_s: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Paced load on the gateway, sampling depth and memory; then drain. (load, backlog)."""
+        samples: list[tuple[float, int, float]] = []
+        started = time.monotonic()
+
+        def sample() -> None:
+            mem = memory_mb(gateway.proc.pid)
+            samples.append((time.monotonic() - started, gateway.depth(), mem["rss_mb"]))
+
+        self.sink.reset()
+        window = self.window(gateway.proc.pid)
+        result = self.loadgen.drive(
+            gateway.collect_url,
+            self.data_file,
+            duration_s=duration_s,
+            connections=self.args.connections,
+            rate=rate,
+            sample=sample,
+        )
+        at_end = self.sink.stats()
+        drained = self.drain(gateway)
+        load = load_summary(result, window.close())
+        after = self.sink.stats()
+        seconds = load["duration_s"] or 1
+        load.update(
+            {
+                "target_hits_per_s": round(rate, 1),
+                "events_delivered_per_s": round(at_end["events"] / seconds, 1),
+                "events_per_request": _round(after["events_per_request"], 1),
+                "tiktok_requests": after["requests"],
+                "hit_to_tiktok_p50_ms": _round(after["hit_to_tiktok_ms"]["p50"], 1),
+                "hit_to_tiktok_p99_ms": _round(after["hit_to_tiktok_ms"]["p99"], 1),
+                "drained_after": drained,
+            }
+        )
+        return load, backlog(samples, load, gateway)
+
+    def phase_sustained(self) -> dict[str, Any]:
+        a = self.args
+        gw_max = self.gateway_max()
+        rate = 0.8 * gw_max
+        max_wait_ms = 1000  # the embedded default, which this phase runs on
+        ceiling_proc, ceiling_url = self.the_ceiling()
+        window = self.window(ceiling_proc.pid)
+        ceiling_result = self.loadgen.drive(
+            ceiling_url,
+            self.data_file,
+            duration_s=a.sustained_duration,
+            connections=a.connections,
+            rate=rate,
+        )
+        ceiling = load_summary(ceiling_result, window.close())
+        self.settle()
+        gateway = self.gateway("gateway-sustained")
+        load, queue = self._paced(gateway, rate, a.sustained_duration)
+        self.retire(gateway)
+        p50 = load["hit_to_tiktok_p50_ms"]
+        return {
+            "gateway_max_hits_per_s": round(gw_max, 1),
+            "rate_hits_per_s": round(rate, 1),
+            "batch_max_wait_ms": max_wait_ms,
+            "gateway": load,
+            "ceiling": ceiling,
+            "backlog": queue,
+            "p99_ratio_same_rate": ratio(load["p99_ms"], ceiling["p99_ms"]),
+            "cpu_per_hit_ratio_same_rate": ratio(
+                load.get("cpu_us_per_hit"), ceiling.get("cpu_us_per_hit")
+            ),
+            "hit_to_tiktok_p50_within_target": (p50 is not None and p50 < max_wait_ms + 100),
+        }
+
+    def phase_ratelimit(self) -> dict[str, Any]:
+        a = self.args
+        gw_max = self.gateway_max()
+        rate = 0.8 * gw_max
+        event_rate = rate * workload.events_per_hit()
+        # TikTok's limit is the constraint: just enough requests for full batches (5% spare).
+        rps = max(0.1, round(1.05 * event_rate / 500, 3))
+        max_wait_ms = 200
+        gateway = self.gateway(
+            "gateway-ratelimit",
+            settings={"GATEWAY_BATCH_MAX_WAIT_MS": str(max_wait_ms)},
+            rate_limit_rps=rps,
+            rate_limit_burst=1,
+        )
+        load, queue = self._paced(gateway, rate, a.sustained_duration)
+        self.retire(gateway)
+        return {
+            "rate_hits_per_s": round(rate, 1),
+            "expected_events_per_s": round(event_rate, 1),
+            "rate_limit_rps": rps,
+            "rate_limit_burst": 1,
+            "batch_max_wait_ms": max_wait_ms,
+            "gateway": load,
+            "backlog": queue,
+            "mean_batch_size": load["events_per_request"],
+            "mean_batch_at_least_450": (load["events_per_request"] or 0) >= 450,
+        }
+
+    def phase_workers(self) -> dict[str, Any]:
+        a = self.args
+        cpus = None  # everything floats: two cores cannot give the load generator its own
+        single = self.gateway("gateway-w1", cpus=cpus)
+        double = self.gateway("gateway-w2", cpus=cpus, workers=2)
+        rounds: dict[str, list[dict[str, Any]]] = {"workers_1": [], "workers_2": []}
+        for _ in range(max(1, a.rounds)):
+            for key, gateway in (("workers_1", single), ("workers_2", double)):
+                self.sink.reset()
+                window = CpuWindow(gateway.proc.pid, None)
+                result = self.loadgen.drive(
+                    gateway.collect_url,
+                    self.data_file,
+                    duration_s=a.duration,
+                    connections=a.connections,
+                    cpus=None,
+                )
+                self.drain(gateway)
+                rounds[key].append(load_summary(result, window.close()))
+                self.settle()
+        self.retire(single)
+        integrity = self._integrity(double)
+        self.retire(double)
+        one = spread([r["hits_per_s"] for r in rounds["workers_1"]])
+        two = spread([r["hits_per_s"] for r in rounds["workers_2"]])
+        return {
+            "pinning": "none: the gateway processes, wrk and the TikTok double share all CPUs",
+            "workers_1": {"hits_per_s": one, "rounds": rounds["workers_1"]},
+            "workers_2": {"hits_per_s": two, "rounds": rounds["workers_2"]},
+            "scaling": ratio(two["median"], one["median"]),
+            "integrity": integrity,
+        }
+
+    def _integrity(self, gateway: GatewayProc) -> dict[str, Any]:
+        """Exact accounting with the Python client: every acknowledged hit delivered once."""
+        self.sink.reset()
+        self.sink.track_ids(True)
+        env = python_env()
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.pyload",
+            "--url",
+            gateway.collect_url,
+            "--duration",
+            str(max(1.0, self.args.duration / 3)),
+            "--connections",
+            "32",
+            "--only-events",
+            "--track-ids",
+        ]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+        result = json.loads(out.stdout.split("BENCH_JSON ", 1)[1])
+        drained = self.drain(gateway, timeout_s=60)
+        seen = self.sink.ids()
+        self.sink.track_ids(False)
+        acked = set(result["acked_ids"])
+        delivered = set(seen["ids"])
+        return {
+            "acknowledged": len(acked),
+            "delivered_unique": len(delivered),
+            "lost": len(acked - delivered),
+            "duplicated": len(seen["duplicates"]),
+            "delivered_not_acknowledged": len(delivered - acked),
+            "drained": drained,
+        }
+
+    def phase_outage(self) -> dict[str, Any]:
+        a = self.args
+        target = a.outage_events
+        gateway = self.gateway("gateway-outage")
+        self.sink.reset()
+        self.sink.mode("503")
+        batch_file = workload.write_lua_data(
+            self.workdir / "batch.lua",
+            identity_cookie=workload.sealed_identity_cookie(),
+            batch_hits=100,
+        )
+        peak = {"rss_mb": 0.0}
+        depth = {"now": 0}
+
+        def sample() -> None:
+            mem = memory_mb(gateway.proc.pid)
+            peak["rss_mb"] = max(peak["rss_mb"], mem["rss_mb"])
+            depth["now"] = gateway.depth()
+
+        started = time.monotonic()
+        fill = self.loadgen.drive(
+            gateway.collect_url,
+            batch_file,
+            duration_s=a.outage_max_s,
+            connections=8,
+            sample=sample,
+            stop_when=lambda: depth["now"] >= target,
+        )
+        fill_s = time.monotonic() - started
+        queued = gateway.depth()
+        # The outage goes on a while: the worker keeps trying (and failing) with backoff.
+        hold_until = time.monotonic() + a.outage_hold_s
+        while time.monotonic() < hold_until:
+            sample()
+            time.sleep(0.5)
+        during = memory_mb(gateway.proc.pid)
+        refused = self.sink.stats()["refused"]
+        # TikTok is back: how fast does the backlog go, and does memory stay put meanwhile?
+        self.sink.mode("ok")
+        self.sink.reset()
+        before = gateway.depth()
+        recover_until = time.monotonic() + a.outage_recover_s
+        while time.monotonic() < recover_until:
+            sample()
+            time.sleep(0.5)
+        after_depth = gateway.depth()
+        end = memory_mb(gateway.proc.pid)
+        db_bytes = sum(p.stat().st_size for p in gateway.data_dir.glob("queue.db*") if p.is_file())
+        self.retire(gateway)
+        return {
+            "events_queued": queued,
+            "target_events": target,
+            "fill_s": round(fill_s, 1),
+            "fill_events_per_s": round(queued / fill_s, 1) if fill_s else None,
+            "fill_errors": sum(fill.get("errors", {}).values()) if fill.get("errors") else 0,
+            "tiktok_refusals_during_outage": refused,
+            "rss_mb_during_outage": round(during["rss_mb"], 1),
+            "max_rss_mb_sampled": round(peak["rss_mb"], 1),
+            "peak_rss_mb": round(end["peak_rss_mb"], 1),
+            "rss_under_200_mb": end["peak_rss_mb"] < 200,
+            "queue_db_mb": round(db_bytes / 2**20, 1),
+            "recovery": {
+                "seconds": a.outage_recover_s,
+                "delivered": before - after_depth,
+                "events_per_s": round((before - after_depth) / a.outage_recover_s, 1)
+                if a.outage_recover_s
+                else None,
+                "left": after_depth,
+            },
+        }
+
+    def phase_micro(self) -> dict[str, Any]:
+        cmd = [
+            *self.pin.prefix(self.pin.server),
+            sys.executable,
+            "-m",
+            "bench.micro",
+            "--seconds",
+            str(self.args.micro_seconds),
+            "--json",
+        ]
+        out = subprocess.run(
+            cmd, env=python_env(), capture_output=True, text=True, cwd=ROOT, check=True
+        )
+        return dict(json.loads(out.stdout.split("BENCH_JSON ", 1)[1]))
+
+    def phase_profile(self) -> dict[str, Any]:
+        from bench import profile
+
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(py_spy).exists():
+            return {"skipped": "py-spy is not installed (pip install py-spy)"}
+        gateway = self.gateway("gateway-profile")
+        raw = self.workdir / "profile.txt"
+        seconds = max(1, round(self.args.profile_duration))
+        spy = subprocess.Popen(
+            [
+                *self.pin.prefix(self.pin.client),
+                py_spy,
+                "record",
+                "--pid",
+                str(gateway.proc.pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--threads",
+                "--nonblocking",
+                "--output",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.5)
+        self.loadgen.drive(
+            gateway.collect_url,
+            self.data_file,
+            duration_s=seconds,
+            connections=self.args.connections,
+        )
+        _, err = spy.communicate(timeout=60)
+        self.retire(gateway)
+        if spy.returncode != 0 or not raw.exists():
+            return {"skipped": f"py-spy failed: {err.decode(errors='replace')[-500:]}"}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(raw, RESULTS / "profile-latest.txt")
+        return profile.summarise(raw.read_text())
+
+    def close(self) -> None:
+        for gateway in list(self.gateways):
+            gateway.stop()
+        if self.ceiling is not None:
+            self.ceiling[0].stop()
+        self.sink.proc.stop()
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def backlog(
+    samples: list[tuple[float, int, float]], load: dict[str, Any], gateway: GatewayProc
+) -> dict[str, Any]:
+    """Is the backlog bounded? The least-squares slope of the depth over the run, against the
+    arrival rate: bounded when the queue absorbed under 2% of the arrivals, or ends under two
+    batches."""
+    depths = [d for _, d, _ in samples if d >= 0]
+    times = [t for t, d, _ in samples if d >= 0]
+    slope = 0.0
+    if len(depths) >= 3:
+        mean_t, mean_d = statistics.fmean(times), statistics.fmean(depths)
+        var = sum((t - mean_t) ** 2 for t in times)
+        if var:
+            slope = sum((t - mean_t) * (d - mean_d) for t, d in zip(times, depths, strict=True))
+            slope /= var
+    event_rate = load.get("events_delivered_per_s") or 0.0
+    max_events = int(gateway.settings.get("GATEWAY_BATCH_MAX_EVENTS", "500"))
+    end_depth = depths[-1] if depths else 0
+    return {
+        "samples": len(depths),
+        "max_depth": max(depths, default=0),
+        "end_depth": end_depth,
+        "growth_events_per_s": round(slope, 1),
+        "bounded": end_depth <= 2 * max_events or slope < 0.02 * max(event_rate, 1.0),
+        "max_rss_mb": round(max((r for _, _, r in samples), default=0.0), 1),
+    }
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}{suffix}"
+    return str(value)
+
+
+def _med(block: dict[str, Any], key: str, digits: int = 0) -> str:
+    item = block.get(key)
+    if not isinstance(item, dict):
+        return _fmt(item, digits)
+    text = _fmt(item.get("median"), digits)
+    if item.get("spread_pct") is not None and len(item.get("rounds", [])) > 1:
+        text += f" (±{item['spread_pct'] / 2:.0f}%)"
+    return text
+
+
+def table(results: dict[str, Any]) -> str:
+    """The short table: markdown, printed at the end and kept in bench/README.md."""
+    m = results["machine"]
+    lines = [
+        f"Taken {results['taken_at']} on {m['nproc']} x {m['cpu_model']}, Python {m['python']}, "
+        f"load generator {results['config']['loadgen']}, "
+        f"{results['config']['connections']} connections"
+        + (
+            f" — **busy machine**: other jobs used {m.get('other_load_pct')}% of all CPUs"
+            " during the run"
+            if results.get("busy_machine")
+            else f"; other jobs used {m.get('other_load_pct')}% of the CPUs meanwhile"
+        )
+        + ".",
+        "",
+    ]
+    compare = results.get("compare")
+    if compare:
+        c, g, r = compare["ceiling"], compare["gateway"], compare["ratios"]
+        rounds = len(compare["rounds"]["gateway"])
+        lines += [
+            f"Side by side: median of {rounds} alternated rounds of "
+            f"{results['config']['duration_s']} s (± half the spread); server on CPU 0, "
+            "wrk on CPU 1.",
+            "",
+            "| | ceiling (bare aiohttp) | gateway | gateway / ceiling |",
+            "|---|---:|---:|---:|",
+            f"| hits/s | {_med(c, 'hits_per_s')} | {_med(g, 'hits_per_s')} | "
+            f"{_fmt(r['throughput'], 2)} |",
+            f"| CPU µs per hit | {_med(c, 'cpu_us_per_hit')} | {_med(g, 'cpu_us_per_hit')} | "
+            f"{_fmt(r['cpu_per_hit'], 2)} |",
+            f"| p50 ms | {_med(c, 'p50_ms', 1)} | {_med(g, 'p50_ms', 1)} | |",
+            f"| p99 ms | {_med(c, 'p99_ms', 1)} | {_med(g, 'p99_ms', 1)} | {_fmt(r['p99'], 2)} |",
+            f"| p99.9 ms | {_med(c, 'p99_9_ms', 1)} | {_med(g, 'p99_9_ms', 1)} | |",
+            f"| peak RSS MB | {_fmt(c['peak_rss_mb'], 0)} | {_fmt(g['peak_rss_mb'], 0)} | |",
+            f"| events delivered/s | | {_med(g, 'events_delivered_per_s')} | |",
+            f"| events per TikTok request | | {_med(g, 'events_per_request')} | |",
+            f"| hit → TikTok p50 / p99 ms | | {_med(g, 'hit_to_tiktok_p50_ms')} / "
+            f"{_med(g, 'hit_to_tiktok_p99_ms')} | |",
+            "",
+        ]
+    rows = []
+    s = results.get("sustained")
+    if s:
+        rows += [
+            f"| sustained {_fmt(s['rate_hits_per_s'])} hits/s (80% of max) | backlog bounded: "
+            f"{_fmt(s['backlog']['bounded'])} (max {_fmt(s['backlog']['max_depth'])} events); "
+            f"hit → TikTok p50 {_fmt(s['gateway']['hit_to_tiktok_p50_ms'])} ms (target < "
+            f"{s['batch_max_wait_ms'] + 100}); p99 gateway/ceiling at this rate "
+            f"{_fmt(s['p99_ratio_same_rate'], 2)} ({_fmt(s['gateway']['p99_ms'], 1)} / "
+            f"{_fmt(s['ceiling']['p99_ms'], 1)} ms) |",
+        ]
+    rl = results.get("ratelimit")
+    if rl:
+        rows += [
+            f"| TikTok limit {_fmt(rl['rate_limit_rps'], 2)} req/s at "
+            f"{_fmt(rl['rate_hits_per_s'])} hits/s | mean batch {_fmt(rl['mean_batch_size'], 0)}"
+            f" events (target ≥ 450); backlog bounded: {_fmt(rl['backlog']['bounded'])} |",
+        ]
+    w = results.get("workers")
+    if w:
+        i = w["integrity"]
+        rows += [
+            f"| --workers 2 vs 1 (nothing pinned) | {_fmt(w['scaling'], 2)}x "
+            f"({_med(w['workers_2'], 'hits_per_s')} vs {_med(w['workers_1'], 'hits_per_s')} "
+            f"hits/s); {i['acknowledged']} acknowledged hits: {i['lost']} lost, "
+            f"{i['duplicated']} duplicated |",
+        ]
+    o = results.get("outage")
+    if o:
+        rows += [
+            f"| outage: {_fmt(o['events_queued'])} events queued | peak RSS "
+            f"{_fmt(o['peak_rss_mb'])} MB (target < 200); queue file "
+            f"{_fmt(o['queue_db_mb'])} MB; recovery {_fmt(o['recovery']['events_per_s'])} "
+            "events/s |",
+        ]
+    mi = results.get("micro")
+    if mi:
+        q, t = mi["queue"], mi["transform"]
+        enq = ", ".join(f"{p['producers']}: {_fmt(p['events_per_s'])}" for p in q["enqueue"])
+        rows += [
+            f"| queue alone | enqueue events/s by producers ({enq}); claim+ack "
+            f"{_fmt(q['claim_ack']['events_per_s'])} events/s |",
+            f"| transformation alone | {_fmt(t['transform_events_per_s'])} events/s per core "
+            f"(decode + plan + encode: {_fmt(t['pipeline_hits_per_s'])} hits/s) |",
+        ]
+    if rows:
+        lines += ["| check | result |", "|---|---|", *rows, ""]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--phases", default=",".join(ALL_PHASES), help="comma-separated")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per round")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--settle", type=float, default=2.0, help="pause between rounds (s)")
+    parser.add_argument("--sustained-duration", type=float, default=15.0)
+    parser.add_argument("--max-rate", type=float, default=0.0, help="gateway max if no compare")
+    parser.add_argument("--outage-events", type=int, default=1_000_000)
+    parser.add_argument("--outage-max-s", type=float, default=300.0)
+    parser.add_argument("--outage-hold-s", type=float, default=10.0)
+    parser.add_argument("--outage-recover-s", type=float, default=10.0)
+    parser.add_argument("--micro-seconds", type=float, default=2.0)
+    parser.add_argument("--profile-duration", type=float, default=15.0)
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.duration, args.settle = 1, 1.0, 0.2
+        args.sustained_duration, args.outage_events, args.outage_hold_s = 1.0, 2_000, 0.5
+        args.outage_recover_s, args.micro_seconds, args.profile_duration = 1.0, 0.2, 1.0
+        args.connections = min(args.connections, 16)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = sorted(set(phases) - set(ALL_PHASES))
+    if unknown:
+        raise SystemExit(f"unknown phase(s): {', '.join(unknown)}")
+    pin = Pinning(enabled=not args.no_pin and (os.cpu_count() or 1) >= 2)
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    loadgen = choose_loadgen(args.loadgen, workdir, pin)
+    identity = workload.sealed_identity_cookie()
+    data_file = workload.write_lua_data(workdir / "hits.lua", identity_cookie=identity)
+    results: dict[str, Any] = {
+        "schema": 1,
+        "taken_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "config": {
+            "phases": phases,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "loadgen": loadgen.kind,
+            "pinning": (
+                {
+                    "server": f"CPU {pin.server}",
+                    "load generator and TikTok double": f"CPU {pin.client}",
+                }
+                if pin.enabled
+                else "none"
+            ),
+            "events_per_hit": round(workload.events_per_hit(), 3),
+            "smoke": args.smoke,
+        },
+    }
+    print(f"bench: work dir {workdir}; load generator {loadgen.kind}", flush=True)
+    wall0, busy0, own0 = time.monotonic(), cpu_busy_s(), own_cpu_s()
+    sink = start_sink(workdir, pin)
+    bench = Bench(args, workdir, pin, loadgen, sink, data_file, results)
+    try:
+        for phase in phases:
+            print(f"bench: {phase} ...", flush=True)
+            started = time.monotonic()
+            results[phase] = getattr(bench, f"phase_{phase}")()
+            results[phase]["phase_s"] = round(time.monotonic() - started, 1)
+    finally:
+        bench.close()
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    # What the machine did besides this benchmark (other jobs, steal): busy CPU time minus the
+    # CPU time of this harness and all its processes, as a share of all CPUs over the run.
+    wall = time.monotonic() - wall0
+    other = cpu_busy_s() - busy0 - (own_cpu_s() - own0)
+    nproc = results["machine"]["nproc"] or 1
+    results["machine"]["other_load_pct"] = round(max(0.0, other) / (wall * nproc) * 100, 1)
+    results["busy_machine"] = results["machine"]["other_load_pct"] > 5.0
+    results["table_md"] = table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(results["table_md"] + "\n", encoding="utf-8")
+    print()
+    print(results["table_md"])
+    print(f"bench: results in {args.out}", flush=True)
+    if not os.environ.get("BENCH_KEEP_WORKDIR"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
