@@ -49,6 +49,12 @@ async def test_demo_page_installs_the_documented_tag(gateway: Gateway) -> None:
     assert STUB_RE.findall(page)[0] == documented
 
 
+def test_readme_installs_the_documented_stub() -> None:
+    [documented] = STUB_RE.findall((STATIC / "df.js").read_text())
+    readme = (STATIC.parents[1] / "README.md").read_text()
+    assert STUB_RE.findall(readme) == [documented]
+
+
 async def test_demo_page_names_another_source(gateway: Gateway) -> None:
     page = await (await gateway.collect.get("/demo", params={"source_id": "src_shop-1"})).text()
     assert 'data-source-id="src_shop-1"' in page
