@@ -32,7 +32,7 @@ START_TIMEOUT_S = 10.0
 
 
 def nginx_binary() -> str | None:
-    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    found = os.environ.get("GATEWAY_TEST_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
     return found if os.access(found, os.X_OK) else None
 
 
