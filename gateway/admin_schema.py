@@ -353,19 +353,42 @@ def patch_integration(current: Integration, data: Any, now: str) -> Integration:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Dead letters by what they are: every given field must match (`since` inclusive and
+    `until` exclusive bound when they were dead-lettered, as Unix seconds)."""
+
+    reason: str | None = None
+    event_name: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, dead_letter: DeadLetter) -> bool:
+        at = dead_letter.dead_lettered_at
+        return (
+            (self.reason is None or dead_letter.reason == self.reason)
+            and (self.event_name is None or dead_letter.event_name == self.event_name)
+            and (self.since is None or at >= self.since)
+            and (self.until is None or at < self.until)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
-    """Which dead letters a replay or purge means: given ids, one event_id, or all."""
+    """Which dead letters a replay or purge means: given ids, one event_id, a filter, or all."""
 
     ids: tuple[str, ...] | None = None
     event_id: str | None = None
+    filter: DeadLetterFilter | None = None
 
     @property
     def everything(self) -> bool:
-        return self.ids is None and self.event_id is None
+        return self.ids is None and self.event_id is None and self.filter is None
 
     def matches(self, dead_letter: DeadLetter) -> bool:
         if self.ids is not None:
             return str(dead_letter.id) in self.ids
+        if self.filter is not None:
+            return self.filter.matches(dead_letter)
         return self.event_id is None or dead_letter.event_id == self.event_id
 
 
@@ -386,28 +409,72 @@ def _all_true(value: Any, path: str) -> bool:
     return True
 
 
+def _instant(value: Any, path: str) -> float:
+    text = _expect(value, str, "an ISO 8601 time such as 2026-01-29T14:30:00Z", path).strip()
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(
+            "invalid_value", f"{path} must be an ISO 8601 time such as 2026-01-29T14:30:00Z", path
+        ) from None
+    if moment.tzinfo is None:  # a time without an offset is taken as UTC, as every time shown is
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+FILTER_FIELDS: Mapping[str, Validator] = {
+    "reason": _text(1, 100),
+    "event_name": _text(1, 200),
+    "since": _instant,
+    "until": _instant,
+}
+
+
+def _filter(value: Any, path: str) -> DeadLetterFilter:
+    values = parse_object(value, FILTER_FIELDS, path)
+    if not values:
+        raise Invalid(
+            "invalid_value", f"{path} needs at least one of {', '.join(FILTER_FIELDS)}", path
+        )
+    since, until = values.get("since"), values.get("until")
+    if since is not None and until is not None and since >= until:
+        raise Invalid("invalid_value", f"{path}.since must be before {path}.until", path)
+    return DeadLetterFilter(**values)
+
+
 SELECTION_FIELDS: Mapping[str, Validator] = {
     "ids": _dead_letter_ids,
     "event_id": _text(1, 200),
+    "filter": _filter,
     "all": _all_true,
 }
 
 
 def parse_selection(data: Any) -> Selection:
-    """Exactly one of `{"ids": [...]}`, `{"event_id": "..."}`, `{"all": true}`."""
+    """Exactly one of `{"ids": [...]}`, `{"event_id": "..."}`, `{"filter": {...}}`,
+    `{"all": true}`."""
     values = parse_object(data, SELECTION_FIELDS)
     if len(values) != 1:
-        raise Invalid("invalid_value", 'give exactly one of "ids", "event_id" or "all": true', None)
-    return Selection(ids=values.get("ids"), event_id=values.get("event_id"))
+        raise Invalid(
+            "invalid_value", 'give exactly one of "ids", "event_id", "filter" or "all": true', None
+        )
+    return Selection(
+        ids=values.get("ids"), event_id=values.get("event_id"), filter=values.get("filter")
+    )
 
 
 def selection_from_query(query: Mapping[str, str], ids: list[str]) -> dict[str, Any]:
-    """The JSON-body form of `?ids=1,2&ids=3`, `?event_id=...` or `?all=true`."""
-    data: dict[str, Any] = {k: v for k, v in query.items() if k not in ("ids", "all")}
+    """The JSON-body form of `?ids=1,2&ids=3`, `?event_id=...`, `?all=true` or the filter's
+    fields (`?reason=rejected&since=...`)."""
+    skip = ("ids", "all", *FILTER_FIELDS)
+    data: dict[str, Any] = {k: v for k, v in query.items() if k not in skip}
     if ids:
         data["ids"] = [part for value in ids for part in value.split(",") if part]
     if "all" in query:
         data["all"] = query["all"].lower() in ("true", "1", "yes")
+    found = {k: v for k, v in query.items() if k in FILTER_FIELDS}
+    if found:
+        data["filter"] = found
     return data
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.admin_schema import Invalid, mask_token, parse_new_source
+from gateway.admin_schema import Invalid, iso_utc, mask_token, parse_new_source
 from gateway.crypto import sha256_hex
 from gateway.models import NewEvent
 from gateway.settings import Secret
@@ -673,6 +673,74 @@ async def test_replay_by_ids_reports_unknown_ids(gateway: Gateway) -> None:
 
     for bad in ({}, {"all": False}, {"all": True, "ids": []}, {"ids": "1"}):
         assert (await gateway.admin.post(url, json=bad)).status == 422
+
+
+async def test_replay_and_purge_by_filter_keep_event_ids(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source(consent_default="grant")
+    iid = (await gateway.create_integration())["id"]
+    await gateway.admin.post(f"/v1/admin/integrations/{iid}/pause")  # replayed ones stay queued
+    now = time.time()
+    purchase = _event(iid, "evt_purchase")
+    queue = gateway.runtime.queue
+    await queue.dead_letter_new(
+        [_event(iid, "evt_yesterday")], "rejected", "40002: x", now - 86_400
+    )
+    await queue.dead_letter_new([_event(iid, "evt_today")], "rejected", "40002: x", now - 60)
+    await queue.dead_letter_new([_event(iid, "evt_stale")], "too_old", None, now - 60)
+    await queue.dead_letter_new(
+        [
+            NewEvent(
+                iid, purchase.event_id, "CompletePayment", purchase.event_time, purchase.payload
+            )
+        ],
+        "missing_value_or_currency",
+        None,
+        now - 60,
+    )
+    url = f"/v1/admin/integrations/{iid}/dead-letters/replay"
+    hour_ago = iso_utc(now - 3600)
+
+    async def replay(selection: dict[str, Any]) -> int:
+        resp = await gateway.admin.post(url, json=selection)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["skipped"] == []
+        return int(body["replayed"])
+
+    assert await replay({"filter": {"reason": "rejected", "since": hour_ago}}) == 1
+    assert await replay({"filter": {"event_name": "CompletePayment"}}) == 1
+    assert await replay({"filter": {"reason": "rejected", "until": hour_ago}}) == 1
+    assert await replay({"filter": {"reason": "rejected"}}) == 0
+    assert [d["event_id"] for d in await _dead_letters(gateway, iid)] == ["evt_stale"]
+
+    # Replayed, they keep their event_id all the way to TikTok.
+    await gateway.admin.post(f"/v1/admin/integrations/{iid}/resume")
+    await tiktok.wait_for(lambda: len(tiktok.accepted) == 3)
+    assert sorted(tiktok.accepted_ids()) == ["evt_purchase", "evt_today", "evt_yesterday"]
+
+    dead = f"/v1/admin/integrations/{iid}/dead-letters"
+    resp = await gateway.admin.delete(dead, params={"reason": "rejected"})
+    assert await resp.json() == {"purged": 0}
+    resp = await gateway.admin.delete(dead, params={"reason": "too_old", "since": hour_ago})
+    assert await resp.json() == {"purged": 1}
+
+    for bad in (
+        {"filter": {}},
+        {"filter": {"colour": "red"}},
+        {"filter": {"since": "yesterday"}},
+        {"filter": {"since": iso_utc(now), "until": hour_ago}},
+        {"filter": {"reason": "rejected"}, "all": True},
+    ):
+        resp = await gateway.admin.post(url, json=bad)
+        assert resp.status == 422, bad
+        assert (await resp.json())["error"]["field"] in (
+            None,
+            "filter",
+            "filter.colour",
+            "filter.since",
+        )
 
 
 async def test_purge_needs_an_explicit_selection(gateway: Gateway) -> None:

@@ -260,8 +260,23 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
         json={"ids": [listing["dead_letters"][0]["id"], listing["dead_letters"][1]["id"]]},
     )
     assert result["replayed"] == 1 and len(result["skipped"]) == 1
+    filtered = await c.call(
+        "post",
+        replay,
+        200,
+        path=f"/v1/admin/integrations/{iid}/dead-letters/replay",
+        json={"filter": {"reason": "rejected", "since": "2020-01-01T00:00:00Z"}},
+    )
+    assert filtered["replayed"] == 1  # evt_3; evt_2 has no consent, evt_1 went back above
     await c.call(
         "post", replay, 422, path=f"/v1/admin/integrations/{iid}/dead-letters/replay", json={}
+    )
+    await c.call(
+        "post",
+        replay,
+        422,
+        path=f"/v1/admin/integrations/{iid}/dead-letters/replay",
+        json={"filter": {"since": "not a time"}},
     )
     await c.call(
         "post", replay, 400, path=f"/v1/admin/integrations/{iid}/dead-letters/replay", data=b"{"
@@ -275,10 +290,17 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     )
     await c.call("delete", dl, 422, path=f"/v1/admin/integrations/{iid}/dead-letters")
     await c.call("delete", dl, 400, path=f"/v1/admin/integrations/{iid}/dead-letters", data=b"{")
+    by_filter = await c.call(
+        "delete",
+        dl,
+        200,
+        path=f"/v1/admin/integrations/{iid}/dead-letters?reason=rejected&event_name=Nothing",
+    )
+    assert by_filter == {"purged": 0}
     purged = await c.call(
         "delete", dl, 200, path=f"/v1/admin/integrations/{iid}/dead-letters", json={"all": True}
     )
-    assert purged == {"purged": 2}
+    assert purged == {"purged": 1}
     await c.call(
         "delete",
         dl,
