@@ -27,6 +27,16 @@ from gateway.demo import handle_demo
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
 from gateway.hashing import hash_email, hash_phone
 from gateway.hits import Hit, HitType, decode_batch, decode_hit
+from gateway.ledger import (
+    DEAD_LETTERED,
+    DENIED,
+    NO_INTEGRATION,
+    NOT_SENT,
+    QUEUED,
+    Observation,
+    explain_consent,
+    hit_summary,
+)
 from gateway.models import NewEvent
 from gateway.route import Route, consent_allows
 from gateway.runtime import Runtime
@@ -72,6 +82,8 @@ class Plan:
     ttclid_clicked: str | None = None
     ttp: str | None = None
     anonymous_id: str | None = None
+    # The ledger's records of these hits, one per hit and integration (sent or not).
+    observed: list[Observation] = field(default_factory=list)
 
 
 def create_collect_app(runtime: Runtime) -> web.Application:
@@ -166,6 +178,7 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
                 runtime.worker.notify(integration_id)
     await _set_aside(runtime, plan, facts.received_at)
     _count(runtime, hits, plan)
+    runtime.ledger.observe(plan.observed)  # buffered: the debugger never slows a hit down
 
     response = web.Response(body=_OK_BODY, content_type="application/json")
     origin = request.headers.get("Origin")
@@ -283,6 +296,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         email_hash=plan.identity.email_hash,
         phone_hash=plan.identity.phone_hash,
     )
+    stored: dict[str, tuple[NewEvent, str | None]] = {}
     for integration in allowed:
         result = transform(hit, context, integration, route.source)
         event = NewEvent(
@@ -295,8 +309,53 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         )
         if isinstance(result, Rejected):
             plan.rejected.append((event, result.reason))
+            stored[integration.id] = (event, result.reason)
         else:
             plan.events.append(event)
+            stored[integration.id] = (event, None)
+    _observe(hit, route, facts, context.event_id, stored, plan)
+
+
+def _observe(
+    hit: Hit,
+    route: Route,
+    facts: RequestFacts,
+    event_id: str,
+    stored: dict[str, tuple[NewEvent, str | None]],
+    plan: Plan,
+) -> None:
+    """The ledger's records of one hit: every integration of its source, sent or not."""
+    consent = hit.context.consent if hit.context else None
+    page = hit.context.page if hit.context else None
+    summary = hit_summary(
+        hit.type, hit.event, route.source.id, page.url if page else None, consent, facts.from_server
+    )
+
+    def record(integration_id: str | None, decision: str, why: str) -> Observation:
+        event, reason = stored.get(integration_id or "", (None, None))
+        if event is None:  # consent kept it from this integration, or there is none
+            status, reason = NOT_SENT, ("consent" if decision == DENIED else None)
+        else:  # stored: queued, or set aside at once (a purchase without value)
+            status = DEAD_LETTERED if reason else QUEUED
+        return Observation(
+            event_id=event_id,
+            integration_id=integration_id,
+            source_id=route.source.id,
+            hit=summary,
+            decision=decision,
+            decision_reason=why,
+            tiktok_event=event.event_name if event else None,
+            payload=event.payload if event else None,
+            status=status,
+            reason=reason,
+            received_at=facts.received_at,
+        )
+
+    if not route.integrations:
+        plan.observed.append(record(None, NO_INTEGRATION, "the source has no enabled integration"))
+    for integration in route.integrations:
+        decision, why = explain_consent(integration, consent, route.source.consent_default)
+        plan.observed.append(record(integration.id, decision, why))
 
 
 def _apply_identify(hit: Hit, route: Route, plan: Plan) -> None:

@@ -1,8 +1,8 @@
 """The process's shared resources, opened in dependency order and closed in reverse.
 
-store -> queue -> HTTP session to TikTok -> router (cache) -> delivery worker. Closing runs the
-other way, so the worker has drained (and given back what it could not send) before the queue
-and the store close.
+store -> queue -> ledger -> HTTP session to TikTok -> router (cache) -> delivery worker. Closing
+runs the other way, so the worker has drained (and given back what it could not send, and told
+the ledger) before the ledger writes its last records and the queue and the store close.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import aiohttp
 
 from gateway.crypto import SecretBox, new_token
 from gateway.deliver import DeliveryWorker
-from gateway.errors import SettingsError
+from gateway.ledger import Ledger, SQLiteLedger
 from gateway.metrics import Metrics
 from gateway.queue.base import Queue
 from gateway.queue.sqlite import SQLiteQueue
@@ -45,6 +45,7 @@ class Runtime:
     metrics: Metrics
     store: ConfigStore
     queue: Queue
+    ledger: Ledger
     router: Router
     tiktok: TikTokClient
     token_box: SecretBox
@@ -90,7 +91,9 @@ def _open_store(settings: Settings, token_box: SecretBox) -> ConfigStore:
     if url is None or url.startswith("sqlite://"):
         path = Path(url.removeprefix("sqlite://")) if url else settings.data_dir / "config.db"
         return SQLiteConfigStore(path, token_box)
-    raise SettingsError("GATEWAY_DATABASE_URL", "postgresql:// is not supported by this build yet")
+    from gateway.store.postgres import PostgresConfigStore  # imported only when configured
+
+    return PostgresConfigStore(url, token_box)
 
 
 def _open_queue(settings: Settings) -> Queue:
@@ -98,7 +101,18 @@ def _open_queue(settings: Settings) -> Queue:
     if url is None or url.startswith("sqlite://"):
         path = Path(url.removeprefix("sqlite://")) if url else settings.data_dir / "queue.db"
         return SQLiteQueue(path, settings.queue_max_events, max_bytes=settings.queue_max_bytes)
-    raise SettingsError("GATEWAY_QUEUE_URL", "redis:// is not supported by this build yet")
+    from gateway.queue.redis import RedisQueue  # imported only when configured
+
+    return RedisQueue(url, settings.queue_max_events)
+
+
+def _open_ledger(settings: Settings) -> Ledger:
+    # Its own file, whatever the queue's backend: the debugger must never slow the queue down.
+    return SQLiteLedger(
+        settings.data_dir / "ledger.db",
+        retention_s=settings.ledger_retention_hours * 3600.0,
+        max_records=settings.ledger_max_events,
+    )
 
 
 def _prepare_data_dir(
@@ -128,6 +142,10 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
         await queue.open()
         stack.push_async_callback(queue.close)
 
+        ledger = _open_ledger(settings)
+        await ledger.open()
+        stack.push_async_callback(ledger.close)
+
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300),
             # The default total timeout is 300 s: far too long for a batch that can be retried.
@@ -146,6 +164,7 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
             metrics=metrics,
             store=store,
             queue=queue,
+            ledger=ledger,
             router=router,
             tiktok=tiktok,
             token_box=token_box,

@@ -77,6 +77,9 @@ class Settings:
     event_max_age_days: int = 7
     tiktok_timeout_s: float = 10.0
     log_level: str = "INFO"
+    # The event debugger's per-event records (ledger.db): kept this long, and at most this many.
+    ledger_retention_hours: int = 72
+    ledger_max_events: int = 500_000
 
     @classmethod
     def from_sources(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -135,6 +138,10 @@ class Settings:
             log_level=get(
                 "GATEWAY_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
+            ledger_retention_hours=get(
+                "GATEWAY_LEDGER_RETENTION_HOURS", _int_between(1, 24 * 366), 72
+            ),
+            ledger_max_events=get("GATEWAY_LEDGER_MAX_EVENTS", _int_between(1, 10**9), 500_000),
         )
         return settings
 
@@ -172,6 +179,8 @@ _KNOWN = frozenset(
         "GATEWAY_EVENT_MAX_AGE_DAYS",
         "GATEWAY_TIKTOK_TIMEOUT_S",
         "GATEWAY_LOG_LEVEL",
+        "GATEWAY_LEDGER_RETENTION_HOURS",
+        "GATEWAY_LEDGER_MAX_EVENTS",
     }
 )
 

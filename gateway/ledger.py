@@ -1,0 +1,540 @@
+"""The ledger: one record per (event_id, integration) saying what became of a hit.
+
+It answers "did this order reach TikTok?" and feeds the event debugger. Collection notes what it
+saw (a redacted summary of the hit, the consent decision, the TikTok payload, which is already
+hashed); the delivery worker notes every outcome (TikTok's answer, attempts). A hit that consent
+kept from an integration gets a record too, so "why was nothing sent?" has an answer.
+
+Nothing here is on the hot path's critical section: `observe` and `settle` append to a buffer
+in memory and return; a background task writes the buffer in batches. A record still in the
+buffer when the process dies is lost. That is accepted: the ledger is a debugging aid, not the
+queue (the queue alone decides what is delivered).
+
+The embedded ledger is its own SQLite file (`ledger.db`, WAL) beside the queue, so its writes
+never take the queue's lock. Every write gives the record a new `seq` from one counter, inside
+SQLite's write lock, so `seq` grows across `--workers` processes and a reader can tail changes
+with `seq > last`. Retention is bounded by age and by count.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.models import ConsentDefault, Integration
+from gateway.sqlite import ThreadConnection, immediate
+
+log = logging.getLogger(__name__)
+
+# The user fields match quality is measured on, in the order the API lists them.
+SIGNALS = ("ttp", "ttclid", "email", "phone", "external_id", "ip", "user_agent")
+
+# What a record's delivery status may be.
+QUEUED = "queued"  # stored, not yet sent
+DELIVERED = "delivered"  # TikTok accepted it
+RETRYING = "retrying"  # TikTok (or the network) failed; it will be sent again
+PAUSED = "paused"  # the integration was paused; the event waits for a resume
+REJECTED = "rejected"  # its batch was refused for content; isolation decides its fate
+DEAD_LETTERED = "dead_lettered"  # set aside with a reason; replay sends it again
+NOT_SENT = "not_sent"  # consent kept it from this integration, or the source has none
+
+GRANTED = "granted"
+DENIED = "denied"
+NO_INTEGRATION = "no_integration"
+
+MAX_BUFFERED = 100_000  # past this, the oldest buffered records are dropped (and counted)
+MAX_PAGE = 1000
+
+
+def explain_consent(
+    integration: Integration, consent: Mapping[str, bool] | None, default: ConsentDefault
+) -> tuple[str, str]:
+    """(decision, reason) for one hit and one integration; agrees with `route.consent_allows`."""
+    categories = integration.consent_categories
+    if not categories:
+        return GRANTED, "the integration needs no consent category"
+    if consent is None:
+        decision = GRANTED if default is ConsentDefault.GRANT else DENIED
+        return decision, f"the hit carries no consent; the source's default is {default.value}"
+    missing = [c for c in categories if consent.get(c) is not True]
+    if missing:
+        return DENIED, "not granted: " + ", ".join(missing)
+    return GRANTED, "granted: " + ", ".join(categories)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What collection saw of one hit for one integration (None: the source has none)."""
+
+    event_id: str
+    integration_id: str | None
+    source_id: str
+    hit: dict[str, Any]  # redacted summary: type, event, page_url, consent; never raw PII
+    decision: str
+    decision_reason: str
+    tiktok_event: str | None
+    payload: bytes | None  # the TikTok event as stored in the queue (hashed)
+    status: str
+    reason: str | None
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TikTokReply:
+    """TikTok's answer to the request that carried an event, as the debugger shows it."""
+
+    http_status: int | None
+    code: int | None
+    message: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the delivery worker learnt about one event."""
+
+    event_id: str
+    integration_id: str
+    status: str
+    attempts: int
+    at: float
+    reason: str | None = None
+    answer: TikTokReply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    source_id: str | None = None
+    integration_id: str | None = None
+    event: str | None = None  # the hit's event name or the TikTok event name
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchQuality:
+    events: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Ledger(abc.ABC):
+    """Per-event records, written behind the caller's back and read by the Management API."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Write what is buffered, then release the files."""
+
+    @abc.abstractmethod
+    def observe(self, observations: Sequence[Observation]) -> None:
+        """Buffer collection's records; never waits."""
+
+    @abc.abstractmethod
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Buffer delivery outcomes; never waits."""
+
+    @abc.abstractmethod
+    async def flush(self) -> None:
+        """Write what is buffered now (tests, shutdown)."""
+
+    @abc.abstractmethod
+    async def records(
+        self, filters: Filters, limit: int, after: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Records as JSON objects: the newest first, or with `after` those changed since that
+        `seq`, oldest first (what a live view tails)."""
+
+    @abc.abstractmethod
+    async def last_seq(self) -> int:
+        """The `seq` of the latest change (0 when there is none)."""
+
+    @abc.abstractmethod
+    async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
+        """How many events sent to the integration since then carried each of `SIGNALS`."""
+
+
+# ------------------------------------------------------------------------------------ SQLite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
+CREATE TABLE IF NOT EXISTS records (
+    event_id TEXT NOT NULL,
+    integration_id TEXT NOT NULL,  -- '' for a hit whose source had no integration
+    seq INTEGER NOT NULL,
+    source_id TEXT,
+    hit_event TEXT,
+    tiktok_event TEXT,
+    hit TEXT,
+    decision TEXT,
+    decision_reason TEXT,
+    payload TEXT,
+    signals INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    reason TEXT,
+    answer TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    received_at REAL,  -- NULL while only the delivery worker has written the record
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (event_id, integration_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_seq ON records (seq);
+CREATE INDEX IF NOT EXISTS records_integration ON records (integration_id, seq);
+CREATE INDEX IF NOT EXISTS records_source ON records (source_id, seq);
+CREATE INDEX IF NOT EXISTS records_updated ON records (updated_at);
+"""
+
+# A record written by the delivery worker of another process before collection's (its buffer
+# was flushed first) keeps its outcome; a repeated event_id (a re-sent hit) starts afresh.
+_OBSERVE = """
+INSERT INTO records (event_id, integration_id, seq, source_id, hit_event, tiktok_event, hit,
+                     decision, decision_reason, payload, signals, status, reason, received_at,
+                     updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (event_id, integration_id) DO UPDATE SET
+    seq = excluded.seq, source_id = excluded.source_id, hit_event = excluded.hit_event,
+    tiktok_event = excluded.tiktok_event, hit = excluded.hit, decision = excluded.decision,
+    decision_reason = excluded.decision_reason, payload = excluded.payload,
+    signals = excluded.signals,
+    status = CASE WHEN records.received_at IS NULL THEN records.status ELSE excluded.status END,
+    reason = CASE WHEN records.received_at IS NULL THEN records.reason ELSE excluded.reason END,
+    answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE NULL END,
+    attempts = CASE WHEN records.received_at IS NULL THEN records.attempts ELSE 0 END,
+    received_at = excluded.received_at, updated_at = excluded.updated_at
+"""
+_SETTLE = """
+INSERT INTO records (event_id, integration_id, seq, status, reason, answer, attempts, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (event_id, integration_id) DO UPDATE SET
+    seq = excluded.seq, status = excluded.status, reason = excluded.reason,
+    answer = coalesce(excluded.answer, records.answer), attempts = excluded.attempts,
+    updated_at = excluded.updated_at
+"""
+_COLUMNS = """seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
+    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at"""
+
+Entry = tuple[str, Observation | Outcome]
+
+
+class SQLiteLedger(Ledger):
+    """The embedded ledger. `retention_s` and `max_records` bound it; `linger_s` is how long the
+    writer waits for more records before a batch goes (so a burst shares one commit).
+
+    `dropped` counts records lost to a full buffer; `written` those that reached the file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_s: float,
+        max_records: int,
+        linger_s: float = 0.1,
+        sweep_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.retention_s = retention_s
+        self.max_records = max_records
+        self.dropped = 0
+        self.written = 0
+        self._linger_s = linger_s
+        self._sweep_interval_s = sweep_interval_s
+        self._clock = clock
+        self._writer = ThreadConnection(path, "ledger-writer")
+        self._reader = ThreadConnection(path, "ledger-reader")
+        self._buffer: list[Entry] = []
+        self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._swept_at = float("-inf")
+
+    async def open(self) -> None:
+        await self._writer.open()
+        await self._writer.run(_create_schema)
+        await self._reader.open(query_only=True)
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            # Asked to stop rather than cancelled: a cancellation landing while `wait_for`
+            # completes can be swallowed (Python 3.11), and the writer would sleep on.
+            self._stopping.set()
+            self._wake.set()
+            await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
+        await self._reader.close()
+        await self._writer.close()
+
+    def observe(self, observations: Sequence[Observation]) -> None:
+        self._append([("observe", o) for o in observations])
+
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        self._append([("settle", o) for o in outcomes])
+
+    def _append(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        self._buffer.extend(entries)
+        overflow = len(self._buffer) - MAX_BUFFERED
+        if overflow > 0:
+            del self._buffer[:overflow]
+            if self.dropped == 0:
+                log.warning("ledger buffer full: dropping the oldest records (debugger only)")
+            self.dropped += overflow
+        self._wake.set()
+
+    async def flush(self) -> None:
+        # The lock makes "flush returned" mean "what was buffered before is in the file", even
+        # while the background writer is half-way through an earlier batch.
+        async with self._flushing:
+            batch, self._buffer = self._buffer, []
+            if batch:
+                await self._writer.run(_write, batch, self._clock())
+                self.written += len(batch)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sweep_interval_s)
+            if self._stopping.is_set():
+                return
+            if self._wake.is_set():
+                # Let a burst gather into one commit; a stop cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._linger_s)
+                self._wake.clear()
+            try:
+                await self.flush()
+                now = self._clock()
+                if now - self._swept_at >= self._sweep_interval_s:
+                    self._swept_at = now
+                    await self._writer.run(_sweep, now - self.retention_s, self.max_records)
+            except Exception:  # a lost batch costs the debugger some lines, nothing more
+                log.warning("ledger write failed; records dropped", exc_info=True)
+
+    async def records(
+        self, filters: Filters, limit: int, after: int | None = None
+    ) -> list[dict[str, Any]]:
+        rows = await self._reader.run(_select, filters, min(limit, MAX_PAGE), after)
+        return [_record_json(row) for row in rows]
+
+    async def last_seq(self) -> int:
+        return await self._reader.run(_last_seq)
+
+    async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
+        return await self._reader.run(_match_quality, integration_id, since)
+
+
+# --- on the connection's thread ------------------------------------------------------------
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(_SCHEMA)
+
+
+def _signals(payload: bytes | None) -> tuple[str | None, int]:
+    """The payload as text, and a bitmask of which `SIGNALS` its `user` carries."""
+    if payload is None:
+        return None, 0
+    text = payload.decode("utf-8")
+    user = json.loads(text).get("user") or {}
+    mask = sum(1 << i for i, name in enumerate(SIGNALS) if user.get(name))
+    return text, mask
+
+
+def _answer_text(answer: TikTokReply | None) -> str | None:
+    if answer is None:
+        return None
+    return json.dumps(
+        {
+            "http_status": answer.http_status,
+            "code": answer.code,
+            "message": answer.message,
+            "request_id": answer.request_id,
+        }
+    )
+
+
+def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
+    with immediate(conn):
+        (seq,) = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+        for kind, item in batch:
+            seq += 1
+            if isinstance(item, Observation):
+                payload, signals = _signals(item.payload)
+                hit_event = item.hit.get("event")
+                conn.execute(
+                    _OBSERVE,
+                    (
+                        item.event_id,
+                        item.integration_id or "",
+                        seq,
+                        item.source_id,
+                        hit_event,
+                        item.tiktok_event,
+                        json.dumps(item.hit),
+                        item.decision,
+                        item.decision_reason,
+                        payload,
+                        signals,
+                        item.status,
+                        item.reason,
+                        item.received_at,
+                        item.received_at,
+                    ),
+                )
+            else:
+                assert kind == "settle"
+                conn.execute(
+                    _SETTLE,
+                    (
+                        item.event_id,
+                        item.integration_id,
+                        seq,
+                        item.status,
+                        item.reason,
+                        _answer_text(item.answer),
+                        item.attempts,
+                        item.at,
+                    ),
+                )
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seq,))
+
+
+def _sweep(conn: sqlite3.Connection, cutoff: float, max_records: int) -> None:
+    with immediate(conn):
+        conn.execute("DELETE FROM records WHERE updated_at < ?", (cutoff,))
+        row = conn.execute(
+            "SELECT seq FROM records ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_records,)
+        ).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM records WHERE seq <= ?", (row[0],))
+
+
+def _select(
+    conn: sqlite3.Connection, filters: Filters, limit: int, after: int | None
+) -> list[tuple[Any, ...]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if filters.source_id:
+        where.append("source_id = ?")
+        args.append(filters.source_id)
+    if filters.integration_id:
+        where.append("integration_id = ?")
+        args.append(filters.integration_id)
+    if filters.event:
+        where.append("(hit_event = ? OR tiktok_event = ?)")
+        args += [filters.event, filters.event]
+    if filters.event_id:
+        where.append("event_id = ?")
+        args.append(filters.event_id)
+    if after is not None:
+        where.append("seq > ?")
+        args.append(after)
+    order = "ASC" if after is not None else "DESC"
+    sql = f"SELECT {_COLUMNS} FROM records"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY seq {order} LIMIT ?"
+    return conn.execute(sql, [*args, limit]).fetchall()
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _match_quality(conn: sqlite3.Connection, integration_id: str, since: float) -> MatchQuality:
+    sums = ", ".join(f"sum((signals >> {i}) & 1)" for i in range(len(SIGNALS)))
+    row = conn.execute(
+        f"SELECT count(*), {sums} FROM records"
+        " WHERE integration_id = ? AND payload IS NOT NULL AND received_at >= ?",
+        (integration_id, since),
+    ).fetchone()
+    total = int(row[0])
+    counts = {name: int(value or 0) for name, value in zip(SIGNALS, row[1:], strict=True)}
+    return MatchQuality(events=total, counts=counts)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    # admin_schema.iso_utc would do, but the ledger must not import the admin's module.
+    if timestamp is None:
+        return None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+    return f"{stamp}.{int(timestamp * 1000) % 1000:03d}Z"
+
+
+def _record_json(row: Sequence[Any]) -> dict[str, Any]:
+    (
+        seq,
+        event_id,
+        integration_id,
+        source_id,
+        hit_event,
+        tiktok_event,
+        hit,
+        decision,
+        decision_reason,
+        payload,
+        status,
+        reason,
+        answer,
+        attempts,
+        received_at,
+        updated_at,
+    ) = row
+    return {
+        "seq": seq,
+        "event_id": event_id,
+        "integration_id": integration_id or None,
+        "source_id": source_id,
+        "event": hit_event,
+        "tiktok_event": tiktok_event,
+        "received_at": _iso(received_at),
+        "hit": json.loads(hit) if hit else None,
+        "consent": (
+            {"decision": decision, "reason": decision_reason} if decision is not None else None
+        ),
+        "payload": json.loads(payload) if payload else None,
+        "delivery": {
+            "status": status,
+            "attempts": attempts,
+            "reason": reason,
+            "answer": json.loads(answer) if answer else None,
+            "updated_at": _iso(updated_at),
+        },
+    }
+
+
+def hit_summary(
+    hit_type: str | None,
+    event: str | None,
+    source_id: str,
+    page_url: str | None,
+    consent: Mapping[str, bool] | None,
+    from_server: bool,
+) -> dict[str, Any]:
+    """The part of a hit the ledger keeps: no traits, no user id, nothing to hash."""
+    return {
+        "type": hit_type,
+        "event": event,
+        "source_id": source_id,
+        "page_url": page_url,
+        "consent": dict(consent) if consent is not None else None,
+        "from_server": from_server,
+    }

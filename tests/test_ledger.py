@@ -1,0 +1,328 @@
+"""The ledger: per-event records, written in batches behind the hot path, bounded, tailable."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.ledger import (
+    DELIVERED,
+    DENIED,
+    GRANTED,
+    NOT_SENT,
+    QUEUED,
+    RETRYING,
+    SIGNALS,
+    Filters,
+    Observation,
+    Outcome,
+    SQLiteLedger,
+    TikTokReply,
+    explain_consent,
+    hit_summary,
+)
+from gateway.models import ConsentDefault, Integration, TikTokConfig
+from gateway.route import consent_allows
+from gateway.settings import Secret
+from tests.conftest import Gateway
+from tests.tiktok_double import TikTokDouble
+
+EMAIL = "Jane.Doe@Example.com"
+PHONE = "+1 (555) 123-4567"
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _observation(event_id: str, integration_id: str | None = "int_a", **fields: Any) -> Observation:
+    payload = {"event": "PageView", "event_id": event_id, "user": {"ttp": "t", "ip": "1.2.3.4"}}
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "integration_id": integration_id,
+        "source_id": "src_a",
+        "hit": hit_summary("page", None, "src_a", "https://shop.example/", None, False),
+        "decision": GRANTED,
+        "decision_reason": "granted: advertising",
+        "tiktok_event": "PageView",
+        "payload": json.dumps(payload).encode(),
+        "status": QUEUED,
+        "reason": None,
+        "received_at": 1_700_000_000.0,
+    }
+    values.update(fields)
+    return Observation(**values)
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> Any:
+    clock = Clock()
+    ledger = SQLiteLedger(
+        # A long linger: these tests flush themselves, so they see what the buffer holds.
+        tmp_path / "ledger.db",
+        retention_s=3600,
+        max_records=1000,
+        linger_s=60.0,
+        clock=clock,
+    )
+    await ledger.open()
+    try:
+        yield ledger
+    finally:
+        await ledger.close()
+
+
+# ------------------------------------------------------------------------------------ consent
+
+CATEGORY_SETS = [(), ("advertising",), ("advertising", "analytics")]
+CONSENTS: list[dict[str, bool] | None] = [
+    None,
+    {},
+    {"advertising": True},
+    {"advertising": False},
+    {"advertising": True, "analytics": True},
+    {"analytics": True},
+]
+
+
+@pytest.mark.parametrize(
+    ("categories", "consent", "default"),
+    list(itertools.product(CATEGORY_SETS, CONSENTS, list(ConsentDefault))),
+)
+def test_explain_consent_agrees_with_the_router(
+    categories: tuple[str, ...], consent: dict[str, bool] | None, default: ConsentDefault
+) -> None:
+    integration = Integration(
+        id="int_a",
+        source_id="src_a",
+        name="x",
+        config=TikTokConfig("CPIXEL", Secret("tok")),
+        consent_categories=categories,
+    )
+    decision, reason = explain_consent(integration, consent, default)
+    assert (decision == GRANTED) == consent_allows(integration, consent, default)
+    assert reason
+
+
+# ---------------------------------------------------------------------------------- the store
+
+
+async def test_observe_is_buffered_and_flushed_in_order(ledger: SQLiteLedger) -> None:
+    ledger.observe([_observation("e1"), _observation("e2")])
+    ledger.settle([Outcome("e1", "int_a", DELIVERED, 1, 1_700_000_001.0)])
+    assert await ledger.records(Filters(), 10) == []  # nothing waited on the write
+    await ledger.flush()
+    records = await ledger.records(Filters(), 10)
+    assert [(r["event_id"], r["delivery"]["status"]) for r in records] == [
+        ("e1", DELIVERED),
+        ("e2", QUEUED),
+    ]
+    assert records[0]["seq"] > records[1]["seq"]  # newest change first
+    assert records[0]["payload"]["event_id"] == "e1"
+    assert records[0]["consent"] == {"decision": GRANTED, "reason": "granted: advertising"}
+    assert await ledger.last_seq() == records[0]["seq"]
+
+
+async def test_the_background_writer_flushes_without_being_asked(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db", retention_s=3600, max_records=10, linger_s=0.0)
+    await ledger.open()
+    try:
+        # The real clock here, or the retention sweep would take the record for an old one.
+        ledger.observe([_observation("e1", received_at=time.time())])
+        for _ in range(200):
+            if await ledger.records(Filters(), 10):
+                break
+            await asyncio.sleep(0.01)
+        assert [r["event_id"] for r in await ledger.records(Filters(), 10)] == ["e1"]
+    finally:
+        await ledger.close()
+
+
+async def test_close_writes_what_is_buffered(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    ledger = SQLiteLedger(path, retention_s=3600, max_records=10, linger_s=10.0)
+    await ledger.open()
+    ledger.observe([_observation("e1")])
+    await ledger.close()
+    again = SQLiteLedger(path, retention_s=3600, max_records=10)
+    await again.open()
+    try:
+        assert [r["event_id"] for r in await again.records(Filters(), 10)] == ["e1"]
+    finally:
+        await again.close()
+
+
+async def test_an_outcome_written_before_its_observation_is_kept(ledger: SQLiteLedger) -> None:
+    """Another process's delivery worker may flush before collection's buffer does."""
+    answer = TikTokReply(200, 0, "OK", "req-1")
+    ledger.settle([Outcome("e1", "int_a", DELIVERED, 1, 1_700_000_001.0, answer=answer)])
+    await ledger.flush()
+    ledger.observe([_observation("e1")])
+    await ledger.flush()
+    (record,) = await ledger.records(Filters(), 10)
+    assert record["delivery"]["status"] == DELIVERED
+    assert record["delivery"]["answer"] == {
+        "http_status": 200,
+        "code": 0,
+        "message": "OK",
+        "request_id": "req-1",
+    }
+    assert record["hit"]["page_url"] == "https://shop.example/"
+
+
+async def test_a_resent_event_id_starts_afresh(ledger: SQLiteLedger) -> None:
+    ledger.observe([_observation("e1")])
+    ledger.settle([Outcome("e1", "int_a", RETRYING, 2, 1_700_000_001.0)])
+    await ledger.flush()
+    ledger.observe([_observation("e1")])
+    await ledger.flush()
+    (record,) = await ledger.records(Filters(), 10)
+    assert record["delivery"]["status"] == QUEUED
+    assert record["delivery"]["attempts"] == 0
+
+
+async def test_filters_and_tailing(ledger: SQLiteLedger) -> None:
+    ledger.observe(
+        [
+            _observation("e1"),
+            _observation("e2", "int_b", source_id="src_b", tiktok_event="CompletePayment"),
+            _observation("e3", None, decision="no_integration", payload=None, status=NOT_SENT),
+        ]
+    )
+    await ledger.flush()
+    assert [r["event_id"] for r in await ledger.records(Filters(integration_id="int_b"), 10)] == [
+        "e2"
+    ]
+    assert [r["event_id"] for r in await ledger.records(Filters(source_id="src_b"), 10)] == ["e2"]
+    assert [r["event_id"] for r in await ledger.records(Filters(event="CompletePayment"), 10)] == [
+        "e2"
+    ]
+    assert [r["event_id"] for r in await ledger.records(Filters(event_id="e3"), 10)] == ["e3"]
+    (e3,) = await ledger.records(Filters(event_id="e3"), 10)
+    assert e3["integration_id"] is None and e3["payload"] is None
+
+    cursor = await ledger.last_seq()
+    assert await ledger.records(Filters(), 10, after=cursor) == []
+    ledger.settle([Outcome("e1", "int_a", DELIVERED, 1, 1_700_000_002.0)])
+    await ledger.flush()
+    changed = await ledger.records(Filters(), 10, after=cursor)
+    assert [(r["event_id"], r["delivery"]["status"]) for r in changed] == [("e1", DELIVERED)]
+
+
+async def test_retention_by_age_and_by_count(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = SQLiteLedger(
+        tmp_path / "l.db",
+        retention_s=3600,
+        max_records=3,
+        linger_s=0.0,
+        sweep_interval_s=0.0,
+        clock=clock,
+    )
+    await ledger.open()
+    try:
+        ledger.observe([_observation("old", received_at=clock.now - 7200)])
+        ledger.observe([_observation(f"e{i}", received_at=clock.now) for i in range(5)])
+        for _ in range(300):
+            ids = [r["event_id"] for r in await ledger.records(Filters(), 10)]
+            if ids == ["e4", "e3", "e2"]:
+                break
+            await asyncio.sleep(0.01)
+        assert ids == ["e4", "e3", "e2"]
+    finally:
+        await ledger.close()
+
+
+async def test_match_quality_counts_signals_of_sent_events(ledger: SQLiteLedger) -> None:
+    full = {name: "x" for name in SIGNALS}
+    ledger.observe(
+        [
+            _observation("e1", payload=json.dumps({"user": full}).encode()),
+            _observation("e2", payload=json.dumps({"user": {"ttp": "t"}}).encode()),
+            _observation("e3", decision=DENIED, payload=None, status=NOT_SENT),
+            _observation("e4", "int_b", payload=json.dumps({"user": full}).encode()),
+        ]
+    )
+    await ledger.flush()
+    quality = await ledger.match_quality("int_a", 0)
+    assert quality.events == 2
+    assert quality.counts == {name: 2 if name == "ttp" else 1 for name in SIGNALS}
+    assert (await ledger.match_quality("int_a", 1_800_000_000.0)).events == 0
+
+
+# ------------------------------------------------------------------------------ from collection
+
+
+async def test_a_hit_leaves_a_record_per_integration_with_pii_hashed(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    sent = await gateway.create_integration()
+    kept_out = await gateway.create_integration(name="Analytics", consent_categories=["analytics"])
+    resp = await gateway.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_test",
+            "event": "Order Completed",
+            "message_id": "ORD-1",
+            "traits": {"email": EMAIL, "phone": PHONE},
+            "properties": {"order_id": "ORD-1", "total": 10, "currency": "usd"},
+            "context": {
+                "consent": {"advertising": True},
+                "page": {"url": "https://shop.example/thanks"},
+            },
+        },
+    )
+    assert resp.status == 200
+    await gateway.runtime.ledger.flush()
+    records = {r["integration_id"]: r for r in await gateway.runtime.ledger.records(Filters(), 10)}
+    assert set(records) == {sent["id"], kept_out["id"]}
+
+    record = records[sent["id"]]
+    assert record["event_id"] == "ORD-1"
+    assert record["event"] == "Order Completed"
+    assert record["tiktok_event"] == "CompletePayment"
+    assert record["consent"]["decision"] == GRANTED
+    assert record["hit"] == {
+        "type": "track",
+        "event": "Order Completed",
+        "source_id": "src_test",
+        "page_url": "https://shop.example/thanks",
+        "consent": {"advertising": True},
+        "from_server": False,
+    }
+    assert len(record["payload"]["user"]["email"]) == 64  # SHA-256 hex
+    assert record["delivery"]["status"] in (QUEUED, DELIVERED)
+
+    denied = records[kept_out["id"]]
+    assert denied["consent"] == {"decision": DENIED, "reason": "not granted: analytics"}
+    assert denied["payload"] is None
+    assert denied["delivery"]["status"] == NOT_SENT
+    assert denied["delivery"]["reason"] == "consent"
+
+    raw = (gateway.data_dir / "ledger.db").read_bytes()
+    for wal in gateway.data_dir.glob("ledger.db-wal"):
+        raw += wal.read_bytes()
+    assert b"Jane" not in raw and b"example.com" not in raw.lower().replace(b"shop.example", b"")
+    assert b"555" not in raw
+
+
+async def test_a_source_without_integrations_says_so(gateway: Gateway) -> None:
+    await gateway.create_source()
+    resp = await gateway.collect.post("/v1/p", json={"source_id": "src_test", "message_id": "m-1"})
+    assert resp.status == 200
+    await gateway.runtime.ledger.flush()
+    (record,) = await gateway.runtime.ledger.records(Filters(), 10)
+    assert record["integration_id"] is None
+    assert record["consent"]["decision"] == "no_integration"
+    assert record["delivery"]["status"] == NOT_SENT
