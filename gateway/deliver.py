@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.isolate import Isolation, halves
+from gateway.ledger import Ledger, outcomes, status_of
 from gateway.metrics import Metrics
 from gateway.models import ClaimedEvent, Integration, ReadyInfo
 from gateway.queue.base import Queue
@@ -93,8 +94,10 @@ class DeliveryWorker:
         backoff_cap_s: float = 300.0,
         stop_timeout_s: float = 10.0,
         throttle_recovery_s: float = RECOVERY_S,
+        ledger: Ledger | None = None,
     ) -> None:
         self._queue = queue
+        self._ledger = ledger
         self._store = store
         self._tiktok = tiktok
         self._settings = settings
@@ -144,6 +147,7 @@ class DeliveryWorker:
             backoff_base_s=backoff_base_s,
             backoff_cap_s=backoff_cap_s,
             on_pause=self._cache_paused,
+            ledger=ledger,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -381,6 +385,10 @@ class DeliveryWorker:
         elapsed = self._monotonic() - started
         verdict = classify(answer)
         self.requests_sent += 1
+        if self._ledger is not None:  # the debugger's view: buffered, never waited on
+            status = status_of(verdict.value)
+            now = self._clock()
+            self._ledger.settle(outcomes(lane.integration_id, events, status, now, answer=answer))
         self._metrics.tiktok_requests.labels(lane.integration_id, verdict.value).inc()
         self._metrics.tiktok_request_seconds.observe(elapsed)
         self._metrics.batch_size.observe(len(events))

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.models import ConsentDefault, Integration
 from gateway.sqlite import ThreadConnection, immediate
@@ -123,6 +123,64 @@ class Filters:
 class MatchQuality:
     events: int
     counts: dict[str, int] = field(default_factory=dict)
+
+
+class Answer(Protocol):
+    """TikTok's answer as `tiktok.TikTokAnswer` carries it (the ledger needs no HTTP client)."""
+
+    @property
+    def http_status(self) -> int | None: ...
+    @property
+    def code(self) -> int | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def request_id(self) -> str | None: ...
+
+
+class Claimed(Protocol):
+    """A claimed event as `models.ClaimedEvent` carries it."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+# What each `tiktok.Verdict` means for the events of the request, as the debugger says it.
+_STATUS_BY_VERDICT = {
+    "accepted": DELIVERED,
+    "throttled": RETRYING,
+    "retry": RETRYING,
+    "pause": PAUSED,
+    "too_large": RETRYING,  # split and sent again at once
+    "reject_content": REJECTED,  # isolation decides which of them are dead-lettered
+}
+
+
+def reply(answer: Answer) -> TikTokReply:
+    return TikTokReply(answer.http_status, answer.code, answer.message, answer.request_id)
+
+
+def status_of(verdict: str) -> str:
+    """The ledger status of the events of a request TikTok answered with this verdict."""
+    return _STATUS_BY_VERDICT.get(verdict, RETRYING)
+
+
+def outcomes(
+    integration_id: str,
+    events: Sequence[Claimed],
+    status: str,
+    at: float,
+    *,
+    answer: Answer | None = None,
+    reason: str | None = None,
+) -> list[Outcome]:
+    """One outcome per event, with TikTok's answer when there is one."""
+    tiktok = reply(answer) if answer is not None else None
+    return [
+        Outcome(e.event_id, integration_id, status, e.attempts, at, reason, tiktok) for e in events
+    ]
 
 
 class Ledger(abc.ABC):

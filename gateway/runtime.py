@@ -173,7 +173,7 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
             generated_admin_token=generated,
         )
         if run_worker:
-            worker = DeliveryWorker(queue, store, tiktok, settings, metrics)
+            worker = DeliveryWorker(queue, store, tiktok, settings, metrics, ledger=ledger)
             await worker.start()
             # Stop first (it is pushed last): drain in-flight requests before the queue closes.
             stack.push_async_callback(worker.stop)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from gateway.backoff import retry_at
+from gateway.ledger import DEAD_LETTERED, PAUSED, RETRYING, Ledger, outcomes
 from gateway.metrics import Metrics
 from gateway.models import ClaimedEvent, Integration
 from gateway.queue.base import Queue
@@ -78,7 +79,9 @@ class Settlement:
         backoff_base_s: float,
         backoff_cap_s: float,
         on_pause: Callable[[Integration], None],
+        ledger: Ledger | None = None,
     ) -> None:
+        self._ledger = ledger
         self._queue = queue
         self._store = store
         self._metrics = metrics
@@ -113,6 +116,7 @@ class Settlement:
         error = answer.describe()
         await self._queue.release(holding.integration_id, ids(events), when, error, now)
         holding.forget(events)
+        self._note(holding, events, RETRYING, now, error)
         self.counters.events_retried += len(events)
         self._metrics.events_failed.labels(holding.integration_id).inc(len(events))
         log.warning(
@@ -137,6 +141,7 @@ class Settlement:
         if events:
             await self._queue.release(holding.integration_id, ids(events), now, None, now)
             holding.forget(events)
+            self._note(holding, events, PAUSED, now, reason)
         await self._store.set_paused(holding.integration_id, reason)
         holding.paused = True
         self._on_pause(replace(integration, paused_reason=reason))
@@ -146,10 +151,10 @@ class Settlement:
     async def dead_letter(
         self, holding: Holding, events: Sequence[ClaimedEvent], reason: str, answer: str | None
     ) -> None:
-        await self._queue.dead_letter(
-            holding.integration_id, ids(events), reason, answer, self._clock()
-        )
+        now = self._clock()
+        await self._queue.dead_letter(holding.integration_id, ids(events), reason, answer, now)
         holding.forget(events)
+        self._note(holding, events, DEAD_LETTERED, now, f"{reason}: {answer}" if answer else reason)
         self.counters.events_dead_lettered += len(events)
         self._metrics.events_dead_lettered.labels(holding.integration_id, reason).inc(len(events))
         log.warning(
@@ -168,6 +173,13 @@ class Settlement:
         now = self._clock()
         await self._queue.release(holding.integration_id, ids(held), now, None, now)
         holding.forget(held)
+
+    def _note(
+        self, holding: Holding, events: Sequence[ClaimedEvent], status: str, now: float, why: str
+    ) -> None:
+        """Tell the ledger (the debugger's record); buffered, never waited on."""
+        if self._ledger is not None:
+            self._ledger.settle(outcomes(holding.integration_id, events, status, now, reason=why))
 
 
 def pause_reason(answer: TikTokAnswer) -> str:

@@ -31,7 +31,7 @@ from gateway.models import ConsentDefault, Integration, TikTokConfig
 from gateway.route import consent_allows
 from gateway.settings import Secret
 from tests.conftest import Gateway
-from tests.tiktok_double import TikTokDouble
+from tests.tiktok_double import Answer, TikTokDouble
 
 EMAIL = "Jane.Doe@Example.com"
 PHONE = "+1 (555) 123-4567"
@@ -326,3 +326,65 @@ async def test_a_source_without_integrations_says_so(gateway: Gateway) -> None:
     assert record["integration_id"] is None
     assert record["consent"]["decision"] == "no_integration"
     assert record["delivery"]["status"] == NOT_SENT
+
+
+# -------------------------------------------------------------------------------- from delivery
+
+
+async def _records(gateway: Gateway, event_id: str) -> list[dict[str, Any]]:
+    await gateway.runtime.ledger.flush()
+    return await gateway.runtime.ledger.records(Filters(event_id=event_id), 10)
+
+
+async def _send_page(gateway: Gateway, message_id: str) -> None:
+    resp = await gateway.collect.post(
+        "/v1/p",
+        json={
+            "source_id": "src_test",
+            "message_id": message_id,
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+
+
+async def test_delivery_outcomes_reach_the_ledger(gateway: Gateway, tiktok: TikTokDouble) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    worker = gateway.runtime.worker
+    assert worker is not None
+
+    tiktok.play(Answer(status=503, message="down"))
+    await _send_page(gateway, "m-retry")
+    await tiktok.wait_for(lambda: len(tiktok.requests) >= 1)
+    for _ in range(200):
+        (record,) = await _records(gateway, "m-retry")
+        if record["delivery"]["status"] == RETRYING:
+            break
+        await asyncio.sleep(0.01)
+    assert record["delivery"]["status"] == RETRYING
+    assert record["delivery"]["answer"]["http_status"] == 503
+    assert record["delivery"]["attempts"] == 1
+
+    await worker.drain(10)
+    (record,) = await _records(gateway, "m-retry")
+    assert record["delivery"]["status"] == DELIVERED
+    assert record["delivery"]["attempts"] == 2
+    assert record["delivery"]["answer"]["code"] == 0
+
+
+async def test_a_rejected_event_is_dead_lettered_in_the_ledger_with_tiktoks_answer(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    worker = gateway.runtime.worker
+    assert worker is not None
+    tiktok.reject_event_ids.add("m-bad")
+    await _send_page(gateway, "m-bad")
+    await tiktok.wait_for(lambda: len(tiktok.requests) >= 1)
+    await worker.drain(10)
+    (record,) = await _records(gateway, "m-bad")
+    assert record["delivery"]["status"] == "dead_lettered"
+    assert record["delivery"]["reason"].startswith("rejected: 40002")
+    assert record["delivery"]["answer"]["code"] == 40002
