@@ -1,0 +1,57 @@
+"""A whole gateway on the shared backends, selected by URL as an operator would select them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.queue.redis import RedisQueue
+from gateway.store.postgres import PostgresConfigStore
+from tests.backends import (
+    POSTGRES_URL,
+    REDIS_URL,
+    drop_postgres_schema,
+    drop_redis_prefix,
+    require_service,
+    unique_name,
+)
+from tests.conftest import MakeGateway
+from tests.tiktok_double import TikTokDouble
+
+
+@pytest.fixture
+async def shared_urls() -> AsyncIterator[dict[str, str]]:
+    """GATEWAY_QUEUE_URL and GATEWAY_DATABASE_URL on a key prefix and a schema of their own."""
+    require_service("Redis", REDIS_URL)
+    require_service("PostgreSQL", POSTGRES_URL)
+    prefix, schema = unique_name("q"), unique_name("s")
+    yield {
+        "GATEWAY_QUEUE_URL": f"{REDIS_URL}?prefix={prefix}",
+        "GATEWAY_DATABASE_URL": f"{POSTGRES_URL}?schema={schema}",
+    }
+    await drop_redis_prefix(prefix)
+    await drop_postgres_schema(schema)
+
+
+async def test_gateway_on_redis_and_postgresql(
+    make_gateway: MakeGateway, tiktok: TikTokDouble, shared_urls: dict[str, str]
+) -> None:
+    async with make_gateway(**shared_urls) as gw:
+        assert isinstance(gw.runtime.queue, RedisQueue)
+        assert isinstance(gw.runtime.store, PostgresConfigStore)
+        await gw.create_source(consent_default="grant")
+        created = await gw.create_integration()
+        for n in range(3):
+            resp = await gw.collect.post(
+                "/v1/p", json={"source_id": "src_test", "message_id": f"m-{n}"}
+            )
+            assert resp.status == 200, await resp.text()
+        await tiktok.wait_for(lambda: len(tiktok.accepted) == 3, timeout=10)
+        assert sorted(tiktok.accepted_ids()) == ["m-0", "m-1", "m-2"]
+
+        resp = await gw.admin.get(f"/v1/admin/integrations/{created['id']}")
+        status = (await resp.json())["status"]
+        assert (status["queued"], status["delivered"]) == (0, 3)
+        resp = await gw.admin.get("/readyz")
+        assert resp.status == 200
