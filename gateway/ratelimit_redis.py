@@ -172,8 +172,17 @@ class SharedBuckets:
         if self._script is None:
             raise StoreError("the shared rate limit is not open")
         now = "" if self._clock is None else repr(self._clock())
-        args = [op, repr(float(rate_per_s)), str(burst), repr(self._recovery_s), now,
-                repr(factor), repr(hold_s), repr(_MIN_RATE_SHARE), str(_IDLE_EXPIRE_MS)]  # fmt: skip
+        args = [
+            op,
+            repr(float(rate_per_s)),
+            str(burst),
+            repr(self._recovery_s),
+            now,
+            repr(factor),
+            repr(hold_s),
+            repr(_MIN_RATE_SHARE),
+            str(_IDLE_EXPIRE_MS),
+        ]
         key = f"{self.prefix}:bucket:{integration_id}"
         wait, current = await self._call(self._script(keys=[key], args=args))
         return float(wait), float(current)

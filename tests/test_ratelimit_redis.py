@@ -53,7 +53,7 @@ SCRIPTS = {
         (10.5, "take"),
         (0.2, "take"),
         (11, "take"),
-    ],  # fmt: skip
+    ],
     "retry-after-hold": [(0, "take"), (0, "hold"), (1.0, "take"), (1.5, "take"), (0.3, "take")],
     "reconfigured": [(0, "take"), (0, "take"), (0, "reconf"), (0, "take"), (0.3, "take")],
 }
