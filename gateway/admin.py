@@ -40,6 +40,7 @@ from gateway.admin_schema import (
 )
 from gateway.assets import asset
 from gateway.crypto import constant_time_in, new_token, sha256_hex
+from gateway.debugger import add_debugger
 from gateway.errors import AdminError, Conflict, NotFound, QueueFull, StoreError
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.models import (
@@ -52,6 +53,7 @@ from gateway.models import (
 )
 from gateway.route import consent_allows
 from gateway.runtime import Runtime
+from gateway.ui import add_ui
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ def create_admin_app(runtime: Runtime) -> web.Application:
             web.delete(f"{p}/integrations/{{id}}/dead-letters", purge_dead_letters),
         ]
     )
+    add_debugger(app, runtime, p)
+    add_ui(app)
     return app
 
 

@@ -42,7 +42,9 @@ class Contract:
             node = target
         return node
 
-    def check(self, template: str, method: str, status: int, body: Any) -> None:
+    def check(
+        self, template: str, method: str, status: int, body: Any, content_type: str | None = None
+    ) -> None:
         operation = self.doc["paths"][template][method]
         responses = operation["responses"]
         assert str(status) in responses, f"{method.upper()} {template} -> {status} undocumented"
@@ -50,6 +52,10 @@ class Contract:
         if "content" not in response:
             assert body is None, f"{method.upper()} {template} -> {status} has a body"
             return
+        if content_type is not None:
+            assert content_type in response["content"], f"{template} answered {content_type}"
+        if "application/json" not in response["content"]:
+            return  # the UI's files, the event stream: their media type is all there is to check
         schema = response["content"]["application/json"]["schema"]
         if "$ref" in schema:
             schema = {"$ref": DOC_URI + schema["$ref"]}
@@ -86,7 +92,7 @@ class Contract:
         body = None
         if text and resp.content_type == "application/json":
             body = json.loads(text)
-        self.check(template, method, status, body)
+        self.check(template, method, status, body, resp.content_type)
         self.covered.add((template, method))
         return body
 
@@ -308,6 +314,67 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
         path="/v1/admin/integrations/int_missing/dead-letters",
         json={"all": True},
     )
+
+    # the event debugger: a hit leaves records in the ledger
+    resp = await gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": "ORD-42",
+            "traits": {"email": "jane@example.com"},
+            "properties": {"total": 5, "currency": "USD"},
+            "context": {"consent": {"advertising": True}, "page": {"url": "https://shop.example/"}},
+        },
+    )
+    assert resp.status == 200
+    await gw.runtime.ledger.flush()
+    events = "/v1/admin/events"
+    listing = await c.call("get", events, 200)
+    assert listing["records"][0]["event_id"] == "ORD-42"
+    await c.call(
+        "get",
+        events,
+        200,
+        path=f"{events}?source_id=src_abc123&integration_id={iid}&event=CompletePayment&limit=5",
+    )
+    await c.call("get", events, 200, path=f"{events}?after=0&event_id=ORD-42")
+    await c.call("get", events, 422, path=f"{events}?limit=0")
+    await c.call("get", events, 401, auth=False)
+    one_event = "/v1/admin/events/{event_id}"
+    found = await c.call("get", one_event, 200, path=f"{events}/ORD-42")
+    assert found["records"][0]["tiktok_event"] == "CompletePayment"
+    await c.call("get", one_event, 404, path=f"{events}/nope")
+    await c.call("get", one_event, 401, path=f"{events}/ORD-42", auth=False)
+    stream = "/v1/admin/events/stream"
+    await c.call("get", stream, 422, path=f"{stream}?after=x")
+    await c.call("get", stream, 401, auth=False)
+    resp = await gw.admin.get(f"{stream}?after=0&event_id=ORD-42")
+    assert resp.status == 200
+    assert resp.content_type == "text/event-stream"
+    seen: list[str] = []
+    async for line in resp.content:
+        seen.append(line.decode().rstrip("\n"))
+        if seen[-1].startswith("data: ") and any(x == "event: record" for x in seen):
+            break
+    resp.close()
+    assert seen[0] == "event: ready"
+    record = json.loads(seen[-1].removeprefix("data: "))
+    c.check("/v1/admin/events/{event_id}", "get", 200, {"event_id": "ORD-42", "records": [record]})
+    c.covered.add((stream, "get"))
+    quality = "/v1/admin/integrations/{id}/match-quality"
+    answer = await c.call("get", quality, 200, path=f"/v1/admin/integrations/{iid}/match-quality")
+    assert answer["events"] == 1 and answer["signals"]["email"] == {"events": 1, "share": 1.0}
+    await c.call("get", quality, 422, path=f"/v1/admin/integrations/{iid}/match-quality?hours=0")
+    await c.call("get", quality, 404, path="/v1/admin/integrations/int_missing/match-quality")
+    await c.call(
+        "get", quality, 401, path=f"/v1/admin/integrations/{iid}/match-quality", auth=False
+    )
+
+    # the UI's files need no token
+    await c.call("get", "/", 200, auth=False)
+    await c.call("get", "/ui/{name}", 200, path="/ui/app.js", auth=False)
+    await c.call("get", "/ui/{name}", 404, path="/ui/missing.js", auth=False)
 
     # deletes
     await c.call("delete", one, 204, path=f"/v1/admin/integrations/{iid}")

@@ -1,0 +1,165 @@
+"""The event debugger's API: the ledger by event, recent records, the live stream, match quality."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from gateway.ledger import Observation, SQLiteLedger, hit_summary
+from tests.conftest import Gateway
+from tests.tiktok_double import TikTokDouble
+
+
+async def _hit(gateway: Gateway, message_id: str, **fields: Any) -> None:
+    body: dict[str, Any] = {
+        "source_id": "src_test",
+        "event": "Product Added",
+        "message_id": message_id,
+        "properties": {"product_id": "SKU-1", "price": 5, "currency": "USD"},
+        "context": {"consent": {"advertising": True}},
+    }
+    body.update(fields)
+    resp = await gateway.collect.post("/v1/t", json=body)
+    assert resp.status == 200, await resp.text()
+
+
+async def _read_records(resp: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
+    """Read the stream until `count` records came (the test's timeout bounds the wait)."""
+    records: list[dict[str, Any]] = []
+    event = ""
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: ") and event == "record":
+            records.append(json.loads(line.removeprefix("data: ")))
+            if len(records) == count:
+                return records
+    raise AssertionError(f"the stream ended after {len(records)} records")
+
+
+async def test_did_this_order_reach_tiktok(gateway: Gateway, tiktok: TikTokDouble) -> None:
+    await gateway.create_source()
+    integration = await gateway.create_integration()
+    await _hit(
+        gateway, "ORD-7", event="Order Completed", properties={"total": 9, "currency": "EUR"}
+    )
+    assert gateway.runtime.worker is not None
+    await gateway.runtime.worker.drain(10)
+    await gateway.runtime.ledger.flush()
+
+    resp = await gateway.admin.get("/v1/admin/events/ORD-7")
+    assert resp.status == 200
+    (record,) = (await resp.json())["records"]
+    assert record["integration_id"] == integration["id"]
+    assert record["delivery"]["status"] == "delivered"
+    assert record["delivery"]["answer"]["code"] == 0
+    assert record["payload"]["event"] == "CompletePayment"
+
+    resp = await gateway.admin.get("/v1/admin/events/ORD-unknown")
+    assert resp.status == 404
+    assert "72 hours" in (await resp.json())["error"]["message"]
+
+
+async def test_recent_records_filter_by_event_name(gateway: Gateway) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    await _hit(gateway, "m-1")
+    await _hit(gateway, "m-2", event="Product Viewed")
+    await gateway.runtime.ledger.flush()
+    for event in ("Product Viewed", "ViewContent"):
+        resp = await gateway.admin.get("/v1/admin/events", params={"event": event})
+        assert [r["event_id"] for r in (await resp.json())["records"]] == ["m-2"]
+    resp = await gateway.admin.get("/v1/admin/events", params={"limit": "1"})
+    body = await resp.json()
+    assert [r["event_id"] for r in body["records"]] == ["m-2"]
+    assert body["cursor"] >= body["records"][0]["seq"]
+
+
+async def test_the_stream_shows_new_records_live_and_filtered(gateway: Gateway) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    resp = await gateway.admin.get("/v1/admin/events/stream", params={"event_id": "m-live"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    assert (await resp.content.readline()).decode().strip() == "event: ready"
+    await _hit(gateway, "m-other")
+    await _hit(gateway, "m-live")
+    (record,) = await _read_records(resp, 1)
+    assert record["event_id"] == "m-live"
+    resp.close()
+
+
+async def test_the_stream_sees_what_another_process_wrote(gateway: Gateway) -> None:
+    """`--workers N`: each process has its own ledger writer on the same file."""
+    resp = await gateway.admin.get("/v1/admin/events/stream")
+    assert resp.status == 200
+    other = SQLiteLedger(gateway.data_dir / "ledger.db", retention_s=3600, max_records=100)
+    await other.open()
+    try:
+        summary = hit_summary("page", None, "src_x", None, None, False)
+        other.observe(
+            [
+                Observation(
+                    "e-other",
+                    None,
+                    "src_x",
+                    summary,
+                    "no_integration",
+                    "-",
+                    None,
+                    None,
+                    "not_sent",
+                    None,
+                    1.0e10,
+                )
+            ]
+        )
+        await other.flush()
+        (record,) = await _read_records(resp, 1)
+        assert record["event_id"] == "e-other"
+    finally:
+        resp.close()
+        await other.close()
+
+
+async def test_a_stream_resumes_after_its_last_event_id(gateway: Gateway) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    await _hit(gateway, "m-1")
+    await _hit(gateway, "m-2")
+    await gateway.runtime.ledger.flush()
+    first = (await (await gateway.admin.get("/v1/admin/events?event_id=m-1")).json())["records"]
+    resp = await gateway.admin.get(
+        "/v1/admin/events/stream", headers={"Last-Event-ID": str(first[0]["seq"])}
+    )
+    records = await _read_records(resp, 1)
+    assert records[0]["event_id"] == "m-2"
+    resp.close()
+
+
+async def test_open_streams_do_not_hold_shutdown_up(make_gateway: Any) -> None:
+    async with make_gateway() as gw:
+        resp = await gw.admin.get("/v1/admin/events/stream")
+        assert resp.status == 200
+        await resp.content.readline()
+        closing = asyncio.create_task(gw.admin.close())
+        await asyncio.wait_for(closing, 5)  # aiohttp would wait out its shutdown timeout
+
+
+async def test_match_quality_shows_which_user_fields_events_carry(gateway: Gateway) -> None:
+    await gateway.create_source()
+    integration = await gateway.create_integration()
+    await _hit(gateway, "m-1", traits={"email": "a@example.com"})
+    await _hit(gateway, "m-2")
+    await gateway.runtime.ledger.flush()
+    resp = await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}/match-quality")
+    body = await resp.json()
+    assert body["events"] == 2
+    signals = body["signals"]
+    assert signals["email"] == {"events": 1, "share": 0.5}
+    assert signals["ip"]["share"] == 1.0  # the test client's loopback address
+    assert signals["phone"] == {"events": 0, "share": 0.0}
