@@ -32,7 +32,9 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from gateway.backoff import MAX_RETRY_AFTER_S
 from gateway.isolate import Isolation, halves
 from gateway.ledger import Ledger, outcomes, status_of
 from gateway.metrics import Metrics
@@ -43,6 +45,9 @@ from gateway.settings import Settings
 from gateway.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.store.base import ConfigStore
 from gateway.tiktok import TikTokAnswer, TikTokClient, Verdict, classify
+
+if TYPE_CHECKING:  # redis is imported only by deployments that configure it
+    from gateway.ratelimit_redis import SharedBuckets
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +100,11 @@ class DeliveryWorker:
         stop_timeout_s: float = 10.0,
         throttle_recovery_s: float = RECOVERY_S,
         ledger: Ledger | None = None,
+        shared_buckets: SharedBuckets | None = None,
     ) -> None:
         self._queue = queue
+        # With a Redis queue: the cluster's buckets, taken after this process's own.
+        self._shared = shared_buckets
         self._ledger = ledger
         self._store = store
         self._tiktok = tiktok
@@ -394,6 +402,13 @@ class DeliveryWorker:
         self._metrics.batch_size.observe(len(events))
         if verdict is Verdict.THROTTLED:
             self._pacing.throttled(lane.integration_id, answer.retry_after_s)
+            if self._shared is not None and lane.bucket is not None:
+                await self._shared.slow_down(
+                    lane.integration_id,
+                    lane.bucket.rate_per_s,
+                    lane.bucket.burst,
+                    hold_s=min(answer.retry_after_s or 0.0, MAX_RETRY_AFTER_S),
+                )
             self._show_rate(lane)
         if self._pacing.answered(lane.integration_id, failed=verdict in _FAILED):
             log.warning(
@@ -411,7 +426,8 @@ class DeliveryWorker:
         return answer, verdict
 
     async def _take_token(self, lane: _Lane) -> None:
-        """One token per request; waits for it, unless the worker is stopping."""
+        """One token per request (and one of the cluster's, when shared); waits for it, unless
+        the worker is stopping."""
         assert lane.bucket is not None
         while True:
             if self._stopping.is_set():
@@ -419,8 +435,16 @@ class DeliveryWorker:
             now = self._monotonic()
             if lane.bucket.try_take(now):
                 self._show_rate(lane)
-                return
+                break
             await self._sleep_until_stopped(lane.bucket.wait_time(now))
+        while self._shared is not None:
+            if self._stopping.is_set():
+                raise Stopping
+            bucket = lane.bucket
+            wait = await self._shared.take(lane.integration_id, bucket.rate_per_s, bucket.burst)
+            if wait <= 0:
+                return
+            await self._sleep_until_stopped(wait)
 
     def _show_rate(self, lane: _Lane) -> None:
         if lane.bucket is not None:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -28,6 +29,9 @@ from gateway.settings import Secret, Settings
 from gateway.store.base import ConfigStore
 from gateway.store.sqlite import SQLiteConfigStore
 from gateway.tiktok import TikTokClient
+
+if TYPE_CHECKING:
+    from gateway.ratelimit_redis import SharedBuckets
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,21 @@ def _open_ledger(settings: Settings) -> Ledger:
     )
 
 
+async def _open_shared_buckets(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> SharedBuckets | None:
+    """With a Redis queue, the rate limits are the cluster's: buckets in the same Redis."""
+    url = settings.queue_url
+    if url is None or not url.startswith(("redis://", "rediss://")):
+        return None
+    from gateway.ratelimit_redis import SharedBuckets  # imported only when configured
+
+    buckets = SharedBuckets(url)
+    await buckets.open()
+    stack.push_async_callback(buckets.close)
+    return buckets
+
+
 def _prepare_data_dir(
     settings: Settings,
 ) -> tuple[tuple[Secret, ...], tuple[Secret, ...], str | None]:
@@ -173,7 +192,10 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
             generated_admin_token=generated,
         )
         if run_worker:
-            worker = DeliveryWorker(queue, store, tiktok, settings, metrics, ledger=ledger)
+            shared = await _open_shared_buckets(settings, stack)
+            worker = DeliveryWorker(
+                queue, store, tiktok, settings, metrics, ledger=ledger, shared_buckets=shared
+            )
             await worker.start()
             # Stop first (it is pushed last): drain in-flight requests before the queue closes.
             stack.push_async_callback(worker.stop)
