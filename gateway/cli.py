@@ -1,4 +1,5 @@
-"""Command line: `gateway serve`. The only place that reads the environment and runs servers."""
+"""Command line: `gateway serve`, `gateway migrate-config`. The only place that reads the
+environment and runs servers."""
 
 from __future__ import annotations
 
@@ -40,11 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=Role.ALL,
         help="what this process runs (default: all)",
     )
+    migrate = commands.add_parser(
+        "migrate-config", help="copy sources and integrations into another configuration store"
+    )
+    migrate.add_argument("--config", type=Path, help="TOML file of settings (environment wins)")
+    migrate.add_argument(
+        "--from", dest="from_url", help="store to read (default: GATEWAY_DATABASE_URL or SQLite)"
+    )
+    migrate.add_argument("--to", dest="to_url", required=True, help="e.g. postgresql://…")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "migrate-config":
+        return _migrate_config(args)
     try:
         settings = Settings.from_sources(os.environ, args.config)
         if args.workers < 1 or args.workers > 64:
@@ -68,6 +79,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers == 1:
         return _run_process(settings, args.role, 0, reuse_port=False)
     return _supervise(settings, args.role, args.workers)
+
+
+def _migrate_config(args: argparse.Namespace) -> int:
+    from gateway.migrate import migrate_config
+
+    try:
+        settings = Settings.from_sources(os.environ, args.config)
+        # The URLs are checked like GATEWAY_DATABASE_URL is.
+        Settings.from_mapping({"GATEWAY_DATABASE_URL": args.to_url})
+        from_url = args.from_url or settings.database_url
+        if args.from_url:
+            Settings.from_mapping({"GATEWAY_DATABASE_URL": args.from_url})
+        copied = asyncio.run(migrate_config(settings, from_url, args.to_url))
+    except SettingsError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"gateway: migrate-config failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"copied {copied.sources} sources and {copied.integrations} integrations"
+        f" ({copied.skipped} already there, left alone)"
+    )
+    return 0
 
 
 def _print_banner(settings: Settings, role: Role, generated_token: str | None) -> None:
