@@ -10,9 +10,10 @@ records every request and every accepted event, and plays scripted answers one p
         ...
         await tiktok.wait_for(lambda: len(tiktok.accepted) == 10)
 
-Once the script runs out it answers success. `reject_event_ids` makes any request containing one
-of those ids fail with 40002 (the isolation tests); `valid_tokens` answers 40001 for other tokens;
-`fail_ratio` answers a seeded share of requests with HTTP 503.
+Once the script runs out it answers success. `play_for(token, ...)` scripts the requests of one
+access token (one integration) only, ahead of the shared script. `reject_event_ids` makes any
+request containing one of those ids fail with 40002 (the isolation tests); `valid_tokens` answers
+40001 for other tokens; `fail_ratio` answers a seeded share of requests with HTTP 503.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class TikTokDouble:
         # Requests with more events than this are answered 40061 ("batch too large").
         self.max_events: int = MAX_EVENTS
         self._script: deque[Answer] = deque()
+        self._scripts: dict[str, deque[Answer]] = {}
         self._random = random.Random(seed)
         self._changed = asyncio.Event()
         self._server: TestServer | None = None
@@ -120,6 +122,10 @@ class TikTokDouble:
     # -- scripting and inspection ------------------------------------------------------------
     def play(self, *answers: Answer) -> None:
         self._script.extend(answers)
+
+    def play_for(self, token: str, *answers: Answer) -> None:
+        """Answers for requests with this access token only (before the shared script)."""
+        self._scripts.setdefault(token, deque()).extend(answers)
 
     def accepted_ids(self) -> list[str]:
         return [a.event["event_id"] for a in self.accepted]
@@ -175,6 +181,9 @@ class TikTokDouble:
         return self._reply(record, answer)
 
     def _next_answer(self, token: str, record: RecordedRequest) -> Answer:
+        own = self._scripts.get(token)
+        if own:
+            return own.popleft()
         if self._script:
             return self._script.popleft()
         if self.valid_tokens is not None and token not in self.valid_tokens:
