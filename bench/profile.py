@@ -88,10 +88,10 @@ def summarise(raw: str, top: int = 25) -> dict[str, Any]:
             inclusive[name] += count
     total = sum(by_thread.values())
 
-    def table(counter: Counter[str], denominator: int) -> list[dict[str, Any]]:
+    def table(counter: Counter[str], denominator: int, rows: int = top) -> list[dict[str, Any]]:
         return [
             {"function": name, "samples": n, "pct": round(100 * n / denominator, 1)}
-            for name, n in counter.most_common(top)
+            for name, n in counter.most_common(rows)
         ]
 
     loop = max(loop_samples, 1)
@@ -100,7 +100,7 @@ def summarise(raw: str, top: int = 25) -> dict[str, Any]:
         "samples_by_thread": {k: v for k, v in by_thread.most_common()},
         "event_loop_samples": loop_samples,
         "self_pct_of_loop": table(self_time, loop),
-        "inclusive_pct_of_loop": table(inclusive, loop),
+        "inclusive_pct_of_loop": table(inclusive, loop, 2 * top),
         "self_pct_by_package": table(packages, loop),
     }
 

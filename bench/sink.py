@@ -6,6 +6,7 @@ whose `event_id` is a bench message id (`b<send time µs>-...`, see hits.lua) it
 from the hit's send to the event's arrival. Control endpoints for the harness:
 
     GET  /stats            counts since the last reset, batch sizes, hit-to-TikTok percentiles
+                           (?sent_before_us=T: only of hits sent before T, see Sink.stats)
     POST /reset            forget everything
     POST /mode?answer=503  answer every request with HTTP 503 (an outage); answer=ok to recover
     POST /track-ids?on=1   keep every event id, so /ids can prove none was lost or duplicated
@@ -54,6 +55,7 @@ class Sink:
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.latencies_ms = array.array("d")
+        self.sent_us = array.array("d")  # the hit's send time, for each latency
         self.ids: list[str] = []
 
     async def track(self, request: web.Request) -> web.Response:
@@ -77,10 +79,21 @@ class Sink:
                 stamp, _, _ = event_id[1:].partition("-")
                 if stamp.isdigit():
                     self.latencies_ms.append((now_us - int(stamp)) / 1000.0)
+                    self.sent_us.append(float(stamp))
         return web.Response(body=_OK, content_type="application/json")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, sent_before_us: float | None = None) -> dict[str, Any]:
+        """Counts; hit-to-TikTok percentiles over every timed event, and over those whose hit
+        was sent before `sent_before_us` (the harness passes the load's end less the batch wait:
+        the last events of a run wait for a batch that no further traffic fills)."""
         ordered = sorted(self.latencies_ms)
+        steady = ordered
+        if sent_before_us is not None:
+            steady = sorted(
+                lat
+                for lat, sent in zip(self.latencies_ms, self.sent_us, strict=True)
+                if sent < sent_before_us
+            )
         return {
             "requests": self.requests,
             "refused": self.refused,
@@ -90,6 +103,11 @@ class Sink:
             "last_at": self.last_at,
             "timed_events": len(ordered),
             "hit_to_tiktok_ms": {
+                "p50": percentile(steady, 50),
+                "p99": percentile(steady, 99),
+                "events": len(steady),
+            },
+            "hit_to_tiktok_all_ms": {
                 "p50": percentile(ordered, 50),
                 "p99": percentile(ordered, 99),
                 "max": ordered[-1] if ordered else None,
@@ -109,8 +127,9 @@ def create_app(sink: Sink) -> web.Application:
     app = web.Application(client_max_size=64 * 2**20)
     app.router.add_post(PATH, sink.track)
 
-    async def stats(_: web.Request) -> web.Response:
-        return web.json_response(sink.stats())
+    async def stats(request: web.Request) -> web.Response:
+        before = request.query.get("sent_before_us")
+        return web.json_response(sink.stats(float(before) if before else None))
 
     async def reset(_: web.Request) -> web.Response:
         sink.reset()
