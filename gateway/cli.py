@@ -24,9 +24,6 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
 
-# How long SIGTERM waits for in-flight collection requests before closing the sockets.
-SHUTDOWN_TIMEOUT_S = 10.0
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
@@ -189,29 +186,31 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
         if role in (Role.ALL, Role.COLLECT):
             runners.append(
                 await _start(
-                    create_collect_app(runtime), settings.host, settings.collect_port, reuse_port
+                    create_collect_app(runtime), settings, settings.collect_port, reuse_port
                 )
             )
         if role in (Role.ALL, Role.ADMIN):
             runners.append(
-                await _start(
-                    create_admin_app(runtime), settings.host, settings.admin_port, reuse_port
-                )
+                await _start(create_admin_app(runtime), settings, settings.admin_port, reuse_port)
             )
         log.info("gateway process %d ready (role %s)", index, role)
         await stop.wait()
         log.info("shutting down: no new hits; finishing in-flight work")
         for runner in runners:
-            # Closes the listening sockets first, then waits for requests being handled.
+            # Closes the listening sockets first, then waits (GATEWAY_SHUTDOWN_TIMEOUT_S at most)
+            # for requests being handled. The delivery worker stops after, in the runtime's exit:
+            # its requests to TikTok get the same time to finish; the rest stays queued.
             await runner.cleanup()
     log.info("gateway process %d stopped", index)
 
 
-async def _start(app: web.Application, host: str, port: int, reuse_port: bool) -> web.AppRunner:
+async def _start(
+    app: web.Application, settings: Settings, port: int, reuse_port: bool
+) -> web.AppRunner:
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048)
+    site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port or None, backlog=2048)
     await site.start()
     return runner

@@ -97,7 +97,7 @@ class DeliveryWorker:
         config_ttl_s: float = 5.0,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 300.0,
-        stop_timeout_s: float = 10.0,
+        stop_timeout_s: float | None = None,
         throttle_recovery_s: float = RECOVERY_S,
         ledger: Ledger | None = None,
         shared_buckets: SharedBuckets | None = None,
@@ -119,7 +119,10 @@ class DeliveryWorker:
         self._config_ttl_s = config_ttl_s
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
-        self._stop_timeout_s = stop_timeout_s
+        # How long `stop` lets requests to TikTok in flight finish (GATEWAY_SHUTDOWN_TIMEOUT_S).
+        self._stop_timeout_s = (
+            settings.shutdown_timeout_s if stop_timeout_s is None else stop_timeout_s
+        )
         self._max_events = settings.batch_max_events
         self._max_wait_s = settings.batch_max_wait_ms / 1000.0
         self._max_age_s = settings.event_max_age_days * _DAY_S

@@ -76,6 +76,7 @@ class Settings:
     max_batch_hits: int = 100
     event_max_age_days: int = 7
     tiktok_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 10.0
     log_level: str = "INFO"
     # The event debugger's per-event records (ledger.db): kept this long, and at most this many.
     ledger_retention_hours: int = 72
@@ -135,6 +136,7 @@ class Settings:
             max_batch_hits=get("GATEWAY_MAX_BATCH_HITS", _int_between(1, 10_000), 100),
             event_max_age_days=get("GATEWAY_EVENT_MAX_AGE_DAYS", _int_between(1, 7), 7),
             tiktok_timeout_s=get("GATEWAY_TIKTOK_TIMEOUT_S", _float_between(0.1, 120.0), 10.0),
+            shutdown_timeout_s=get("GATEWAY_SHUTDOWN_TIMEOUT_S", _float_between(0.1, 600.0), 10.0),
             log_level=get(
                 "GATEWAY_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -178,6 +180,7 @@ _KNOWN = frozenset(
         "GATEWAY_MAX_BATCH_HITS",
         "GATEWAY_EVENT_MAX_AGE_DAYS",
         "GATEWAY_TIKTOK_TIMEOUT_S",
+        "GATEWAY_SHUTDOWN_TIMEOUT_S",
         "GATEWAY_LOG_LEVEL",
         "GATEWAY_LEDGER_RETENTION_HOURS",
         "GATEWAY_LEDGER_MAX_EVENTS",

@@ -53,6 +53,9 @@ class Answer:
     retry_after: float | str | None = None
     delay_s: float = 0.0
     not_json: bool = False
+    # TikTok takes the events on arrival and only then is slow to answer (the answer may never
+    # reach a client that gave up): what makes duplicates after a crash or a cut-off request.
+    accept_first: bool = False
 
     def accepts(self) -> bool:
         return self.status == 200 and not self.not_json and self.code in (0, 20001)
@@ -176,6 +179,8 @@ class TikTokDouble:
         if record.problems:
             return self._reply(record, Answer(code=40002, message="; ".join(record.problems)))
         answer = self._next_answer(token, record)
+        if answer.accept_first:
+            self._accept(record, answer)
         if answer.delay_s:
             await asyncio.sleep(answer.delay_s)
         return self._reply(record, answer)
@@ -197,7 +202,7 @@ class TikTokDouble:
             return Answer(status=503)
         return Answer()
 
-    def _reply(self, record: RecordedRequest, answer: Answer) -> web.Response:
+    def _accept(self, record: RecordedRequest, answer: Answer) -> None:
         record.answer = answer
         if answer.accepts():
             body = record.body
@@ -207,6 +212,10 @@ class TikTokDouble:
                         body["event_source_id"], body.get("test_event_code"), event, record.at
                     )
                 )
+
+    def _reply(self, record: RecordedRequest, answer: Answer) -> web.Response:
+        if not answer.accept_first:
+            self._accept(record, answer)
         headers = {}
         if answer.retry_after is not None:
             headers["Retry-After"] = str(answer.retry_after)
