@@ -14,9 +14,9 @@ by what `tiktok.classify` says about TikTok's answer:
     REJECT_CONTENT  isolate the bad events by splitting (`isolate.py`), dead-letter only them;
                     when every piece fails alike the fault is not the events': pause instead
 
-After a few requests in a row failed on TikTok's side, a lane stops walking
-through its backlog: it sends one batch per (jittered, growing) backoff period until one is
-accepted, so a long outage costs a trickle of probes, not a retry storm.
+After a few requests in a row failed on TikTok's side, a lane stops walking through its backlog:
+it sends one batch per (jittered, growing) backoff period until one is accepted, so a long outage
+costs a trickle of probes, not a retry storm (`ratelimit.Pacing`).
 
 Events older than `event_max_age_days` are dead-lettered ("too_old") instead of sent. A lease
 that is neither acked, released nor dead-lettered when a batch ends (or the worker stops) is
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.backoff import MAX_RETRY_AFTER_S
+from gateway.configcache import ConfigCache
 from gateway.isolate import Isolation, halves
 from gateway.ledger import Ledger, outcomes, status_of
 from gateway.metrics import Metrics
@@ -52,10 +53,8 @@ if TYPE_CHECKING:  # redis is imported only by deployments that configure it
 log = logging.getLogger(__name__)
 
 _DAY_S = 86_400.0
-# How often a lane looks again at an integration it may not send for (paused, disabled,
-# deleted), and how often the store's config version is polled to notice such changes.
+# How often a lane looks again at an integration it may not send for (paused, disabled, deleted).
 _INACTIVE_POLL_S = 0.25
-_VERSION_POLL_S = 0.25
 # After an unexpected error (the store is locked, the disk is full) a lane waits this long.
 _ERROR_PAUSE_S = 1.0
 # A lane never sleeps less than this when waiting for a retry time, so it cannot spin.
@@ -113,12 +112,8 @@ class DeliveryWorker:
         # `clock` is the queue's time (wall clock: it is stored); `monotonic` paces the buckets.
         self._clock = clock
         self._monotonic = monotonic
-        self._rng = rng
         self._lease_s = lease_s
         self._sweep_interval_s = sweep_interval_s
-        self._config_ttl_s = config_ttl_s
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
         # How long `stop` lets requests to TikTok in flight finish (GATEWAY_SHUTDOWN_TIMEOUT_S).
         self._stop_timeout_s = (
             settings.shutdown_timeout_s if stop_timeout_s is None else stop_timeout_s
@@ -139,9 +134,7 @@ class DeliveryWorker:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
-        self._configs: dict[str, tuple[Integration | None, float]] = {}
-        self._config_version: int | None = None
-        self._version_checked = float("-inf")
+        self._configs = ConfigCache(store, metrics, monotonic=monotonic, ttl_s=config_ttl_s)
 
         self.requests_sent = 0
         self.events_delivered = 0
@@ -157,7 +150,7 @@ class DeliveryWorker:
             rng=rng,
             backoff_base_s=backoff_base_s,
             backoff_cap_s=backoff_cap_s,
-            on_pause=self._cache_paused,
+            on_pause=self._configs.put,
             ledger=ledger,
         )
 
@@ -209,7 +202,6 @@ class DeliveryWorker:
     def refresh(self) -> None:
         """Forget cached integration configs (the admin API resumed or changed one)."""
         self._configs.clear()
-        self._config_version = None
         for lane in self._lanes.values():
             lane.wake.set()
 
@@ -287,10 +279,10 @@ class DeliveryWorker:
         if info.ready == 0 and info.next_retry_at is None:
             # Nothing queued; a notify that arrived meanwhile means there is again.
             return lane.wake.is_set()
-        integration = await self._integration(lane.integration_id)
+        integration = await self._configs.get(lane.integration_id)
         if not _is_active(integration):
             # A resume must not wait for the cache: look again in the store itself.
-            integration = await self._integration(lane.integration_id, fresh=True)
+            integration = await self._configs.get(lane.integration_id, fresh=True)
         if integration is None or not _is_active(integration):
             await self._sleep(lane, _INACTIVE_POLL_S)
             return True
@@ -453,30 +445,6 @@ class DeliveryWorker:
         if lane.bucket is not None:
             rate = lane.bucket.current_rate
             self._metrics.integration_send_rate.labels(lane.integration_id).set(rate)
-
-    # -- configuration and pacing ------------------------------------------------------------
-
-    def _cache_paused(self, integration: Integration) -> None:
-        # Until the store's new version is read, the cache must already say "paused".
-        self._configs[integration.id] = (integration, self._monotonic())
-
-    async def _integration(self, integration_id: str, fresh: bool = False) -> Integration | None:
-        """The integration's config, cached; a change in the store's version drops the cache."""
-        mono = self._monotonic()
-        if mono - self._version_checked >= _VERSION_POLL_S:
-            self._version_checked = mono
-            version = await self._store.config_version()
-            if version != self._config_version:
-                self._configs.clear()
-                self._config_version = version
-        cached = self._configs.get(integration_id)
-        if not fresh and cached is not None and mono - cached[1] < self._config_ttl_s:
-            return cached[0]
-        integration = await self._store.get_integration(integration_id)
-        self._configs[integration_id] = (integration, mono)
-        paused = integration is not None and integration.paused_reason is not None
-        self._metrics.integration_paused.labels(integration_id).set(1 if paused else 0)
-        return integration
 
     async def _sleep(self, lane: _Lane, delay: float) -> None:
         """Sleep up to `delay`, or until the lane is notified (or the worker stops)."""
