@@ -1,32 +1,18 @@
-/*! df.js: the gateway's browser tag. No dependencies, no build step, never throws into the page.
- *
- * Install it in <head>: the one-line stub queues calls made before the tag loads (run in order
- * once it has), then the tag itself, configured by its data- attributes:
- *
+/*! df.js, the gateway's browser tag: no dependencies, no build step. Documented in README.md
+ * ("Browser tag"). Install in <head>: the stub (calls made before the tag loads are queued and
+ * run in order), then the tag:
  *   <script>window._df=window._df||[];"page track identify consent".split(" ").forEach(function(m){_df[m]=_df[m]||function(){_df.push([m].concat([].slice.call(arguments)))}})</script>
  *   <script async src="https://collect.shop.example/df.js" data-source-id="src_abc123" data-auto-page="true"></script>
- *
- *   _df.page(properties?, options?)           a page view (data-auto-page="true" sends one on load)
- *   _df.track(event, properties?, options?)   e.g. _df.track("Product Added", {product_id: "SKU-A", price: 9.5, currency: "USD"})
- *   _df.identify(userId, traits?, options?)   traits: {email, phone}; hashed by the gateway, kept in its cookie
- *   _df.consent({advertising: true, ...})     merged into the consent state every later hit carries
- *
- * page, track and identify return the hit's message_id, which the gateway sends to TikTok as the
- * event_id; options.message_id chooses it, options.callback(message_id) receives it (also for calls
- * queued by the stub). Give it to the TikTok pixel so TikTok de-duplicates the two:
- *
- *   _df.track("Order Completed", props, {callback: function (id) { ttq.track("CompletePayment", p, {event_id: id}) }})
- *
- * Hits go to the directory the tag was loaded from (https://collect.shop.example/v1/t, or /df/v1/t
- * behind a proxied /df/ path) with navigator.sendBeacon, a text/plain body that needs no CORS
- * preflight and still leaves while the page unloads; else fetch with keepalive and credentials.
- * The tag reads and writes no cookie or storage itself: the gateway keeps the ids in first-party
- * cookies, so where cookies are blocked the hits still go, without the ids the browser cannot keep.
+ * _df.page(props?, opts?), _df.track(event, props?, opts?), _df.identify(userId, traits?, opts?)
+ * return the hit's message_id (TikTok's event_id; opts.message_id sets it, opts.callback gets
+ * it); _df.consent({advertising: true}) sets what later hits carry. The tag touches no cookie or
+ * storage (the gateway sets the cookies), so it works where cookies are blocked.
  */
 (function (w, d, n) {
   "use strict";
   // The gateway refuses longer page fields (and a whole hit with them): clip rather than lose it.
   var MAX_FIELD = 2048;
+  var MAX_BATCH = 20; // well within the gateway's 100 hits and a beacon's 64 KB
   var ENDPOINTS = { page: "p", track: "t", identify: "i" };
   var queued = w._df;
   if (queued && queued.loaded) return; // the tag included twice
@@ -39,6 +25,7 @@
   // ".../df.js?v=2" -> "...": the hit endpoints live beside the tag, whatever the host or path.
   var base = script ? script.src.replace(/[?#].*$/, "").replace(/\/[^\/]*$/, "") : "";
   var consent = null;
+  var pending = []; // [endpoint, JSON] of the hits made in the current task
   var noop = function () {};
 
   function uuid() {
@@ -77,6 +64,18 @@
     }
   }
 
+  // Hits made in one task leave together at its end, in one request: on a first visit (no
+  // cookie yet) the gateway then gives them one browser id rather than one each. A microtask
+  // still runs inside a click or pagehide handler, before the page can unload.
+  function flush() {
+    var hits = pending;
+    var bodies = [];
+    pending = [];
+    for (var i = 0; i < hits.length; i++) bodies.push(hits[i][1]);
+    if (hits.length == 1) post(base + "/v1/" + hits[0][0], bodies[0]);
+    else if (hits.length) post(base + "/v1/batch", '{"batch":[' + bodies.join(",") + "]}");
+  }
+
   function send(type, hit, options) {
     options = object(options) || {};
     hit.type = type;
@@ -87,7 +86,13 @@
       locale: n.language
     };
     if (consent) hit.context.consent = consent;
-    post(base + "/v1/" + ENDPOINTS[type], JSON.stringify(hit));
+    var body = JSON.stringify(hit); // here, so a hit that cannot be sent fails alone
+    if (!pending.length) {
+      if (w.Promise) w.Promise.resolve().then(guard(flush));
+      else setTimeout(guard(flush), 0);
+    }
+    pending.push([ENDPOINTS[type], body]);
+    if (pending.length >= MAX_BATCH) flush();
     if (typeof options.callback == "function") options.callback(hit.message_id);
     return hit.message_id;
   }

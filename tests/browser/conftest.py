@@ -144,13 +144,15 @@ def shop_page(
 class Visitor:
     """One browser context (one visitor's browser), with what its pages sent and were answered.
 
-    `sent` holds the hit bodies the tag posted (parsed), `answers` the (url, status) of the
-    gateway's answers, `errors` every uncaught script error of any page (the tag must cause none).
+    `sent` holds the hits the tag posted (parsed, batches unpacked), `requests` the paths they
+    went to, `answers` the (url, status) of the gateway's answers, `errors` every uncaught script
+    error of any page (the tag must cause none).
     """
 
     context: BrowserContext
     collect_prefix: str  # hits are requests whose URL starts with this
     sent: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # the paths hits were sent to
     transports: list[str] = field(default_factory=list)  # "ping" (a beacon), "fetch", "xhr"
     answers: list[tuple[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -165,7 +167,9 @@ class Visitor:
 
     def _on_request(self, request: Any) -> None:
         if self._is_hit(request.url) and request.post_data:
-            self.sent.append(json.loads(request.post_data))
+            body = json.loads(request.post_data)
+            self.sent.extend(body["batch"] if request.url.endswith("/v1/batch") else [body])
+            self.requests.append(request.url.removeprefix(self.collect_prefix))
             self.transports.append(request.resource_type)
 
     def _on_response(self, response: Response) -> None:

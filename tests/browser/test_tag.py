@@ -106,6 +106,23 @@ async def test_product_view_and_add_to_cart(shop: Shop) -> None:
     assert added["properties"]["contents"][0]["quantity"] == 2
 
 
+async def test_hits_made_together_on_a_first_visit_share_one_browser_id(shop: Shop) -> None:
+    # A product page tracks its view as it loads, beside the automatic page view: both leave
+    # before any cookie exists, so they must travel together to get the same ids.
+    view = "_df.track('Product Viewed', {product_id: 'SKU-A', price: 49.99, currency: 'USD'})"
+    url = shop.add_page("/p/widget", before=f"{GRANT}; {view}", attributes='data-auto-page="true"')
+    visitor = await shop.visitor()
+    page = await visitor.open(url)
+    events = await shop.events(2)
+    assert visitor.requests == ["/v1/batch"]
+    cookies = await visitor.cookies(shop.origin)
+    assert_first_party_cookies(cookies, DOMAIN)
+    ua = await page.evaluate("navigator.userAgent")
+    assert sorted(e["event"] for e in events) == ["PageView", "ViewContent"]
+    for event in events:
+        assert_visitor(event, cookies, ua)
+
+
 async def test_identify_then_purchase_with_the_pixels_event_id(shop: Shop) -> None:
     # A site running the TikTok pixel too passes the tag's message_id as the pixel's event_id.
     fake_pixel = "window.ttq = {calls: [], track: function (n, p, o) { ttq.calls.push([n, o]) }};"
@@ -204,6 +221,7 @@ async def test_stub_queues_calls_made_before_the_tag_loads_in_order(shop: Shop) 
     ]
     await shop.tiktok.wait_for(lambda: shop.hits_handled("track") == 3)
     assert len(shop.tiktok.accepted) == 3
+    assert visitor.requests == ["/v1/batch"]  # made in one task: they left together
     assert callback_id in [e["event_id"] for e in events]
 
 
@@ -233,6 +251,7 @@ async def test_events_fired_while_the_page_unloads_arrive(shop: Shop, transport:
         assert options == {"keepalive": True, "credentials": "include"}
     cookies = await visitor.cookies(shop.origin)
     assert set(cookies) == {"_ttp", "_dfid"}  # also through fetch: CORS with credentials
+    assert_first_party_cookies(cookies, DOMAIN)
     ua = await page.evaluate("navigator.userAgent")
 
     await page.click("#leave")  # a track, then the navigation unloads the page at once
@@ -314,6 +333,7 @@ async def test_the_tag_never_throws_into_the_page(shop: Shop) -> None:
     assert results[:4] == [None] * 4
     assert isinstance(results[4], str)  # an identify without user id or traits is still a hit
     assert results[5:] == [None, None, "string"]
+    await visitor.wait_for_answers(1, shop.tiktok)  # those hits left together, as one batch
     # A landing URL longer than the gateway takes is clipped, not refused.
     await page.evaluate("history.replaceState(null, '', '/odd?q=' + 'x'.repeat(5000))")
     await page.evaluate("_df.page()")
@@ -323,3 +343,9 @@ async def test_the_tag_never_throws_into_the_page(shop: Shop) -> None:
     assert "m-site-1" in [e["event_id"] for e in events]
     assert hits_handled(shop.gw, "identify") == 1
     assert set(visitor.transports) == {"xhr"}
+    cookies = await visitor.cookies(shop.origin)  # XMLHttpRequest sent and got credentials
+    assert set(cookies) == {"_ttp", "_dfid"}
+    assert_first_party_cookies(cookies, DOMAIN)
+    ua = await page.evaluate("navigator.userAgent")
+    for event in events:
+        assert_visitor(event, cookies, ua)
