@@ -93,6 +93,17 @@ async def test_live_replicas_sweep_for_dead_ones_by_themselves(replica: Replica)
     assert (again.event_id, again.attempts) == ("evt-1", 2)
 
 
+async def test_leases_of_another_replica_are_looked_at_again_soon(replica: Replica) -> None:
+    # A worker sleeps until ready_info's next_retry_at: for another replica's leases that must
+    # come within a heartbeat, or a sweep giving them back would go unnoticed until they end.
+    first, second = await replica("r1"), await replica("r2", heartbeat_s=2.0)
+    await first.enqueue([event(1)])
+    now = time.time()
+    await first.claim(A, 1, now, lease_s=600)
+    assert (await first.ready_info(A, now)).next_retry_at == now + 600
+    assert (await second.ready_info(A, now)).next_retry_at == now + 2.0
+
+
 async def test_closing_gives_back_what_a_replica_holds(replica: Replica) -> None:
     first, second = await replica("r1"), await replica("r2")
     await first.enqueue([event(1), event(2)])

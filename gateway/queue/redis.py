@@ -101,6 +101,8 @@ class RedisQueue(Queue):
         self._pending: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        # Ids this process leased and has not settled, per integration (see ready_info).
+        self._mine: dict[str, set[str]] = {}
         self._closed = False
 
     # Lifecycle
@@ -214,10 +216,16 @@ class RedisQueue(Queue):
     # Leases
 
     async def ready_info(self, integration_id: str, now: float) -> ReadyInfo:
-        ready, oldest, next_at = await self._run(
+        ready, oldest, next_at, leased = await self._run(
             "READY_INFO", [self.prefix, integration_id, repr(now), str(_OLDEST_SCAN)]
         )
-        return ReadyInfo(int(ready), _float_or_none(oldest), _float_or_none(next_at))
+        next_retry_at = _float_or_none(next_at)
+        if int(leased) > len(self._mine.get(integration_id, ())):
+            # Another replica holds leases: if it dies, a heartbeat sweep gives them back long
+            # before they end, and nothing would wake a worker sleeping until then.
+            recheck = now + self._heartbeat_s
+            next_retry_at = recheck if next_retry_at is None else min(next_retry_at, recheck)
+        return ReadyInfo(int(ready), _float_or_none(oldest), next_retry_at)
 
     async def claim(
         self, integration_id: str, limit: int, now: float, lease_s: float
@@ -236,6 +244,7 @@ class RedisQueue(Queue):
                 self.consumer,
             ],
         )
+        self._mine.setdefault(integration_id, set()).update(r[0].decode() for r in rows)
         return [
             ClaimedEvent(
                 id=r[0].decode(),
@@ -251,6 +260,7 @@ class RedisQueue(Queue):
 
     async def ack(self, integration_id: str, ids: Sequence[int | str], now: float) -> None:
         if chosen := _stream_ids(ids):
+            self._settled(integration_id, chosen)
             await self._run("ACK", [self.prefix, integration_id, repr(now), *chosen])
 
     async def release(
@@ -262,6 +272,7 @@ class RedisQueue(Queue):
         now: float,
     ) -> None:
         if chosen := _stream_ids(ids):
+            self._settled(integration_id, chosen)
             flag = "0" if error is None else "1"
             args = [self.prefix, integration_id, repr(retry_at), flag, error or "", *chosen]
             await self._run("RELEASE", args)
@@ -283,6 +294,7 @@ class RedisQueue(Queue):
         now: float,
     ) -> None:
         if chosen := _stream_ids(ids):
+            self._settled(integration_id, chosen)
             flag = "0" if answer is None else "1"
             args = [self.prefix, integration_id, reason, flag, answer or "", repr(now), *chosen]
             await self._run("DEAD_LETTER", args)
@@ -374,6 +386,11 @@ class RedisQueue(Queue):
         await self._run("DROP", [self.prefix, integration_id])
 
     # Consumers: heartbeats, and leases of the dead given back
+
+    def _settled(self, integration_id: str, ids: Iterable[str]) -> None:
+        mine = self._mine.get(integration_id)
+        if mine is not None:
+            mine.difference_update(ids)
 
     async def _join(self) -> None:
         """Register this process as a consumer the first time it claims, and keep it alive."""

@@ -314,13 +314,14 @@ return entries
 """
 )
 
-# ARGV: P, iid, now, cap. Returns {ready, oldest_enqueued_at or false, next_retry_at or false}.
+# ARGV: P, iid, now, cap. Returns {ready, oldest_enqueued_at or false, next_retry_at or false,
+# leases held}.
 READY_INFO = (
     _PRELUDE
     + r"""
 local iid, now, cap = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local s, lease, due, meta = key('s', iid), key('lease', iid), key('due', iid), key('meta', iid)
-if redis.call('EXISTS', s) == 0 then return {0, false, false} end
+if redis.call('EXISTS', s) == 0 then return {0, false, false, 0} end
 local unread = redis.call('XLEN', s) - redis.call('ZCARD', lease) - redis.call('ZCARD', due)
 local ready = unread + redis.call('ZCOUNT', due, '-inf', now)
   + redis.call('ZCOUNT', lease, '-inf', now)
@@ -346,7 +347,7 @@ for _, z in ipairs({due, lease}) do
   local r = redis.call('ZRANGEBYSCORE', z, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if #r > 0 then next_at = min_time(next_at, r[2]) end
 end
-return {ready, oldest, next_at}
+return {ready, oldest, next_at, redis.call('ZCARD', lease)}
 """
 )
 
