@@ -1,0 +1,334 @@
+// The event debugger: recent hits and what became of them, live, with the match quality of
+// each integration. Records come from the ledger (GET /v1/admin/events), then the stream
+// (GET /v1/admin/events/stream, read with fetch so the token stays in a header).
+
+import { api, query, readStream } from "./api.js";
+import { act, clear, field, formatClock, formatTime, h, notify, pretty } from "./dom.js";
+import { onLeave, sourcesAndIntegrations } from "./shared.js";
+
+const SHOWN = 200;
+const SIGNALS = ["ttp", "ttclid", "email", "phone", "external_id", "ip", "user_agent"];
+const STATUS_LABELS = {
+  queued: "Queued",
+  delivered: "Delivered",
+  retrying: "Retrying",
+  paused: "Paused",
+  rejected: "Rejected",
+  dead_lettered: "Dead-lettered",
+  not_sent: "Not sent",
+};
+
+function keyOf(record) {
+  return `${record.event_id}\u0000${record.integration_id || ""}`;
+}
+
+function answerText(delivery) {
+  const a = delivery.answer;
+  if (!a) return delivery.reason || "—";
+  const head = a.code !== null ? `code ${a.code}` : `HTTP ${a.http_status}`;
+  return a.message ? `${head}: ${a.message}` : head;
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+export async function showDebugger(main) {
+  const { sources, integrations } = await sourcesAndIntegrations();
+  const integrationNames = new Map(integrations.map((i) => [i.id, i.name]));
+  const records = new Map();
+  let selected = null;
+  let controller = null;
+  let paused = false;
+
+  const sourcePick = h("select", {}, h("option", { value: "" }, "Any source"));
+  for (const s of sources) sourcePick.append(h("option", { value: s.id }, s.name));
+  const integrationPick = h("select", {}, h("option", { value: "" }, "Any integration"));
+  for (const i of integrations) integrationPick.append(h("option", { value: i.id }, i.name));
+  const eventName = h("input", { type: "text", placeholder: "Order Completed or CompletePayment" });
+  const eventId = h("input", { type: "text", placeholder: "ORD-001", spellcheck: "false" });
+  const handed = sessionStorage.getItem("gateway.debugEventId");
+  if (handed) {
+    eventId.value = handed;
+    sessionStorage.removeItem("gateway.debugEventId");
+  }
+  const apply = h("button", { type: "submit" }, "Apply filters");
+  const liveState = h("span", { class: "live", id: "live-state", role: "status" }, "Connecting…");
+  const pauseButton = h("button", { type: "button", class: "secondary" }, "Pause live view");
+  const filters = h(
+    "form",
+    { class: "card filters", "aria-label": "Filters" },
+    field("Source", sourcePick),
+    field("Integration", integrationPick),
+    field("Event name", eventName),
+    field("Event ID", eventId),
+    h("div", { class: "actions" }, apply),
+  );
+
+  const tbody = h("tbody", {});
+  const details = h("aside", { class: "card details", id: "event-details", "aria-labelledby": "details-title", hidden: true });
+  const quality = h("section", { class: "card", "aria-labelledby": "quality-title" });
+
+  function currentFilters() {
+    return {
+      source_id: sourcePick.value,
+      integration_id: integrationPick.value,
+      event: eventName.value.trim(),
+      event_id: eventId.value.trim(),
+    };
+  }
+
+  function drawRows() {
+    const ordered = [...records.values()].sort((a, b) => b.seq - a.seq).slice(0, SHOWN);
+    if (!ordered.length) {
+      clear(tbody, h("tr", {}, h("td", { colspan: "9", class: "empty" }, "No event yet. Send a hit (or widen the filters); it appears here within a second.")));
+      return;
+    }
+    clear(
+      tbody,
+      ordered.map((record) => {
+        const d = record.delivery;
+        const integration = record.integration_id ? integrationNames.get(record.integration_id) || record.integration_id : "(none)";
+        const open = h(
+          "button",
+          { type: "button", class: "secondary small", "aria-label": `Details of ${record.event_id} for ${integration}` },
+          "Details",
+        );
+        open.addEventListener("click", () => {
+          selected = keyOf(record);
+          drawDetails(true);
+        });
+        const consent = record.consent;
+        return h(
+          "tr",
+          { "data-event-id": record.event_id, "data-status": d.status, class: keyOf(record) === selected ? "selected" : "" },
+          h("td", { title: formatTime(record.received_at || d.updated_at) }, formatClock(record.received_at || d.updated_at)),
+          h("th", { scope: "row" }, h("code", {}, record.event_id)),
+          h("td", {}, record.event || (record.hit && record.hit.type) || "—", record.tiktok_event ? h("div", { class: "sub" }, `→ ${record.tiktok_event}`) : null),
+          h("td", {}, integration),
+          h("td", {}, consent ? h("span", { class: `badge badge-${consent.decision}`, title: consent.reason }, consent.decision.replace("_", " ")) : "—"),
+          h("td", {}, h("span", { class: `badge badge-${d.status}` }, STATUS_LABELS[d.status] || d.status)),
+          h("td", { class: "num" }, d.attempts),
+          h("td", { class: "answer" }, answerText(d)),
+          h("td", {}, open),
+        );
+      }),
+    );
+  }
+
+  function drawDetails(focus) {
+    const record = selected && records.get(selected);
+    if (!record) {
+      details.hidden = true;
+      return;
+    }
+    const d = record.delivery;
+    const close = h("button", { type: "button", class: "secondary small" }, "Close");
+    close.addEventListener("click", () => {
+      selected = null;
+      details.hidden = true;
+      drawRows();
+    });
+    clear(
+      details,
+      h("div", { class: "title-row" }, h("h2", { id: "details-title", tabindex: "-1" }, `Event ${record.event_id}`), close),
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "Integration"),
+        h("dd", {}, record.integration_id ? integrationNames.get(record.integration_id) || record.integration_id : "none: the source has no enabled integration"),
+        h("dt", {}, "Consent decision"),
+        h(
+          "dd",
+          {},
+          record.consent
+            ? [h("span", { class: `badge badge-${record.consent.decision}` }, record.consent.decision.replace("_", " ")), " ", record.consent.reason]
+            : "—",
+        ),
+        h("dt", {}, "Delivery"),
+        h("dd", {}, `${STATUS_LABELS[d.status] || d.status}, ${d.attempts} attempt${d.attempts === 1 ? "" : "s"}, ${formatTime(d.updated_at)}`),
+        d.reason ? [h("dt", {}, "Reason"), h("dd", {}, d.reason)] : null,
+      ),
+      h("h3", {}, "TikTok's answer"),
+      d.answer ? pretty(d.answer) : h("p", {}, "None yet: the event was not sent (or not yet)."),
+      h("h3", {}, "The hit as received (personal data already hashed)"),
+      pretty(record.hit),
+      h("h3", {}, "TikTok payload"),
+      record.payload ? pretty(record.payload) : h("p", {}, "Nothing was sent to this integration."),
+    );
+    details.hidden = false;
+    drawRows();
+    if (focus) details.querySelector("h2").focus();
+  }
+
+  function upsert(record) {
+    records.set(keyOf(record), record);
+    if (records.size > SHOWN * 2) {
+      const oldest = [...records.values()].sort((a, b) => a.seq - b.seq).slice(0, records.size - SHOWN);
+      for (const r of oldest) records.delete(keyOf(r));
+    }
+  }
+
+  async function live(cursor, signal) {
+    let wait = 1000;
+    while (!signal.aborted) {
+      try {
+        liveState.textContent = "Connecting…";
+        await readStream(
+          `/v1/admin/events/stream${query({ ...currentFilters(), after: cursor })}`,
+          (name, data, id) => {
+            if (name === "ready") {
+              liveState.textContent = "Live";
+              liveState.className = "live live-on";
+              wait = 1000;
+            } else if (name === "record") {
+              cursor = id;
+              upsert(data);
+              drawRows();
+              if (selected === keyOf(data)) drawDetails(false);
+              qualitySoon();
+            }
+          },
+          signal,
+        );
+      } catch (error) {
+        if (signal.aborted) return;
+        if (error.status === 401) return;
+      }
+      if (signal.aborted) return;
+      liveState.textContent = "Reconnecting…";
+      liveState.className = "live live-off";
+      await sleep(wait, signal);
+      wait = Math.min(wait * 2, 15000);
+    }
+  }
+
+  async function start() {
+    if (controller) controller.abort();
+    controller = new AbortController();
+    const { records: recent, cursor } = await api.get(`/v1/admin/events${query({ ...currentFilters(), limit: SHOWN })}`);
+    records.clear();
+    for (const record of recent) upsert(record);
+    drawRows();
+    drawDetails(false);
+    if (!paused) live(cursor, controller.signal);
+    else liveState.textContent = "Paused";
+  }
+
+  filters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(apply, start, "Filters applied.");
+  });
+  pauseButton.addEventListener("click", () => {
+    paused = !paused;
+    pauseButton.textContent = paused ? "Resume live view" : "Pause live view";
+    if (paused) {
+      if (controller) controller.abort();
+      liveState.textContent = "Paused";
+      liveState.className = "live live-off";
+      notify("Live view paused.");
+    } else {
+      act(pauseButton, start, "Live view resumed.");
+    }
+  });
+
+  // New events change the shares: redraw them shortly after, once per burst.
+  let qualityTimer = null;
+  function qualitySoon() {
+    clearTimeout(qualityTimer);
+    qualityTimer = setTimeout(() => drawQuality().catch(() => {}), 1000);
+  }
+
+  async function drawQuality() {
+    const results = await Promise.all(integrations.map((i) => api.get(`/v1/admin/integrations/${i.id}/match-quality`)));
+    const refresh = h("button", { type: "button", class: "secondary small" }, "Refresh");
+    refresh.addEventListener("click", () => act(refresh, drawQuality, "Match quality refreshed."));
+    const head = h("div", { class: "title-row" }, h("h2", { id: "quality-title" }, "Match quality"), refresh);
+    const explain = h(
+      "p",
+      { class: "hint" },
+      "Share of events sent to each integration that carried each identifier. TikTok attributes more events the more of them it gets: a low ttclid share means clicks are not being captured, low email/phone means identify() is rarely called.",
+    );
+    if (!results.length) {
+      clear(quality, head, h("p", {}, "No integration yet."));
+      return;
+    }
+    clear(
+      quality,
+      head,
+      explain,
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { class: "list quality", id: "match-quality" },
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Integration"), h("th", { scope: "col" }, "Events"), SIGNALS.map((s) => h("th", { scope: "col" }, s)))),
+          h(
+            "tbody",
+            {},
+            results.map((result) =>
+              h(
+                "tr",
+                {},
+                h("th", { scope: "row" }, integrationNames.get(result.integration_id) || result.integration_id, h("div", { class: "sub" }, `last ${result.window_hours} h`)),
+                h("td", { class: "num" }, result.events),
+                SIGNALS.map((name) => {
+                  const signal = result.signals[name];
+                  if (signal.share === null) return h("td", { class: "num" }, "—");
+                  const percent = Math.round(signal.share * 100);
+                  return h(
+                    "td",
+                    { class: "num" },
+                    h("meter", { min: "0", max: "1", low: "0.3", high: "0.7", optimum: "1", value: String(signal.share), "aria-label": `${name}: ${percent}%` }),
+                    ` ${percent}%`,
+                  );
+                }),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  clear(
+    main,
+    h("div", { class: "title-row" }, h("h1", {}, "Event debugger"), h("div", { class: "actions" }, liveState, pauseButton)),
+    h("p", { class: "hint" }, "Every hit, for every integration of its source: what consent decided, what was sent to TikTok, and what TikTok answered. Personal data appears only hashed."),
+    filters,
+    h(
+      "div",
+      { class: "debugger" },
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { class: "list", id: "events" },
+          h("caption", { class: "visually-hidden" }, "Recent events"),
+          h(
+            "thead",
+            {},
+            h("tr", {}, ["Received", "Event ID", "Event", "Integration", "Consent", "Delivery", "Attempts", "TikTok's answer", ""].map((l) => h("th", { scope: "col" }, l))),
+          ),
+          tbody,
+        ),
+      ),
+      details,
+    ),
+    quality,
+  );
+  onLeave(() => {
+    if (controller) controller.abort();
+    clearTimeout(qualityTimer);
+  });
+  await start();
+  drawQuality().catch((error) => notify(error.message, "error"));
+}

@@ -1,0 +1,279 @@
+"""The Management UI, driven like an operator drives it, checked against the Management API.
+
+Each test works through the page (labels, buttons, the keyboard) and then asks the API (or the
+TikTok double) whether what the UI did is what was stored. Screens are saved into docs/.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import tag_stub
+from tests.ui.conftest import Console
+
+pytestmark = pytest.mark.slow
+
+SEED_PIXEL = "CXXXXXXXXXXXXXXXXX"
+SEED_TOKEN = "your_access_token"
+
+
+async def _api(console: Console, method: str, path: str, **kwargs: Any) -> Any:
+    resp = await console.gw.admin.request(method, path, **kwargs)
+    assert resp.status < 300, await resp.text()
+    return await resp.json() if resp.status != 204 else None
+
+
+async def _seed_source(console: Console) -> None:
+    await console.gw.create_source(id="src_abc123", name="My shop", default_phone_region="US")
+
+
+async def _seed_integration(console: Console) -> dict[str, Any]:
+    return await console.gw.create_integration(
+        source_id="src_abc123",
+        config={"pixel_code": SEED_PIXEL, "access_token": SEED_TOKEN},
+    )
+
+
+async def test_a_wrong_token_shows_an_error_and_is_not_kept(console: Console) -> None:
+    page = console.page
+    await console.open()
+    await page.get_by_label("Admin token").fill("not-the-admin-token-000")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_text("That admin token is not valid.")).to_be_visible()
+    await expect(page.get_by_label("Admin token")).to_be_focused()
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert await page.evaluate("localStorage.length") == 0
+    await console.screenshot("ui-sign-in.png")
+
+    await console.sign_in()  # the right one works, and is kept for this tab only
+    assert await page.evaluate("Object.values(sessionStorage)") == [
+        console.gw.runtime.admin_tokens[0].reveal()
+    ]
+    assert await page.evaluate("localStorage.length") == 0
+    assert "token" not in page.url.lower()
+
+
+async def test_add_a_source_and_the_seeds_integration_through_the_forms(console: Console) -> None:
+    page = console.page
+    await console.sign_in()
+
+    # Sources > Add Source, with the snippet to paste, its source id filled in.
+    await page.get_by_role("link", name="Sources").click()
+    await page.get_by_role("link", name="Add Source").first.click()
+    await page.get_by_label("Source ID").fill("src_abc123")
+    await page.get_by_label("Name", exact=True).fill("My shop")
+    await page.get_by_label("Allowed origins").fill("https://shop.example")
+    await page.get_by_label("Default phone region").fill("us")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("heading", name="Server key (shown once)")).to_be_visible()
+    snippet = await page.locator("#snippet").inner_text()
+    assert f"<script>{tag_stub()}</script>" in snippet  # the stub df.js documents
+    assert re.search(
+        r'<script async src="http://[^"]+/df\.js" data-source-id="src_abc123"', snippet
+    )
+    await console.screenshot("ui-source.png")
+    source = await _api(console, "GET", "/v1/admin/sources/src_abc123")
+    assert source["allowed_origins"] == ["https://shop.example"]
+    assert source["default_phone_region"] == "US"
+
+    # Integrations > Add Integration > TikTok Events API > pixel code, token, consent > Save.
+    await page.get_by_role("link", name="Integrations").click()
+    await page.get_by_role("link", name="Add Integration").first.click()
+    await page.get_by_role("link", name=re.compile("TikTok Events API")).click()
+    await page.get_by_label("Pixel code").fill(SEED_PIXEL)
+    await page.get_by_label("Access token").fill(SEED_TOKEN)
+    for category in ("advertising", "analytics", "marketing", "functional"):
+        await expect(page.get_by_label(category, exact=True)).to_be_visible()
+    await page.get_by_label("advertising", exact=True).check()
+    await expect(page.get_by_label("Test event code")).to_be_empty()
+    await console.screenshot("ui-integration-form.png")
+    await page.get_by_role("button", name="Save").click()
+
+    row = page.locator("#integrations tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("TikTok Events API")
+    await expect(row).to_contain_text("Active")
+    await expect(page.get_by_role("status")).to_contain_text("saved")
+    await console.screenshot("ui-integrations.png")
+
+    # What the UI did is what was stored: the seed's request, verbatim.
+    (integration,) = (await _api(console, "GET", "/v1/admin/integrations"))["integrations"]
+    assert integration["source_id"] == "src_abc123"
+    assert integration["vendor"] == "tiktok"
+    assert integration["name"] == "TikTok Events API"
+    assert integration["enabled"] is True
+    assert integration["config"]["pixel_code"] == SEED_PIXEL
+    assert integration["config"]["test_event_code"] is None
+    assert integration["consent_categories"] == ["advertising"]
+    stored = await console.gw.runtime.store.get_integration(integration["id"])
+    assert stored is not None and stored.config.access_token.reveal() == SEED_TOKEN
+
+
+async def test_validation_errors_show_next_to_their_field(console: Console) -> None:
+    page = console.page
+    await _seed_source(console)
+    await console.sign_in()
+    await console.go("#/integrations/new/tiktok")
+    await page.get_by_label("Pixel code").fill("not a pixel!")
+    await page.get_by_label("Access token").fill(SEED_TOKEN)
+    await page.get_by_role("button", name="Save").click()
+    pixel = page.get_by_label("Pixel code")
+    await expect(pixel).to_have_attribute("aria-invalid", "true")
+    await expect(pixel).to_be_focused()
+    error = page.locator(f"#{await pixel.get_attribute('id')}-error")
+    await expect(error).to_have_text(re.compile("config.pixel_code must be 5 to 64 letters"))
+    await expect(page.get_by_role("alert")).to_contain_text("Not saved")
+    assert (await _api(console, "GET", "/v1/admin/integrations"))["integrations"] == []
+
+
+async def test_edit_keeps_the_token_write_only_then_pause_disable_and_delete(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    iid = integration["id"]
+    await console.sign_in()
+
+    await page.get_by_role("link", name="Edit TikTok Events API").click()
+    token_input = page.get_by_label("Access token")
+    await expect(token_input).to_have_value("")
+    await expect(token_input).to_have_attribute("type", "password")
+    assert "****oken" in (await token_input.get_attribute("placeholder") or "")
+    assert SEED_TOKEN not in await page.content()
+    await page.get_by_label("Test event code").fill("TEST123")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#integrations")).to_be_visible()
+    stored = await console.gw.runtime.store.get_integration(iid)
+    assert stored is not None
+    assert stored.config.test_event_code == "TEST123"
+    assert stored.config.access_token.reveal() == SEED_TOKEN  # kept: the field was left empty
+
+    await page.get_by_role("link", name="Edit TikTok Events API").click()
+    await page.get_by_label("Access token").fill("a_new_access_token")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#integrations")).to_be_visible()
+    stored = await console.gw.runtime.store.get_integration(iid)
+    assert stored is not None and stored.config.access_token.reveal() == "a_new_access_token"
+
+    await page.get_by_role("button", name="Pause TikTok Events API").click()
+    await expect(page.locator("#integrations tbody tr")).to_contain_text("Paused: paused by admin")
+    assert (await _api(console, "GET", f"/v1/admin/integrations/{iid}"))["status"][
+        "state"
+    ] == "paused"
+    await page.get_by_role("button", name="Resume TikTok Events API").click()
+    await expect(page.locator("#integrations tbody tr")).to_contain_text("Active")
+    await page.get_by_role("button", name="Disable TikTok Events API").click()
+    await expect(page.locator("#integrations tbody tr")).to_contain_text("Disabled")
+    assert (await _api(console, "GET", f"/v1/admin/integrations/{iid}"))["enabled"] is False
+
+    # Delete asks first; Cancel (here with the keyboard) keeps it.
+    await page.get_by_role("button", name="Delete TikTok Events API").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("Delete the integration")
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_role("status")).to_contain_text("Nothing was deleted")
+    await _api(console, "GET", f"/v1/admin/integrations/{iid}")
+    await page.get_by_role("button", name="Delete TikTok Events API").click()
+    await dialog.get_by_role("button", name="Delete").click()
+    await expect(page.get_by_role("status")).to_contain_text("deleted")
+    resp = await console.gw.admin.get(f"/v1/admin/integrations/{iid}")
+    assert resp.status == 404
+
+
+async def test_an_event_appears_live_in_the_debugger_with_tiktoks_answer(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    await _seed_integration(console)
+    await console.sign_in()
+    await page.get_by_role("link", name="Event debugger").click()
+    await expect(page.locator("#live-state")).to_have_text("Live")
+
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": "ORD-001",
+            "traits": {"email": "Jane@Example.com", "phone": "+1 (555) 123-4567"},
+            "properties": {
+                "order_id": "ORD-001",
+                "total": 129.99,
+                "currency": "USD",
+                "products": [{"product_id": "SKU-A", "price": 49.99, "quantity": 2}],
+            },
+            "context": {
+                "consent": {"advertising": True},
+                "page": {"url": "https://shop.example/thanks?ttclid=E.C.P.abc"},
+            },
+        },
+    )
+    assert resp.status == 200
+    row = page.locator('#events tr[data-event-id="ORD-001"]')
+    await expect(row).to_have_attribute("data-status", "delivered")
+    await expect(row).to_contain_text("Order Completed")
+    await expect(row).to_contain_text("CompletePayment")
+    await expect(row).to_contain_text("code 0: OK")
+    await row.get_by_role("button", name=re.compile("Details of ORD-001")).click()
+    details = page.locator("#event-details")
+    await expect(details.get_by_role("heading", name="Event ORD-001")).to_be_focused()
+    await expect(details).to_contain_text("granted: advertising")
+    await expect(details).to_contain_text('"request_id"')
+    text = await details.inner_text()
+    assert "Jane" not in text and "555" not in text  # PII shows only hashed
+    await expect(page.locator("#match-quality")).to_contain_text("100%")
+    await console.screenshot("ui-debugger.png")
+
+    # The same record through the API: the order reached TikTok.
+    record = await _api(console, "GET", "/v1/admin/events/ORD-001")
+    (delivered,) = record["records"]
+    assert delivered["delivery"]["status"] == "delivered"
+    assert console.tiktok.accepted_ids() == ["ORD-001"]
+
+
+async def test_a_dead_letter_is_replayed_from_its_screen(console: Console) -> None:
+    page = console.page
+    tiktok = console.tiktok
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    iid = integration["id"]
+    tiktok.reject_event_ids.add("ORD-BAD")
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Product Added",
+            "message_id": "ORD-BAD",
+            "properties": {"product_id": "SKU-A", "price": 5, "currency": "USD"},
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+    worker = console.gw.runtime.worker
+    assert worker is not None
+    await worker.drain(10)
+
+    await console.sign_in()
+    await page.get_by_role("link", name="Dead letters").click()
+    row = page.locator("#dead-letters tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("ORD-BAD")
+    await expect(row).to_contain_text("rejected")
+    await expect(row).to_contain_text("40002")
+    await console.screenshot("ui-dead-letters.png")
+
+    tiktok.reject_event_ids.clear()  # the cause is fixed
+    await row.get_by_role("button", name="Replay ORD-BAD").click()
+    await expect(page.get_by_role("status")).to_contain_text("1 dead letter replayed")
+    await expect(page.get_by_text("No dead letters")).to_be_visible()
+
+    await worker.drain(10)
+    listing = await _api(console, "GET", f"/v1/admin/integrations/{iid}/dead-letters")
+    assert listing["dead_letters"] == []
+    assert tiktok.accepted_ids() == ["ORD-BAD"]
