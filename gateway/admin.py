@@ -42,6 +42,7 @@ from gateway.assets import asset
 from gateway.crypto import constant_time_in, new_token, sha256_hex
 from gateway.debugger import add_debugger
 from gateway.errors import AdminError, Conflict, NotFound, QueueFull, StoreError
+from gateway.ledger import QUEUED, outcomes
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.models import (
     ConsentDefault,
@@ -468,6 +469,10 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     )
     if replayed and runtime.worker is not None:
         runtime.worker.notify(integration.id)
+    # The debugger shows them queued again until the worker has sent them.
+    runtime.ledger.settle(
+        outcomes(integration.id, replayed, QUEUED, time.time(), reason="replayed from dead letters")
+    )
     return _json({"replayed": len(replayed), "skipped": skipped})
 
 

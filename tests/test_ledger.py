@@ -388,3 +388,15 @@ async def test_a_rejected_event_is_dead_lettered_in_the_ledger_with_tiktoks_answ
     assert record["delivery"]["status"] == "dead_lettered"
     assert record["delivery"]["reason"].startswith("rejected: 40002")
     assert record["delivery"]["answer"]["code"] == 40002
+
+    # Replayed (the cause fixed), it is queued again, then delivered under the same event_id.
+    tiktok.reject_event_ids.clear()
+    integration_id = record["integration_id"]
+    resp = await gateway.admin.post(
+        f"/v1/admin/integrations/{integration_id}/dead-letters/replay", json={"all": True}
+    )
+    assert (await resp.json())["replayed"] == 1
+    await worker.drain(10)
+    (record,) = await _records(gateway, "m-bad")
+    assert record["delivery"]["status"] == DELIVERED
+    assert record["delivery"]["answer"]["code"] == 0
