@@ -277,3 +277,36 @@ async def test_a_dead_letter_is_replayed_from_its_screen(console: Console) -> No
     listing = await _api(console, "GET", f"/v1/admin/integrations/{iid}/dead-letters")
     assert listing["dead_letters"] == []
     assert tiktok.accepted_ids() == ["ORD-BAD"]
+
+
+async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> None:
+    page = console.page
+    await _seed_source(console)
+    await console.open()
+    await expect(page.get_by_label("Admin token")).to_be_focused()
+    await page.keyboard.type(console.gw.runtime.admin_tokens[0].reveal())
+    await page.keyboard.press("Enter")
+    await page.get_by_role("heading", name="Integrations").wait_for()
+
+    await console.go("#/sources/src_abc123")
+    await expect(page.get_by_label("Source ID")).to_be_disabled()
+    await expect(page.locator("#snippet")).to_contain_text('data-source-id="src_abc123"')
+    origins = page.get_by_label("Allowed origins")
+    await origins.fill("https://shop.example\nftp://nope")
+    await page.get_by_role("button", name="Save").click()
+    await expect(origins).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator(f"#{await origins.get_attribute('id')}-error")).to_contain_text(
+        "allowed_origins[1]"
+    )
+
+    await origins.fill("https://shop.example\nhttps://www.shop.example")
+    await page.get_by_label("Cookie domain").fill("shop.example")
+    await page.get_by_label("Consent default").select_option("grant")
+    await page.get_by_role("button", name="Save").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("saved")
+    await expect(page.locator("#sources")).to_contain_text("shop.example")
+    source = await _api(console, "GET", "/v1/admin/sources/src_abc123")
+    assert source["allowed_origins"] == ["https://shop.example", "https://www.shop.example"]
+    assert source["cookie_domain"] == "shop.example"
+    assert source["consent_default"] == "grant"
