@@ -117,8 +117,11 @@ def test_nginx_lb_conf_is_valid_nginx(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -160,8 +163,12 @@ def test_deployment_probes_ports_commands_and_secrets() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
 
     # Secrets come from the Secret object, never inline values.
-    for name in ("GATEWAY_SECRET_KEY", "GATEWAY_ADMIN_TOKEN", "GATEWAY_DATABASE_URL",
-                 "GATEWAY_QUEUE_URL"):  # fmt: skip
+    for name in (
+        "GATEWAY_SECRET_KEY",
+        "GATEWAY_ADMIN_TOKEN",
+        "GATEWAY_DATABASE_URL",
+        "GATEWAY_QUEUE_URL",
+    ):
         (item,) = [e for e in container["env"] if e["name"] == name]
         ref = item["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]

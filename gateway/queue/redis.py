@@ -119,8 +119,17 @@ class RedisQueue(Queue):
                 "tiktok-event-gateway", "1"
             ),
         )
-        names = ("ENQUEUE", "CLAIM", "ACK", "RELEASE", "DEAD_LETTER", "REPLAY", "READY_INFO",
-                 "RECOVER", "DROP")  # fmt: skip
+        names = (
+            "ENQUEUE",
+            "CLAIM",
+            "ACK",
+            "RELEASE",
+            "DEAD_LETTER",
+            "REPLAY",
+            "READY_INFO",
+            "RECOVER",
+            "DROP",
+        )
         self._scripts = {n: self._redis.register_script(getattr(redis_lua, n)) for n in names}
         await self._call("ping", self._redis.ping())
         await self._warn_when_not_durable()
@@ -166,8 +175,15 @@ class RedisQueue(Queue):
         args: list[bytes | str] = [str(len(events))]
         for e in events:
             consent = b"" if e.consent is None else msgspec.json.encode(e.consent)
-            args += [e.integration_id, e.event_id, e.event_name, str(e.event_time), e.payload,
-                     consent, now]  # fmt: skip
+            args += [
+                e.integration_id,
+                e.event_id,
+                e.event_name,
+                str(e.event_time),
+                e.payload,
+                consent,
+                now,
+            ]
         waiting = _Waiting(args, len(events), asyncio.get_running_loop().create_future())
         self._pending.append(waiting)
         if self._flusher is None:
@@ -179,8 +195,9 @@ class RedisQueue(Queue):
             while self._pending:
                 calls: list[_Waiting] = []
                 size = 0
-                while self._pending and (not calls or size + self._pending[0].count
-                                         <= _FLUSH_MAX_EVENTS):  # fmt: skip
+                while self._pending and (
+                    not calls or size + self._pending[0].count <= _FLUSH_MAX_EVENTS
+                ):
                     call = self._pending.pop(0)
                     if not call.future.done():  # a caller that gave up never answered 2xx
                         calls.append(call)
@@ -308,11 +325,19 @@ class RedisQueue(Queue):
         async with self._client.pipeline(transaction=True) as pipe:
             for e in events:
                 fields: dict[str, bytes | str] = {
-                    "i": e.integration_id, "e": e.event_id, "n": e.event_name,
-                    "t": str(e.event_time), "p": e.payload,
+                    "i": e.integration_id,
+                    "e": e.event_id,
+                    "n": e.event_name,
+                    "t": str(e.event_time),
+                    "p": e.payload,
                     "c": b"" if e.consent is None else msgspec.json.encode(e.consent),
-                    "q": stamp, "r": reason, "a": "0", "f": "", "l": "", "d": stamp,
-                }  # fmt: skip
+                    "q": stamp,
+                    "r": reason,
+                    "a": "0",
+                    "f": "",
+                    "l": "",
+                    "d": stamp,
+                }
                 if answer is not None:
                     fields["w"] = answer
                 pipe.xadd(self._key("dl", e.integration_id), fields)  # type: ignore[arg-type]

@@ -358,8 +358,9 @@ class _Transaction:
             raise StoreError(f"postgresql: {type(exc).__name__}: {exc}") from exc
         return self._conn
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: object) -> None:  # fmt: skip
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         try:
             if exc_type is None:
                 await self._tx.commit()
