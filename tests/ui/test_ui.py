@@ -180,7 +180,8 @@ async def test_edit_keeps_the_token_write_only_then_pause_disable_and_delete(
     await _api(console, "GET", f"/v1/admin/integrations/{iid}")
     await page.get_by_role("button", name="Delete TikTok Events API").click()
     await dialog.get_by_role("button", name="Delete").click()
-    await expect(page.get_by_role("status")).to_contain_text("deleted")
+    await expect(page.get_by_role("status")).to_have_text("TikTok Events API deleted.")
+    await expect(page.get_by_text("No integration yet.")).to_be_visible()
     resp = await console.gw.admin.get(f"/v1/admin/integrations/{iid}")
     assert resp.status == 404
 
