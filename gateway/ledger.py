@@ -67,8 +67,8 @@ def explain_consent(
         return decision, f"the hit carries no consent; the source's default is {default.value}"
     missing = [c for c in categories if consent.get(c) is not True]
     if missing:
-        return DENIED, "not granted: " + ", ".join(missing)
-    return GRANTED, "granted: " + ", ".join(categories)
+        return DENIED, "no consent for " + ", ".join(missing)
+    return GRANTED, "consent given for " + ", ".join(categories)
 
 
 @dataclass(frozen=True, slots=True)

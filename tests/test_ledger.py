@@ -305,7 +305,7 @@ async def test_a_hit_leaves_a_record_per_integration_with_pii_hashed(
     assert record["delivery"]["status"] in (QUEUED, DELIVERED)
 
     denied = records[kept_out["id"]]
-    assert denied["consent"] == {"decision": DENIED, "reason": "not granted: analytics"}
+    assert denied["consent"] == {"decision": DENIED, "reason": "no consent for analytics"}
     assert denied["payload"] is None
     assert denied["delivery"]["status"] == NOT_SENT
     assert denied["delivery"]["reason"] == "consent"
