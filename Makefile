@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ bench: $(VENV)/.run-installed
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# Retake the UI screenshots the README shows (docs/ui-*.png).
+screenshots: $(VENV)/.test-installed
+	GATEWAY_TEST_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui -q

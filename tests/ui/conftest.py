@@ -8,6 +8,8 @@ GATEWAY_TEST_REQUIRE_SERVICES=1 (as CI runs them).
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ class Console:
     tiktok: TikTokDouble
     page: Page
     errors: list[str]
+    shots_dir: Path
 
     @property
     def url(self) -> str:
@@ -53,8 +56,12 @@ class Console:
         await self.page.evaluate("route => { location.hash = route }", hash_route)
 
     async def screenshot(self, name: str) -> None:
-        """Save the screen into docs/ (the README shows these)."""
-        await self.page.screenshot(path=str(DOCS / name), full_page=False)
+        """Take the screen; with GATEWAY_TEST_SCREENSHOTS=1 (`make screenshots`) save it into
+        docs/, which the README shows. Otherwise it goes to a temporary file, so an ordinary
+        test run leaves the work tree clean (the screens show timestamps, so they always differ).
+        """
+        target = DOCS if os.environ.get("GATEWAY_TEST_SCREENSHOTS") == "1" else self.shots_dir
+        await self.page.screenshot(path=str(target / name), full_page=False)
 
 
 @pytest.fixture
@@ -62,6 +69,7 @@ async def console(
     chromium: BrowserType,  # noqa: F811  (the imported fixture)
     make_gateway: MakeGateway,
     tiktok: TikTokDouble,
+    tmp_path: Path,
 ) -> AsyncIterator[Console]:
     browser = await launch_chromium(chromium)
     try:
@@ -72,7 +80,7 @@ async def console(
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.set_default_timeout(10_000)
             try:
-                yield Console(gw, tiktok, page, errors)
+                yield Console(gw, tiktok, page, errors, tmp_path)
             finally:
                 await context.close()
             assert errors == [], "the UI threw"
