@@ -66,6 +66,7 @@ class Load:
         rate: float = 0.0,
         only_events: bool = False,
         track_ids: bool = False,
+        batch_hits: int = 0,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -75,6 +76,11 @@ class Load:
         self.rate = rate
         self.track_ids = track_ids
         self.requests = workload.requests(only_events=only_events)
+        if batch_hits:
+            # Static /v1/batch bodies (the outage phase): no message id to fill in.
+            body = workload.batch_body(batch_hits)
+            self.requests = [workload.Request("/v1/batch", "application/json", body, b"")]
+        self.batch_hits = batch_hits
         self.cookies = workload.cookie_sets(workload.sealed_identity_cookie())
         self.n = 0
         self.latencies_us: list[float] = []
@@ -87,7 +93,7 @@ class Load:
         n = self.n
         req = self.requests[n % len(self.requests)]
         mid = f"b{time.time_ns() // 1000}-py-{n}"
-        body = req.pre + mid.encode() + req.post
+        body = req.pre if self.batch_hits else req.pre + mid.encode() + req.post
         headers = workload.headers_for(n, self.cookies)
         lines = [f"POST {req.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -171,6 +177,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--only-events", action="store_true")
     parser.add_argument("--track-ids", action="store_true")
+    parser.add_argument("--batch-hits", type=int, default=0, help="send /v1/batch bodies")
     args = parser.parse_args()
     load = Load(
         args.url,
@@ -179,6 +186,7 @@ def main() -> None:
         rate=args.rate,
         only_events=args.only_events,
         track_ids=args.track_ids,
+        batch_hits=args.batch_hits,
     )
     import uvloop
 

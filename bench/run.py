@@ -52,6 +52,7 @@ RESULTS = BENCH / "results"
 ALL_PHASES = ("compare", "sustained", "ratelimit", "workers", "outage", "micro", "profile")
 PIXEL = "CBENCHPIXEL000000001"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BATCH_DATA, BATCH_HITS = "batch.lua", 100  # the outage phase's /v1/batch bodies
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -478,6 +479,8 @@ class LoadGen:
                 "--rate",
                 str(rate),
             ]
+            if data_file.name == BATCH_DATA:
+                cmd += ["--batch-hits", str(BATCH_HITS)]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out_path = self.workdir / "loadgen.out"
         started = time.monotonic()
@@ -875,9 +878,9 @@ class Bench:
         self.sink.reset()
         self.sink.mode("503")
         batch_file = workload.write_lua_data(
-            self.workdir / "batch.lua",
+            self.workdir / BATCH_DATA,
             identity_cookie=workload.sealed_identity_cookie(),
-            batch_hits=100,
+            batch_hits=BATCH_HITS,
         )
         peak = {"rss_mb": 0.0}
         depth = {"now": 0}
@@ -1120,7 +1123,7 @@ def table(results: dict[str, Any]) -> str:
             f"| events per TikTok request | | {_med(g, 'events_per_request')} | |",
             f"| hit → TikTok p50 / p99 ms (steady) | | {_med(g, 'hit_to_tiktok_p50_ms')} / "
             f"{_med(g, 'hit_to_tiktok_p99_ms')} | |",
-            f"| wrk's CPU use % (of its core) | {_med(c, 'loadgen_cpu_pct')} | "
+            f"| load generator's CPU use % (of its core) | {_med(c, 'loadgen_cpu_pct')} | "
             f"{_med(g, 'loadgen_cpu_pct')} | |",
             f"| other load on the server's CPU % | {_med(c, 'other_load_on_server_cpu_pct')} | "
             f"{_med(g, 'other_load_on_server_cpu_pct')} | |",
