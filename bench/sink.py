@@ -6,7 +6,8 @@ whose `event_id` is a bench message id (`b<send time µs>-...`, see hits.lua) it
 from the hit's send to the event's arrival. Control endpoints for the harness:
 
     GET  /stats            counts since the last reset, batch sizes, hit-to-TikTok percentiles
-                           (?sent_before_us=T: only of hits sent before T, see Sink.stats)
+                           (?sent_before_us=T: only of hits sent before T, see Sink.stats;
+                           ?arrived_before_us=T: batch sizes of requests arrived before T)
     POST /reset            forget everything
     POST /mode?answer=503  answer every request with HTTP 503 (an outage); answer=ok to recover
     POST /track-ids?on=1   keep every event id, so /ids can prove none was lost or duplicated
@@ -56,6 +57,8 @@ class Sink:
         self.last_at: float | None = None
         self.latencies_ms = array.array("d")
         self.sent_us = array.array("d")  # the hit's send time, for each latency
+        self.request_at_us = array.array("d")  # each accepted request's arrival
+        self.request_events = array.array("l")  # and its number of events
         self.ids: list[str] = []
 
     async def track(self, request: web.Request) -> web.Response:
@@ -67,6 +70,8 @@ class Sink:
         body = _decoder.decode(raw)
         self.requests += 1
         self.events += len(body.data)
+        self.request_at_us.append(now * 1e6)
+        self.request_events.append(len(body.data))
         if self.first_at is None:
             self.first_at = now
         self.last_at = now
@@ -82,7 +87,9 @@ class Sink:
                     self.sent_us.append(float(stamp))
         return web.Response(body=_OK, content_type="application/json")
 
-    def stats(self, sent_before_us: float | None = None) -> dict[str, Any]:
+    def stats(
+        self, sent_before_us: float | None = None, arrived_before_us: float | None = None
+    ) -> dict[str, Any]:
         """Counts; hit-to-TikTok percentiles over every timed event, and over those whose hit
         was sent before `sent_before_us` (the harness passes the load's end less the batch wait:
         the last events of a run wait for a batch that no further traffic fills)."""
@@ -94,7 +101,14 @@ class Sink:
                 for lat, sent in zip(self.latencies_ms, self.sent_us, strict=True)
                 if sent < sent_before_us
             )
+        sizes = [
+            n
+            for at, n in zip(self.request_at_us, self.request_events, strict=True)
+            if arrived_before_us is None or at < arrived_before_us
+        ]
         return {
+            # Batches that left while the load ran (not the remainder drained after it).
+            "events_per_request_steady": sum(sizes) / len(sizes) if sizes else None,
             "requests": self.requests,
             "refused": self.refused,
             "events": self.events,
@@ -128,8 +142,11 @@ def create_app(sink: Sink) -> web.Application:
     app.router.add_post(PATH, sink.track)
 
     async def stats(request: web.Request) -> web.Response:
-        before = request.query.get("sent_before_us")
-        return web.json_response(sink.stats(float(before) if before else None))
+        sent = request.query.get("sent_before_us")
+        arrived = request.query.get("arrived_before_us")
+        return web.json_response(
+            sink.stats(float(sent) if sent else None, float(arrived) if arrived else None)
+        )
 
     async def reset(_: web.Request) -> web.Response:
         sink.reset()
