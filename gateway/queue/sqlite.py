@@ -278,9 +278,7 @@ class SQLiteQueue(Queue):
         chosen = None if ids is None else _int_ids(ids)
         return await self._writer.run(_replay, integration_id, chosen, now)
 
-    async def purge_dead_letters(
-        self, integration_id: str, ids: Sequence[int | str] | None
-    ) -> int:
+    async def purge_dead_letters(self, integration_id: str, ids: Sequence[int | str] | None) -> int:
         chosen = None if ids is None else _int_ids(ids)
         return await self._writer.run(_purge, integration_id, chosen)
 
@@ -443,8 +441,13 @@ def _claim(
         )
     return [
         ClaimedEvent(
-            id=r[0], event_id=r[1], event_name=r[2], event_time=r[3], payload=r[4],
-            attempts=r[5] + 1, enqueued_at=r[6],
+            id=r[0],
+            event_id=r[1],
+            event_name=r[2],
+            event_time=r[3],
+            payload=r[4],
+            attempts=r[5] + 1,
+            enqueued_at=r[6],
         )
         for r in rows
     ]
@@ -548,8 +551,10 @@ def _purge(conn: sqlite3.Connection, integration_id: str, ids: list[int] | None)
             )
             return cursor.rowcount
         return _each_chunk(
-            conn, "DELETE FROM dead_letters WHERE integration_id = ? AND id IN ({})",
-            integration_id, ids,
+            conn,
+            "DELETE FROM dead_letters WHERE integration_id = ? AND id IN ({})",
+            integration_id,
+            ids,
         )
 
 
@@ -579,8 +584,12 @@ def _stats(conn: sqlite3.Connection, integration_id: str) -> IntegrationStats:
     if row is None:
         return IntegrationStats(dead_lettered=dead)
     return IntegrationStats(
-        queued=row[0], delivered=row[1], failed=row[2], dead_lettered=dead,
-        last_error=row[3], last_success_at=row[4],
+        queued=row[0],
+        delivered=row[1],
+        failed=row[2],
+        dead_lettered=dead,
+        last_error=row[3],
+        last_success_at=row[4],
     )
 
 
@@ -608,16 +617,30 @@ def _drop_integration(conn: sqlite3.Connection, integration_id: str) -> None:
 def _event_row(event: NewEvent, now: float) -> EventRow:
     consent = None if event.consent is None else msgspec.json.encode(event.consent).decode()
     return (
-        event.integration_id, event.event_id, event.event_name, event.event_time,
-        event.payload, consent, now, now,
+        event.integration_id,
+        event.event_id,
+        event.event_name,
+        event.event_time,
+        event.payload,
+        consent,
+        now,
+        now,
     )
 
 
 def _dead_letter_from_row(row: Sequence[Any]) -> DeadLetter:
     return DeadLetter(
-        id=row[0], integration_id=row[1], event_id=row[2], event_name=row[3],
-        event_time=row[4], reason=row[5], answer=row[6], attempts=row[7],
-        first_attempt_at=row[8], last_attempt_at=row[9], dead_lettered_at=row[10],
+        id=row[0],
+        integration_id=row[1],
+        event_id=row[2],
+        event_name=row[3],
+        event_time=row[4],
+        reason=row[5],
+        answer=row[6],
+        attempts=row[7],
+        first_attempt_at=row[8],
+        last_attempt_at=row[9],
+        dead_lettered_at=row[10],
         consent=None if row[11] is None else _consent_decoder.decode(row[11]),
     )
 
