@@ -11,17 +11,16 @@ import functools
 import hmac
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from gateway import cookies
+from gateway import cookies, ids
 from gateway.assets import asset
-from gateway.cookies import Identity
+from gateway.cookies import Identity, IdentityCodec
 from gateway.crypto import sha256_hex
 from gateway.demo import handle_demo
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
@@ -46,6 +45,7 @@ from gateway.visitor import client_ip, is_https
 log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
+IDENTITY_CODEC = web.AppKey("identity_codec", IdentityCodec)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain", ""})
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
@@ -92,6 +92,7 @@ def create_collect_app(runtime: Runtime) -> web.Application:
         middlewares=[_error_middleware],
     )
     app[RUNTIME] = runtime
+    app[IDENTITY_CODEC] = IdentityCodec(runtime.cookie_box)
     endpoints: tuple[tuple[str, HitType], ...] = (
         ("/v1/t", "track"),
         ("/v1/p", "page"),
@@ -185,7 +186,7 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
     if origin and origin in route.source.allowed_origins:
         _add_cors(response, origin)
     if plan.any_allowed and not facts.from_server:
-        _set_cookies(response, runtime, route, facts, plan)
+        _set_cookies(response, request, route, facts, plan)
     return response
 
 
@@ -228,7 +229,7 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
-    identity = cookies.open_identity(runtime.cookie_box, raw_identity)
+    identity = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies),
         user_agent=headers.get("User-Agent"),
@@ -259,7 +260,7 @@ def _authenticate_server(authorization: str | None, route: Route) -> bool:
 def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: int) -> Plan:
     """Decide, hit by hit and integration by integration, what to store; no I/O here."""
     plan = Plan(identity=facts.identity)
-    plan.ttp = facts.ttp or (None if facts.from_server else cookies.new_id())
+    plan.ttp = facts.ttp or (None if facts.from_server else ids.new_uuid())
     plan.anonymous_id = facts.anonymous_id
     for hit in hits:
         _plan_hit(hit, route, facts, plan, max_age_days)
@@ -275,7 +276,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         plan.any_allowed = True
     anonymous_id = hit.anonymous_id or plan.anonymous_id
     if anonymous_id is None and not facts.from_server:
-        anonymous_id = cookies.new_id()
+        anonymous_id = ids.new_uuid()
     if plan.anonymous_id is None and not facts.from_server:
         plan.anonymous_id = anonymous_id
     if hit.type == "identify":
@@ -286,7 +287,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     if ttclid_clicked and allowed:
         plan.ttclid_clicked = ttclid_clicked
     context = HitContext(
-        event_id=hit.message_id or f"evt_{uuid.uuid4().hex}",
+        event_id=hit.message_id or ids.new_event_id(),
         event_time=_event_time(hit, facts, max_age_days),
         anonymous_id=anonymous_id,
         ttp=plan.ttp,
@@ -430,24 +431,30 @@ def _add_cors(response: web.StreamResponse, origin: str) -> None:
 
 
 def _set_cookies(
-    response: web.StreamResponse, runtime: Runtime, route: Route, facts: RequestFacts, plan: Plan
+    response: web.StreamResponse,
+    request: web.Request,
+    route: Route,
+    facts: RequestFacts,
+    plan: Plan,
 ) -> None:
-    domain = route.source.cookie_domain
-    public = cookies.cookie_attributes(secure=facts.secure, domain=domain, http_only=False)
-    private = cookies.cookie_attributes(secure=facts.secure, domain=domain, http_only=True)
-    if plan.ttp:
-        response.set_cookie(cookies.TTP, plan.ttp, max_age=cookies.THIRTEEN_MONTHS_S, **public)
-    if plan.anonymous_id:
-        response.set_cookie(
-            cookies.ANONYMOUS_ID, plan.anonymous_id, max_age=cookies.THIRTEEN_MONTHS_S, **private
+    def add(name: str, value: str, max_age: int, http_only: bool) -> None:
+        response.headers.add(
+            hdrs.SET_COOKIE,
+            cookies.set_cookie_value(
+                name, value, max_age, secure=facts.secure, domain=domain, http_only=http_only
+            ),
         )
+
+    domain = route.source.cookie_domain
+    if plan.ttp:
+        add(cookies.TTP, plan.ttp, cookies.THIRTEEN_MONTHS_S, http_only=False)
+    if plan.anonymous_id:
+        add(cookies.ANONYMOUS_ID, plan.anonymous_id, cookies.THIRTEEN_MONTHS_S, http_only=True)
     if plan.ttclid_clicked:
         # Written only on a click: its 30 days run from the click, not from the last visit.
-        response.set_cookie(
-            cookies.TTCLID, plan.ttclid_clicked, max_age=cookies.THIRTY_DAYS_S, **public
-        )
+        add(cookies.TTCLID, plan.ttclid_clicked, cookies.THIRTY_DAYS_S, http_only=False)
     if not plan.identity.empty:
         # Sealing costs an encryption: re-send the cookie as it came unless identify changed it.
         sealed = facts.identity_cookie if not plan.identity_changed else None
-        sealed = sealed or cookies.seal_identity(runtime.cookie_box, plan.identity)
-        response.set_cookie(cookies.IDENTITY, sealed, max_age=cookies.THIRTEEN_MONTHS_S, **private)
+        sealed = sealed or request.app[IDENTITY_CODEC].seal(plan.identity)
+        add(cookies.IDENTITY, sealed, cookies.THIRTEEN_MONTHS_S, http_only=True)

@@ -57,7 +57,8 @@ def consent_allows(
 class Router:
     def __init__(self, store: ConfigStore) -> None:
         self._store = store
-        self._cache = SimpleMemoryCache()
+        # No timeout: a memory lookup cannot hang, and aiocache's timeout costs a task per get.
+        self._cache = SimpleMemoryCache(timeout=None)
         self._version: int | None = None
         self._watcher: asyncio.Task[None] | None = None
 

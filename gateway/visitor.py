@@ -5,6 +5,7 @@ Pure functions over the peer address and the request headers; no aiohttp import.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 
@@ -40,9 +41,8 @@ def is_trusted(address: IPAddress, trusted: Sequence[Network]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
 
-def _forwarded_for_chain(headers: Mapping[str, str]) -> list[str] | None:
+def _forwarded_for_chain(forwarded: str | None, xff: str | None) -> list[str] | None:
     """The proxy chain, client first, from `Forwarded` (RFC 7239) or `X-Forwarded-For`."""
-    forwarded = headers.get("Forwarded")
     if forwarded:
         chain: list[str] = []
         for element in forwarded.split(",")[-MAX_FORWARDED_HOPS:]:
@@ -51,26 +51,34 @@ def _forwarded_for_chain(headers: Mapping[str, str]) -> list[str] | None:
                 if name.strip().lower() == "for":
                     chain.append(value)
         return chain
-    xff = headers.get("X-Forwarded-For")
     if xff:
         return xff.split(",")[-MAX_FORWARDED_HOPS:]
     return None
 
 
 def client_ip(
-    peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]
+    peer: str | None, headers: Mapping[str, str], trusted: tuple[Network, ...]
 ) -> str | None:
     """The visitor's address: the peer's, or, behind trusted proxies, the right-most untrusted hop.
 
     A forged header from an untrusted peer changes nothing. When a trusted proxy's header is
     unreadable the answer is None: better no IP than the proxy's own.
     """
+    return _client_ip(peer, headers.get("Forwarded"), headers.get("X-Forwarded-For"), trusted)
+
+
+# The same few proxies and visitors send hit after hit: parsing addresses is worth remembering.
+# Bounded, so a flood of made-up headers only evicts entries.
+@functools.lru_cache(maxsize=4096)
+def _client_ip(
+    peer: str | None, forwarded: str | None, xff: str | None, trusted: tuple[Network, ...]
+) -> str | None:
     peer_address = parse_ip(peer) if peer else None
     if peer_address is None:
         return None
     if not is_trusted(peer_address, trusted):
         return str(peer_address)
-    chain = _forwarded_for_chain(headers)
+    chain = _forwarded_for_chain(forwarded, xff)
     if chain is None:
         return str(peer_address)
     for hop in reversed(chain):
@@ -84,14 +92,19 @@ def client_ip(
     return str(first) if first is not None else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _peer_is_trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
+    peer_address = parse_ip(peer) if peer else None
+    return peer_address is not None and is_trusted(peer_address, trusted)
+
+
 def is_https(
-    scheme: str, peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]
+    scheme: str, peer: str | None, headers: Mapping[str, str], trusted: tuple[Network, ...]
 ) -> bool:
     """Whether the visitor's original request was HTTPS (so cookies get `Secure`)."""
     if scheme == "https":
         return True
-    peer_address = parse_ip(peer) if peer else None
-    if peer_address is None or not is_trusted(peer_address, trusted):
+    if not _peer_is_trusted(peer, trusted):
         return False
     proto = headers.get("X-Forwarded-Proto")
     if proto:

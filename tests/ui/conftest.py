@@ -9,7 +9,6 @@ GATEWAY_TEST_REQUIRE_SERVICES=1 (as CI runs them).
 from __future__ import annotations
 
 import os
-
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
