@@ -419,9 +419,9 @@ async def _set_aside(runtime: Runtime, plan: Plan, now: float) -> None:
 def _count(runtime: Runtime, hits: list[Hit], plan: Plan) -> None:
     metrics = runtime.metrics
     for hit in hits:
-        metrics.hits.labels(hit.type or "unknown").inc()
+        metrics.hit_counter(hit.type or "unknown").inc()
     for event in plan.events:
-        metrics.events_enqueued.labels(event.integration_id).inc()
+        metrics.enqueued_counter(event.integration_id).inc()
 
 
 def _add_cors(response: web.StreamResponse, origin: str) -> None:

@@ -34,6 +34,9 @@ class Metrics:
     integration_paused: Gauge = field(init=False)
     integration_send_rate: Gauge = field(init=False)
 
+    _hit_children: dict[str, Counter] = field(init=False, default_factory=dict)
+    _enqueued_children: dict[str, Counter] = field(init=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         r = self.registry
         self.hits = Counter(
@@ -107,6 +110,22 @@ class Metrics:
             ["integration"],
             registry=r,
         )
+
+    # `labels()` takes a lock and builds a key on every call; the hot path asks for the same
+    # few children on every hit, so they are remembered.
+    def hit_counter(self, hit_type: str) -> Counter:
+        child = self._hit_children.get(hit_type)
+        if child is None:
+            child = self._hit_children[hit_type] = self.hits.labels(hit_type)
+        return child
+
+    def enqueued_counter(self, integration_id: str) -> Counter:
+        child = self._enqueued_children.get(integration_id)
+        if child is None:
+            child = self._enqueued_children[integration_id] = self.events_enqueued.labels(
+                integration_id
+            )
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
