@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 
+from gateway.errors import NotFound
 from gateway.models import Integration, Source
 
 
@@ -57,6 +58,19 @@ class ConfigStore(abc.ABC):
     @abc.abstractmethod
     async def set_paused(self, integration_id: str, reason: str | None) -> None:
         """Pause (with a reason) or resume (None) without touching the rest of the record."""
+
+    async def require_source(self, source_id: str) -> Source:
+        """The source, or `NotFound` (e.g. deleted by another process between write and read)."""
+        source = await self.get_source(source_id)
+        if source is None:
+            raise NotFound("source", source_id)
+        return source
+
+    async def require_integration(self, integration_id: str) -> Integration:
+        integration = await self.get_integration(integration_id)
+        if integration is None:
+            raise NotFound("integration", integration_id)
+        return integration
 
     @abc.abstractmethod
     async def config_version(self) -> int:

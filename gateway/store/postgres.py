@@ -161,7 +161,7 @@ class PostgresConfigStore(ConfigStore):
             except asyncpg.UniqueViolationError:
                 raise _taken("source", source.id) from None
             await conn.execute(_BUMP)
-        return await self._get_source(source.id)
+        return await self.require_source(source.id)
 
     async def get_source(self, source_id: str) -> Source | None:
         row = await self._fetchrow(
@@ -185,7 +185,7 @@ class PostgresConfigStore(ConfigStore):
             if _changed(status) == 0:
                 raise NotFound("source", source.id)
             await conn.execute(_BUMP)
-        return await self._get_source(source.id)
+        return await self.require_source(source.id)
 
     async def delete_source(self, source_id: str) -> bool:
         # Its integrations go with it (ON DELETE CASCADE), in the same transaction.
@@ -208,7 +208,7 @@ class PostgresConfigStore(ConfigStore):
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound("source", integration.source_id) from None
             await conn.execute(_BUMP)
-        return await self._get_integration(integration.id)
+        return await self.require_integration(integration.id)
 
     async def get_integration(self, integration_id: str) -> Integration | None:
         row = await self._fetchrow(
@@ -242,7 +242,7 @@ class PostgresConfigStore(ConfigStore):
             if _changed(status) == 0:
                 raise NotFound("integration", integration.id)
             await conn.execute(_BUMP)
-        return await self._get_integration(integration.id)
+        return await self.require_integration(integration.id)
 
     async def delete_integration(self, integration_id: str) -> bool:
         return await self._change("DELETE FROM integrations WHERE id = $1", integration_id)
@@ -296,18 +296,6 @@ class PostgresConfigStore(ConfigStore):
             return await pending
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreError(f"postgresql: {type(exc).__name__}: {exc}") from exc
-
-    async def _get_source(self, source_id: str) -> Source:
-        source = await self.get_source(source_id)
-        if source is None:  # deleted by another replica between our write and this read
-            raise NotFound("source", source_id)
-        return source
-
-    async def _get_integration(self, integration_id: str) -> Integration:
-        integration = await self.get_integration(integration_id)
-        if integration is None:
-            raise NotFound("integration", integration_id)
-        return integration
 
     def _integration_row(self, integration: Integration) -> tuple[Any, ...]:
         return (

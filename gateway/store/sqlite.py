@@ -86,7 +86,7 @@ class SQLiteConfigStore(ConfigStore):
         await self._db.run(
             _insert, "sources", _SOURCE_COLUMNS, row, _taken("source", source.id)
         )
-        return await self._get_source(source.id)
+        return await self.require_source(source.id)
 
     async def get_source(self, source_id: str) -> Source | None:
         rows = await self._db.run(
@@ -109,7 +109,7 @@ class SQLiteConfigStore(ConfigStore):
             (*_source_row(source)[1:], _utc_now(), source.id),
             NotFound("source", source.id),
         )
-        return await self._get_source(source.id)
+        return await self.require_source(source.id)
 
     async def delete_source(self, source_id: str) -> bool:
         return await self._db.run(_delete_source, source_id)
@@ -127,7 +127,7 @@ class SQLiteConfigStore(ConfigStore):
             _taken("integration", integration.id),
             source_id=integration.source_id,
         )
-        return await self._get_integration(integration.id)
+        return await self.require_integration(integration.id)
 
     async def get_integration(self, integration_id: str) -> Integration | None:
         rows = await self._db.run(
@@ -156,7 +156,7 @@ class SQLiteConfigStore(ConfigStore):
             NotFound("integration", integration.id),
             source_id=integration.source_id,
         )
-        return await self._get_integration(integration.id)
+        return await self.require_integration(integration.id)
 
     async def delete_integration(self, integration_id: str) -> bool:
         return await self._db.run(
@@ -179,18 +179,6 @@ class SQLiteConfigStore(ConfigStore):
         return int(rows[0][0])
 
     # Rows <-> records
-
-    async def _get_source(self, source_id: str) -> Source:
-        source = await self.get_source(source_id)
-        if source is None:  # deleted by another process between our write and this read
-            raise NotFound("source", source_id)
-        return source
-
-    async def _get_integration(self, integration_id: str) -> Integration:
-        integration = await self.get_integration(integration_id)
-        if integration is None:
-            raise NotFound("integration", integration_id)
-        return integration
 
     def _integration_row(self, integration: Integration) -> tuple[Any, ...]:
         return (
