@@ -1234,12 +1234,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    try:
+        return _main(args, workdir)
+    finally:
+        # The outage phase leaves gigabytes of SQLite files there.
+        if not os.environ.get("BENCH_KEEP_WORKDIR"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _main(args: argparse.Namespace, workdir: Path) -> int:
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     unknown = sorted(set(phases) - set(ALL_PHASES))
     if unknown:
         raise SystemExit(f"unknown phase(s): {', '.join(unknown)}")
     pin = Pinning(enabled=not args.no_pin and (os.cpu_count() or 1) >= 2)
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     loadgen = choose_loadgen(args.loadgen, workdir, pin)
     identity = workload.sealed_identity_cookie()
     data_file = workload.write_lua_data(workdir / "hits.lua", identity_cookie=identity)
@@ -1300,8 +1309,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(results["table_md"])
     print(f"bench: results in {args.out}", flush=True)
-    if not os.environ.get("BENCH_KEEP_WORKDIR"):
-        shutil.rmtree(workdir, ignore_errors=True)
     if failed:
         print(f"bench: failed phases: {', '.join(failed)}", flush=True)
         return 1
