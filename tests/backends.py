@@ -165,3 +165,17 @@ async def config_store_factory(
 @pytest.fixture
 async def config_store(config_store_factory: OpenStore) -> ConfigStore:
     return await config_store_factory()
+
+
+@pytest.fixture
+async def shared_urls() -> AsyncIterator[dict[str, str]]:
+    """GATEWAY_QUEUE_URL and GATEWAY_DATABASE_URL on a key prefix and a schema of their own."""
+    require_service("Redis", REDIS_URL)
+    require_service("PostgreSQL", POSTGRES_URL)
+    prefix, schema = unique_name("q"), unique_name("s")
+    yield {
+        "GATEWAY_QUEUE_URL": f"{REDIS_URL}?prefix={prefix}",
+        "GATEWAY_DATABASE_URL": f"{POSTGRES_URL}?schema={schema}",
+    }
+    await drop_redis_prefix(prefix)
+    await drop_postgres_schema(schema)

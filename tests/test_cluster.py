@@ -11,22 +11,13 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.backends import (
-    POSTGRES_URL,
-    REDIS_URL,
-    drop_postgres_schema,
-    drop_redis_prefix,
-    require_service,
-    unique_name,
-)
-from tests.conftest import ADMIN_TOKEN
-from tests.test_cli import GatewayProcess, gateway_env, running_gateway
+from tests.processes import GatewayProcess, configure, gateway_env, running_gateway
 from tests.tiktok_double import Answer, RecordedRequest, TikTokDouble
 
 pytestmark = pytest.mark.slow
@@ -35,41 +26,14 @@ RATE, BURST = 40.0, 8
 
 
 @pytest.fixture
-async def shared_env() -> AsyncIterator[dict[str, str]]:
-    require_service("Redis", REDIS_URL)
-    require_service("PostgreSQL", POSTGRES_URL)
-    prefix, schema = unique_name("q"), unique_name("s")
-    yield {
-        "GATEWAY_QUEUE_URL": f"{REDIS_URL}?prefix={prefix}",
-        "GATEWAY_DATABASE_URL": f"{POSTGRES_URL}?schema={schema}",
+def shared_env(shared_urls: dict[str, str]) -> dict[str, str]:
+    return {
+        **shared_urls,
         # Every replica must open the tokens the others sealed.
         "GATEWAY_SECRET_KEY": "cluster-secret-key-0123456789-abcdefghij",
         "GATEWAY_BATCH_MAX_EVENTS": "10",
         "GATEWAY_BATCH_MAX_WAIT_MS": "20",
     }
-    await drop_redis_prefix(prefix)
-    await drop_postgres_schema(schema)
-
-
-async def configure(admin_url: str) -> None:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.post(
-            f"{admin_url}/v1/admin/sources",
-            json={"id": "src_test", "name": "Shop", "consent_default": "grant"},
-        ) as resp:
-            assert resp.status == 201, await resp.text()
-        config = {
-            "pixel_code": "CTESTPIXEL0000000001",
-            "access_token": "tok_0123456789",
-            "rate_limit_rps": RATE,
-            "rate_limit_burst": BURST,
-        }
-        async with session.post(
-            f"{admin_url}/v1/admin/integrations",
-            json={"source_id": "src_test", "vendor": "tiktok", "name": "TikTok", "config": config},
-        ) as resp:
-            assert resp.status == 201, await resp.text()
 
 
 async def fire(urls: list[str], acked: set[str], stop: asyncio.Event, offset: int) -> None:
@@ -123,7 +87,7 @@ async def test_three_replicas_one_killed_lose_nothing_and_share_the_limit(
             replicas.append(
                 await stack.enter_async_context(running_gateway(env, tmp_path / f"r{n}.log"))
             )
-        await configure(replicas[0].admin_url)
+        await configure(replicas[0].admin_url, rate_limit_rps=RATE, rate_limit_burst=BURST)
 
         acked: set[str] = set()
         stop = asyncio.Event()

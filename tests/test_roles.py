@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.test_cli import configure, gateway_env
+from tests.processes import configure, gateway_env
 from tests.tiktok_double import TikTokDouble
 
 pytestmark = pytest.mark.slow

@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from gateway.queue.redis import RedisQueue
 from gateway.store.postgres import PostgresConfigStore
-from tests.backends import (
-    POSTGRES_URL,
-    REDIS_URL,
-    drop_postgres_schema,
-    drop_redis_prefix,
-    require_service,
-    unique_name,
-)
 from tests.conftest import MakeGateway
 from tests.tiktok_double import TikTokDouble
-
-
-@pytest.fixture
-async def shared_urls() -> AsyncIterator[dict[str, str]]:
-    """GATEWAY_QUEUE_URL and GATEWAY_DATABASE_URL on a key prefix and a schema of their own."""
-    require_service("Redis", REDIS_URL)
-    require_service("PostgreSQL", POSTGRES_URL)
-    prefix, schema = unique_name("q"), unique_name("s")
-    yield {
-        "GATEWAY_QUEUE_URL": f"{REDIS_URL}?prefix={prefix}",
-        "GATEWAY_DATABASE_URL": f"{POSTGRES_URL}?schema={schema}",
-    }
-    await drop_redis_prefix(prefix)
-    await drop_postgres_schema(schema)
 
 
 async def test_gateway_on_redis_and_postgresql(
