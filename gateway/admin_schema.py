@@ -478,25 +478,25 @@ def selection_from_query(query: Mapping[str, str], ids: list[str]) -> dict[str, 
     return data
 
 
+def int_param(query: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """A whole-number query parameter within [low, high], or None when it is absent."""
+    raw = query.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid("invalid_type", f"{name} must be a whole number", name) from None
+    if not low <= value <= high:
+        raise Invalid("invalid_value", f"{name} must be between {low} and {high}", name)
+    return value
+
+
 def parse_page(query: Mapping[str, str]) -> tuple[int, int]:
     """`limit` (1..1000, default 100) and `offset` (>= 0, default 0) of a listing."""
-
-    def number(name: str, default: int, low: int, high: int) -> int:
-        raw = query.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise Invalid("invalid_type", f"{name} must be a whole number", name) from None
-        if not low <= value <= high:
-            raise Invalid("invalid_value", f"{name} must be between {low} and {high}", name)
-        return value
-
-    return (
-        number("limit", 100, 1, MAX_DEAD_LETTER_PAGE),
-        number("offset", 0, 0, 2**62),
-    )
+    limit = int_param(query, "limit", 1, MAX_DEAD_LETTER_PAGE)
+    offset = int_param(query, "offset", 0, 2**62)
+    return (100 if limit is None else limit, 0 if offset is None else offset)
 
 
 # ------------------------------------------------------------------------------ response shapes

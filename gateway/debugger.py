@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from gateway.admin_schema import Invalid, iso_utc
+from gateway.admin_schema import Invalid, int_param, iso_utc
 from gateway.errors import AdminError, NotFound
 from gateway.ledger import SIGNALS, Filters
 from gateway.runtime import Runtime
@@ -110,7 +110,7 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
         if await runtime.store.get_integration(integration_id) is None:
             raise NotFound("integration", integration_id)
         retention = runtime.settings.ledger_retention_hours
-        hours = _int_param(request.query, "hours", 1, retention) or retention
+        hours = int_param(request.query, "hours", 1, retention) or retention
         since = time.time() - hours * 3600
         quality = await runtime.ledger.match_quality(integration_id, since)
         signals = {
@@ -158,22 +158,9 @@ def parse_event_query(query: Mapping[str, str]) -> tuple[Filters, int, int | Non
         event=text("event"),
         event_id=text("event_id"),
     )
-    limit = _int_param(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    after = _int_param(query, "after", 0, 2**62)
+    limit = int_param(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+    after = int_param(query, "after", 0, 2**62)
     return filters, limit, after
-
-
-def _int_param(query: Mapping[str, str], name: str, low: int, high: int) -> int | None:
-    raw = query.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid("invalid_type", f"{name} must be a whole number", name) from None
-    if not low <= value <= high:
-        raise Invalid("invalid_value", f"{name} must be between {low} and {high}", name)
-    return value
 
 
 def _last_event_id(headers: Mapping[str, str]) -> int | None:

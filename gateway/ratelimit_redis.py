@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis
 import redis.asyncio as aioredis
-from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
@@ -25,6 +23,7 @@ from gateway.queue.redis import split_queue_url
 
 # The same floor and recovery as the local bucket, so both behave alike.
 from gateway.ratelimit import _MIN_RATE_SHARE, RECOVERY_S
+from gateway.redisconn import connect
 
 T = TypeVar("T")
 # A bucket nobody touched for a day is forgotten (a deleted integration's, typically).
@@ -118,15 +117,7 @@ class SharedBuckets:
         self._script: Any = None
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(
-            self._url,
-            decode_responses=False,
-            socket_connect_timeout=5,
-            socket_timeout=15,
-            driver_info=DriverInfo(lib_version=redis.__version__).add_upstream_driver(
-                "tiktok-event-gateway", "1"
-            ),
-        )
+        self._redis = connect(self._url)
         self._script = self._redis.register_script(_SCRIPT)
         await self._call(self._redis.ping())
 

@@ -32,15 +32,14 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
-import redis
 import redis.asyncio as aioredis
-from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.errors import QueueFull, StoreError
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
 from gateway.queue import redis_lua
 from gateway.queue.base import Queue
+from gateway.redisconn import connect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,17 +107,7 @@ class RedisQueue(Queue):
     # Lifecycle
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(
-            self._url,
-            decode_responses=False,
-            socket_connect_timeout=5,
-            socket_timeout=15,
-            # Named up front: left alone, redis-py reads its version from the package metadata
-            # (a file read on the event loop) for every new connection.
-            driver_info=DriverInfo(lib_version=redis.__version__).add_upstream_driver(
-                "tiktok-event-gateway", "1"
-            ),
-        )
+        self._redis = connect(self._url)
         names = (
             "ENQUEUE",
             "CLAIM",
