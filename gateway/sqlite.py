@@ -7,10 +7,12 @@ thread of its own and the event loop awaits its results.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -19,19 +21,37 @@ from gateway.errors import GatewayError, StoreError
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# What a connection's thread is asked to do: call `fn(*args)`, resolve `future` on `loop`.
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+# What it answers: the future, and (True, result) or (False, exception).
+_Done = tuple["asyncio.Future[Any]", bool, Any]
+
 
 class ThreadConnection:
     """A sqlite3 connection that lives on one dedicated thread; the event loop awaits results.
 
     sqlite3 calls block (disk I/O, waiting for another process's lock), so none runs on the
-    loop. A single worker thread also serialises this connection's use without locks.
+    loop. A single thread also serialises this connection's use without locks.
+
+    The hand-off is as cheap as it can be made: the loop puts a job on a `queue.SimpleQueue`
+    (no lock, condition or work item of an executor) and the thread answers through one
+    `call_soon_threadsafe` for every run of answers the loop has not collected yet, so a busy
+    loop is woken once for many results rather than once for each.
     """
 
     def __init__(self, path: Path, name: str, busy_timeout_s: float = 10.0) -> None:
         self._path = path
+        self._name = name
         self._busy_timeout_s = busy_timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # Answers the thread has made and the loop has not collected; deque appends and pops
+        # are atomic, so the two sides share it without a lock.
+        self._done: collections.deque[_Done] = collections.deque()
+        # True while a collection is scheduled on the loop (the thread then adds to `_done`
+        # only). A stale read can only cost an extra, empty collection.
+        self._scheduled = False
 
     async def open(self, query_only: bool = False) -> None:
         await self._submit(self._connect, query_only)
@@ -44,26 +64,72 @@ class ThreadConnection:
         sqlite3 errors become `StoreError` here, the one boundary with the driver; the gateway's
         own errors (QueueFull, Conflict, ...) raised inside `fn` pass through unchanged.
         """
-
-        def bound(conn: sqlite3.Connection) -> T:
-            return fn(conn, *args, **kwargs)
-
-        return await self._submit(self._call, bound)
+        if kwargs:
+            return await self._submit(self._call_kw, fn, args, kwargs)
+        return await self._submit(self._call, fn, *args)
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._submit(self._disconnect)
-        # Joining the thread blocks, so it happens off the loop.
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+            # Joining blocks (briefly: the thread has nothing left to do), so it happens off
+            # the loop.
+            await asyncio.to_thread(thread.join)
 
     async def _submit(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._thread.start()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, args, future, loop))
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await future
         except GatewayError:
             raise
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite ({self._path.name}): {exc}") from exc
+
+    # -- on the connection's thread ----------------------------------------------------------
+
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            fn, args, future, loop = job
+            if future.done():  # the caller was cancelled before the job started: skip it
+                continue
+            try:
+                done: _Done = (future, True, fn(*args))
+            except BaseException as exc:  # handed to the awaiting caller, whatever it is
+                done = (future, False, exc)
+            self._done.append(done)
+            if not self._scheduled:
+                self._scheduled = True
+                try:
+                    loop.call_soon_threadsafe(self._collect)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    self._scheduled = False
+                    self._done.clear()
+
+    # -- back on the loop --------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        # Cleared before draining: an answer added after the drain schedules a new collection.
+        self._scheduled = False
+        done = self._done
+        while done:
+            future, ok, value = done.popleft()
+            if future.done():  # cancelled while the job ran
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     def _connect(self, query_only: bool) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,10 +151,15 @@ class ThreadConnection:
         self._conn.close()
         self._conn = None
 
-    def _call(self, bound: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._conn is None:
             raise StoreError(f"sqlite ({self._path.name}) is closed")
-        return bound(self._conn)
+        return fn(self._conn, *args)
+
+    def _call_kw(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        if self._conn is None:
+            raise StoreError(f"sqlite ({self._path.name}) is closed")
+        return fn(self._conn, *args, **kwargs)
 
 
 @contextlib.contextmanager
