@@ -5,6 +5,10 @@
 --   BENCH_RATE  requests per second for the whole run; 0 or unset = as fast as possible
 --               (closed loop at wrk's -c connections). With a rate, each thread keeps its
 --               share on a fixed schedule (open loop, without wrk2's latency correction).
+--   BENCH_TID_BASE  added to the thread numbers in message ids, so that several wrk processes
+--               driving one cluster never write the same id (default 0)
+--   BENCH_QUANTILES  comma-separated percentiles: done() adds their latencies ("quantiles"),
+--               so that the harness can merge the distributions of several wrk processes
 --
 -- Each body's message id is "b<send time in microseconds>-<thread>-<n>", written just before
 -- the request is sent: the TikTok double reads it back from the event_id to time the trip.
@@ -24,11 +28,16 @@ end
 local data = dofile(os.getenv("BENCH_DATA"))
 local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
 local threads_total = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
+local tid_base = tonumber(os.getenv("BENCH_TID_BASE") or "0") or 0
+local quantiles = {}
+for p in string.gmatch(os.getenv("BENCH_QUANTILES") or "", "[^,]+") do
+    quantiles[#quantiles + 1] = tonumber(p)
+end
 
 local thread_count = 0
 function setup(thread)
     thread_count = thread_count + 1
-    thread:set("tid", thread_count)
+    thread:set("tid", tid_base + thread_count)
 end
 
 local n = 0
@@ -89,13 +98,21 @@ end
 
 function done(summary, latency, requests)
     local e = summary.errors
+    local tail = ""
+    if #quantiles > 0 then
+        local values = {}
+        for i, p in ipairs(quantiles) do
+            values[i] = string.format("%d", latency:percentile(p))
+        end
+        tail = ',"quantiles":[' .. table.concat(values, ",") .. "]"
+    end
     io.write(string.format(
         'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
         '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-        '"latency_us":{"mean":%.1f,"stdev":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p99_9":%d}}\n',
+        '"latency_us":{"mean":%.1f,"stdev":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p99_9":%d}%s}\n',
         summary.requests, summary.duration, summary.bytes,
         e.connect, e.read, e.write, e.status, e.timeout,
         latency.mean, latency.stdev, latency.max,
         latency:percentile(50), latency:percentile(90), latency:percentile(99),
-        latency:percentile(99.9)))
+        latency:percentile(99.9), tail))
 end

@@ -67,6 +67,8 @@ class Load:
         only_events: bool = False,
         track_ids: bool = False,
         batch_hits: int = 0,
+        tag: str = "py",
+        quantiles: tuple[float, ...] = (),
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -81,6 +83,8 @@ class Load:
             body = workload.batch_body(batch_hits)
             self.requests = [workload.Request("/v1/batch", "application/json", body, b"")]
         self.batch_hits = batch_hits
+        self.tag = tag  # in every message id: several clients on one cluster never repeat one
+        self.quantiles = quantiles
         self.cookies = workload.cookie_sets(workload.sealed_identity_cookie())
         self.n = 0
         self.latencies_us: list[float] = []
@@ -92,7 +96,7 @@ class Load:
         self.n += 1
         n = self.n
         req = self.requests[n % len(self.requests)]
-        mid = f"b{time.time_ns() // 1000}-py-{n}"
+        mid = f"b{time.time_ns() // 1000}-{self.tag}-{n}"
         body = req.pre if self.batch_hits else req.pre + mid.encode() + req.post
         headers = workload.headers_for(n, self.cookies)
         lines = [f"POST {req.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
@@ -164,6 +168,8 @@ class Load:
             },
             "loadgen_cpu_s": sum(os.times()[:2]) - cpu0,
         }
+        if self.quantiles:
+            result["quantiles"] = [pct(p) for p in self.quantiles]
         if self.track_ids:
             result["acked_ids"] = self.acked
         return result
@@ -178,6 +184,8 @@ def main() -> None:
     parser.add_argument("--only-events", action="store_true")
     parser.add_argument("--track-ids", action="store_true")
     parser.add_argument("--batch-hits", type=int, default=0, help="send /v1/batch bodies")
+    parser.add_argument("--tag", default="py", help="in every message id (b<µs>-<tag>-<n>)")
+    parser.add_argument("--quantiles", default="", help="comma-separated percentiles to report")
     args = parser.parse_args()
     load = Load(
         args.url,
@@ -187,6 +195,8 @@ def main() -> None:
         only_events=args.only_events,
         track_ids=args.track_ids,
         batch_hits=args.batch_hits,
+        tag=args.tag,
+        quantiles=tuple(float(p) for p in args.quantiles.split(",") if p),
     )
     import uvloop
 
