@@ -10,12 +10,14 @@ Phases (see bench/README.md for what each measures and how to read it):
     sustained  80% of the gateway's maximum, paced: backlog, hit-to-TikTok, p99 vs the ceiling
     ratelimit  the same load with TikTok's rate limit as the constraint: batch sizes
     workers    --workers 2 against 1, and an exact lost/duplicated check across workers
+    redis      SQLite, Redis + PostgreSQL with 1 replica and with 2 replicas, alternated
     outage     a million events queued while TikTok answers 503: the gateway's memory
     micro      the queue alone and the transformation alone (bench/micro.py)
     profile    py-spy on the gateway under load: where the time goes
 
 Pinning (with two or more CPUs): the server under test on CPU 0, wrk, the TikTok double and the
-profiler on CPU 1; the workers phase lets everything float on all CPUs (it says so).
+profiler on CPU 1; the workers phase and the redis phase's two replicas let everything float on
+all CPUs (they say so).
 """
 
 from __future__ import annotations
@@ -44,12 +46,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import workload
+from bench import shared, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-ALL_PHASES = ("compare", "sustained", "ratelimit", "workers", "outage", "micro", "profile")
+ALL_PHASES = (
+    "compare",
+    "sustained",
+    "ratelimit",
+    "workers",
+    "redis",
+    "outage",
+    "micro",
+    "profile",
+)
 PIXEL = "CBENCHPIXEL000000001"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_DATA, BATCH_HITS = "batch.lua", 100  # the outage phase's /v1/batch bodies
@@ -321,10 +332,14 @@ class GatewayProc:
     data_dir: Path
     integration_id: str = ""
     settings: dict[str, str] = field(default_factory=dict)
+    # Events queued when the queue is not the data dir's SQLite file (Redis: the prefix's count).
+    depth_fn: Callable[[], int] | None = None
     _db: sqlite3.Connection | None = None
 
     def depth(self) -> int:
         """Events queued, read from the queue's own counters (no request to the gateway)."""
+        if self.depth_fn is not None:
+            return self.depth_fn()
         if self._db is None:
             uri = f"file:{self.data_dir / 'queue.db'}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=5)
@@ -362,9 +377,11 @@ def start_gateway(
     settings: dict[str, str] | None = None,
     rate_limit_rps: float | None = None,
     rate_limit_burst: int | None = None,
+    configure: bool = True,
 ) -> GatewayProc:
     """A real `python -m gateway serve` on a fresh data dir, with the bench source and its
-    TikTok integration."""
+    TikTok integration (unless `configure` is False: a replica of a shared store that another
+    replica configured)."""
     data_dir = workdir / f"{name}-data"
     collect_port, admin_port = free_port(), free_port()
     env = python_env()
@@ -392,6 +409,8 @@ def start_gateway(
     )
     wait_http(f"{gateway.admin_url}/readyz", proc.process)
     wait_http(f"{gateway.collect_url}/healthz", proc.process)
+    if not configure:
+        return gateway
     token = workload.ADMIN_TOKEN
     http(
         "POST",
@@ -454,41 +473,7 @@ class LoadGen:
     ) -> dict[str, Any]:
         """Run the load; call `sample` every 0.5 s meanwhile; `stop_when` ends it early."""
         cpu_set = self.pin.client if cpus == "client" else cpus
-        env = python_env()
-        env.update({"BENCH_DATA": str(data_file), "BENCH_RATE": str(rate), "BENCH_THREADS": "1"})
-        if self.kind == "wrk":
-            duration = max(1, round(duration_s))
-            cmd = [
-                *self.pin.prefix(cpu_set),
-                "wrk",
-                f"-t{self.threads}",
-                f"-c{connections}",
-                f"-d{duration}s",
-                "--timeout",
-                "10s",
-                "--latency",
-                "-s",
-                str(BENCH / "hits.lua"),
-                url,
-            ]
-            env["BENCH_THREADS"] = str(self.threads)
-        else:
-            cmd = [
-                *self.pin.prefix(cpu_set),
-                sys.executable,
-                "-m",
-                "bench.pyload",
-                "--url",
-                url,
-                "--duration",
-                str(duration_s),
-                "--connections",
-                str(connections),
-                "--rate",
-                str(rate),
-            ]
-            if data_file.name == BATCH_DATA:
-                cmd += ["--batch-hits", str(BATCH_HITS)]
+        cmd, env = self._command(url, data_file, duration_s, connections, rate, cpu_set)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out_path = self.workdir / "loadgen.out"
         started = time.monotonic()
@@ -518,6 +503,138 @@ class LoadGen:
         result["loadgen_cpu_pct"] = round(100 * loadgen_cpu / elapsed, 1) if elapsed else None
         result["elapsed_s"] = round(elapsed, 3)
         return result
+
+    def _command(
+        self,
+        url: str,
+        data_file: Path,
+        duration_s: float,
+        connections: int,
+        rate: float,
+        cpu_set: str | None,
+        *,
+        tag: int = 0,
+        quantiles: bool = False,
+    ) -> tuple[list[str], dict[str, str]]:
+        """The load generator's command line and environment. `tag` keeps the message ids of
+        several generators on one cluster apart; `quantiles` asks for QUANTILE_GRID."""
+        env = python_env()
+        env.update({"BENCH_DATA": str(data_file), "BENCH_RATE": str(rate), "BENCH_THREADS": "1"})
+        grid = ",".join(f"{p:g}" for p in shared.QUANTILE_GRID) if quantiles else ""
+        if self.kind == "wrk":
+            duration = max(1, round(duration_s))
+            cmd = [
+                *self.pin.prefix(cpu_set),
+                "wrk",
+                f"-t{self.threads}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--timeout",
+                "10s",
+                "--latency",
+                "-s",
+                str(BENCH / "hits.lua"),
+                url,
+            ]
+            env["BENCH_THREADS"] = str(self.threads)
+            env["BENCH_TID_BASE"] = str(100 * tag)
+            env["BENCH_QUANTILES"] = grid
+            return cmd, env
+        cmd = [
+            *self.pin.prefix(cpu_set),
+            sys.executable,
+            "-m",
+            "bench.pyload",
+            "--url",
+            url,
+            "--duration",
+            str(duration_s),
+            "--connections",
+            str(connections),
+            "--rate",
+            str(rate),
+            "--tag",
+            f"py{tag}",
+        ]
+        if grid:
+            cmd += ["--quantiles", grid]
+        if data_file.name == BATCH_DATA:
+            cmd += ["--batch-hits", str(BATCH_HITS)]
+        return cmd, env
+
+    def drive_many(
+        self,
+        urls: list[str],
+        data_file: Path,
+        *,
+        duration_s: float,
+        connections: int,
+        cpus: str | None = "client",
+    ) -> dict[str, Any]:
+        """Closed-loop load on several servers at once (the replicas of a cluster): one load
+        generator process per URL, `connections` split evenly between them, started together.
+        Returns one result as `drive` does: requests and errors summed, the rate the sum of
+        each one's rate, latency percentiles of all requests together (merged from each
+        process's QUANTILE_GRID), and `parts` with each process's own result."""
+        cpu_set = self.pin.client if cpus == "client" else cpus
+        share = max(1, connections // len(urls))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        running = []
+        for index, url in enumerate(urls):
+            cmd, env = self._command(
+                url, data_file, duration_s, share, 0.0, cpu_set, tag=index + 1, quantiles=True
+            )
+            out_path = self.workdir / f"loadgen-{index}.out"
+            with out_path.open("wb") as out:
+                process = subprocess.Popen(
+                    cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+                )
+            running.append((process, out_path))
+        parts = []
+        for process, out_path in running:
+            process.wait(duration_s + 60)
+            text = out_path.read_text(errors="replace")
+            lines = [x for x in text.splitlines() if x.startswith("BENCH_JSON ")]
+            if not lines:
+                raise RuntimeError(f"the load generator printed no result:\n{text[-2000:]}")
+            parts.append(json.loads(lines[-1].removeprefix("BENCH_JSON ")))
+        elapsed = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        loadgen_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        requests = sum(int(x["requests"]) for x in parts)
+        rate = sum(x["requests"] / (x["duration_us"] / 1e6) for x in parts if x["duration_us"])
+        errors: dict[str, int] = {}
+        for x in parts:
+            for kind, count in x.get("errors", {}).items():
+                errors[kind] = errors.get(kind, 0) + count
+        tails = [(int(x["requests"]), x.get("quantiles") or []) for x in parts]
+        latency = {
+            key: shared.merged_percentile(tails, pct) or 0
+            for key, pct in (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
+        }
+        return {
+            "requests": requests,
+            # The duration that makes requests / duration the summed rate.
+            "duration_us": int(requests / rate * 1e6) if rate else 0,
+            "errors": errors,
+            "latency_us": latency,
+            "loadgen_cpu_s": round(loadgen_cpu, 3),
+            # Of one core, summed over the processes.
+            "loadgen_cpu_pct": round(100 * loadgen_cpu / elapsed, 1) if elapsed else None,
+            "elapsed_s": round(elapsed, 3),
+            "parts": [
+                {
+                    "requests": x["requests"],
+                    "hits_per_s": round(x["requests"] / (x["duration_us"] / 1e6), 1)
+                    if x["duration_us"]
+                    else None,
+                    "p99_ms": round(x["latency_us"]["p99"] / 1000, 3),
+                    "errors": sum(x.get("errors", {}).values()),
+                }
+                for x in parts
+            ],
+        }
 
 
 def choose_loadgen(wanted: str, workdir: Path, pin: Pinning) -> LoadGen:
@@ -567,6 +684,9 @@ class Bench:
     results: dict[str, Any]
     ceiling: tuple[Proc, str] | None = None
     gateways: list[GatewayProc] = field(default_factory=list)
+    # CPU that Redis and PostgreSQL spent for the redis phase: the run's "other load" leaves it
+    # out, as it leaves out the harness's own processes.
+    service_cpu_s: float = 0.0
 
     # helpers
 
@@ -885,6 +1005,251 @@ class Bench:
             "drained": drained,
         }
 
+    # The redis phase: the embedded default against Redis + PostgreSQL, 1 and 2 replicas.
+
+    REDIS_MODES = ("sqlite", "redis_1", "redis_2")
+
+    def phase_redis(self) -> dict[str, Any]:
+        a = self.args
+        services = shared.Services(a.redis_url, a.postgres_url)
+        reason = services.unreachable()
+        if reason is not None:
+            if shared.require_services():
+                raise RuntimeError(f"{reason} and GATEWAY_TEST_REQUIRE_SERVICES=1")
+            return {"skipped": reason}
+        redis0, pg0 = services.redis_cpu_s(), services.postgres_cpu_s()
+        started: list[GatewayProc] = []
+        try:
+            out = self._redis_modes(services, started)
+        finally:
+            # Stop the replicas before their keys and schema go, so none writes them again.
+            for gateway in started:
+                if gateway in self.gateways:
+                    self.retire(gateway)
+            pg1 = services.postgres_cpu_s()
+            self.service_cpu_s += services.redis_cpu_s() - redis0
+            self.service_cpu_s += pg1 - pg0 if pg0 is not None and pg1 is not None else 0.0
+            cleanup = services.close()
+        out["cleanup"] = cleanup
+        return out
+
+    def _redis_modes(self, services: shared.Services, started: list[GatewayProc]) -> dict[str, Any]:
+        a = self.args
+
+        def shared_gateway(name: str, prefix: str, schema: str, **kw: Any) -> GatewayProc:
+            gateway = self.gateway(name, settings=services.gateway_settings(prefix, schema), **kw)
+            gateway.depth_fn = lambda: services.depth(prefix)
+            started.append(gateway)
+            return gateway
+
+        sqlite_gw = self.gateway("gateway-redis-sqlite")
+        started.append(sqlite_gw)
+        prefix_1, schema_1 = services.names("r1")
+        one = shared_gateway("gateway-redis-r1", prefix_1, schema_1)
+        # Two replicas: nothing pinned (two CPUs cannot give two servers and the load each
+        # their own); the second replica reads the source and integration the first created.
+        prefix_2, schema_2 = services.names("r2")
+        two_a = shared_gateway("gateway-redis-r2a", prefix_2, schema_2, cpus=None)
+        two_b = shared_gateway("gateway-redis-r2b", prefix_2, schema_2, cpus=None, configure=False)
+        modes: dict[str, tuple[list[GatewayProc], str | None]] = {
+            "sqlite": ([sqlite_gw], "client"),
+            "redis_1": ([one], "client"),
+            "redis_2": ([two_a, two_b], None),
+        }
+        for targets, cpus in modes.values():  # warm-up: imports, first allocations, pools
+            self.loadgen.drive_many(
+                [g.collect_url for g in targets],
+                self.data_file,
+                duration_s=1,
+                connections=a.connections,
+                cpus=cpus,
+            )
+            self.drain(targets[0])
+        rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for index in range(a.rounds):
+            # Rotated: each mode takes each place in the order once every three rounds.
+            shift = index % len(self.REDIS_MODES)
+            for mode in self.REDIS_MODES[shift:] + self.REDIS_MODES[:shift]:
+                targets, cpus = modes[mode]
+                rounds[mode].append(self._cluster_round(services, targets, cpus))
+                self.settle()
+        integrity = self._cluster_integrity([two_a, two_b])
+
+        keys = [
+            "hits_per_s",
+            "p50_ms",
+            "p99_ms",
+            "p99_9_ms",
+            "cpu_us_per_hit",
+            "redis_cpu_us_per_hit",
+            "postgres_cpu_us_per_hit",
+            "all_cpu_us_per_hit",
+            "events_delivered_per_s",
+            "events_per_request_steady",
+            "hit_to_tiktok_p50_ms",
+            "hit_to_tiktok_p99_ms",
+            "events_per_hit",
+            "loadgen_cpu_pct",
+            "other_load_on_server_cpu_pct",
+            "other_load_pct",
+            "idle_gateways_cpu_pct",
+        ]
+        out: dict[str, Any] = {"events_per_hit_sent": round(workload.events_per_hit(), 4)}
+        for mode, (targets, _) in modes.items():
+            out[mode] = {k: spread([r.get(k) for r in rounds[mode]]) for k in keys}
+            out[mode]["errors"] = sum(r["errors"] for r in rounds[mode])
+            out[mode]["events_delivered"] = sum(r["events_delivered"] for r in rounds[mode])
+            out[mode]["drained"] = all(r["drained"] for r in rounds[mode])
+            out[mode]["peak_rss_mb"] = round(
+                sum(memory_mb(g.proc.pid)["peak_rss_mb"] for g in targets), 1
+            )
+        med = {m: {k: out[m][k]["median"] for k in keys} for m in modes}
+        out["ratios"] = {
+            "redis_1_vs_sqlite_throughput": ratio(
+                med["redis_1"]["hits_per_s"], med["sqlite"]["hits_per_s"]
+            ),
+            "redis_1_vs_sqlite_cpu_per_hit": ratio(
+                med["redis_1"]["cpu_us_per_hit"], med["sqlite"]["cpu_us_per_hit"]
+            ),
+            "redis_1_vs_sqlite_p99": ratio(med["redis_1"]["p99_ms"], med["sqlite"]["p99_ms"]),
+            "redis_2_vs_redis_1_throughput": ratio(
+                med["redis_2"]["hits_per_s"], med["redis_1"]["hits_per_s"]
+            ),
+            "redis_2_vs_sqlite_throughput": ratio(
+                med["redis_2"]["hits_per_s"], med["sqlite"]["hits_per_s"]
+            ),
+        }
+        out["integrity"] = integrity
+        out["rounds"] = rounds
+        out["redis"] = {**services.redis_info(), "url": services.redis_url}
+        out["postgres_url"] = services.postgres_url
+        out["pinning"] = {
+            "sqlite, redis_1": (
+                f"server on CPU {self.pin.server}; wrk and the TikTok double on CPU "
+                f"{self.pin.client}"
+                if self.pin.enabled
+                else "none"
+            ),
+            "redis_2": "none: both replicas, both load generators and the TikTok double float",
+            "redis and postgresql": "not pinned (the machine's services), on either CPU",
+        }
+        out["load"] = (
+            f"{a.connections} connections on one replica; {a.connections // 2} on each of two "
+            "replicas, one load generator process per replica, started together"
+        )
+        return out
+
+    def _cluster_round(
+        self, services: shared.Services, targets: list[GatewayProc], cpus: str | None
+    ) -> dict[str, Any]:
+        """One closed-loop round on one mode: the replicas' CPU until their events reached
+        TikTok, Redis' and PostgreSQL's CPU over the same window, and what else the machine
+        ran (busy CPU less this benchmark's processes and the two services)."""
+        a = self.args
+        pinned = cpus is not None and self.pin.enabled
+        self.sink.reset()
+        windows = [CpuWindow(g.proc.pid, self.pin.server if pinned else None) for g in targets]
+        idle = [g.proc.pid for g in self.gateways if g not in targets]
+        ours = [self.sink.proc.pid, *(g.proc.pid for g in self.gateways)]
+        t0, busy0, own0 = time.monotonic(), cpu_busy_s(), own_cpu_s()
+        ours0, idle0 = sum(cpu_seconds(pid) for pid in ours), sum(cpu_seconds(p) for p in idle)
+        redis0, pg0 = services.redis_cpu_s(), services.postgres_cpu_s()
+        result = self.loadgen.drive_many(
+            [g.collect_url for g in targets],
+            self.data_file,
+            duration_s=a.duration,
+            connections=a.connections,
+            cpus=cpus,
+        )
+        load_end, at_end = time.time(), self.sink.stats()
+        drained = self.drain(targets[0])  # replicas share the queue: its depth is theirs
+        closed = [w.close() for w in windows]
+        redis_s = services.redis_cpu_s() - redis0
+        pg1 = services.postgres_cpu_s()
+        pg_s = pg1 - pg0 if pg0 is not None and pg1 is not None else None
+        elapsed = time.monotonic() - t0
+        ours_s = sum(cpu_seconds(pid) for pid in ours) - ours0
+        idle_s = sum(cpu_seconds(pid) for pid in idle) - idle0
+        other = cpu_busy_s() - busy0 - (own_cpu_s() - own0) - ours_s - redis_s - (pg_s or 0.0)
+        cpu = sum(used for used, _ in closed)
+        summary = load_summary(result, (cpu, closed[0][1] if pinned else None))
+        summary.update(self._delivered(targets[0], load_end, at_end, summary["duration_s"]))
+        hits = summary["hits"] or 0
+        uses_services = targets[0].depth_fn is not None
+        if hits and uses_services:
+            summary["redis_cpu_us_per_hit"] = round(redis_s / hits * 1e6, 1)
+            if pg_s is not None:
+                summary["postgres_cpu_us_per_hit"] = round(pg_s / hits * 1e6, 1)
+        if hits:
+            summary["all_cpu_us_per_hit"] = round(
+                (cpu + (redis_s + (pg_s or 0.0) if uses_services else 0.0)) / hits * 1e6, 1
+            )
+            # Against the workload's events per hit: a cheap loss check on every round.
+            summary["events_per_hit"] = round(summary["events_delivered"] / hits, 4)
+        nproc = os.cpu_count() or 1
+        summary["other_load_pct"] = round(max(0.0, other) / (elapsed * nproc) * 100, 1)
+        # The other modes' gateways, idle meanwhile (polling their store, heartbeats).
+        summary["idle_gateways_cpu_pct"] = round(idle_s / elapsed * 100, 1)
+        summary["drained"] = drained
+        if len(result.get("parts", [])) > 1:
+            summary["replicas"] = result["parts"]
+        return summary
+
+    def _cluster_integrity(self, targets: list[GatewayProc]) -> dict[str, Any]:
+        """Exact accounting across replicas: a Python client per replica (each its own message
+        id tag) keeps every acknowledged id; drained, the double's ids must be those, once."""
+        self.sink.reset()
+        self.sink.track_ids(True)
+        processes = []
+        for index, gateway in enumerate(targets):
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.pyload",
+                "--url",
+                gateway.collect_url,
+                "--duration",
+                str(max(1.0, self.args.duration / 3)),
+                "--connections",
+                str(max(1, 32 // len(targets))),
+                "--only-events",
+                "--track-ids",
+                "--tag",
+                f"ck{index}",
+            ]
+            # To a file, not a pipe: a client blocked on a full pipe while the harness waits for
+            # the other would stall (and a non-blocking stdout would tear its output).
+            out_path = self.workdir / f"integrity-{index}.out"
+            with out_path.open("wb") as out:
+                process = subprocess.Popen(
+                    cmd, env=python_env(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+                )
+            processes.append((process, out_path))
+        acked: set[str] = set()
+        acknowledged = 0
+        for process, out_path in processes:
+            process.wait(120)
+            text = out_path.read_text(errors="replace")
+            if "BENCH_JSON " not in text:
+                raise RuntimeError(f"the integrity client printed no result:\n{text[-2000:]}")
+            result = json.loads(text.split("BENCH_JSON ", 1)[1])
+            acknowledged += len(result["acked_ids"])
+            acked.update(result["acked_ids"])
+        drained = self.drain(targets[0], timeout_s=60)
+        seen = self.sink.ids()
+        self.sink.track_ids(False)
+        delivered = set(seen["ids"])
+        return {
+            "replicas": len(targets),
+            "acknowledged": acknowledged,
+            "acknowledged_unique": len(acked),
+            "delivered_unique": len(delivered),
+            "lost": len(acked - delivered),
+            "duplicated": len(seen["duplicates"]),
+            "delivered_not_acknowledged": len(delivered - acked),
+            "drained": drained,
+        }
+
     def phase_outage(self) -> dict[str, Any]:
         a = self.args
         target = a.outage_events
@@ -1144,6 +1509,7 @@ def table(results: dict[str, Any]) -> str:
             f"{_med(g, 'other_load_on_server_cpu_pct')} | |",
             "",
         ]
+    lines += redis_table(results)
     rows = []
     s = _phase(results, "sustained")
     if s:
@@ -1175,6 +1541,15 @@ def table(results: dict[str, Any]) -> str:
             f"hits/s); {i['acknowledged']} acknowledged hits: {i['lost']} lost, "
             f"{i['duplicated']} duplicated |",
         ]
+    rd = _phase(results, "redis")
+    if rd and "integrity" in rd:
+        i, left = rd["integrity"], rd["cleanup"]
+        removed = not left["redis_keys_left"] and not left["postgres_schemas_left"]
+        rows += [
+            f"| Redis + PostgreSQL, {i['replicas']} replicas | {i['acknowledged']} acknowledged "
+            f"hits: {i['lost']} lost, {i['duplicated']} duplicated; the run's Redis keys and "
+            f"schemas removed: {_fmt(removed)} |",
+        ]
     o = _phase(results, "outage")
     if o:
         rows += [
@@ -1200,6 +1575,73 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def redis_table(results: dict[str, Any]) -> list[str]:
+    """The redis phase's side-by-side table (empty when it did not run; a line when skipped)."""
+    rd = results.get("redis")
+    if not isinstance(rd, dict) or "error" in rd:
+        return []
+    if "skipped" in rd:
+        return [f"Redis mode: skipped ({rd['skipped'].rstrip('.')}).", ""]
+    modes = ("sqlite", "redis_1", "redis_2")
+    sq, r1, r2 = (rd[m] for m in modes)
+    r = rd["ratios"]
+    info = rd["redis"]
+    rounds = len(rd["rounds"]["sqlite"])
+
+    def row(label: str, key: str, digits: int = 0, last: str = "") -> str:
+        return (
+            f"| {label} | " + " | ".join(_med(rd[m], key, digits) for m in modes) + f" | {last} |"
+        )
+
+    return [
+        f"Redis mode: median of {rounds} rounds of {results['config']['duration_s']} s, the "
+        "three modes rotated (± half the spread). SQLite and 1 replica: server on CPU 0, wrk on "
+        f"CPU 1, {results['config']['connections']} connections; 2 replicas: nothing pinned, "
+        f"one wrk of {results['config']['connections'] // 2} connections per replica. Redis "
+        f"{info.get('version')} (appendonly {info.get('appendonly')}) and PostgreSQL not "
+        "pinned.",
+        "",
+        "| | SQLite (embedded) | Redis + PostgreSQL, 1 replica | 2 replicas | |",
+        "|---|---:|---:|---:|---|",
+        row(
+            "hits/s",
+            "hits_per_s",
+            0,
+            f"1 replica / SQLite {_fmt(r['redis_1_vs_sqlite_throughput'], 2)}; "
+            f"2 / 1 replica {_fmt(r['redis_2_vs_redis_1_throughput'], 2)}",
+        ),
+        row("p50 ms", "p50_ms", 1),
+        row("p99 ms", "p99_ms", 1, f"1 replica / SQLite {_fmt(r['redis_1_vs_sqlite_p99'], 2)}"),
+        row("p99.9 ms", "p99_9_ms", 1),
+        row(
+            "gateway CPU µs per hit",
+            "cpu_us_per_hit",
+            0,
+            f"1 replica / SQLite {_fmt(r['redis_1_vs_sqlite_cpu_per_hit'], 2)}",
+        ),
+        row("+ Redis CPU µs per hit", "redis_cpu_us_per_hit"),
+        row("+ PostgreSQL CPU µs per hit", "postgres_cpu_us_per_hit"),
+        row("= all server-side CPU µs per hit", "all_cpu_us_per_hit"),
+        "| peak RSS MB (all replicas) | "
+        + " | ".join(_fmt(rd[m]["peak_rss_mb"]) for m in modes)
+        + " | |",
+        row("events delivered/s", "events_delivered_per_s"),
+        row("events per TikTok request (while loaded)", "events_per_request_steady"),
+        row(
+            "events delivered per hit answered",
+            "events_per_hit",
+            3,
+            f"sent: {_fmt(rd['events_per_hit_sent'], 3)} (+ the hits in flight at the end)",
+        ),
+        row("hit → TikTok p50 ms (steady)", "hit_to_tiktok_p50_ms"),
+        row("hit → TikTok p99 ms (steady)", "hit_to_tiktok_p99_ms"),
+        row("load generators' CPU % (of one core)", "loadgen_cpu_pct"),
+        row("other load on the machine % (all CPUs)", "other_load_pct"),
+        f"| errors | {sq['errors']} | {r1['errors']} | {r2['errors']} | |",
+        "",
+    ]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -1218,6 +1660,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outage-drain-s", type=float, default=10.0)
     parser.add_argument("--micro-seconds", type=float, default=2.0)
     parser.add_argument("--profile-duration", type=float, default=15.0)
+    parser.add_argument("--redis-url", default=shared.REDIS_URL, help="the redis phase's Redis")
+    parser.add_argument(
+        "--postgres-url", default=shared.POSTGRES_URL, help="the redis phase's PostgreSQL"
+    )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -1298,7 +1744,7 @@ def _main(args: argparse.Namespace, workdir: Path) -> int:
     # What the machine did besides this benchmark (other jobs, steal): busy CPU time minus the
     # CPU time of this harness and all its processes, as a share of all CPUs over the run.
     wall = time.monotonic() - wall0
-    other = cpu_busy_s() - busy0 - (own_cpu_s() - own0)
+    other = cpu_busy_s() - busy0 - (own_cpu_s() - own0) - bench.service_cpu_s
     nproc = results["machine"]["nproc"] or 1
     results["machine"]["other_load_pct"] = round(max(0.0, other) / (wall * nproc) * 100, 1)
     results["busy_machine"] = results["machine"]["other_load_pct"] > 5.0
