@@ -207,7 +207,7 @@ async def _changed(
     paused = integration.state is IntegrationState.PAUSED
     runtime.metrics.integration_paused.labels(integration.id).set(1 if paused else 0)
     if wake and integration.state is IntegrationState.ACTIVE and runtime.worker is not None:
-        runtime.worker.notify(integration.id)
+        runtime.worker.wake(integration.id)
 
 
 def _forget(runtime: Runtime, integration_id: str) -> None:
@@ -468,7 +468,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         else []
     )
     if replayed and runtime.worker is not None:
-        runtime.worker.notify(integration.id)
+        runtime.worker.wake(integration.id)
     # The debugger shows them queued again until the worker has sent them.
     runtime.ledger.settle(
         outcomes(integration.id, replayed, QUEUED, time.time(), reason="replayed from dead letters")

@@ -18,6 +18,13 @@ After a few requests in a row failed on TikTok's side, a lane stops walking thro
 it sends one batch per (jittered, growing) backoff period until one is accepted, so a long outage
 costs a trickle of probes, not a retry storm (`ratelimit.Pacing`).
 
+A lane does not ask the store after every enqueue. The queue tells the worker what this process
+committed (`Queue.add_enqueue_listener`); the lane adds that to what the store said when it last
+asked, and looks again only when a batch is due by that reckoning (full, or its oldest has waited
+`batch_max_wait_ms`), when its wait is over, and at least every sweep interval while a batch
+fills (other processes' events, expired leases). Every decision is still taken on a fresh
+`ready_info`; the reckoning only decides when to ask.
+
 Events older than `event_max_age_days` are dead-lettered ("too_old") instead of sent. A lease
 that is neither acked, released nor dead-lettered when a batch ends (or the worker stops) is
 released without error, so nothing is lost and no attempt is held against it.
@@ -71,6 +78,15 @@ class _Lane(Holding):
     bucket: TokenBucket | None = None  # shared with the lanes before it (the worker keeps it)
     # True from claim to the end of a batch (drain must not mistake a claim for an empty queue).
     busy: bool = False
+    # Events this process enqueued since the lane last asked the store, and the first one's
+    # enqueue time.
+    local_count: int = 0
+    local_oldest: float | None = None
+    # While the lane waits for a batch: what the store said (ready events), the clock time
+    # before which pacing lets nothing leave, and when the lane will look again.
+    known_ready: int = 0
+    not_before: float = 0.0
+    sleeping_until: float | None = None
 
 
 class DeliveryWorker:
@@ -123,6 +139,8 @@ class DeliveryWorker:
         self._max_age_s = settings.event_max_age_days * _DAY_S
 
         self._lanes: dict[str, _Lane] = {}
+        # True once the queue tells this worker what this process enqueues (see the module doc).
+        self._told = False
         self._pacing = Pacing(
             clock=clock,
             monotonic=monotonic,
@@ -162,6 +180,7 @@ class DeliveryWorker:
             log.info("took back %d events leased by a delivery worker that stopped", recovered)
         self._started = True
         self._stopping.clear()
+        self._told = self._queue.add_enqueue_listener(self._enqueued)
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery-supervisor")
 
     async def stop(self, timeout_s: float | None = None) -> None:
@@ -171,6 +190,8 @@ class DeliveryWorker:
         """
         timeout = self._stop_timeout_s if timeout_s is None else timeout_s
         self._stopping.set()
+        self._queue.remove_enqueue_listener(self._enqueued)
+        self._told = False
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -190,7 +211,21 @@ class DeliveryWorker:
         self._started = False
 
     def notify(self, integration_id: str) -> None:
-        """Events were enqueued for this integration: make sure a lane serves it, now."""
+        """Events were enqueued for this integration: make sure a lane serves it.
+
+        When the queue tells the worker what it committed, the lane already knows and decides
+        itself whether a batch is due; otherwise the lane looks at the store now.
+        """
+        if not self._started or self._stopping.is_set():
+            return
+        lane = self._lanes.get(integration_id)
+        if lane is None:
+            self._start_lane(integration_id)
+        elif not self._told:
+            lane.wake.set()
+
+    def wake(self, integration_id: str) -> None:
+        """Look at this integration's events now (they were replayed, it was resumed)."""
         if not self._started or self._stopping.is_set():
             return
         lane = self._lanes.get(integration_id)
@@ -198,6 +233,31 @@ class DeliveryWorker:
             self._start_lane(integration_id)
         else:
             lane.wake.set()
+
+    def _enqueued(self, integration_id: str, count: int, enqueued_at: float) -> None:
+        """The queue committed `count` events of this process for the integration."""
+        if not self._started or self._stopping.is_set():
+            return
+        lane = self._lanes.get(integration_id)
+        if lane is None:
+            self._start_lane(integration_id)  # its first step asks the store
+            return
+        lane.local_count += count
+        if lane.local_oldest is None:
+            lane.local_oldest = enqueued_at
+        # Busy with a batch, or paused: it asks the store before it waits again.
+        if lane.sleeping_until is not None and self._due_sooner(lane, lane.sleeping_until):
+            lane.wake.set()
+
+    def _due_sooner(self, lane: _Lane, until: float) -> bool:
+        """Whether, with what this process enqueued, the lane's batch is due before `until`."""
+        if lane.local_oldest is None:
+            return False
+        if lane.known_ready + lane.local_count >= self._max_events:
+            due = self._clock()
+        else:
+            due = lane.local_oldest + self._max_wait_s
+        return max(due, lane.not_before) < until
 
     def refresh(self) -> None:
         """Forget cached integration configs (the admin API resumed or changed one)."""
@@ -275,10 +335,13 @@ class DeliveryWorker:
 
     async def _step(self, lane: _Lane) -> bool:
         """Wait for, or send, one batch. False when the integration has no events left."""
+        # What the store says from here on includes every commit the queue has told of.
+        lane.local_count = 0
+        lane.local_oldest = None
         info = await self._queue.ready_info(lane.integration_id, self._clock())
         if info.ready == 0 and info.next_retry_at is None:
-            # Nothing queued; a notify that arrived meanwhile means there is again.
-            return lane.wake.is_set()
+            # Nothing queued; a notify or an enqueue that arrived meanwhile means there is again.
+            return lane.wake.is_set() or lane.local_count > 0
         integration = await self._configs.get(lane.integration_id)
         if not _is_active(integration):
             # A resume must not wait for the cache: look again in the store itself.
@@ -290,12 +353,33 @@ class DeliveryWorker:
         lane.bucket = self._pacing.bucket(
             lane.integration_id, config.rate_limit_rps, config.rate_limit_burst
         )
-        delay = max(self._batch_delay(info), self._pacing.wait_s(lane.integration_id))
-        if delay > 0:
-            await self._sleep(lane, delay)
+        batch_delay = self._batch_delay(info)
+        pacing_delay = self._pacing.wait_s(lane.integration_id)
+        if batch_delay > 0 or pacing_delay > 0:
+            await self._wait_for_batch(lane, info.ready, batch_delay, pacing_delay)
             return True
         await self._run_batch(lane, integration)
         return True
+
+    async def _wait_for_batch(
+        self, lane: _Lane, ready: int, batch_delay: float, pacing_delay: float
+    ) -> None:
+        """Sleep until the batch is due; `_enqueued` wakes the lane if it becomes due sooner."""
+        delay = max(batch_delay, pacing_delay)
+        if self._told and pacing_delay < batch_delay:
+            # This process's enqueues are told of, other processes' events and expired leases
+            # are not: while a batch fills, look at the store at least every sweep interval.
+            delay = min(delay, max(self._sweep_interval_s, pacing_delay))
+        now = self._clock()
+        lane.known_ready = ready
+        lane.not_before = now + pacing_delay
+        if self._due_sooner(lane, now + delay):  # enqueued while the lane asked the store
+            return
+        lane.sleeping_until = now + delay
+        try:
+            await self._sleep(lane, delay)
+        finally:
+            lane.sleeping_until = None
 
     def _batch_delay(self, info: ReadyInfo) -> float:
         """Seconds until a batch is due: full, or its oldest ready event has waited enough."""

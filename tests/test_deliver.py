@@ -196,7 +196,10 @@ class Harness:
         integration_id: str = INTEGRATION,
         event_time: int | None = None,
         chunk: int = 250,
+        queue: SQLiteQueue | None = None,
     ) -> list[str]:
+        """Enqueue `count` events through `queue` (another process's, say), by default the
+        worker's own; `notify` the worker after each chunk when it is given."""
         ids = [f"evt_{next(_ids):06d}" for _ in range(count)]
         for start in range(0, count, chunk):
             events = [
@@ -209,7 +212,7 @@ class Harness:
                 )
                 for eid in ids[start : start + chunk]
             ]
-            await self.queue.enqueue(events)
+            await (queue or self.queue).enqueue(events)
             if worker is not None:
                 worker.notify(integration_id)
         return ids
@@ -284,11 +287,58 @@ async def test_partial_batch_leaves_after_max_wait(h: Harness) -> None:
 async def test_sweep_finds_events_without_notify(h: Harness) -> None:
     await h.add_integration()
     worker = await h.start_worker()
-    ids = await h.enqueue(5)  # enqueued by another process: no notify
+    other = SQLiteQueue(h.queue.path, 1_000_000)  # another process's queue: nobody is told
+    await other.open()
+    try:
+        ids = await h.enqueue(5, queue=other)
+    finally:
+        await other.close()
 
     await worker.drain(timeout_s=10)
 
     assert sorted(h.tiktok.accepted_ids()) == ids
+
+
+async def test_other_processes_events_fill_a_waiting_batch(h: Harness) -> None:
+    """A lane waiting for a batch looks at the store every sweep interval, not only when the
+    batch wait is over: a batch filled by another process leaves full, long before that."""
+    await h.add_integration()
+    worker = await h.start_worker(batch_max_events=100, batch_max_wait_ms=600_000)
+    first = await h.enqueue(1, worker)  # a lane now waits (ten minutes) for more
+    other = SQLiteQueue(h.queue.path, 1_000_000)
+    await other.open()
+    try:
+        ids = first + await h.enqueue(99, queue=other)
+    finally:
+        await other.close()
+
+    await h.tiktok.wait_for(lambda: len(h.tiktok.accepted) == 100, timeout=10)
+
+    assert [len(r.events) for r in h.tiktok.requests] == [100]
+    assert sorted(h.tiktok.accepted_ids()) == sorted(ids)
+
+
+async def test_a_lane_does_not_ask_the_store_after_every_enqueue(h: Harness) -> None:
+    """The queue tells the worker what this process committed; the lane asks the store when
+    that makes a batch due (here: full), not once per enqueue."""
+    await h.add_integration()
+    worker = await h.start_worker(batch_max_events=100, batch_max_wait_ms=600_000)
+    asked = 0
+    ready_info = h.queue.ready_info
+
+    async def counting(integration_id: str, now: float) -> Any:
+        nonlocal asked
+        asked += 1
+        return await ready_info(integration_id, now)
+
+    h.queue.ready_info = counting  # type: ignore[method-assign]
+    ids = await h.enqueue(200, worker, chunk=1)  # one event per call, as one hit per request
+
+    await h.tiktok.wait_for(lambda: len(h.tiktok.accepted) == 200, timeout=10)
+
+    assert [len(r.events) for r in h.tiktok.requests] == [100, 100]
+    assert sorted(h.tiktok.accepted_ids()) == sorted(ids)
+    assert asked < 50  # one per batch and per sweep interval, not 200
 
 
 async def test_test_event_code_is_sent(h: Harness) -> None:

@@ -9,9 +9,13 @@ counted failed) or `dead_letter` (kept aside with the reason until replayed or p
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+
+# Told, on the event loop, after each commit of this queue instance's enqueues: the integration,
+# how many of its events the commit stored, and the enqueue time of the first of them.
+EnqueueListener = Callable[[str, int, float], None]
 
 
 class Queue(abc.ABC):
@@ -33,6 +37,18 @@ class Queue(abc.ABC):
         bytes the queue takes in its storage where the backend measures them (`size_bytes`).
         Nothing of that call is stored then. Concurrent callers share commits (group commit).
         """
+
+    def add_enqueue_listener(self, listener: EnqueueListener) -> bool:
+        """Be told of every commit of this instance's enqueues (see `EnqueueListener`), so a
+        delivery worker in the same process knows what arrives without asking `ready_info`.
+
+        False when this backend does not tell; the caller must then ask the store.
+        """
+        return False
+
+    def remove_enqueue_listener(self, listener: EnqueueListener) -> None:
+        """Stop telling `listener` (nothing happens when it was not added)."""
+        del listener  # this backend tells nobody
 
     @abc.abstractmethod
     async def ready_info(self, integration_id: str, now: float) -> ReadyInfo:

@@ -14,6 +14,7 @@ commit is in flight share the next one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,11 +26,13 @@ import msgspec
 
 from gateway.errors import QueueFull, StoreError
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
-from gateway.queue.base import Queue
+from gateway.queue.base import EnqueueListener, Queue
 from gateway.sqlite import ThreadConnection, immediate, snapshot
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -149,6 +152,20 @@ class SQLiteQueue(Queue):
         self._pending: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._listeners: list[EnqueueListener] = []
+
+    @property
+    def events_per_commit(self) -> float:
+        """Mean events stored per group commit so far (0 before the first)."""
+        return self.enqueued / self.commits if self.commits else 0.0
+
+    def add_enqueue_listener(self, listener: EnqueueListener) -> bool:
+        self._listeners.append(listener)
+        return True
+
+    def remove_enqueue_listener(self, listener: EnqueueListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     async def open(self) -> None:
         await self._writer.open()
@@ -209,6 +226,8 @@ class SQLiteQueue(Queue):
         if any(accepted):
             self.commits += 1
             self.enqueued += sum(len(c.rows) for c, ok in zip(calls, accepted, strict=True) if ok)
+            if self._listeners:
+                self._tell_listeners([c for c, ok in zip(calls, accepted, strict=True) if ok])
         for call, ok in zip(calls, accepted, strict=True):
             if call.future.done():
                 continue
@@ -216,6 +235,24 @@ class SQLiteQueue(Queue):
                 call.future.set_result(None)
             else:
                 call.future.set_exception(QueueFull())
+
+    def _tell_listeners(self, calls: list[_Waiting]) -> None:
+        counts: dict[str, int] = {}
+        first: dict[str, float] = {}
+        for call in calls:  # in arrival order: the first row seen is the oldest
+            for row in call.rows:
+                integration_id = row[0]
+                if integration_id in counts:
+                    counts[integration_id] += 1
+                else:
+                    counts[integration_id] = 1
+                    first[integration_id] = row[6]
+        for listener in list(self._listeners):
+            for integration_id, count in counts.items():
+                try:
+                    listener(integration_id, count, first[integration_id])
+                except Exception:  # the events are stored: a listener's failure is not the caller's
+                    log.exception("enqueue listener failed")
 
     # Leases
 
