@@ -1,6 +1,6 @@
 """The benchmark: the gateway against the bare aiohttp + uvloop ceiling, side by side.
 
-    make bench                       # everything, ~7 minutes; writes bench/results/latest.json
+    make bench                       # everything, ~10 minutes; writes bench/results/latest.json
     python -m bench.run --phases compare --rounds 3 --duration 10
     python -m bench.run --smoke      # a few seconds of each phase (what tests/test_bench.py runs)
 
