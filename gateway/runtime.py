@@ -160,6 +160,8 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
         queue = _open_queue(settings)
         await queue.open()
         stack.push_async_callback(queue.close)
+        if isinstance(queue, SQLiteQueue):
+            metrics.registry.register(queue.commit_metrics())
 
         ledger = _open_ledger(settings)
         await ledger.open()

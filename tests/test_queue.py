@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gateway.errors import QueueFull
 from gateway.models import ClaimedEvent, IntegrationStats, NewEvent, ReadyInfo
@@ -94,6 +96,31 @@ async def test_expired_lease_makes_events_claimable_again(queue: Queue) -> None:
     again = await queue.claim(A, 10, now + 31, lease_s=30)
     assert [c.id for c in again] == [c.id for c in claimed]
     assert [c.attempts for c in again] == [2, 2]
+
+
+async def test_sqlite_tells_listeners_what_each_commit_stored(tmp_path: Path) -> None:
+    queue = SQLiteQueue(tmp_path / "q.db", 4)
+    await queue.open()
+    told: list[tuple[str, int, float]] = []
+    registry = CollectorRegistry()
+    registry.register(queue.commit_metrics())
+    try:
+        assert queue.add_enqueue_listener(lambda *args: told.append(args))
+        before = time.time()
+        await asyncio.gather(queue.enqueue([event(1), event(2, B)]), queue.enqueue([event(3)]))
+        with pytest.raises(QueueFull):  # refused: nobody is told
+            await queue.enqueue([event(4), event(5)])
+
+        counts: dict[str, int] = {}
+        for integration_id, count, enqueued_at in told:
+            counts[integration_id] = counts.get(integration_id, 0) + count
+            assert before <= enqueued_at <= time.time()
+        assert counts == {A: 2, B: 1}
+        assert registry.get_sample_value("gateway_queue_committed_events_total") == 3
+        assert registry.get_sample_value("gateway_queue_commits_total") == queue.commits
+        assert queue.events_per_commit == 3 / queue.commits
+    finally:
+        await queue.close()
 
 
 async def test_recover_leases_returns_a_dead_workers_events_at_once(queue: Queue) -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from gateway.errors import QueueFull, StoreError
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
@@ -158,6 +160,12 @@ class SQLiteQueue(Queue):
     def events_per_commit(self) -> float:
         """Mean events stored per group commit so far (0 before the first)."""
         return self.enqueued / self.commits if self.commits else 0.0
+
+    def commit_metrics(self) -> Collector:
+        """Prometheus counters of the group commits (read at scrape time, nothing per hit):
+        `gateway_queue_commits_total` and `gateway_queue_committed_events_total`; their rates'
+        ratio is the events per commit."""
+        return _CommitCollector(self)
 
     def add_enqueue_listener(self, listener: EnqueueListener) -> bool:
         self._listeners.append(listener)
@@ -342,6 +350,23 @@ class SQLiteQueue(Queue):
 
     async def recover_leases(self, now: float) -> int:
         return await self._writer.run(_recover_leases, now)
+
+
+class _CommitCollector(Collector):
+    def __init__(self, queue: SQLiteQueue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "gateway_queue_commits",
+            "Group commits of enqueued events by this process",
+            value=self._queue.commits,
+        )
+        yield CounterMetricFamily(
+            "gateway_queue_committed_events",
+            "Events stored by this process's group commits",
+            value=self._queue.enqueued,
+        )
 
 
 # --- What runs on the connection threads -------------------------------------------------------
