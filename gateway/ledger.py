@@ -8,7 +8,11 @@ kept from an integration gets a record too, so "why was nothing sent?" has an an
 Nothing here is on the hot path's critical section: `observe` and `settle` append to a buffer
 in memory and return; a background task writes the buffer in batches. A record still in the
 buffer when the process dies is lost. That is accepted: the ledger is a debugging aid, not the
-queue (the queue alone decides what is delivered).
+queue (the queue alone decides what is delivered). The buffer is bounded by bytes
+(`MAX_BUFFERED_BYTES`): when the writer falls behind (a flood of hits during an outage), the
+oldest records are dropped and counted rather than let memory grow. Everything the records need
+beyond what collection and delivery hand over (JSON text, the signals of a payload) is made on
+the writer's thread, not on the event loop.
 
 The embedded ledger is its own SQLite file (`ledger.db`, WAL) beside the queue, so its writes
 never take the queue's lock. Every write gives the record a new `seq` from one counter, inside
@@ -20,15 +24,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import msgspec
 
 from gateway.models import ConsentDefault, Integration
 from gateway.sqlite import ThreadConnection, immediate
@@ -51,7 +58,17 @@ GRANTED = "granted"
 DENIED = "denied"
 NO_INTEGRATION = "no_integration"
 
-MAX_BUFFERED = 100_000  # past this, the oldest buffered records are dropped (and counted)
+# Past this many bytes of buffered records the oldest are dropped (and counted): about 12,000
+# records of a typical hit. The writer keeps up with thousands of hits a second; the bound is for
+# floods (a million events collected in minutes), where it keeps the ledger's memory flat.
+MAX_BUFFERED_BYTES = 16 * 2**20
+# What one transaction writes at most, so a backlog is written in steps (each a commit) and a
+# batch being written adds little to the buffer's memory.
+WRITE_BATCH = 2000
+# Memory an observation holds besides its payload (the object, the hit summary, strings; about
+# 600 bytes measured with tracemalloc), and an outcome (TikTok's answer is shared by the batch).
+_OBSERVATION_BYTES = 700
+_OUTCOME_BYTES = 250
 MAX_PAGE = 1000
 
 
@@ -250,7 +267,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE UNIQUE INDEX IF NOT EXISTS records_seq ON records (seq);
 CREATE INDEX IF NOT EXISTS records_integration ON records (integration_id, seq);
 CREATE INDEX IF NOT EXISTS records_source ON records (source_id, seq);
-CREATE INDEX IF NOT EXISTS records_updated ON records (updated_at);
+-- The retention sweep walks `seq` (records are written in time order); an index on updated_at
+-- cost every write more than it saved the sweep once a minute.
+DROP INDEX IF EXISTS records_updated;
 """
 
 # A record written by the delivery worker of another process before collection's (its buffer
@@ -282,14 +301,23 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
 _COLUMNS = """seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
     decision_reason, payload, status, reason, answer, attempts, received_at, updated_at"""
 
-Entry = tuple[str, Observation | Outcome]
+Entry = Observation | Outcome
+
+
+def _entry_bytes(entry: Entry) -> int:
+    """About the memory one buffered record holds (for `MAX_BUFFERED_BYTES`)."""
+    if type(entry) is Observation:
+        payload = entry.payload
+        return _OBSERVATION_BYTES + (len(payload) if payload is not None else 0)
+    return _OUTCOME_BYTES
 
 
 class SQLiteLedger(Ledger):
     """The embedded ledger. `retention_s` and `max_records` bound it; `linger_s` is how long the
     writer waits for more records before a batch goes (so a burst shares one commit).
 
-    `dropped` counts records lost to a full buffer; `written` those that reached the file.
+    `dropped` counts records lost to a full buffer; `written` those that reached the file;
+    `buffered_bytes` is the buffer's estimated size (bounded by `max_buffered_bytes`).
     """
 
     def __init__(
@@ -301,18 +329,21 @@ class SQLiteLedger(Ledger):
         linger_s: float = 0.1,
         sweep_interval_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
     ) -> None:
         self.path = path
         self.retention_s = retention_s
         self.max_records = max_records
+        self.max_buffered_bytes = max_buffered_bytes
         self.dropped = 0
         self.written = 0
+        self.buffered_bytes = 0
         self._linger_s = linger_s
         self._sweep_interval_s = sweep_interval_s
         self._clock = clock
         self._writer = ThreadConnection(path, "ledger-writer")
         self._reader = ThreadConnection(path, "ledger-reader")
-        self._buffer: list[Entry] = []
+        self._buffer: collections.deque[Entry] = collections.deque()
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -339,29 +370,44 @@ class SQLiteLedger(Ledger):
         await self._writer.close()
 
     def observe(self, observations: Sequence[Observation]) -> None:
-        self._append([("observe", o) for o in observations])
+        self._append(observations, sum(map(_entry_bytes, observations)))
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
-        self._append([("settle", o) for o in outcomes])
+        self._append(outcomes, _OUTCOME_BYTES * len(outcomes))
 
-    def _append(self, entries: list[Entry]) -> None:
+    def _append(self, entries: Sequence[Entry], size: int) -> None:
         if not entries:
             return
-        self._buffer.extend(entries)
-        overflow = len(self._buffer) - MAX_BUFFERED
-        if overflow > 0:
-            del self._buffer[:overflow]
-            if self.dropped == 0:
-                log.warning("ledger buffer full: dropping the oldest records (debugger only)")
-            self.dropped += overflow
+        buffer = self._buffer
+        buffer.extend(entries)
+        self.buffered_bytes += size
+        if self.buffered_bytes > self.max_buffered_bytes:
+            self._drop_oldest()
         self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        if self.dropped == 0:
+            log.warning("ledger buffer full: dropping the oldest records (debugger only)")
+        buffer = self._buffer
+        while self.buffered_bytes > self.max_buffered_bytes and buffer:
+            self.buffered_bytes -= _entry_bytes(buffer.popleft())
+            self.dropped += 1
+
+    def _take(self, limit: int) -> list[Entry]:
+        buffer = self._buffer
+        batch = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
+        self.buffered_bytes -= sum(map(_entry_bytes, batch))
+        return batch
 
     async def flush(self) -> None:
         # The lock makes "flush returned" mean "what was buffered before is in the file", even
-        # while the background writer is half-way through an earlier batch.
+        # while the background writer is half-way through an earlier batch. What arrives during
+        # the flush waits for the next one, so a steady stream cannot keep a flush going.
         async with self._flushing:
-            batch, self._buffer = self._buffer, []
-            if batch:
+            left = len(self._buffer)
+            while left > 0 and self._buffer:
+                batch = self._take(min(left, WRITE_BATCH))
+                left -= len(batch)
                 await self._writer.run(_write, batch, self._clock())
                 self.written += len(batch)
 
@@ -405,14 +451,29 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
 
 
+class _Payload(msgspec.Struct):
+    """The one part of a TikTok event the ledger reads: who it is about."""
+
+    user: dict[str, Any] | None = None
+
+
+_payload_decoder = msgspec.json.Decoder(_Payload)
+_json = msgspec.json.Encoder()
+
+
 def _signals(payload: bytes | None) -> tuple[str | None, int]:
     """The payload as text, and a bitmask of which `SIGNALS` its `user` carries."""
     if payload is None:
         return None, 0
-    text = payload.decode("utf-8")
-    user = json.loads(text).get("user") or {}
-    mask = sum(1 << i for i, name in enumerate(SIGNALS) if user.get(name))
-    return text, mask
+    try:
+        user = _payload_decoder.decode(payload).user or {}
+    except msgspec.DecodeError:
+        user = {}
+    mask = 0
+    for i, name in enumerate(SIGNALS):
+        if user.get(name):
+            mask |= 1 << i
+    return payload.decode("utf-8"), mask
 
 
 def _answer_text(answer: TikTokReply | None) -> str | None:
@@ -428,55 +489,86 @@ def _answer_text(answer: TikTokReply | None) -> str | None:
     )
 
 
+def _observe_row(item: Observation, seq: int) -> tuple[Any, ...]:
+    payload, signals = _signals(item.payload)
+    return (
+        item.event_id,
+        item.integration_id or "",
+        seq,
+        item.source_id,
+        item.hit.get("event"),
+        item.tiktok_event,
+        _json.encode(item.hit).decode(),
+        item.decision,
+        item.decision_reason,
+        payload,
+        signals,
+        item.status,
+        item.reason,
+        item.received_at,
+        item.received_at,
+    )
+
+
+def _runs(batch: list[Entry]) -> Iterator[tuple[bool, list[Entry]]]:
+    """The batch cut into runs of observations and of outcomes, in order."""
+    start = 0
+    for i in range(1, len(batch) + 1):
+        if i == len(batch) or (type(batch[i]) is Observation) != (
+            type(batch[start]) is Observation
+        ):
+            yield type(batch[start]) is Observation, batch[start:i]
+            start = i
+
+
 def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
+    """Write a batch in one transaction, one `executemany` per run of the same kind."""
     with immediate(conn):
         (seq,) = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-        for kind, item in batch:
-            seq += 1
-            if isinstance(item, Observation):
-                payload, signals = _signals(item.payload)
-                hit_event = item.hit.get("event")
-                conn.execute(
-                    _OBSERVE,
+        for observed, run in _runs(batch):
+            rows: list[tuple[Any, ...]] = []
+            if observed:
+                for item in run:
+                    assert isinstance(item, Observation)
+                    seq += 1
+                    rows.append(_observe_row(item, seq))
+                conn.executemany(_OBSERVE, rows)
+                continue
+            # The outcomes of one request share TikTok's answer: its text is made once.
+            answer: TikTokReply | None = None
+            text: str | None = None
+            for outcome in run:
+                assert isinstance(outcome, Outcome)
+                seq += 1
+                if outcome.answer is not answer:
+                    answer, text = outcome.answer, _answer_text(outcome.answer)
+                rows.append(
                     (
-                        item.event_id,
-                        item.integration_id or "",
+                        outcome.event_id,
+                        outcome.integration_id,
                         seq,
-                        item.source_id,
-                        hit_event,
-                        item.tiktok_event,
-                        json.dumps(item.hit),
-                        item.decision,
-                        item.decision_reason,
-                        payload,
-                        signals,
-                        item.status,
-                        item.reason,
-                        item.received_at,
-                        item.received_at,
-                    ),
+                        outcome.status,
+                        outcome.reason,
+                        text,
+                        outcome.attempts,
+                        outcome.at,
+                    )
                 )
-            else:
-                assert kind == "settle"
-                conn.execute(
-                    _SETTLE,
-                    (
-                        item.event_id,
-                        item.integration_id,
-                        seq,
-                        item.status,
-                        item.reason,
-                        _answer_text(item.answer),
-                        item.attempts,
-                        item.at,
-                    ),
-                )
+            conn.executemany(_SETTLE, rows)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seq,))
 
 
 def _sweep(conn: sqlite3.Connection, cutoff: float, max_records: int) -> None:
     with immediate(conn):
-        conn.execute("DELETE FROM records WHERE updated_at < ?", (cutoff,))
+        # Records are written in time order, so the old ones come first in `seq` order: walk
+        # from the oldest to the first recent one (the sweep reads only what it deletes).
+        row = conn.execute(
+            "SELECT seq FROM records WHERE updated_at >= ? ORDER BY seq LIMIT 1", (cutoff,)
+        ).fetchone()
+        if row is None:
+            conn.execute("DELETE FROM records")
+        else:
+            conn.execute("DELETE FROM records WHERE seq < ?", (row[0],))
         row = conn.execute(
             "SELECT seq FROM records ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_records,)
         ).fetchone()

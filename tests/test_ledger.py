@@ -133,6 +133,56 @@ async def test_observe_is_buffered_and_flushed_in_order(ledger: SQLiteLedger) ->
     assert await ledger.last_seq() == records[0]["seq"]
 
 
+async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(
+        tmp_path / "l.db",
+        retention_s=3600,
+        max_records=1000,
+        linger_s=60.0,
+        max_buffered_bytes=20_000,  # a dozen or so observations
+        clock=Clock(),
+    )
+    await ledger.open()
+    try:
+        ledger.observe([_observation(f"e{i}") for i in range(100)])
+        ledger.settle([Outcome("e99", "int_a", DELIVERED, 1, 1_700_000_001.0)])
+        assert 0 < ledger.buffered_bytes <= 20_000
+        kept = 101 - ledger.dropped
+        assert 0 < kept < 50
+        await ledger.flush()
+        assert ledger.buffered_bytes == 0
+        records = await ledger.records(Filters(), 1000)
+        assert [r["event_id"] for r in records] == ["e99"] + [
+            f"e{i}" for i in range(98, 100 - kept, -1)
+        ]
+        assert records[0]["delivery"]["status"] == DELIVERED
+    finally:
+        await ledger.close()
+
+
+async def test_a_long_buffer_is_written_in_steps_in_order(
+    ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.ledger.WRITE_BATCH", 7)
+    answer = TikTokReply(200, 0, "OK", "req-1")
+    for i in range(20):
+        ledger.observe([_observation(f"e{i}")])
+        if i % 3 == 0:
+            ledger.settle([Outcome(f"e{i}", "int_a", DELIVERED, 1, 1_700_000_001.0, answer=answer)])
+    await ledger.flush()
+    assert ledger.written == 27
+    records = await ledger.records(Filters(), 100)
+    assert len(records) == 20
+    assert [r["seq"] for r in records] == sorted((r["seq"] for r in records), reverse=True)
+    delivered = {r["event_id"] for r in records if r["delivery"]["status"] == DELIVERED}
+    assert delivered == {f"e{i}" for i in range(0, 20, 3)}
+    assert all(
+        r["delivery"]["answer"]["request_id"] == "req-1"
+        for r in records
+        if r["event_id"] in delivered
+    )
+
+
 async def test_the_background_writer_flushes_without_being_asked(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db", retention_s=3600, max_records=10, linger_s=0.0)
     await ledger.open()
