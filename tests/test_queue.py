@@ -123,6 +123,25 @@ async def test_sqlite_tells_listeners_what_each_commit_stored(tmp_path: Path) ->
         await queue.close()
 
 
+async def test_sqlite_ready_info_counts_up_to_a_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting a backlog of millions for every batch would cost more than the batch."""
+    monkeypatch.setattr("gateway.queue.sqlite._READY_COUNT_CAP", 10)
+    queue = SQLiteQueue(tmp_path / "q.db", 1000)
+    await queue.open()
+    try:
+        await queue.enqueue([event(n) for n in range(25)])
+        now = time.time()
+        info = await queue.ready_info(A, now)
+        assert info.ready == 10
+        assert info.oldest_enqueued_at is not None
+        await queue.claim(A, 3, now, lease_s=60)
+        assert (await queue.ready_info(A, now)).ready == 7  # the cap, less what is leased
+    finally:
+        await queue.close()
+
+
 async def test_recover_leases_returns_a_dead_workers_events_at_once(queue: Queue) -> None:
     if not isinstance(queue, SQLiteQueue):
         pytest.skip(

@@ -52,7 +52,11 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def ready_info(self, integration_id: str, now: float) -> ReadyInfo:
-        """How many events could be claimed now, and how old the oldest is."""
+        """How many events could be claimed now, and how old the oldest is.
+
+        A backend may stop counting past 10,000 due events (less what is leased): ten batches of
+        TikTok's largest tell a worker enough, and counting a backlog of millions would not.
+        """
 
     @abc.abstractmethod
     async def claim(
