@@ -123,6 +123,25 @@ async def test_sqlite_tells_listeners_what_each_commit_stored(tmp_path: Path) ->
         await queue.close()
 
 
+async def test_sqlite_commit_lingers_under_load_for_more_callers(tmp_path: Path) -> None:
+    # Any rate counts as load here, and the linger is long: callers that come one after the
+    # other, none while a commit runs, still share commits.
+    queue = SQLiteQueue(tmp_path / "q.db", 1000, linger_s=0.3, linger_min_rate=0.01)
+    await queue.open()
+    try:
+
+        async def later(n: int) -> None:
+            await asyncio.sleep(n * 0.002)
+            await queue.enqueue([event(n)])
+
+        await asyncio.gather(*(later(n) for n in range(20)))
+        assert queue.enqueued == 20
+        assert queue.commits <= 3
+        assert await queue.depth() == 20
+    finally:
+        await queue.close()
+
+
 async def test_sqlite_ready_info_counts_up_to_a_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

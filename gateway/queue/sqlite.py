@@ -8,7 +8,8 @@ the `queued` column is kept by triggers, so the bound check and `depth()` never 
 sqlite3 blocks, so every call runs on a thread that owns its connection: one writer thread per
 queue (every write is serialised there anyway) and one reader thread, so an admin page counting
 dead letters never waits behind a commit. Enqueues use group commit: callers that arrive while a
-commit is in flight share the next one.
+commit is in flight share the next one, and under load a commit waits a moment for more
+(`SQLiteQueue`'s `linger_s`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ _OLDEST_SCAN = 1000  # ready events ready_info looks at for the oldest (TikTok's
 # ready_info counts due events no further than this: ten of TikTok's largest batches tell the
 # worker all it needs, and counting a million queued events took 50 ms for every batch.
 _READY_COUNT_CAP = 10_000
+# A commit does not linger when this many calls already wait for it.
+_LINGER_UNTIL_CALLS = 32
 
 _consent_decoder = msgspec.json.Decoder(dict[str, bool] | None)
 
@@ -134,7 +137,14 @@ class SQLiteQueue(Queue):
     file uses, dead letters included; None for no bound) are the bounds behind `QueueFull`.
 
     `commits` counts group commits and `enqueued` the events they stored (this instance only),
-    so tests and metrics can see how many callers shared a commit.
+    so tests and metrics can see how many callers shared a commit (`commit_metrics`).
+
+    Group commit: calls that arrive while a commit is in flight share the next one. At a
+    moderate rate few do (a commit takes ~50 us of SQLite), so when calls come more often than
+    `linger_min_rate` per second a commit first waits `linger_s` for more. Measured at 2,560
+    hits/s paced (the bench's sustained load): ~3 events per commit instead of ~1.4, 6-9% less
+    CPU per hit for ~1 ms more median latency; a saturated server groups ~14 per commit anyway.
+    `linger_s=0` turns it off.
     """
 
     def __init__(
@@ -145,6 +155,8 @@ class SQLiteQueue(Queue):
         max_bytes: int | None = None,
         busy_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        linger_s: float = 0.001,
+        linger_min_rate: float = 1000.0,
     ) -> None:
         self.path = path
         self.max_events = max_events
@@ -157,6 +169,11 @@ class SQLiteQueue(Queue):
         self._pending: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._linger_s = linger_s
+        self._linger_gap_s = 1.0 / linger_min_rate if linger_min_rate > 0 else float("inf")
+        # Moving average of the time between enqueue calls (monotonic: a test's clock may stop).
+        self._mean_gap_s = 1.0
+        self._last_call = 0.0
         self._listeners: list[EnqueueListener] = []
         self._page_size = 4096
 
@@ -202,6 +219,9 @@ class SQLiteQueue(Queue):
         if self._closed:
             raise StoreError("the queue is closed")
         now = self._clock()
+        mono = time.monotonic()
+        self._mean_gap_s += 0.1 * (min(1.0, mono - self._last_call) - self._mean_gap_s)
+        self._last_call = mono
         waiting = _Waiting(
             rows=[_event_row(e, now) for e in events],
             future=asyncio.get_running_loop().create_future(),
@@ -215,6 +235,12 @@ class SQLiteQueue(Queue):
         """Commit whatever is pending, again and again until nothing is."""
         try:
             while self._pending:
+                if (
+                    self._linger_s > 0
+                    and self._mean_gap_s < self._linger_gap_s
+                    and len(self._pending) < _LINGER_UNTIL_CALLS
+                ):
+                    await asyncio.sleep(self._linger_s)  # under load: let the group grow
                 batch, self._pending = self._pending, []
                 # A caller that gave up (its request was cancelled) never answered 2xx.
                 calls = [c for c in batch if not c.future.done()]
