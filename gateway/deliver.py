@@ -15,8 +15,9 @@ by what `tiktok.classify` says about TikTok's answer:
                     when every piece fails alike the fault is not the events': pause instead
 
 After a few requests in a row failed on TikTok's side, a lane stops walking through its backlog:
-it sends one batch per (jittered, growing) backoff period until one is accepted, so a long outage
-costs a trickle of probes, not a retry storm (`ratelimit.Pacing`).
+it sends one batch per (jittered, growing, at most 30 s) backoff period until one is accepted, so
+a long outage costs a trickle of probes, not a retry storm (`ratelimit.Pacing`), and TikTok's
+return is noticed within half a minute.
 
 A lane does not ask the store after every enqueue. The queue tells the worker what this process
 committed (`Queue.add_enqueue_listener`); the lane adds that to what the store said when it last
@@ -112,6 +113,7 @@ class DeliveryWorker:
         config_ttl_s: float = 5.0,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 300.0,
+        probe_cap_s: float = 30.0,
         stop_timeout_s: float | None = None,
         throttle_recovery_s: float = RECOVERY_S,
         ledger: Ledger | None = None,
@@ -146,7 +148,9 @@ class DeliveryWorker:
             monotonic=monotonic,
             rng=rng,
             backoff_base_s=backoff_base_s,
-            backoff_cap_s=backoff_cap_s,
+            # Probes back off to at most `probe_cap_s`, not the events' five minutes: one
+            # request in 30 s is nothing to TikTok, and a recovery is noticed within 30 s.
+            backoff_cap_s=min(backoff_cap_s, probe_cap_s),
             recovery_s=throttle_recovery_s,
         )
         self._supervisor: asyncio.Task[None] | None = None

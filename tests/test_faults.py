@@ -535,6 +535,36 @@ async def test_long_outage_memory_flat_queue_keeps_all_then_drains_at_the_rate_l
     )
 
 
+async def test_probes_back_off_to_at_most_thirty_seconds(rig: Rig) -> None:
+    """The events' own backoff grows to five minutes; the probes of an outage stop at 30 s, so
+    TikTok's return is noticed within half a minute."""
+    batch = 100
+    await rig.add_integration()
+    rig.tiktok.fail_ratio = 1.0
+    rig.clock.freeze()
+    worker = await rig.start_worker(
+        batch_max_events=batch, backoff_base_s=1.0, backoff_cap_s=300.0, rng=lambda: 1.0
+    )
+    await rig.enqueue(2000, worker, chunk=500)
+
+    async def settled(expected_requests: int) -> None:
+        async def done() -> bool:
+            stats = await rig.queue.stats(INTEGRATION)
+            return stats.failed == expected_requests * batch
+
+        await eventually(done)
+
+    await rig.tiktok.wait_for(lambda: len(rig.tiktok.requests) >= 3)
+    await settled(3)
+    sent = worker.requests_sent
+    for _ in range(10):  # uncapped, the 6th probe would wait 32 s, the 10th 512 s
+        rig.clock.advance(30.0)
+        worker.refresh()
+        await settled(sent + 1)
+        sent += 1
+    assert worker.requests_sent == sent == 13
+
+
 # --- Token rejected -------------------------------------------------------------------------------
 
 
