@@ -142,6 +142,22 @@ async def test_sqlite_commit_lingers_under_load_for_more_callers(tmp_path: Path)
         await queue.close()
 
 
+async def test_sqlite_commit_stops_lingering_for_a_caller_that_waits_for_each_commit(
+    tmp_path: Path,
+) -> None:
+    # One caller, one call after the other: nobody else can arrive during a linger, so after a
+    # trial that gathered nothing the commits go at once (a trial a tenth of a second at most).
+    queue = SQLiteQueue(tmp_path / "q.db", 1000, linger_s=0.01, linger_min_rate=0.01)
+    await queue.open()
+    try:
+        for n in range(40):
+            await queue.enqueue([event(n)])
+        assert queue.commits == 40
+        assert queue.lingers <= 5
+    finally:
+        await queue.close()
+
+
 async def test_sqlite_ready_info_counts_up_to_a_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
