@@ -223,12 +223,6 @@ class Harness:
 
 
 @pytest.fixture
-async def tiktok() -> AsyncIterator[TikTokDouble]:
-    async with TikTokDouble() as double:
-        yield double
-
-
-@pytest.fixture
 async def harness(tmp_path: Path, tiktok: TikTokDouble) -> AsyncIterator[Harness]:
     box = SecretBox([Secret("deliver-test-key-0123456789-abcdefgh")], "access-token")
     store = SQLiteConfigStore(tmp_path / "config.db", box)

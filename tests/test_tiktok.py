@@ -129,12 +129,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-@pytest.fixture
-async def tiktok() -> AsyncIterator[TikTokDouble]:
-    async with TikTokDouble() as double:
-        yield double
-
-
 async def test_send_builds_a_v13_request(
     session: aiohttp.ClientSession, tiktok: TikTokDouble
 ) -> None:
