@@ -225,12 +225,12 @@ def units_bench(seconds: float) -> dict[str, float]:
     from prometheus_client import CollectorRegistry, Counter
 
     from gateway.cookies import Identity, open_identity, seal_identity
-    from gateway.crypto import SecretBox, sha256_hex
+    from gateway.crypto import CookieBox, sha256_hex
     from gateway.hashing import hash_email, hash_phone
     from gateway.hits import decode_hit
     from gateway.settings import Secret
 
-    box = SecretBox((Secret(workload.SECRET_KEY),), purpose="identity-cookie")
+    box = CookieBox((Secret(workload.SECRET_KEY),), purpose="identity-cookie")
     sealed = seal_identity(box, Identity(user_id="u1", email_hash="e" * 64))
     req = workload.requests(only_events=True)[4]
     body = req.pre + b"b1" + req.post

@@ -164,11 +164,11 @@ def cookie_sets(identity_cookie: str) -> list[str]:
 def sealed_identity_cookie() -> str:
     """A `_dfuser` cookie sealed with the bench's secret key, as the gateway would set it."""
     from gateway.cookies import Identity, seal_identity
-    from gateway.crypto import SecretBox
+    from gateway.crypto import CookieBox
     from gateway.hashing import hash_email
     from gateway.settings import Secret
 
-    box = SecretBox((Secret(SECRET_KEY),), purpose="identity-cookie")
+    box = CookieBox((Secret(SECRET_KEY),), purpose="identity-cookie")
     return seal_identity(
         box, Identity(user_id="user-7", email_hash=hash_email("customer.7@example.com"))
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gateway.crypto import SecretBox
+from gateway.crypto import CookieBox
 
 TTP = "_ttp"
 ANONYMOUS_ID = "_dfid"
@@ -56,12 +56,12 @@ class _SealedIdentity(msgspec.Struct, omit_defaults=True):
 _identity_decoder = msgspec.json.Decoder(_SealedIdentity)
 
 
-def seal_identity(box: SecretBox, identity: Identity) -> str:
+def seal_identity(box: CookieBox, identity: Identity) -> str:
     sealed = _SealedIdentity(u=identity.user_id, e=identity.email_hash, p=identity.phone_hash)
     return box.seal(msgspec.json.encode(sealed))
 
 
-def open_identity(box: SecretBox, value: str | None) -> Identity:
+def open_identity(box: CookieBox, value: str | None) -> Identity:
     """The identity in a cookie; an empty one when it is absent, foreign or tampered with."""
     if not value:
         return Identity()
@@ -89,7 +89,7 @@ class IdentityCodec:
     the last few thousand results are kept (per process, in memory; the key never leaves).
     """
 
-    def __init__(self, box: SecretBox, remembered: int = 8192) -> None:
+    def __init__(self, box: CookieBox, remembered: int = 8192) -> None:
         self._box = box
         self.open = functools.lru_cache(maxsize=remembered)(self._open)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from gateway.crypto import SecretBox, new_token
+from gateway.crypto import CookieBox, SecretBox, new_token
 from gateway.deliver import DeliveryWorker
 from gateway.ledger import Ledger, SQLiteLedger
 from gateway.metrics import Metrics
@@ -53,7 +53,7 @@ class Runtime:
     router: Router
     tiktok: TikTokClient
     token_box: SecretBox
-    cookie_box: SecretBox
+    cookie_box: CookieBox
     admin_tokens: tuple[Secret, ...]
     worker: DeliveryWorker | None = None
     # Filled when the admin token was generated on this start, so the CLI can print it once.
@@ -147,7 +147,7 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
     # File system work at start-up, off the loop like every other blocking call.
     admin_tokens, secret_keys, generated = await asyncio.to_thread(_prepare_data_dir, settings)
     token_box = SecretBox(secret_keys, purpose="access-token")
-    cookie_box = SecretBox(secret_keys, purpose="identity-cookie")
+    cookie_box = CookieBox(secret_keys, purpose="identity-cookie")
     metrics = Metrics()
     metrics.queue_bound.set(settings.queue_max_events)
     metrics.queue_bytes_bound.set(settings.queue_max_bytes)

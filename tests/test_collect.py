@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -154,6 +155,33 @@ async def test_tampered_identity_cookie_is_ignored(gateway: Gateway, tiktok: Tik
 
 
 # -- consent ----
+
+
+async def test_identity_cookie_opens_after_key_rotation_not_under_a_foreign_key(
+    make_gateway: MakeGateway, tiktok: TikTokDouble, tmp_path: Any
+) -> None:
+    old_key = "old-secret-key-0123456789-abcdefghij"
+    new_key = "new-secret-key-0123456789-abcdefghij"
+    async with make_gateway(GATEWAY_SECRET_KEY=old_key) as gw:
+        await setup(gw)
+        resp = await gw.collect.post("/v1/i", json=hit(traits={"email": "jane@example.com"}))
+        sealed = set_cookies(resp)["_dfuser"].value
+    email_hash = hashlib.sha256(b"jane@example.com").hexdigest()
+    page = hit(event="Product Viewed")
+    # Rotated: the new key seals, the old one still opens what it sealed.
+    async with make_gateway(GATEWAY_SECRET_KEY=f"{new_key},{old_key}") as gw:
+        resp = await gw.collect.post("/v1/t", json=page, headers={"Cookie": f"_dfuser={sealed}"})
+        assert set_cookies(resp)["_dfuser"].value == sealed  # nothing changed: re-sent as it came
+        [event] = await events_of(tiktok, 1)
+        assert event["user"]["email"] == email_hash
+    # Another deployment's key opens nothing.
+    foreign = {"GATEWAY_SECRET_KEY": new_key, "GATEWAY_DATA_DIR": str(tmp_path / "other")}
+    async with make_gateway(**foreign) as gw:
+        await setup(gw)
+        resp = await gw.collect.post("/v1/t", json=page, headers={"Cookie": f"_dfuser={sealed}"})
+        assert "_dfuser" not in set_cookies(resp)
+        _, event = await events_of(tiktok, 2)
+        assert "email" not in event["user"]
 
 
 @pytest.mark.parametrize(
