@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -193,6 +194,7 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
             runners.append(
                 await _start(create_admin_app(runtime), settings, settings.admin_port, reuse_port)
             )
+        _tune_garbage_collector()
         log.info("gateway process %d ready (role %s)", index, role)
         await stop.wait()
         log.info("shutting down: no new hits; finishing in-flight work")
@@ -202,6 +204,20 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
             # its requests to TikTok get the same time to finish; the rest stays queued.
             await runner.cleanup()
     log.info("gateway process %d stopped", index)
+
+
+# A hit allocates a few hundred objects (the request, its headers, the decoded hit, the event,
+# the ledger's record), nearly all freed by reference counting. With CPython's default threshold
+# (700) the cyclic collector ran several times a request and walked every buffered ledger record
+# and queued batch each time: the benchmark measured ~9% of the CPU per hit. Collect more rarely.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _tune_garbage_collector() -> None:
+    """Freeze what start-up built (config, apps, modules) and collect cycles less often."""
+    gc.collect()
+    gc.freeze()  # start-up objects live as long as the process: never scan them again
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _start(

@@ -26,8 +26,10 @@ import abc
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import logging
+import operator
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,13 +65,18 @@ NO_INTEGRATION = "no_integration"
 # floods (a million events collected in minutes), where it keeps the ledger's memory flat.
 MAX_BUFFERED_BYTES = 16 * 2**20
 # What one transaction writes at most, so a backlog is written in steps (each a commit) and a
-# batch being written adds little to the buffer's memory.
-WRITE_BATCH = 2000
+# batch being written adds little to the buffer's memory (about a second of records at full load,
+# so that most outcomes meet their observations in the same batch).
+WRITE_BATCH = 5000
 # Memory an observation holds besides its payload (the object, the hit summary, strings; about
 # 770 bytes measured with tracemalloc), and an outcome (TikTok's answer is shared by the batch).
 _OBSERVATION_BYTES = 800
 _OUTCOME_BYTES = 250
 MAX_PAGE = 1000
+# How long the writer gathers records before a batch goes: long enough that an event's outcome
+# (its batch reaches TikTok within about a second under load) is usually written with its
+# observation, short enough for the debugger's live view.
+LINGER_S = 1.0
 
 
 def explain_consent(
@@ -277,8 +284,8 @@ DROP INDEX IF EXISTS records_updated;
 _OBSERVE = """
 INSERT INTO records (event_id, integration_id, seq, source_id, hit_event, tiktok_event, hit,
                      decision, decision_reason, payload, signals, status, reason, received_at,
-                     updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     updated_at, answer, attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id, integration_id) DO UPDATE SET
     seq = excluded.seq, source_id = excluded.source_id, hit_event = excluded.hit_event,
     tiktok_event = excluded.tiktok_event, hit = excluded.hit, decision = excluded.decision,
@@ -286,8 +293,9 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     signals = excluded.signals,
     status = CASE WHEN records.received_at IS NULL THEN records.status ELSE excluded.status END,
     reason = CASE WHEN records.received_at IS NULL THEN records.reason ELSE excluded.reason END,
-    answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE NULL END,
-    attempts = CASE WHEN records.received_at IS NULL THEN records.attempts ELSE 0 END,
+    answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE excluded.answer END,
+    attempts = CASE WHEN records.received_at IS NULL THEN records.attempts
+                    ELSE excluded.attempts END,
     received_at = excluded.received_at, updated_at = excluded.updated_at
 """
 _SETTLE = """
@@ -326,7 +334,7 @@ class SQLiteLedger(Ledger):
         *,
         retention_s: float,
         max_records: int,
-        linger_s: float = 0.1,
+        linger_s: float = LINGER_S,
         sweep_interval_s: float = 60.0,
         clock: Callable[[], float] = time.time,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
@@ -489,9 +497,9 @@ def _answer_text(answer: TikTokReply | None) -> str | None:
     )
 
 
-def _observe_row(item: Observation, seq: int) -> tuple[Any, ...]:
+def _observe_row(item: Observation, seq: int) -> list[Any]:
     payload, signals = _signals(item.payload)
-    return (
+    return [
         item.event_id,
         item.integration_id or "",
         seq,
@@ -507,55 +515,59 @@ def _observe_row(item: Observation, seq: int) -> tuple[Any, ...]:
         item.reason,
         item.received_at,
         item.received_at,
-    )
+        None,  # TikTok's answer and the attempts, once an outcome is folded in
+        0,
+    ]
 
 
-def _runs(batch: list[Entry]) -> Iterator[tuple[bool, list[Entry]]]:
-    """The batch cut into runs of observations and of outcomes, in order."""
-    start = 0
-    for i in range(1, len(batch) + 1):
-        if i == len(batch) or (type(batch[i]) is Observation) != (
-            type(batch[start]) is Observation
-        ):
-            yield type(batch[start]) is Observation, batch[start:i]
-            start = i
+# Columns of an observation row (`_OBSERVE`'s parameters) that an outcome may fold into.
+_ROW_SEQ, _ROW_STATUS, _ROW_REASON = 2, 11, 12
+_ROW_UPDATED_AT, _ROW_ANSWER, _ROW_ATTEMPTS = 14, 15, 16
 
 
 def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
-    """Write a batch in one transaction, one `executemany` per run of the same kind."""
+    """Write a batch in one transaction.
+
+    An event's outcome usually follows its observation within a second, so both are often in
+    the same batch: the outcome is folded into the observation's row, and the record is written
+    once instead of inserted and then updated (the ledger's largest cost under load).
+    """
     with immediate(conn):
         (seq,) = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-        for observed, run in _runs(batch):
-            rows: list[tuple[Any, ...]] = []
-            if observed:
-                for item in run:
-                    assert isinstance(item, Observation)
-                    seq += 1
-                    rows.append(_observe_row(item, seq))
-                conn.executemany(_OBSERVE, rows)
+        observed: dict[tuple[str, str], list[Any]] = {}
+        steps: list[tuple[bool, list[Any]]] = []  # (is an observation, its row), in order
+        answer: TikTokReply | None = None
+        text: str | None = None
+        for entry in batch:
+            seq += 1
+            if type(entry) is Observation:
+                row = _observe_row(entry, seq)
+                observed[(row[0], row[1])] = row
+                steps.append((True, row))
                 continue
+            assert isinstance(entry, Outcome)
             # The outcomes of one request share TikTok's answer: its text is made once.
-            answer: TikTokReply | None = None
-            text: str | None = None
-            for outcome in run:
-                assert isinstance(outcome, Outcome)
-                seq += 1
-                if outcome.answer is not answer:
-                    answer, text = outcome.answer, _answer_text(outcome.answer)
-                rows.append(
-                    (
-                        outcome.event_id,
-                        outcome.integration_id,
-                        seq,
-                        outcome.status,
-                        outcome.reason,
-                        text,
-                        outcome.attempts,
-                        outcome.at,
-                    )
-                )
-            conn.executemany(_SETTLE, rows)
+            if entry.answer is not answer:
+                answer, text = entry.answer, _answer_text(entry.answer)
+            folded = observed.get((entry.event_id, entry.integration_id))
+            if folded is not None:
+                folded[_ROW_SEQ], folded[_ROW_STATUS] = seq, entry.status
+                folded[_ROW_REASON], folded[_ROW_UPDATED_AT] = entry.reason, entry.at
+                folded[_ROW_ATTEMPTS] = entry.attempts
+                if text is not None:  # as `_SETTLE` does: an outcome without one keeps the last
+                    folded[_ROW_ANSWER] = text
+                continue
+            settled = [entry.event_id, entry.integration_id, seq, entry.status, entry.reason]
+            steps.append((False, [*settled, text, entry.attempts, entry.at]))
+        for is_observation, rows in _runs(steps):
+            conn.executemany(_OBSERVE if is_observation else _SETTLE, rows)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seq,))
+
+
+def _runs(steps: list[tuple[bool, list[Any]]]) -> Iterator[tuple[bool, list[list[Any]]]]:
+    """The steps cut into runs of observations and of outcomes, in order."""
+    for is_observation, run in itertools.groupby(steps, key=operator.itemgetter(0)):
+        yield is_observation, [row for _, row in run]
 
 
 def _sweep(conn: sqlite3.Connection, cutoff: float, max_records: int) -> None:
