@@ -7,6 +7,7 @@ without sleeping. Enqueue stamps events with the wall clock, so `now` is read af
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -366,3 +367,46 @@ async def test_drop_integration(queue: Queue) -> None:
     assert await queue.stats(A) == IntegrationStats()
     assert await queue.list_dead_letters(A) == []
     assert (await queue.stats(B)).queued == 1
+
+
+async def test_queued_counts_follow_every_move(queue: Queue) -> None:
+    await queue.enqueue([event(n) for n in range(5)] + [event(9, B)])
+    now = time.time()
+    claimed = await queue.claim(A, 10, now, lease_s=30)
+    await queue.ack(A, [claimed[0].id], now)
+    await queue.dead_letter(A, [c.id for c in claimed[1:3]], "rejected", None, now)
+    assert ((await queue.stats(A)).queued, await queue.depth()) == (2, 3)
+    assert (await queue.stats(A)).dead_lettered == 2
+
+    await queue.replay_dead_letters(A, None, now)
+    assert ((await queue.stats(A)).queued, await queue.depth()) == (4, 5)
+    assert await queue.integrations_with_events() == [A, B]
+
+
+async def test_a_file_from_the_trigger_era_keeps_exact_counts(tmp_path: Path) -> None:
+    # Before `queued` moved into the statements, triggers kept it; they must not count twice.
+    queue = SQLiteQueue(tmp_path / "q.db", 100)
+    await queue.open()
+    await queue.enqueue([event(1)])
+    await queue.close()
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        conn.executescript(
+            """CREATE TRIGGER events_count_in AFTER INSERT ON events BEGIN
+                INSERT INTO stats (integration_id, queued) VALUES (NEW.integration_id, 1)
+                ON CONFLICT (integration_id) DO UPDATE SET queued = queued + 1;
+            END;
+            CREATE TRIGGER events_count_out AFTER DELETE ON events BEGIN
+                UPDATE stats SET queued = queued - 1 WHERE integration_id = OLD.integration_id;
+            END;"""
+        )
+    conn.close()
+    queue = SQLiteQueue(tmp_path / "q.db", 100)
+    await queue.open()
+    try:
+        await queue.enqueue([event(2), event(3)])
+        now = time.time()
+        claimed = await queue.claim(A, 1, now, lease_s=30)
+        await queue.ack(A, [claimed[0].id], now)
+        assert await queue.depth() == 2
+    finally:
+        await queue.close()

@@ -3,7 +3,8 @@
 All state lives in the database, so `gateway serve --workers N` processes can open the same file:
 claims run in `BEGIN IMMEDIATE` transactions (SQLite's write lock), so two processes never lease
 the same event. Per-integration counters (queued, delivered, failed) live in the `stats` table;
-the `queued` column is kept by triggers, so the bound check and `depth()` never scan the events.
+the `queued` column moves in the same transaction as the rows it counts (one statement per
+transaction, not a trigger firing per row), so the bound check and `depth()` never scan events.
 
 sqlite3 blocks, so every call runs on a thread that owns its connection: one writer thread per
 queue (every write is serialised there anyway) and one reader thread, so an admin page counting
@@ -15,10 +16,11 @@ commit is in flight share the next one, and under load a commit waits a moment f
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -89,14 +91,13 @@ CREATE TABLE IF NOT EXISTS stats (
     last_error TEXT,
     last_success_at REAL
 );
--- Triggers keep `queued` exact whatever statement adds or removes events.
-CREATE TRIGGER IF NOT EXISTS events_count_in AFTER INSERT ON events BEGIN
-    INSERT INTO stats (integration_id, queued) VALUES (NEW.integration_id, 1)
-    ON CONFLICT (integration_id) DO UPDATE SET queued = queued + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS events_count_out AFTER DELETE ON events BEGIN
-    UPDATE stats SET queued = queued - 1 WHERE integration_id = OLD.integration_id;
-END;
+-- Files written before `queued` moved into the statements kept it with per-row triggers.
+DROP TRIGGER IF EXISTS events_count_in;
+DROP TRIGGER IF EXISTS events_count_out;
+"""
+_COUNT_QUEUED = """
+INSERT INTO stats (integration_id, queued) VALUES (?, ?)
+ON CONFLICT (integration_id) DO UPDATE SET queued = queued + excluded.queued
 """
 
 _READY = "not_before <= :now AND (lease_until IS NULL OR lease_until <= :now)"
@@ -517,7 +518,13 @@ def _insert_groups(
                 size += grows
             accepted.append(fits)
         conn.executemany(_INSERT_EVENT, rows)
+        _count_queued(conn, collections.Counter(row[0] for row in rows))
     return accepted
+
+
+def _count_queued(conn: sqlite3.Connection, change: Mapping[str, int]) -> None:
+    """Move the integrations' `queued` counters by `change` (inside the caller's transaction)."""
+    conn.executemany(_COUNT_QUEUED, [(iid, n) for iid, n in change.items() if n])
 
 
 def _ready_info(conn: sqlite3.Connection, integration_id: str, now: float) -> ReadyInfo:
@@ -615,9 +622,10 @@ def _ack(conn: sqlite3.Connection, integration_id: str, ids: list[int], now: flo
         )
         if deleted:
             conn.execute(
-                """UPDATE stats SET delivered = delivered + ?, last_success_at = ?
+                """UPDATE stats SET delivered = delivered + ?, last_success_at = ?,
+                    queued = queued - ?
                 WHERE integration_id = ?""",
-                (deleted, now, integration_id),
+                (deleted, now, deleted, integration_id),
             )
 
 
@@ -668,9 +676,10 @@ def _dead_letter(
             ids,
             head=(reason, answer, now),
         )
-        _each_chunk(
+        moved = _each_chunk(
             conn, "DELETE FROM events WHERE +integration_id = ? AND id IN ({})", integration_id, ids
         )
+        _count_queued(conn, {integration_id: -moved})
 
 
 def _insert_dead_letters(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -694,6 +703,7 @@ def _replay(
             _INSERT_EVENT,
             [(integration_id, r[2], r[3], r[4], r[12], r[11], now, now) for r in rows],
         )
+        _count_queued(conn, {integration_id: len(rows)})
         conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows])
     return [_dead_letter_from_row(r) for r in rows]
 
