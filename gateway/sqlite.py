@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -17,6 +18,11 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from gateway.errors import GatewayError, StoreError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: writers then wait in SQLite's busy handler only
+    fcntl = None  # type: ignore[assignment]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,7 +49,7 @@ class ThreadConnection:
         self._path = path
         self._name = name
         self._busy_timeout_s = busy_timeout_s
-        self._conn: sqlite3.Connection | None = None
+        self._conn: _Connection | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Answers the thread has made and the loop has not collected; deque appends and pops
@@ -134,7 +140,16 @@ class ThreadConnection:
     def _connect(self, query_only: bool) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves.
-        conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+        conn = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,
+            factory=_Connection,
+        )
+        if not query_only and fcntl is not None:
+            conn.write_lock_fd = os.open(
+                self._path.with_name(self._path.name + "-writers.lock"), os.O_RDWR | os.O_CREAT
+            )
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         # WAL + synchronous=NORMAL: a commit is in the WAL file before it returns, so it survives
         # the process being killed (SIGKILL, OOM); only an OS crash or power loss can lose the
@@ -148,6 +163,8 @@ class ThreadConnection:
 
     def _disconnect(self) -> None:
         assert self._conn is not None
+        if self._conn.write_lock_fd is not None:
+            os.close(self._conn.write_lock_fd)
         self._conn.close()
         self._conn = None
 
@@ -162,6 +179,31 @@ class ThreadConnection:
         return fn(self._conn, *args, **kwargs)
 
 
+class _Connection(sqlite3.Connection):
+    # The file every writing connection of a database locks while it writes (see `immediate`).
+    write_lock_fd: int | None = None
+
+
+@contextlib.contextmanager
+def _writers_in_turn(conn: sqlite3.Connection) -> Iterator[None]:
+    """Queue for the write lock in the kernel rather than in SQLite's busy handler.
+
+    A process that finds the database locked sleeps in SQLite's busy handler for 1, 2, 5, 10 ms
+    and more between tries, and misses the moment the lock is free; with several gateway
+    processes on one file that sleeping, not the work, bounded their throughput. A `flock` on a
+    file beside the database wakes the next writer as soon as the last one is done.
+    """
+    fd = getattr(conn, "write_lock_fd", None)
+    if fd is None or fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction that takes SQLite's write lock up front.
@@ -170,13 +212,14 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     process wrote in between; IMMEDIATE waits (busy_timeout) for the lock instead, which is what
     makes claim's select-then-update atomic across processes.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    with _writers_in_turn(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 @contextlib.contextmanager
