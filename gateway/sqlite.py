@@ -45,9 +45,12 @@ class ThreadConnection:
     loop is woken once for many results rather than once for each.
     """
 
-    def __init__(self, path: Path, name: str, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, path: Path, name: str, busy_timeout_s: float = 10.0, *, niceness: int = 0
+    ) -> None:
         self._path = path
         self._name = name
+        self._niceness = niceness
         self._busy_timeout_s = busy_timeout_s
         self._conn: _Connection | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -101,6 +104,8 @@ class ThreadConnection:
     # -- on the connection's thread ----------------------------------------------------------
 
     def _serve(self) -> None:
+        if self._niceness:
+            _lower_priority(self._niceness)
         jobs = self._jobs
         while True:
             job = jobs.get()
@@ -177,6 +182,12 @@ class ThreadConnection:
         if self._conn is None:
             raise StoreError(f"sqlite ({self._path.name}) is closed")
         return fn(self._conn, *args, **kwargs)
+
+
+def _lower_priority(niceness: int) -> None:
+    """Make the calling thread yield the CPU to the others (Linux: niceness is per thread)."""
+    with contextlib.suppress(AttributeError, OSError):  # no setpriority, or not permitted
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 class _Connection(sqlite3.Connection):
