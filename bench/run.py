@@ -62,6 +62,8 @@ ALL_PHASES = (
     "profile",
 )
 PIXEL = "CBENCHPIXEL000000001"
+# The ledger has written all it buffered once its count stood still this long (it lingers 1 s).
+LEDGER_IDLE_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_DATA, BATCH_HITS = "batch.lua", 100  # the outage phase's /v1/batch bodies
 
@@ -358,6 +360,22 @@ class GatewayProc:
         ).fetchone()
         (dead,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
         return {"queued": queued, "delivered": delivered, "failed": failed, "dead_lettered": dead}
+
+    def ledger_counts(self) -> dict[str, float]:
+        """The event debugger's records written and dropped (`/metrics`; {} if unreadable)."""
+        request = urllib.request.Request(f"{self.admin_url}/metrics")
+        request.add_header("Authorization", f"Bearer {workload.ADMIN_TOKEN}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                text = response.read().decode()
+        except (OSError, urllib.error.URLError):
+            return {}
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            for name in ("written", "dropped"):
+                if line.startswith(f"gateway_ledger_records_{name}_total "):
+                    counts[name] = float(line.split()[1])
+        return counts
 
     def stop(self) -> None:
         if self._db is not None:
@@ -707,12 +725,19 @@ class Bench:
         return self.ceiling
 
     def drain(self, gateway: GatewayProc, timeout_s: float = 30.0) -> bool:
-        """Wait until the gateway has delivered everything and the double saw it all."""
+        """Wait until the gateway has delivered everything, the double saw it all, and the event
+        ledger wrote what it had buffered (its writer lingers a second: its work is the
+        gateway's too, and must fall inside the CPU window)."""
         deadline = time.monotonic() + timeout_s
         last = -1
+        ledger_written, ledger_still_since = None, time.monotonic()
         while time.monotonic() < deadline:
             events = self.sink.stats()["events"]
-            if gateway.depth() == 0 and events == last:
+            written = gateway.ledger_counts().get("written")
+            if written != ledger_written:
+                ledger_written, ledger_still_since = written, time.monotonic()
+            ledger_idle = time.monotonic() - ledger_still_since >= LEDGER_IDLE_S
+            if gateway.depth() == 0 and events == last and ledger_idle:
                 return True
             last = events
             time.sleep(0.3)
@@ -745,6 +770,7 @@ class Bench:
             self.settle()
 
             self.sink.reset()
+            dropped_before = gateway.ledger_counts().get("dropped", 0.0)
             window = self.window(gateway.proc.pid)
             result = self.loadgen.drive(
                 gateway.collect_url,
@@ -756,6 +782,9 @@ class Bench:
             drained = self.drain(gateway)
             # The gateway's CPU counts until its events reached TikTok: delivery is its work too.
             summary = load_summary(result, window.close())
+            # Records the ledger dropped were never written: a gateway that kept up drops none.
+            dropped = gateway.ledger_counts().get("dropped", 0.0) - dropped_before
+            summary["ledger_records_dropped"] = int(dropped)
             summary.update(self._delivered(gateway, load_end, at_end, summary["duration_s"]))
             summary["drained"] = drained
             rounds["gateway"].append(summary)
@@ -789,6 +818,9 @@ class Bench:
         out["ceiling"]["peak_rss_mb"] = round(memory_mb(ceiling_proc.pid)["peak_rss_mb"], 1)
         out["gateway"]["peak_rss_mb"] = round(memory_mb(gateway.proc.pid)["peak_rss_mb"], 1)
         out["gateway"]["errors"] = sum(r["errors"] for r in rounds["gateway"])
+        out["gateway"]["ledger_records_dropped"] = sum(
+            r["ledger_records_dropped"] for r in rounds["gateway"]
+        )
         out["ceiling"]["errors"] = sum(r["errors"] for r in rounds["ceiling"])
         med = {side: {k: out[side][k]["median"] for k in keys} for side in ("ceiling", "gateway")}
         out["ratios"] = {
@@ -1499,6 +1531,8 @@ def table(results: dict[str, Any]) -> str:
             f"| p99.9 ms | {_med(c, 'p99_9_ms', 1)} | {_med(g, 'p99_9_ms', 1)} | |",
             f"| peak RSS MB | {_fmt(c['peak_rss_mb'], 0)} | {_fmt(g['peak_rss_mb'], 0)} | |",
             f"| events delivered/s | | {_med(g, 'events_delivered_per_s')} | |",
+            f"| debugger records dropped (all rounds; the ledger fell behind) | | "
+            f"{g.get('ledger_records_dropped', '-')} | |",
             f"| events per TikTok request (while loaded) | | "
             f"{_med(g, 'events_per_request_steady')} | |",
             f"| hit → TikTok p50 / p99 ms (steady) | | {_med(g, 'hit_to_tiktok_p50_ms')} / "

@@ -166,6 +166,8 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
         ledger = _open_ledger(settings)
         await ledger.open()
         stack.push_async_callback(ledger.close)
+        if isinstance(ledger, SQLiteLedger):
+            metrics.registry.register(ledger.metrics())
 
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gateway.ledger import (
     DELIVERED,
@@ -151,6 +152,11 @@ async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Pat
         assert 0 < kept < 50
         await ledger.flush()
         assert ledger.buffered_bytes == 0
+        # What /metrics says: the drops are visible to an operator.
+        registry = CollectorRegistry()
+        registry.register(ledger.metrics())
+        assert registry.get_sample_value("gateway_ledger_records_dropped_total") == 101 - kept
+        assert registry.get_sample_value("gateway_ledger_records_written_total") == kept
         records = await ledger.records(Filters(), 1000)
         assert [r["event_id"] for r in records] == ["e99"] + [
             f"e{i}" for i in range(98, 100 - kept, -1)
