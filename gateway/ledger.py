@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.metrics import CountedElsewhere
 from gateway.models import ConsentDefault, Integration
 from gateway.sqlite import ThreadConnection, immediate
 
@@ -461,23 +461,19 @@ class SQLiteLedger(Ledger):
     def metrics(self) -> Collector:
         """Prometheus counters read at scrape time: `gateway_ledger_records_written_total` and
         `gateway_ledger_records_dropped_total` (lost to a full buffer: the writer fell behind)."""
-        return _LedgerCollector(self)
-
-
-class _LedgerCollector(Collector):
-    def __init__(self, ledger: SQLiteLedger) -> None:
-        self._ledger = ledger
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(
-            "gateway_ledger_records_written",
-            "Event debugger records written to ledger.db by this process",
-            value=self._ledger.written,
-        )
-        yield CounterMetricFamily(
-            "gateway_ledger_records_dropped",
-            "Event debugger records dropped because the ledger's writer fell behind",
-            value=self._ledger.dropped,
+        return CountedElsewhere(
+            [
+                (
+                    "gateway_ledger_records_written",
+                    "Event debugger records written to ledger.db by this process",
+                    lambda: self.written,
+                ),
+                (
+                    "gateway_ledger_records_dropped",
+                    "Event debugger records dropped because the ledger's writer fell behind",
+                    lambda: self.dropped,
+                ),
+            ]
         )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -129,3 +132,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class CountedElsewhere(Collector):
+    """Counters kept as plain numbers by the object that counts, read only at scrape time.
+
+    `(name, help, read)` per counter: the hot path adds to an int, never to a Prometheus child.
+    """
+
+    def __init__(self, counters: Sequence[tuple[str, str, Callable[[], float]]]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, documentation, read in self._counters:
+            yield CounterMetricFamily(name, documentation, value=read())

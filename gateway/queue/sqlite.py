@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.errors import QueueFull, StoreError
+from gateway.metrics import CountedElsewhere
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
 from gateway.queue.base import EnqueueListener, Queue
 from gateway.sqlite import ThreadConnection, immediate, snapshot
@@ -199,7 +199,20 @@ class SQLiteQueue(Queue):
         """Prometheus counters of the group commits (read at scrape time, nothing per hit):
         `gateway_queue_commits_total` and `gateway_queue_committed_events_total`; their rates'
         ratio is the events per commit."""
-        return _CommitCollector(self)
+        return CountedElsewhere(
+            [
+                (
+                    "gateway_queue_commits",
+                    "Group commits of enqueued events by this process",
+                    lambda: self.commits,
+                ),
+                (
+                    "gateway_queue_committed_events",
+                    "Events stored by this process's group commits",
+                    lambda: self.enqueued,
+                ),
+            ]
+        )
 
     def add_enqueue_listener(self, listener: EnqueueListener) -> bool:
         self._listeners.append(listener)
@@ -411,23 +424,6 @@ class SQLiteQueue(Queue):
 
     async def recover_leases(self, now: float) -> int:
         return await self._writer.run(_recover_leases, now)
-
-
-class _CommitCollector(Collector):
-    def __init__(self, queue: SQLiteQueue) -> None:
-        self._queue = queue
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(
-            "gateway_queue_commits",
-            "Group commits of enqueued events by this process",
-            value=self._queue.commits,
-        )
-        yield CounterMetricFamily(
-            "gateway_queue_committed_events",
-            "Events stored by this process's group commits",
-            value=self._queue.enqueued,
-        )
 
 
 # --- What runs on the connection threads -------------------------------------------------------
