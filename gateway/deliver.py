@@ -67,6 +67,9 @@ _INACTIVE_POLL_S = 0.25
 _ERROR_PAUSE_S = 1.0
 # A lane never sleeps less than this when waiting for a retry time, so it cannot spin.
 _MIN_SLEEP_S = 0.005
+# After another worker took the full batch this one expected: look again this much later at
+# the soonest (the next ready_info normally says how long to wait).
+_LOST_RACE_PAUSE_S = 0.05
 _FAILED = frozenset({Verdict.RETRY, Verdict.THROTTLED})
 
 
@@ -367,8 +370,19 @@ class DeliveryWorker:
             # would spend, on every request, time in which a burst of 1 saves no token.
             if batch_delay > 0 or self._pacing.wait_s(lane.integration_id) > 0:
                 return True
-        await self._run_batch(lane, integration)
+        at_least = self._max_events if self._full_batch_contested(info) else 1
+        if not await self._run_batch(lane, integration, at_least):
+            await self._sleep(lane, _LOST_RACE_PAUSE_S)
         return True
+
+    def _full_batch_contested(self, info: ReadyInfo) -> bool:
+        """True when the batch is due only because it is full, and other workers deliver from
+        the same queue: one of them may claim it first, and the rest should then wait to fill
+        up rather than go as a small batch (each request spends a token of TikTok's limit)."""
+        if self._shared is None or info.ready < self._max_events:
+            return False
+        oldest = info.oldest_enqueued_at
+        return oldest is None or oldest + self._max_wait_s > self._clock()
 
     async def _wait_for_batch(
         self, lane: _Lane, ready: int, batch_delay: float, pacing_delay: float
@@ -400,23 +414,30 @@ class DeliveryWorker:
             return max(_MIN_SLEEP_S, next_at - now)
         return max(0.0, info.oldest_enqueued_at + self._max_wait_s - now)
 
-    async def _run_batch(self, lane: _Lane, integration: Integration) -> None:
+    async def _run_batch(self, lane: _Lane, integration: Integration, at_least: int) -> bool:
+        """Claim and deliver one batch; False when a claim of `at_least` found too few."""
         lane.busy = True
         lane.paused = False
         try:
-            # The token before the claim: with a small burst none accrues while the claim runs,
-            # so taking it after would stretch each request's period by the claim's time and
-            # leave part of TikTok's rate limit unused.
-            await self._take_token(lane)
-            lane.token_taken = True
+            if at_least == 1:
+                # The token before the claim: with a small burst none accrues while the claim
+                # runs, so taking it after would stretch each request's period by the claim's
+                # time and leave part of TikTok's rate limit unused.
+                await self._take_token(lane)
+                lane.token_taken = True
+            # Otherwise the claim may find nothing (another worker took the batch): the token
+            # is taken when the request goes, so a lost race spends none.
             now = self._clock()
             events = await self._queue.claim(
-                lane.integration_id, self._max_events, now, self._lease_s
+                lane.integration_id, self._max_events, now, self._lease_s, at_least
             )
+            if not events and at_least > 1:
+                return False
             lane.hold(events)
             fresh = await self._drop_too_old(lane, events, now)
             if fresh:
                 await self._deliver(lane, integration, fresh)
+            return True
         finally:
             # Anything not settled (stopping, an error) goes back without blame.
             await self._settle.give_back(lane)

@@ -410,3 +410,17 @@ async def test_a_file_from_the_trigger_era_keeps_exact_counts(tmp_path: Path) ->
         assert await queue.depth() == 2
     finally:
         await queue.close()
+
+
+async def test_a_claim_of_at_least_n_takes_all_or_nothing(queue_factory: OpenQueue) -> None:
+    # Two delivering processes on one queue: the second must not get the first one's leftovers
+    # as a small batch when it expected a full one.
+    first, second = await queue_factory(), await queue_factory()
+    await first.enqueue([event(n) for n in range(7)])
+    now = time.time()
+    assert len(await first.claim(A, 5, now, lease_s=30, at_least=5)) == 5
+    assert await second.claim(A, 5, now, lease_s=30, at_least=5) == []
+    # What it left is still there, for a claim that takes what is ready.
+    rest = await second.claim(A, 5, now, lease_s=30)
+    assert event_ids(rest) == ["evt-int_a-5", "evt-int_a-6"]
+    assert [c.attempts for c in rest] == [1, 1]  # the claim that took nothing counted nothing

@@ -60,9 +60,14 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def claim(
-        self, integration_id: str, limit: int, now: float, lease_s: float
+        self, integration_id: str, limit: int, now: float, lease_s: float, at_least: int = 1
     ) -> list[ClaimedEvent]:
-        """Lease up to `limit` ready events, oldest first, and count one attempt on each."""
+        """Lease up to `limit` ready events, oldest first, and count one attempt on each.
+
+        With fewer than `at_least` ready, lease none: a worker of several that expects a full
+        batch passes the batch size, so when another one took that batch first it does not
+        send what was left as a small one.
+        """
 
     @abc.abstractmethod
     async def ack(self, integration_id: str, ids: Sequence[int | str], now: float) -> None:

@@ -234,7 +234,7 @@ class RedisQueue(Queue):
         return ReadyInfo(int(ready), _float_or_none(oldest), next_retry_at)
 
     async def claim(
-        self, integration_id: str, limit: int, now: float, lease_s: float
+        self, integration_id: str, limit: int, now: float, lease_s: float, at_least: int = 1
     ) -> list[ClaimedEvent]:
         if limit <= 0:
             return []
@@ -248,6 +248,7 @@ class RedisQueue(Queue):
                 repr(now),
                 repr(now + lease_s),
                 self.consumer,
+                str(at_least),
             ],
         )
         self._mine.setdefault(integration_id, set()).update(r[0].decode() for r in rows)

@@ -126,13 +126,14 @@ return out
 """
 )
 
-# ARGV: P, iid, limit, now, lease_until, consumer. Oldest first by the time an entry became
-# claimable (its retry time, or its enqueue time when new), then by stream id.
+# ARGV: P, iid, limit, now, lease_until, consumer, at_least. Oldest first by the time an entry
+# became claimable (its retry time, or its enqueue time when new), then by stream id. Fewer than
+# `at_least` candidates: none is leased (those just read from the stream wait in `due`).
 CLAIM = (
     _PRELUDE
     + r"""
-local iid, limit, now, lease_until, consumer =
-  ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local iid, limit, now, lease_until, consumer, at_least =
+  ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 local s, lease, due, meta = key('s', iid), key('lease', iid), key('due', iid), key('meta', iid)
 if redis.call('EXISTS', s) == 0 then return {} end
 local cands = {}
@@ -159,9 +160,11 @@ table.sort(cands, function(x, y)
   if x.t ~= y.t then return x.t < y.t end
   return id_less(x.id, y.id)
 end)
+local take = limit
+if #cands < at_least then take = 0 end
 local out = {}
 for i, c in ipairs(cands) do
-  if i > limit then
+  if i > take then
     -- Read from the stream but not needed now: still ready, waiting in `due`.
     if c.new then
       redis.call('HSET', meta, c.id, join_meta(0, '', '', c.nb, c.fields.q))

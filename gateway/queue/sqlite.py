@@ -342,11 +342,11 @@ class SQLiteQueue(Queue):
         return await self._reader.run(_ready_info, integration_id, now)
 
     async def claim(
-        self, integration_id: str, limit: int, now: float, lease_s: float
+        self, integration_id: str, limit: int, now: float, lease_s: float, at_least: int = 1
     ) -> list[ClaimedEvent]:
         if limit <= 0:
             return []
-        return await self._writer.run(_claim, integration_id, limit, now, lease_s)
+        return await self._writer.run(_claim, integration_id, limit, now, lease_s, at_least)
 
     async def ack(self, integration_id: str, ids: Sequence[int | str], now: float) -> None:
         await self._writer.run(_ack, integration_id, _int_ids(ids), now)
@@ -571,7 +571,12 @@ def _ready_info_now(conn: sqlite3.Connection, params: dict[str, Any]) -> ReadyIn
 
 
 def _claim(
-    conn: sqlite3.Connection, integration_id: str, limit: int, now: float, lease_s: float
+    conn: sqlite3.Connection,
+    integration_id: str,
+    limit: int,
+    now: float,
+    lease_s: float,
+    at_least: int,
 ) -> list[ClaimedEvent]:
     # Oldest first by the time an event became claimable: `id` order for events never retried,
     # and an order the events_ready index yields without sorting the whole backlog.
@@ -582,6 +587,8 @@ def _claim(
             ORDER BY not_before, id LIMIT :limit""",
             {"iid": integration_id, "now": now, "limit": limit},
         ).fetchall()
+        if len(rows) < at_least:
+            return []
         # One statement per 500 ids rather than one per event: a third less per claimed event.
         _each_chunk(
             conn,
