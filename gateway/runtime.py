@@ -23,6 +23,7 @@ from gateway.deliver import DeliveryWorker
 from gateway.ledger import Ledger, SQLiteLedger
 from gateway.metrics import Metrics
 from gateway.queue.base import Queue
+from gateway.queue.group import GroupCommitting
 from gateway.queue.sqlite import SQLiteQueue
 from gateway.route import Router
 from gateway.settings import Secret, Settings
@@ -160,7 +161,7 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
         queue = _open_queue(settings)
         await queue.open()
         stack.push_async_callback(queue.close)
-        if isinstance(queue, SQLiteQueue):
+        if isinstance(queue, GroupCommitting):
             metrics.registry.register(queue.commit_metrics())
 
         ledger = _open_ledger(settings)

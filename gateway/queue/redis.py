@@ -27,7 +27,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -35,10 +34,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.errors import QueueFull, StoreError
+from gateway.errors import StoreError
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
 from gateway.queue import redis_lua
 from gateway.queue.base import Queue
+from gateway.queue.group import GroupCommit, GroupCommitting
 from gateway.redisconn import connect
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,7 @@ def split_queue_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), prefix
 
 
-@dataclass(slots=True)
-class _Waiting:
-    """One enqueue call waiting for the next group commit."""
-
-    args: list[bytes | str]
-    count: int
-    future: asyncio.Future[None]
-
-
-class RedisQueue(Queue):
+class RedisQueue(GroupCommitting, Queue):
     """`url` is a `redis://` or `rediss://` URL (`?prefix=` sets the key prefix).
 
     `commits` counts group commits and `enqueued` the events they stored (this instance only).
@@ -89,16 +80,15 @@ class RedisQueue(Queue):
         self.prefix = prefix or url_prefix
         self.max_events = max_events
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.commits = 0
-        self.enqueued = 0
         self._url = client_url
         self._heartbeat_s = heartbeat_s
         self._dead_after_ms = max(1, int(dead_after_s * 1000))
         self._clock = clock
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._pending: list[_Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group: GroupCommit[list[bytes | str]] = GroupCommit(
+            self._enqueue_groups, max_events=_FLUSH_MAX_EVENTS
+        )
         self._heartbeat: asyncio.Task[None] | None = None
         # Ids this process leased and has not settled, per integration (see ready_info).
         self._mine: dict[str, set[str]] = {}
@@ -127,8 +117,7 @@ class RedisQueue(Queue):
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await self._flusher
+        await self._group.finish()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -173,51 +162,13 @@ class RedisQueue(Queue):
                 consent,
                 now,
             ]
-        waiting = _Waiting(args, len(events), asyncio.get_running_loop().create_future())
-        self._pending.append(waiting)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await waiting.future
+        await self._group.submit(args, len(events))
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                calls: list[_Waiting] = []
-                size = 0
-                while self._pending and (
-                    not calls or size + self._pending[0].count <= _FLUSH_MAX_EVENTS
-                ):
-                    call = self._pending.pop(0)
-                    if not call.future.done():  # a caller that gave up never answered 2xx
-                        calls.append(call)
-                        size += call.count
-                if calls:
-                    await self._commit_group(calls)
-        finally:
-            self._flusher = None
-
-    async def _commit_group(self, calls: list[_Waiting]) -> None:
-        args: list[bytes | str] = [self.prefix, str(self.max_events), str(len(calls))]
-        for call in calls:
-            args += call.args
-        try:
-            accepted = await self._run("ENQUEUE", args)
-        except StoreError as exc:
-            for call in calls:
-                if not call.future.done():
-                    error = StoreError(str(exc))
-                    error.__cause__ = exc.__cause__
-                    call.future.set_exception(error)
-            return
-        if any(accepted):
-            self.commits += 1
-            self.enqueued += sum(c.count for c, ok in zip(calls, accepted, strict=True) if ok)
-        for call, ok in zip(calls, accepted, strict=True):
-            if not call.future.done():
-                if ok:
-                    call.future.set_result(None)
-                else:
-                    call.future.set_exception(QueueFull())
+    async def _enqueue_groups(self, groups: list[list[bytes | str]]) -> list[bool]:
+        args: list[bytes | str] = [self.prefix, str(self.max_events), str(len(groups))]
+        for group in groups:
+            args += group
+        return [bool(ok) for ok in await self._run("ENQUEUE", args)]
 
     # Leases
 

@@ -21,17 +21,15 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
-from prometheus_client.registry import Collector
 
-from gateway.errors import QueueFull, StoreError
-from gateway.metrics import CountedElsewhere
+from gateway.errors import StoreError
 from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
 from gateway.queue.base import EnqueueListener, Queue
+from gateway.queue.group import GroupCommit, GroupCommitting
 from gateway.sqlite import ThreadConnection, immediate, snapshot
 
 P = ParamSpec("P")
@@ -130,15 +128,7 @@ EventRow = tuple[str, str, str, int, bytes, str | None, float, float]
 # --- The queue ---------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Waiting:
-    """One enqueue call waiting for the next group commit."""
-
-    rows: list[EventRow]
-    future: asyncio.Future[None]
-
-
-class SQLiteQueue(Queue):
+class SQLiteQueue(GroupCommitting, Queue):
     """The default queue: `path` is the SQLite file; `max_events` and `max_bytes` (the pages the
     file uses, dead letters included; None for no bound) are the bounds behind `QueueFull`.
 
@@ -170,13 +160,12 @@ class SQLiteQueue(Queue):
         self.path = path
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self.commits = 0
-        self.enqueued = 0
         self._clock = clock
         self._writer = ThreadConnection(path, "queue-writer", busy_timeout_s)
         self._reader = ThreadConnection(path, "queue-reader", busy_timeout_s)
-        self._pending: list[_Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group: GroupCommit[list[EventRow]] = GroupCommit(
+            self._insert, before_commit=self._linger, committed=self._tell_listeners
+        )
         self._closed = False
         self._linger_s = linger_s
         self._linger_gap_s = 1.0 / linger_min_rate if linger_min_rate > 0 else float("inf")
@@ -189,30 +178,6 @@ class SQLiteQueue(Queue):
         self.lingers = 0  # commits that waited for more callers
         self._listeners: list[EnqueueListener] = []
         self._page_size = 4096
-
-    @property
-    def events_per_commit(self) -> float:
-        """Mean events stored per group commit so far (0 before the first)."""
-        return self.enqueued / self.commits if self.commits else 0.0
-
-    def commit_metrics(self) -> Collector:
-        """Prometheus counters of the group commits (read at scrape time, nothing per hit):
-        `gateway_queue_commits_total` and `gateway_queue_committed_events_total`; their rates'
-        ratio is the events per commit."""
-        return CountedElsewhere(
-            [
-                (
-                    "gateway_queue_commits",
-                    "Group commits of enqueued events by this process",
-                    lambda: self.commits,
-                ),
-                (
-                    "gateway_queue_committed_events",
-                    "Events stored by this process's group commits",
-                    lambda: self.enqueued,
-                ),
-            ]
-        )
 
     def add_enqueue_listener(self, listener: EnqueueListener) -> bool:
         self._listeners.append(listener)
@@ -231,9 +196,8 @@ class SQLiteQueue(Queue):
 
     async def close(self) -> None:
         self._closed = True
-        if self._flusher is not None:
-            # Let the group commit in flight (and any calls already waiting) finish first.
-            await self._flusher
+        # Let the group commit in flight (and any calls already waiting) finish first.
+        await self._group.finish()
         await self._reader.close()
         await self._writer.close()
 
@@ -248,81 +212,42 @@ class SQLiteQueue(Queue):
         mono = time.monotonic()
         self._mean_gap_s += 0.1 * (min(1.0, mono - self._last_call) - self._mean_gap_s)
         self._last_call = mono
-        waiting = _Waiting(
-            rows=[_event_row(e, now) for e in events],
-            future=asyncio.get_running_loop().create_future(),
-        )
-        self._pending.append(waiting)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await waiting.future
+        await self._group.submit([_event_row(e, now) for e in events], len(events))
 
-    async def _flush(self) -> None:
-        """Commit whatever is pending, again and again until nothing is."""
-        try:
-            while self._pending:
-                if self._should_linger():
-                    waiting = len(self._pending)
-                    self.lingers += 1
-                    await asyncio.sleep(self._linger_s)  # under load: let the group grow
-                    gained = len(self._pending) - waiting
-                    self._linger_gain += 0.25 * (gained - self._linger_gain)
-                    if self._linger_gain < _LINGER_MIN_GAIN:
-                        self._linger_retry_at = time.monotonic() + _LINGER_RETRY_S
-                batch, self._pending = self._pending, []
-                # A caller that gave up (its request was cancelled) never answered 2xx.
-                calls = [c for c in batch if not c.future.done()]
-                if calls:
-                    await self._commit_group(calls)
-        finally:
-            self._flusher = None
+    async def _linger(self) -> None:
+        """Before a commit, under load: wait a moment for more callers, while that pays."""
+        if not self._should_linger():
+            return
+        waiting = self._group.waiting
+        self.lingers += 1
+        await asyncio.sleep(self._linger_s)  # under load: let the group grow
+        gained = self._group.waiting - waiting
+        self._linger_gain += 0.25 * (gained - self._linger_gain)
+        if self._linger_gain < _LINGER_MIN_GAIN:
+            self._linger_retry_at = time.monotonic() + _LINGER_RETRY_S
 
     def _should_linger(self) -> bool:
         if (
             self._linger_s <= 0
             or self._mean_gap_s >= self._linger_gap_s
-            or len(self._pending) >= _LINGER_UNTIL_CALLS
+            or self._group.waiting >= _LINGER_UNTIL_CALLS
         ):
             return False
         # Lingering pays, or it is time for a trial: the load may have changed.
         return self._linger_gain >= _LINGER_MIN_GAIN or time.monotonic() >= self._linger_retry_at
 
-    async def _commit_group(self, calls: list[_Waiting]) -> None:
-        try:
-            accepted = await self._writer.run(
-                _insert_groups,
-                [c.rows for c in calls],
-                self.max_events,
-                self.max_bytes,
-                self._page_size,
-            )
-        except Exception as exc:
-            for call in calls:
-                if not call.future.done():
-                    # A fresh error per caller: one exception object raised in many tasks
-                    # would collect all their tracebacks.
-                    error = StoreError(str(exc) or type(exc).__name__)
-                    error.__cause__ = exc
-                    call.future.set_exception(error)
-            return
-        if any(accepted):
-            self.commits += 1
-            self.enqueued += sum(len(c.rows) for c, ok in zip(calls, accepted, strict=True) if ok)
-            if self._listeners:
-                self._tell_listeners([c for c, ok in zip(calls, accepted, strict=True) if ok])
-        for call, ok in zip(calls, accepted, strict=True):
-            if call.future.done():
-                continue
-            if ok:
-                call.future.set_result(None)
-            else:
-                call.future.set_exception(QueueFull())
+    async def _insert(self, groups: list[list[EventRow]]) -> list[bool]:
+        return await self._writer.run(
+            _insert_groups, groups, self.max_events, self.max_bytes, self._page_size
+        )
 
-    def _tell_listeners(self, calls: list[_Waiting]) -> None:
+    def _tell_listeners(self, groups: list[list[EventRow]]) -> None:
+        if not self._listeners:
+            return
         counts: dict[str, int] = {}
         first: dict[str, float] = {}
-        for call in calls:  # in arrival order: the first row seen is the oldest
-            for row in call.rows:
+        for rows in groups:  # in arrival order: the first row seen is the oldest
+            for row in rows:
                 integration_id = row[0]
                 if integration_id in counts:
                     counts[integration_id] += 1
