@@ -13,31 +13,17 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import msgspec
 import pytest
 
 from gateway.backoff import backoff_delay, retry_at
-from gateway.crypto import SecretBox
-from gateway.deliver import DeliveryWorker
-from gateway.metrics import Metrics
-from gateway.models import Integration, NewEvent, Source, TikTokConfig
 from gateway.queue.sqlite import SQLiteQueue
 from gateway.ratelimit import Pacing, TokenBucket
-from gateway.settings import Secret, Settings
-from gateway.store.sqlite import SQLiteConfigStore
-from gateway.tiktok import TikTokClient
+from tests.delivery_rig import INTEGRATION, PIXEL, TOKEN, DeliveryRig, open_rig
 from tests.tiktok_double import Answer, TikTokDouble
-
-TOKEN = "tok_deliver_secret_0123456789"
-INTEGRATION = "int_tiktok"
-PIXEL = "CPIXEL00000000000001"
-_ids = itertools.count()
-
 
 # --- Pure pacing: backoff and the token bucket -------------------------------------------------
 
@@ -138,107 +124,13 @@ def test_pacing_probes_after_failures_in_a_row_for_that_integration_only() -> No
 # --- Harness -------------------------------------------------------------------------------------
 
 
-def payload(event_id: str, event_time: int | None = None) -> bytes:
-    return msgspec.json.encode(
-        {
-            "event": "CompletePayment",
-            "event_time": int(time.time()) if event_time is None else event_time,
-            "event_id": event_id,
-            "user": {"external_id": "ab" * 32, "ip": "203.0.113.50"},
-            "properties": {"currency": "USD", "value": 12.5, "content_type": "product"},
-        }
-    )
-
-
-@dataclass
-class Harness:
-    tmp_path: Path
-    tiktok: TikTokDouble
-    session: aiohttp.ClientSession
-    queue: SQLiteQueue
-    store: SQLiteConfigStore
-    metrics: Metrics = field(default_factory=Metrics)
-    workers: list[DeliveryWorker] = field(default_factory=list)
-
-    async def add_integration(self, integration_id: str = INTEGRATION, **config: Any) -> None:
-        values: dict[str, Any] = {"rate_limit_rps": 1000.0, "rate_limit_burst": 1000}
-        values.update(config)
-        await self.store.create_integration(
-            Integration(
-                id=integration_id,
-                source_id="src",
-                name="TikTok",
-                config=TikTokConfig(pixel_code=PIXEL, access_token=Secret(TOKEN), **values),
-            )
-        )
-
-    async def start_worker(self, **settings: Any) -> DeliveryWorker:
-        env = {"GATEWAY_BATCH_MAX_EVENTS": 100, "GATEWAY_BATCH_MAX_WAIT_MS": 50}
-        env.update({f"GATEWAY_{k.upper()}": v for k, v in settings.items()})
-        worker = DeliveryWorker(
-            self.queue,
-            self.store,
-            TikTokClient(self.session, self.tiktok.url),
-            Settings.from_mapping(env),
-            self.metrics,
-            backoff_base_s=0.02,
-            backoff_cap_s=0.2,
-            sweep_interval_s=0.1,
-        )
-        await worker.start()
-        self.workers.append(worker)
-        return worker
-
-    async def enqueue(
-        self,
-        count: int,
-        worker: DeliveryWorker | None = None,
-        integration_id: str = INTEGRATION,
-        event_time: int | None = None,
-        chunk: int = 250,
-        queue: SQLiteQueue | None = None,
-    ) -> list[str]:
-        """Enqueue `count` events through `queue` (another process's, say), by default the
-        worker's own; `notify` the worker after each chunk when it is given."""
-        ids = [f"evt_{next(_ids):06d}" for _ in range(count)]
-        for start in range(0, count, chunk):
-            events = [
-                NewEvent(
-                    integration_id,
-                    eid,
-                    "CompletePayment",
-                    event_time or int(time.time()),
-                    payload(eid, event_time),
-                )
-                for eid in ids[start : start + chunk]
-            ]
-            await (queue or self.queue).enqueue(events)
-            if worker is not None:
-                worker.notify(integration_id)
-        return ids
-
-    def sample(self, name: str, **labels: str) -> float:
-        value = self.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+Harness = DeliveryRig
 
 
 @pytest.fixture
 async def harness(tmp_path: Path, tiktok: TikTokDouble) -> AsyncIterator[Harness]:
-    box = SecretBox([Secret("deliver-test-key-0123456789-abcdefgh")], "access-token")
-    store = SQLiteConfigStore(tmp_path / "config.db", box)
-    queue = SQLiteQueue(tmp_path / "queue.db", 1_000_000)
-    await store.open()
-    await queue.open()
-    await store.create_source(Source(id="src", name="Shop"))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        h = Harness(tmp_path, tiktok, session, queue, store)
-        try:
-            yield h
-        finally:
-            for worker in h.workers:
-                await worker.stop(timeout_s=2)
-            await queue.close()
-            await store.close()
+    async with open_rig(tmp_path, tiktok, max_events=1_000_000, batch_max_wait_ms=50) as rig:
+        yield rig
 
 
 def assert_clean(tiktok: TikTokDouble) -> None:
