@@ -991,7 +991,7 @@ class Bench:
                 rounds[key].append(load_summary(result, window.close()))
                 self.settle()
         self.retire(single)
-        integrity = self._integrity(double)
+        integrity = self._integrity([double])
         self.retire(double)
         one = spread([r["hits_per_s"] for r in rounds["workers_1"]])
         two = spread([r["hits_per_s"] for r in rounds["workers_2"]])
@@ -1001,40 +1001,6 @@ class Bench:
             "workers_2": {"hits_per_s": two, "rounds": rounds["workers_2"]},
             "scaling": ratio(two["median"], one["median"]),
             "integrity": integrity,
-        }
-
-    def _integrity(self, gateway: GatewayProc) -> dict[str, Any]:
-        """Exact accounting with the Python client: every acknowledged hit delivered once."""
-        self.sink.reset()
-        self.sink.track_ids(True)
-        env = python_env()
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.pyload",
-            "--url",
-            gateway.collect_url,
-            "--duration",
-            str(max(1.0, self.args.duration / 3)),
-            "--connections",
-            "32",
-            "--only-events",
-            "--track-ids",
-        ]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=True)
-        result = json.loads(out.stdout.split("BENCH_JSON ", 1)[1])
-        drained = self.drain(gateway, timeout_s=60)
-        seen = self.sink.ids()
-        self.sink.track_ids(False)
-        acked = set(result["acked_ids"])
-        delivered = set(seen["ids"])
-        return {
-            "acknowledged": len(acked),
-            "delivered_unique": len(delivered),
-            "lost": len(acked - delivered),
-            "duplicated": len(seen["duplicates"]),
-            "delivered_not_acknowledged": len(delivered - acked),
-            "drained": drained,
         }
 
     # The redis phase: the embedded default against Redis + PostgreSQL, 1 and 2 replicas.
@@ -1105,7 +1071,7 @@ class Bench:
                 targets, cpus = modes[mode]
                 rounds[mode].append(self._cluster_round(services, targets, cpus))
                 self.settle()
-        integrity = self._cluster_integrity([two_a, two_b])
+        integrity = self._integrity([two_a, two_b])
 
         keys = [
             "hits_per_s",
@@ -1227,9 +1193,10 @@ class Bench:
             summary["replicas"] = result["parts"]
         return summary
 
-    def _cluster_integrity(self, targets: list[GatewayProc]) -> dict[str, Any]:
-        """Exact accounting across replicas: a Python client per replica (each its own message
-        id tag) keeps every acknowledged id; drained, the double's ids must be those, once."""
+    def _integrity(self, targets: list[GatewayProc]) -> dict[str, Any]:
+        """Exact accounting with the Python client, one per target (a `--workers` server, or
+        each replica of a cluster; each its own message id tag), 32 connections in all: every
+        acknowledged id kept; drained, the double's ids must be those, once."""
         self.sink.reset()
         self.sink.track_ids(True)
         processes = []
