@@ -192,19 +192,26 @@ async def _post_all(collect_url: str, ids: list[str]) -> None:
         assert resp.status == 200, await resp.text()
 
 
+async def _sigterm_while_first_request_is_at_tiktok(
+    env: dict[str, str], log: Path, ids: list[str], tiktok: TikTokDouble
+) -> float:
+    """Start, collect `ids`, send SIGTERM once TikTok has the first batch: seconds to exit 0."""
+    async with running_gateway(env, log) as gw:
+        await configure(gw.admin_url)
+        await _post_all(gw.collect_url, ids)
+        await tiktok.wait_for(lambda: len(tiktok.requests) == 1)
+        started = time.monotonic()
+        gw.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(gw.process.wait(), 30) == 0
+        return time.monotonic() - started
+
+
 async def test_sigterm_lets_the_tiktok_request_in_flight_finish(tmp_path: Path) -> None:
     async with TikTokDouble() as tiktok:
         tiktok.play(Answer(delay_s=1.0))  # the first batch is still at TikTok at SIGTERM
         env = gateway_env(tmp_path / "data", tiktok.url, GATEWAY_BATCH_MAX_EVENTS="10")
         ids = [f"m-{i:02d}" for i in range(50)]
-        async with running_gateway(env, tmp_path / "a.log") as gw:
-            await configure(gw.admin_url)
-            await _post_all(gw.collect_url, ids)
-            await tiktok.wait_for(lambda: len(tiktok.requests) == 1)
-            started = time.monotonic()
-            gw.process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(gw.process.wait(), 30) == 0
-            took = time.monotonic() - started
+        took = await _sigterm_while_first_request_is_at_tiktok(env, tmp_path / "a.log", ids, tiktok)
         # The request in flight finished and was acknowledged; nothing else left.
         in_flight = tiktok.requests[0].event_ids
         assert sorted(tiktok.accepted_ids()) == sorted(in_flight) and len(in_flight) == 10
@@ -232,14 +239,7 @@ async def test_sigterm_gives_up_on_a_hung_tiktok_after_the_timeout(tmp_path: Pat
             GATEWAY_TIKTOK_TIMEOUT_S="30",
         )
         ids = [f"m-{i:02d}" for i in range(30)]
-        async with running_gateway(env, tmp_path / "a.log") as gw:
-            await configure(gw.admin_url)
-            await _post_all(gw.collect_url, ids)
-            await tiktok.wait_for(lambda: len(tiktok.requests) == 1)
-            started = time.monotonic()
-            gw.process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(gw.process.wait(), 30) == 0
-            took = time.monotonic() - started
+        took = await _sigterm_while_first_request_is_at_tiktok(env, tmp_path / "a.log", ids, tiktok)
         assert took < 10.0  # it did not wait for TikTok's answer
         cut_off = tiktok.requests[0]
         # The cut-off batch went back unblamed: the next start sends it again, with the rest.

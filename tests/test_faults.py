@@ -40,6 +40,16 @@ async def rig(tmp_path: Path, tiktok: TikTokDouble) -> AsyncIterator[Rig]:
         yield r
 
 
+async def failed_requests(rig: Rig, batch: int, expected: int) -> None:
+    """Wait until the queue counts `expected` failed requests of `batch` events each."""
+
+    async def done() -> bool:
+        stats = await rig.queue.stats(INTEGRATION)
+        return stats.failed == expected * batch
+
+    await eventually(done)
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool]],
     timeout: float = 10.0,  # noqa: ASYNC109  (a plain keyword reads better in the tests)
@@ -333,16 +343,9 @@ async def test_long_outage_memory_flat_queue_keeps_all_then_drains_at_the_rate_l
     )
     ids = await rig.enqueue(events, worker, chunk=2000)
 
-    async def settled(expected_requests: int) -> None:
-        async def done() -> bool:
-            stats = await rig.queue.stats(INTEGRATION)
-            return stats.failed == expected_requests * batch
-
-        await eventually(done)
-
     # Three requests fail in a row; from then on the lane only probes, once per backoff.
     await rig.tiktok.wait_for(lambda: len(rig.tiktok.requests) >= 3)
-    await settled(3)
+    await failed_requests(rig, batch, 3)
     sent = worker.requests_sent
     rig.tiktok.requests.clear()  # the double's records are the test's memory, not the gateway's
 
@@ -352,7 +355,7 @@ async def test_long_outage_memory_flat_queue_keeps_all_then_drains_at_the_rate_l
     for _ in range(rounds):
         rig.clock.advance(hours_per_round * 3600.0)  # two hours of outage pass
         worker.refresh()
-        await settled(sent + 1)
+        await failed_requests(rig, batch, sent + 1)
         sent += 1
         rig.tiktok.requests.clear()
         gc.collect()
@@ -404,20 +407,13 @@ async def test_probes_back_off_to_at_most_thirty_seconds(rig: Rig) -> None:
     )
     await rig.enqueue(2000, worker, chunk=500)
 
-    async def settled(expected_requests: int) -> None:
-        async def done() -> bool:
-            stats = await rig.queue.stats(INTEGRATION)
-            return stats.failed == expected_requests * batch
-
-        await eventually(done)
-
     await rig.tiktok.wait_for(lambda: len(rig.tiktok.requests) >= 3)
-    await settled(3)
+    await failed_requests(rig, batch, 3)
     sent = worker.requests_sent
     for _ in range(10):  # uncapped, the 6th probe would wait 32 s, the 10th 512 s
         rig.clock.advance(30.0)
         worker.refresh()
-        await settled(sent + 1)
+        await failed_requests(rig, batch, sent + 1)
         sent += 1
     assert worker.requests_sent == sent == 13
 
