@@ -21,7 +21,7 @@ from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits,
 from gateway.demo import DEMO_SOURCE_ID
 from gateway.errors import GatewayError, SettingsError
 from gateway.logs import configure_logging
-from gateway.runtime import Role, open_runtime, resolve_keys
+from gateway.runtime import Role, make_data_dir, open_runtime, resolve_keys
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_sources(os.environ, args.config)
         if args.workers < 1 or args.workers > 64:
             raise SettingsError("--workers", "must be between 1 and 64")
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Whatever the process creates (SQLite's files, keys, anything a library writes) is
+        # its user's alone; the code also gives each file its mode, this is the safety net.
+        os.umask(0o077)
+        make_data_dir(settings.data_dir)
         admin_tokens, secret_keys, generated = resolve_keys(settings)
     except SettingsError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
