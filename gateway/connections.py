@@ -187,7 +187,11 @@ class GuardedRequestHandler(RequestHandler):
     def _arm(self, waiting_for: str, timeout_s: float) -> None:
         self._waiting_for = waiting_for
         self._deadline = self._loop.time() + timeout_s
-        if self._deadline_handle is None:
+        handle = self._deadline_handle
+        if handle is not None and handle.when() > self._deadline:  # a shorter timeout now
+            handle.cancel()
+            handle = None
+        if handle is None:
             self._deadline_handle = self._loop.call_at(self._deadline, self._deadline_reached)
 
     def _disarm(self) -> None:
@@ -202,10 +206,11 @@ class GuardedRequestHandler(RequestHandler):
         if waiting_for is None or self.transport is None:
             return
         now = self._loop.time()
-        # While aiohttp has paused reading (the handler is behind), the client is not the one
-        # stalling: give it more time.
-        if now < self._deadline or (waiting_for == BODY_TIMEOUT and self._reading_paused):
-            self._deadline = max(self._deadline, now + 0.5)
+        if waiting_for == BODY_TIMEOUT and self._reading_paused:
+            # aiohttp stopped reading because the handler is behind: the client is not the one
+            # stalling, so its time starts again.
+            self._deadline = now + self._guard.limits.body_timeout_s
+        if now < self._deadline:
             self._deadline_handle = self._loop.call_at(self._deadline, self._deadline_reached)
             return
         self._waiting_for = None
@@ -222,7 +227,7 @@ class GuardedRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        kind = _client_fault(exc)
+        kind = self._client_fault(exc)
         if kind is None:  # the gateway's own failure: aiohttp logs it with its traceback
             return super().handle_error(request, status, exc, message)
         if not self._closed_by_guard:
@@ -238,13 +243,15 @@ class GuardedRequestHandler(RequestHandler):
         response.force_close()
         return response
 
-
-def _client_fault(exc: BaseException | None) -> str | None:
-    if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
-        return MALFORMED
-    if isinstance(exc, ConnectionError):
-        return ABORTED
-    return None
+    def _client_fault(self, exc: BaseException | None) -> str | None:
+        """The kind of client fault `exc` is, or None when the gateway itself failed."""
+        if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+            return MALFORMED  # raised only by parsing what the client sent
+        # A connection error while the client is still connected is not the client's doing
+        # (a library's socket to a backend, say): that stays a logged 500.
+        if isinstance(exc, ConnectionError) and self.transport is None:
+            return ABORTED
+        return None
 
 
 class GuardedSite(web.BaseSite):
