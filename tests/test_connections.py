@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pytest
 from gateway.collect import create_collect_app
 from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
 from gateway.errors import SettingsError
+from gateway.logs import ThrottledLog
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from tests.conftest import base_env
@@ -94,17 +95,13 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await asyncio.wait_for(reader.readexactly(length), CLOSE_WITHIN_S)
 
 
-async def wait_until(predicate: object, what: str) -> None:
-    assert callable(predicate)
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    """Poll a condition on the server's side (a counter, a slot freed), for a bounded time."""
     for _ in range(int(CLOSE_WITHIN_S / 0.02)):
         if predicate():
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"not within {CLOSE_WITHIN_S} s: {what}")
-
-
-def close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
 
 
 # -- slow and idle clients ---------------------------------------------------------------------
@@ -114,7 +111,7 @@ async def test_idle_socket_is_closed(tmp_path: Path, tiktok: TikTokDouble) -> No
     async with serving(tmp_path, tiktok, **SHORT) as served:
         reader, writer = await connect(served.port)
         assert await read_until_closed(reader) == b""
-        close(writer)
+        writer.close()
         assert served.faults("header_timeout") == 1
 
 
@@ -123,7 +120,7 @@ async def test_half_request_line_is_closed(tmp_path: Path, tiktok: TikTokDouble)
         reader, writer = await connect(served.port)
         writer.write(b"POST /v1/p HT")
         assert await read_until_closed(reader) == b""
-        close(writer)
+        writer.close()
         assert served.faults("header_timeout") == 1
 
 
@@ -147,7 +144,7 @@ async def test_headers_trickled_byte_by_byte_are_closed(
             assert await read_until_closed(reader) == b""
         finally:
             trickling.cancel()
-            close(writer)
+            writer.close()
         assert served.faults("header_timeout") == 1
 
 
@@ -158,14 +155,12 @@ async def test_stalled_body_is_closed_and_counted_once(
         reader, writer = await connect(served.port)
         writer.write(POST_HEAD + b"\r\n" + b'{"source_id":')  # 13 of 100 bytes, then nothing
         assert await read_until_closed(reader) == b""
-        close(writer)
+        writer.close()
         await wait_until(lambda: served.faults("body_timeout") == 1, "body_timeout counted")
         assert served.faults("aborted") == 0
 
 
-async def test_slow_body_that_keeps_moving_is_served(
-    tmp_path: Path, tiktok: TikTokDouble
-) -> None:
+async def test_slow_body_that_keeps_moving_is_served(tmp_path: Path, tiktok: TikTokDouble) -> None:
     # The body timeout is about a stall, not the whole body: 20 pieces, 0.1 s apart (2 s in
     # all) against a 1 s body timeout.
     async with serving(tmp_path, tiktok, GATEWAY_BODY_TIMEOUT_S="1") as served:
@@ -177,7 +172,7 @@ async def test_slow_body_that_keeps_moving_is_served(
             await writer.drain()
             await asyncio.sleep(0.1)
         status, _ = await read_response(reader)
-        close(writer)
+        writer.close()
     assert 400 <= status < 500  # an unknown source: answered, not cut off
     assert served.faults("body_timeout") == 0
 
@@ -191,7 +186,7 @@ async def test_idle_keep_alive_connection_is_closed(tmp_path: Path, tiktok: TikT
         status, _ = await read_response(reader)
         assert status == 200
         assert await read_until_closed(reader) == b""
-        close(writer)
+        writer.close()
         # An idle connection between requests is no client's fault.
         assert served.faults("header_timeout") == 0
 
@@ -208,7 +203,7 @@ async def test_connection_cap_refuses_new_connections_and_serves_open_ones(
 
         reader, writer = await connect(served.port)
         refused = await read_until_closed(reader)
-        close(writer)
+        writer.close()
         assert refused.startswith(b"HTTP/1.1 503 ") or refused == b""
         assert served.faults("over_capacity") == 1
 
@@ -217,13 +212,13 @@ async def test_connection_cap_refuses_new_connections_and_serves_open_ones(
         assert (await read_response(first[0]))[0] == 200
 
         # A connection that closes makes room for a new one.
-        close(second[1])
+        second[1].close()
         await wait_until(lambda: served.guard.open_connections < 2, "the closed one's slot freed")
         reader, writer = await connect(served.port)
         writer.write(HEALTH)
         assert (await read_response(reader))[0] == 200
-        close(writer)
-        close(first[1])
+        writer.close()
+        first[1].close()
 
 
 # -- faults: counted, logged at most once per kind ---------------------------------------------
@@ -242,7 +237,7 @@ async def test_malformed_and_aborted_requests_are_counted_not_logged_each(
             reader, writer = await connect(served.port)
             writer.write(MALFORMED)
             answers.append(await read_until_closed(reader))
-            close(writer)
+            writer.close()
 
         for _ in range(ABORTS):
             # `Expect: 100-continue` makes the gateway say when its handler is about to read the
@@ -280,3 +275,19 @@ def test_limits_are_validated_with_the_variable_named() -> None:
     ):
         with pytest.raises(SettingsError, match=name):
             Settings.from_mapping({name: bad})
+
+
+def test_throttled_log_says_how_many_lines_it_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    throttled = ThrottledLog(logging.getLogger("test.throttled"), 60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.throttled"):
+        for second in range(0, 130, 10):  # 13 faults of one kind, 10 s apart
+            now[0] = float(second)
+            throttled.warning("aborted", "gone")
+        throttled.warning("malformed", "bad")
+    assert [r.getMessage() for r in caplog.records] == [
+        "aborted: gone",
+        "aborted: gone; 5 more like it since the last such line",
+        "aborted: gone; 5 more like it since the last such line",
+        "malformed: bad",
+    ]
