@@ -71,6 +71,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_admin_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[_errors, _bearer_auth])
     app[RUNTIME_KEY] = runtime
+    app.on_response_prepare.append(_add_security_headers)
     p = ADMIN_PREFIX
     app.router.add_routes(
         [
@@ -111,6 +112,21 @@ def _error(
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+# On every answer of the admin port (API, errors, 401s, metrics, event streams, UI files): it
+# carries tokens' owners' data, so no sniffing, no framing and no caching anywhere.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """A response-prepare hook rather than a middleware: it also reaches the answers aiohttp
+    makes itself and the streamed ones, whose headers are sent before a middleware sees them."""
+    response.headers.update(SECURITY_HEADERS)
 
 
 @web.middleware

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
 from gateway.demo import DEMO_SOURCE_ID
 from gateway.errors import GatewayError, SettingsError
 from gateway.logs import configure_logging
-from gateway.runtime import Role, open_runtime, resolve_keys
+from gateway.runtime import Role, make_data_dir, open_runtime, resolve_keys
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -58,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_sources(os.environ, args.config)
         if args.workers < 1 or args.workers > 64:
             raise SettingsError("--workers", "must be between 1 and 64")
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Whatever the process creates (SQLite's files, keys, anything a library writes) is
+        # its user's alone; the code also gives each file its mode, this is the safety net.
+        os.umask(0o077)
+        make_data_dir(settings.data_dir)
         admin_tokens, secret_keys, generated = resolve_keys(settings)
     except SettingsError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
@@ -183,17 +187,27 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
     # With several processes, one delivers: a token bucket per process would multiply the rate.
     run_worker = role in (Role.ALL, Role.DELIVER) and index == 0
     async with open_runtime(settings, run_worker=run_worker) as runtime:
-        runners: list[web.AppRunner] = []
+        # Each port counts its own connections; faults from both go to one metric and log.
+        limits = ConnectionLimits.from_settings(settings)
+        faults = ClientFaults(runtime.metrics.client_faults)
+        servers: list[tuple[web.Application, str, int]] = []
         if role in (Role.ALL, Role.COLLECT):
-            runners.append(
-                await _start(
-                    create_collect_app(runtime), settings, settings.collect_port, reuse_port
-                )
-            )
+            servers.append((create_collect_app(runtime), settings.host, settings.collect_port))
         if role in (Role.ALL, Role.ADMIN):
-            runners.append(
-                await _start(create_admin_app(runtime), settings, settings.admin_port, reuse_port)
+            servers.append(
+                (create_admin_app(runtime), settings.admin_bind_host, settings.admin_port)
             )
+        runners: list[web.AppRunner] = []
+        for app, host, port in servers:
+            runner, _ = await start_server(
+                app,
+                host,
+                port,
+                ConnectionGuard(limits, faults),
+                shutdown_timeout_s=settings.shutdown_timeout_s,
+                reuse_port=reuse_port,
+            )
+            runners.append(runner)
         _tune_garbage_collector()
         log.info("gateway process %d ready (role %s)", index, role)
         await stop.wait()
@@ -218,15 +232,3 @@ def _tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()  # start-up objects live as long as the process: never scan them again
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-async def _start(
-    app: web.Application, settings: Settings, port: int, reuse_port: bool
-) -> web.AppRunner:
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port or None, backlog=2048)
-    await site.start()
-    return runner

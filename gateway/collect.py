@@ -231,9 +231,11 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
     raw_identity = jar.get(cookies.IDENTITY)
     identity = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
-        ip=client_ip(peer, headers, settings.trusted_proxies),
+        ip=client_ip(peer, headers, settings.trusted_proxies, settings.client_ip_header),
         user_agent=headers.get("User-Agent"),
-        secure=is_https(request.scheme, peer, headers, settings.trusted_proxies),
+        secure=is_https(
+            request.scheme, peer, headers, settings.trusted_proxies, settings.client_ip_header
+        ),
         ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
         anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
         ttclid_cookie=cookies.safe_cookie_value(jar.get(cookies.TTCLID)),

@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _BEARER = re.compile(r"(?i)(bearer\s+|access-token[\"':=\s]+)[^\s\"',;]+")
@@ -59,6 +59,38 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exc"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
+
+
+class ThrottledLog:
+    """Warnings a client can cause at will: at most one line per kind per interval.
+
+    The lines skipped in between are counted and the next line says how many; what they were
+    about is in a metric, which costs nothing per occurrence. Never a traceback.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval_s:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        skipped = self._skipped.pop(kind, 0)
+        if skipped:
+            message += f"; {skipped} more like it since the last such line"
+        self._logger.warning("%s: %s", kind, message)
 
 
 REDACTION = RedactingFilter()

@@ -36,6 +36,7 @@ class Metrics:
     queue_bytes_bound: Gauge = field(init=False)
     integration_paused: Gauge = field(init=False)
     integration_send_rate: Gauge = field(init=False)
+    client_faults: Counter = field(init=False)
 
     _hit_children: dict[str, Counter] = field(init=False, default_factory=dict)
     _enqueued_children: dict[str, Counter] = field(init=False, default_factory=dict)
@@ -111,6 +112,14 @@ class Metrics:
             "Requests per second an integration's token bucket allows now"
             " (below rate_limit_rps while TikTok throttles it)",
             ["integration"],
+            registry=r,
+        )
+
+        self.client_faults = Counter(
+            "gateway_client_faults",
+            "Requests and connections refused or closed because of the client, by kind"
+            " (malformed, aborted, header_timeout, body_timeout, over_capacity)",
+            ["kind"],
             registry=r,
         )
 

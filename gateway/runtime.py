@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from gateway.queue.group import GroupCommitting
 from gateway.queue.sqlite import SQLiteQueue
 from gateway.route import Router
 from gateway.settings import Secret, Settings
+from gateway.sqlite import PRIVATE_FILE_MODE
 from gateway.store.base import ConfigStore
 from gateway.store.sqlite import SQLiteConfigStore
 from gateway.tiktok import TikTokClient
@@ -61,15 +63,20 @@ class Runtime:
     generated_admin_token: str | None = field(default=None, repr=False)
 
 
+def make_data_dir(path: Path) -> None:
+    """The data directory, created 0700 (one that exists already is left as the operator set it)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _read_or_create_secret(path: Path, make: str) -> tuple[str, bool]:
     """A secret kept in the data dir (0600), generated on first start. Returns (value, created)."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip(), False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = path.open("x", encoding="utf-8")
-    with fd:
-        fd.write(make + "\n")
-    path.chmod(0o600)
+    make_data_dir(path.parent)
+    # 0600 from the first byte: created with its mode, never chmod-ed after the fact.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(make + "\n")
     return make, True
 
 
@@ -138,7 +145,7 @@ async def _open_shared_buckets(
 def _prepare_data_dir(
     settings: Settings,
 ) -> tuple[tuple[Secret, ...], tuple[Secret, ...], str | None]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(settings.data_dir)
     return resolve_keys(settings)
 
 

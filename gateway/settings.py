@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "0.0.0.0"
+    # None: the same address as `host`.
+    admin_host: str | None = None
     collect_port: int = 8080
     admin_port: int = 8084
     data_dir: Path = Path("./data")
@@ -66,6 +69,14 @@ class Settings:
             ipaddress.ip_network("::1/128"),
         )
     )
+    # The one header believed from a trusted proxy for the visitor's address.
+    client_ip_header: str = "X-Forwarded-For"
+    # Slow or idle clients: how long a connection may take to send a request head, may let a
+    # body stall, and may sit idle between requests; and how many may be open at once.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
+    max_connections: int = 10_000
     batch_max_events: int = 500
     batch_max_wait_ms: int = 1000
     queue_max_events: int = 5_000_000
@@ -112,6 +123,7 @@ class Settings:
         batch_max_events = get("GATEWAY_BATCH_MAX_EVENTS", _int_between(1, 1000), 500)
         settings = cls(
             host=get("GATEWAY_HOST", _text, "0.0.0.0"),
+            admin_host=get("GATEWAY_ADMIN_HOST", _text, None),
             collect_port=get("GATEWAY_COLLECT_PORT", _int_between(0, 65535), 8080),
             admin_port=get("GATEWAY_ADMIN_PORT", _int_between(0, 65535), 8084),
             data_dir=Path(get("GATEWAY_DATA_DIR", _text, "./data")),
@@ -125,6 +137,13 @@ class Settings:
                 "GATEWAY_TIKTOK_API_URL", _url(("http", "https")), DEFAULT_TIKTOK_API_URL
             ),
             trusted_proxies=get("GATEWAY_TRUSTED_PROXIES", _networks, cls().trusted_proxies),
+            client_ip_header=get("GATEWAY_CLIENT_IP_HEADER", _header_name, "X-Forwarded-For"),
+            header_timeout_s=get("GATEWAY_HEADER_TIMEOUT_S", _float_between(0.1, 600.0), 10.0),
+            body_timeout_s=get("GATEWAY_BODY_TIMEOUT_S", _float_between(0.1, 600.0), 10.0),
+            keepalive_timeout_s=get(
+                "GATEWAY_KEEPALIVE_TIMEOUT_S", _float_between(0.1, 3600.0), 75.0
+            ),
+            max_connections=get("GATEWAY_MAX_CONNECTIONS", _int_between(1, 10**6), 10_000),
             batch_max_events=batch_max_events,
             batch_max_wait_ms=get("GATEWAY_BATCH_MAX_WAIT_MS", _int_between(1, 600_000), 1000),
             queue_max_events=get("GATEWAY_QUEUE_MAX_EVENTS", _int_between(1, 10**10), 5_000_000),
@@ -152,8 +171,12 @@ class Settings:
         return f"http://{_display_host(self.host)}:{self.collect_port}"
 
     @property
+    def admin_bind_host(self) -> str:
+        return self.host if self.admin_host is None else self.admin_host
+
+    @property
     def admin_url(self) -> str:
-        return f"http://{_display_host(self.host)}:{self.admin_port}"
+        return f"http://{_display_host(self.admin_bind_host)}:{self.admin_port}"
 
 
 _PREFIX = "GATEWAY_"
@@ -162,6 +185,12 @@ _IGNORED_PREFIXES = ("GATEWAY_TEST_", "GATEWAY_BENCH_")
 _KNOWN = frozenset(
     {
         "GATEWAY_HOST",
+        "GATEWAY_ADMIN_HOST",
+        "GATEWAY_CLIENT_IP_HEADER",
+        "GATEWAY_HEADER_TIMEOUT_S",
+        "GATEWAY_BODY_TIMEOUT_S",
+        "GATEWAY_KEEPALIVE_TIMEOUT_S",
+        "GATEWAY_MAX_CONNECTIONS",
         "GATEWAY_COLLECT_PORT",
         "GATEWAY_ADMIN_PORT",
         "GATEWAY_DATA_DIR",
@@ -224,6 +253,17 @@ def _text(name: str, raw: Any) -> str:
     if not isinstance(raw, str | int):
         raise SettingsError(name, "must be a string")
     return str(raw).strip()
+
+
+# RFC 9110's token characters: what a header's name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header_name(name: str, raw: Any) -> str:
+    value = str(raw).strip()
+    if not _HEADER_NAME.fullmatch(value):
+        raise SettingsError(name, f"must be an HTTP header name such as X-Real-IP, got {value!r}")
+    return value
 
 
 def _between(kind: Callable[[str], N], low: N, high: N) -> Callable[[str, Any], N]:

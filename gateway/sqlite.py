@@ -33,6 +33,10 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio
 _Done = tuple["asyncio.Future[Any]", bool, Any]
 
 
+# Data files hold tokens (sealed), hashed PII and delivery records: the gateway's user only.
+PRIVATE_FILE_MODE = 0o600
+
+
 class ThreadConnection:
     """A sqlite3 connection that lives on one dedicated thread; the event loop awaits results.
 
@@ -143,7 +147,10 @@ class ThreadConnection:
                 future.set_exception(value)
 
     def _connect(self, query_only: bool) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives the -wal, -shm and -journal files
+        # the database file's own mode, so none of them is ever readable by others either.
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
         # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves.
         conn = sqlite3.connect(
             self._path,
@@ -153,7 +160,9 @@ class ThreadConnection:
         )
         if not query_only and fcntl is not None:
             conn.write_lock_fd = os.open(
-                self._path.with_name(self._path.name + "-writers.lock"), os.O_RDWR | os.O_CREAT
+                self._path.with_name(self._path.name + "-writers.lock"),
+                os.O_RDWR | os.O_CREAT,
+                PRIVATE_FILE_MODE,
             )
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         # WAL + synchronous=NORMAL: a commit is in the WAL file before it returns, so it survives

@@ -5,7 +5,10 @@ aiohttp, asyncio and TLS errors are translated here into a `TikTokAnswer` with `
 so the delivery worker only ever looks at answers. `classify` is pure and follows the table in
 TIKTOK.md ("Response and what to do with it"); the worker decides what each `Verdict` means for
 the queue. The access token goes into the `Access-Token` header and nowhere else: not into a log
-line, an answer or an error text.
+line, an answer or an error text, and never to another origin: redirects are not followed (an
+HTTP client following one would resend the header to wherever it points). A 3xx answer pauses
+the integration with the Location in its reason: a wrong GATEWAY_TIKTOK_API_URL or a hijacked
+path does not fix itself, and retrying would only pile up attempts.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def classify(answer: TikTokAnswer) -> Verdict:
         return Verdict.THROTTLED
     if status is None or status >= 500:
         return Verdict.RETRY
+    if 300 <= status < 400:  # a redirect, not followed (see the module's docstring)
+        return Verdict.PAUSE
     # Not in TIKTOK.md's table: a proxy in front of TikTok may refuse an oversized body at the
     # HTTP level; retrying the same body would fail forever, splitting it cannot hurt.
     if status == 413:
@@ -152,14 +157,27 @@ class TikTokClient:
         data: bytes | io.BytesIO = body if len(body) <= _INLINE_BODY_BYTES else io.BytesIO(body)
         try:
             async with self._session.post(
-                self._api_url, data=data, headers=headers, timeout=self._timeout
+                self._api_url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,  # the token goes to the configured URL and nowhere else
             ) as response:
+                if 300 <= response.status < 400:
+                    return redirect_answer(response.status, response.headers.get("Location"))
                 raw = await response.content.read(_MAX_ANSWER_BYTES)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
                 return parse_answer(response.status, raw, retry_after)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # OSError covers ssl.SSLError and socket errors aiohttp lets through.
             return TikTokAnswer(None, None, "", None, None, _describe_exception(exc))
+
+
+def redirect_answer(status: int, location: str | None) -> TikTokAnswer:
+    """A 3xx: the request was not repeated at `location`; the answer says where it pointed."""
+    where = _one_line(location) if location else "no Location"
+    message = f"redirect to {where} not followed (check GATEWAY_TIKTOK_API_URL)"
+    return TikTokAnswer(status, None, _one_line(message), None, None, None)
 
 
 def parse_answer(status: int, raw: bytes, retry_after_s: float | None) -> TikTokAnswer:

@@ -23,11 +23,10 @@ _HEADERS = {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    # Small files: always revalidate, so an upgraded gateway serves its own UI at once.
-    "Cache-Control": "no-cache",
 }
+# X-Content-Type-Options, X-Frame-Options and Cache-Control (no-store: an upgraded gateway
+# serves its own UI at once) come with every admin answer (admin.SECURITY_HEADERS).
 
 
 def add_ui(app: web.Application) -> None:

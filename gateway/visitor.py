@@ -41,46 +41,62 @@ def is_trusted(address: IPAddress, trusted: Sequence[Network]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
 
-def _forwarded_for_chain(forwarded: str | None, xff: str | None) -> list[str] | None:
-    """The proxy chain, client first, from `Forwarded` (RFC 7239) or `X-Forwarded-For`."""
-    if forwarded:
-        chain: list[str] = []
-        for element in forwarded.split(",")[-MAX_FORWARDED_HOPS:]:
-            for pair in element.split(";"):
-                name, _, value = pair.strip().partition("=")
-                if name.strip().lower() == "for":
-                    chain.append(value)
-        return chain
-    if xff:
-        return xff.split(",")[-MAX_FORWARDED_HOPS:]
-    return None
+def _forwarded_for_chain(header_text: str, rfc7239: bool) -> list[str]:
+    """The proxy chain, client first: the `for=` values of `Forwarded` (RFC 7239), or the
+    comma-separated entries of an `X-Forwarded-For`-style header (one entry for `X-Real-IP`)."""
+    elements = header_text.split(",")[-MAX_FORWARDED_HOPS:]
+    if not rfc7239:
+        return elements
+    chain: list[str] = []
+    for element in elements:
+        for pair in element.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.strip().lower() == "for":
+                chain.append(value)
+    return chain
+
+
+def _header_text(headers: Mapping[str, str], name: str) -> str | None:
+    """Every occurrence of the header, joined as RFC 9110 says repeated fields combine."""
+    getall = getattr(headers, "getall", None)  # a multidict: a proxy may have added a line
+    if getall is None:
+        return headers.get(name)
+    values = getall(name, ())
+    return ",".join(values) if values else None
 
 
 def client_ip(
-    peer: str | None, headers: Mapping[str, str], trusted: tuple[Network, ...]
+    peer: str | None,
+    headers: Mapping[str, str],
+    trusted: tuple[Network, ...],
+    header: str = "X-Forwarded-For",
 ) -> str | None:
-    """The visitor's address: the peer's, or, behind trusted proxies, the right-most untrusted hop.
+    """The visitor's address: the peer's, or, behind trusted proxies, the right-most untrusted
+    hop of the one `header` the operator names (GATEWAY_CLIENT_IP_HEADER).
 
-    A forged header from an untrusted peer changes nothing. When a trusted proxy's header is
-    unreadable the answer is None: better no IP than the proxy's own.
+    Every other forwarding header is ignored, so whatever a visitor sends in a header its proxy
+    does not overwrite changes nothing. A forged header from an untrusted peer changes nothing
+    either. When a trusted proxy's header is unreadable the answer is None: better no IP than
+    the proxy's own.
     """
-    return _client_ip(peer, headers.get("Forwarded"), headers.get("X-Forwarded-For"), trusted)
+    rfc7239 = header.lower() == "forwarded"
+    return _client_ip(peer, _header_text(headers, header), rfc7239, trusted)
 
 
 # The same few proxies and visitors send hit after hit: parsing addresses is worth remembering.
 # Bounded, so a flood of made-up headers only evicts entries.
 @functools.lru_cache(maxsize=4096)
 def _client_ip(
-    peer: str | None, forwarded: str | None, xff: str | None, trusted: tuple[Network, ...]
+    peer: str | None, header_text: str | None, rfc7239: bool, trusted: tuple[Network, ...]
 ) -> str | None:
     peer_address = parse_ip(peer) if peer else None
     if peer_address is None:
         return None
     if not is_trusted(peer_address, trusted):
         return str(peer_address)
-    chain = _forwarded_for_chain(forwarded, xff)
-    if chain is None:
+    if header_text is None:
         return str(peer_address)
+    chain = _forwarded_for_chain(header_text, rfc7239)
     for hop in reversed(chain):
         address = parse_ip(hop)
         if address is None:
@@ -99,15 +115,23 @@ def _peer_is_trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
 
 
 def is_https(
-    scheme: str, peer: str | None, headers: Mapping[str, str], trusted: tuple[Network, ...]
+    scheme: str,
+    peer: str | None,
+    headers: Mapping[str, str],
+    trusted: tuple[Network, ...],
+    header: str = "X-Forwarded-For",
 ) -> bool:
-    """Whether the visitor's original request was HTTPS (so cookies get `Secure`)."""
+    """Whether the visitor's original request was HTTPS (so cookies get `Secure`).
+
+    From a trusted proxy: the `proto=` of `Forwarded` when that is the believed header, else
+    `X-Forwarded-Proto`.
+    """
     if scheme == "https":
         return True
     if not _peer_is_trusted(peer, trusted):
         return False
-    proto = headers.get("X-Forwarded-Proto")
-    if proto:
+    if header.lower() != "forwarded":
+        proto = headers.get("X-Forwarded-Proto") or ""
         return proto.split(",")[0].strip().lower() == "https"
     forwarded = headers.get("Forwarded")
     if forwarded:

@@ -1,7 +1,9 @@
 """Real nginx (Debian's `nginx`) in front of a gateway, with deploy/nginx-sidecar.conf as shipped.
 
 `running_nginx()` writes a minimal nginx.conf whose server block serves a site's files and
-includes the sidecar snippet (only its upstream port is changed to the test gateway's), on a
+includes the sidecar snippet (only its upstream port is changed to the test gateway's), or,
+with `snippet=lb_location`, the collection `location` of deploy/nginx-lb.conf (only its
+upstream changed to the test gateway), on a
 plain HTTP port and a TLS port with a throw-away self-signed certificate. Without nginx the
 tests skip with the reason, and fail instead under GATEWAY_TEST_REQUIRE_SERVICES=1.
 """
@@ -14,7 +16,7 @@ import datetime as dt
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from tests.conftest import REQUIRE_SERVICES
 
 SNIPPET = Path(__file__).parents[1] / "deploy" / "nginx-sidecar.conf"
 UPSTREAM = "127.0.0.1:8080"  # what the shipped snippet points at
+LB_CONF = Path(__file__).parents[1] / "deploy" / "nginx-lb.conf"
+LB_UPSTREAM = "proxy_pass http://gateway_collect;"  # the load balancer's collection location
 START_TIMEOUT_S = 10.0
 
 
@@ -90,6 +94,16 @@ def sidecar_snippet(gateway_port: int) -> str:
     return text.replace(UPSTREAM, f"127.0.0.1:{gateway_port}")
 
 
+def lb_location(gateway_port: int) -> str:
+    """The load balancer's collection `location / { ... }`, as shipped, aimed at one gateway."""
+    text = LB_CONF.read_text()
+    start = text.rindex("location / {", 0, text.index(LB_UPSTREAM))
+    end = text.index("\n    }\n", start) + len("\n    }\n")
+    block = text[start:end]
+    assert block.count(LB_UPSTREAM) == 1, "nginx-lb.conf's location moved: update tests/nginx.py"
+    return block.replace(LB_UPSTREAM, f"proxy_pass http://127.0.0.1:{gateway_port};")
+
+
 def nginx_conf(
     prefix: Path, site_root: Path, http_port: int, https_port: int, cert: Path, key: Path
 ) -> str:
@@ -120,11 +134,16 @@ http {{
 """
 
 
-def _prepare(prefix: Path, site_root: Path, gateway_port: int) -> tuple[Path, int, int]:
+Snippet = Callable[[int], str]
+
+
+def _prepare(
+    prefix: Path, site_root: Path, gateway_port: int, snippet: Snippet
+) -> tuple[Path, int, int]:
     """Write the certificate, the snippet and nginx.conf; returns (nginx.conf, ports)."""
     prefix.mkdir(parents=True)
     cert, key = self_signed(prefix)
-    (prefix / "sidecar.conf").write_text(sidecar_snippet(gateway_port))
+    (prefix / "sidecar.conf").write_text(snippet(gateway_port))
     http_port, https_port = free_port(), free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(nginx_conf(prefix, site_root, http_port, https_port, cert, key))
@@ -155,10 +174,13 @@ async def _wait_listening(port: int, process: asyncio.subprocess.Process, prefix
 
 
 @contextlib.asynccontextmanager
-async def running_nginx(prefix: Path, site_root: Path, gateway_port: int) -> AsyncIterator[Nginx]:
-    """nginx serving `site_root` and proxying /df/ to the gateway on `gateway_port`."""
+async def running_nginx(
+    prefix: Path, site_root: Path, gateway_port: int, snippet: Snippet = sidecar_snippet
+) -> AsyncIterator[Nginx]:
+    """nginx serving `site_root` and proxying /df/ to the gateway on `gateway_port` (or, with
+    `snippet=lb_location`, proxying everything to it as the load balancer does)."""
     binary = require_nginx()
-    conf, http_port, https_port = _prepare(prefix, site_root, gateway_port)
+    conf, http_port, https_port = _prepare(prefix, site_root, gateway_port, snippet)
     args = ["-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     check = await asyncio.create_subprocess_exec(
         binary, "-t", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT

@@ -59,7 +59,7 @@ async def running_gateway(env: dict[str, str], log_path: Path) -> AsyncIterator[
     gw = GatewayProcess(
         process,
         f"http://127.0.0.1:{env['GATEWAY_COLLECT_PORT']}",
-        f"http://127.0.0.1:{env['GATEWAY_ADMIN_PORT']}",
+        f"http://{env.get('GATEWAY_ADMIN_HOST') or '127.0.0.1'}:{env['GATEWAY_ADMIN_PORT']}",
         log_path,
     )
     try:

@@ -14,6 +14,9 @@ Once the script runs out it answers success. `play_for(token, ...)` scripts the 
 access token (one integration) only, ahead of the shared script. `reject_event_ids` makes any
 request containing one of those ids fail with 40002 (the isolation tests); `valid_tokens` answers
 40001 for other tokens; `fail_ratio` answers a seeded share of requests with HTTP 503.
+`Answer(status=302, location=url)` redirects. Requests to any other path or with any other
+method are recorded in `strays` (with their headers): a second double can stand in for the
+server a redirect points at.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class Answer:
     # TikTok takes the events on arrival and only then is slow to answer (the answer may never
     # reach a client that gave up): what makes duplicates after a crash or a cut-off request.
     accept_first: bool = False
+    # With a 3xx status: where the answer redirects to.
+    location: str | None = None
 
     def accepts(self) -> bool:
         return self.status == 200 and not self.not_json and self.code in (0, 20001)
@@ -92,6 +97,7 @@ class TikTokDouble:
     def __init__(self, *, seed: int = 0) -> None:
         self.requests: list[RecordedRequest] = []
         self.accepted: list[AcceptedEvent] = []
+        self.strays: list[RecordedRequest] = []
         self.reject_event_ids: set[str] = set()
         self.valid_tokens: set[str] | None = None
         self.fail_ratio: float = 0.0
@@ -108,6 +114,7 @@ class TikTokDouble:
         # 1,000 rich events pass aiohttp's default 1 MiB request limit; TikTok takes them.
         app = web.Application(client_max_size=32 * 2**20)
         app.router.add_post(PATH, self._track)
+        app.router.add_route("*", "/{anything:.*}", self._stray)
         self._server = TestServer(app, host="127.0.0.1", port=0)
         await self._server.start_server()
         return self
@@ -170,6 +177,12 @@ class TikTokDouble:
         finally:
             self._changed.set()
 
+    async def _stray(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self.strays.append(RecordedRequest(time.monotonic(), dict(request.headers), raw, None))
+        self._changed.set()
+        return web.json_response({"code": 0, "message": "OK", "data": {}})
+
     async def _answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         token = request.headers.get("Access-Token")
         if not token or token.startswith("Bearer "):
@@ -217,6 +230,8 @@ class TikTokDouble:
         if not answer.accept_first:
             self._accept(record, answer)
         headers = {}
+        if answer.location is not None:
+            headers["Location"] = answer.location
         if answer.retry_after is not None:
             headers["Retry-After"] = str(answer.retry_after)
         if answer.not_json:
