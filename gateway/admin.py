@@ -54,6 +54,7 @@ from gateway.models import (
 )
 from gateway.route import consent_allows
 from gateway.runtime import Runtime
+from gateway.tiktok import event_source_id_of, event_source_of
 from gateway.ui import add_ui
 
 log = logging.getLogger(__name__)
@@ -399,11 +400,13 @@ async def test_integration(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     integration = await _integration_or_404(runtime, request.match_info["id"])
     config = integration.config
+    source = await runtime.store.get_source(integration.source_id)
     answer = await runtime.tiktok.send(
-        config.pixel_code,
+        event_source_id_of(source, config),
         config.access_token,
         config.test_event_code,
         [sample_event(config.limited_data_use, time.time())],
+        event_source=event_source_of(source).value,
     )
     return _json(
         {

@@ -14,6 +14,7 @@ from typing import Any
 from gateway.hashing import hash_email, hash_external_id, hash_phone
 from gateway.hits import Hit, Product, Properties, Traits
 from gateway.models import EventSource, Integration, Source, TikTokConfig
+from gateway.tiktok import event_source_id_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +170,6 @@ def limited_data_use(hit: Hit, config: TikTokConfig) -> bool:
     return config.limited_data_use if own is None else own
 
 
-def event_source_id(source: Source, config: TikTokConfig) -> str:
-    """TikTok's id for where the events come from: the source's, else the pixel code."""
-    return source.event_source_id or config.pixel_code
-
-
 # --- lead (CRM sources) and app (app sources) ----------------------------------------------------
 
 
@@ -194,7 +190,7 @@ def build_app(source: Source, config: TikTokConfig) -> dict[str, str]:
     """App events carry the TikTok App ID they belong to, which is the source's id."""
     if source.event_source is not EventSource.APP:
         return {}
-    return {"app_id": event_source_id(source, config)}
+    return {"app_id": event_source_id_of(source, config)}
 
 
 # --- user ---------------------------------------------------------------------------------------
