@@ -8,7 +8,6 @@ Unknown fields are ignored (clients send more than the gateway needs); the known
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -157,7 +156,7 @@ _PROPERTY_TEXTS = ("description", "search_string", "shop_id", "lead_id", "lead_e
 
 
 def validate_properties(properties: Properties, where: str) -> None:
-    """Length caps on the free-text properties, and a bounded, finite passthrough object."""
+    """Length caps on the free-text properties, and a bounded passthrough object."""
     for name in _PROPERTY_TEXTS:
         value = getattr(properties, name)
         if isinstance(value, str) and len(value) > MAX_FIELD_LENGTH:
@@ -178,14 +177,12 @@ MAX_PASSTHROUGH_DEPTH = 8
 
 
 def passthrough_problem(value: Any) -> str | None:
-    """Why a decoded JSON value cannot be sent as is: a number out of range (JSON's 1e999
-    decodes to infinity, which TikTok would receive as null) or nesting deeper than TikTok's
-    own objects go. Iterative, so a deep value cannot exhaust the stack."""
+    """Why a decoded JSON value cannot be sent as is: nesting deeper than TikTok's own objects
+    go (the decoder has already refused numbers beyond a float). Iterative, so a deep value
+    cannot exhaust the stack."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return "holds a number out of range"
         if isinstance(item, dict | list):
             if depth > MAX_PASSTHROUGH_DEPTH:
                 return f"nests deeper than {MAX_PASSTHROUGH_DEPTH} levels"

@@ -258,8 +258,8 @@ def build_properties(properties: Properties | None, event_name: str = "") -> dic
         }
     )
     # Last and unchanged: vertical fields (travel, vehicle, ...) need no code here. The hit's
-    # decoder has already bounded its size and refused numbers JSON cannot carry.
-    built.update(properties.tiktok or {})
+    # decoder has already bounded its size; a null is an absent field, as everywhere above.
+    built.update((k, v) for k, v in (properties.tiktok or {}).items() if v is not None)
     return built
 
 
