@@ -91,6 +91,13 @@ PAID = {"total": 10.0, "currency": "USD"}
         pytest.param("Product Added to Wishlist", "AddToWishlist", id="Product Added to Wishlist"),
         pytest.param("Signed Up", "CompleteRegistration", id="Signed Up"),
         pytest.param("Lead Generated", "SubmitForm", id="Lead Generated"),
+        pytest.param("Order Placed", "PlaceAnOrder", id="Order Placed"),
+        pytest.param("Payment Info Entered", "AddPaymentInfo", id="Payment Info Entered"),
+        pytest.param("Subscription Created", "Subscribe", id="Subscription Created"),
+        pytest.param("Callback Started", "Contact", id="Callback Started"),
+        pytest.param("Form Submitted", "SubmitForm", id="Form Submitted"),
+        pytest.param("Product Clicked", "ClickButton", id="Product Clicked"),
+        pytest.param("Download Link Clicked", "Download", id="Download Link Clicked"),
     ],
 )
 def test_seed_mapping_table(hit_event: str, tiktok_event: str) -> None:
