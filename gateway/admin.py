@@ -291,9 +291,9 @@ async def update_source(request: web.Request) -> web.Response:
     current = await _source_or_404(runtime, request.match_info["id"])
     updated = await runtime.store.update_source(patch_source(current, await _body(request), _now()))
     await _changed(runtime)
-    if runtime.worker is not None and (updated.event_source, updated.event_source_id) != (
-        current.event_source,
-        current.event_source_id,
+    envelope = ("event_source", "event_source_id")
+    if runtime.worker is not None and any(
+        getattr(updated, name) != getattr(current, name) for name in envelope
     ):
         # The envelope of the next request follows at once, not at the next version poll.
         runtime.worker.refresh()

@@ -215,15 +215,35 @@ def _event_source_id(value: Any, path: str) -> str:
     return text
 
 
+_STORE_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _app_id(value: Any, path: str) -> str:
+    text = _expect(value, str, "a string", path).strip()
+    if not _STORE_APP_ID.fullmatch(text):
+        raise Invalid(
+            "invalid_value",
+            f"{path} must be the app's store id (e.g. 343200656 or com.example.shop)",
+            path,
+        )
+    return text
+
+
 def _check_event_source(source: Source) -> Source:
     """Only a web source may fall back to the pixel code: TikTok files app, offline and CRM
-    events under an app id or an event set id, and refuses a pixel code there."""
+    events under an app id or an event set id, and refuses a pixel code there. App events also
+    name the app itself, by its store id."""
+    kind = source.event_source.value
     if source.event_source is not EventSource.WEB and source.event_source_id is None:
         raise Invalid(
             "required",
-            f'event_source_id is required when event_source is "{source.event_source.value}" '
+            f'event_source_id is required when event_source is "{kind}" '
             "(the TikTok app id or event set id)",
             "event_source_id",
+        )
+    if source.event_source is EventSource.APP and source.app_id is None:
+        raise Invalid(
+            "required", 'app_id is required when event_source is "app" (its store id)', "app_id"
         )
     return source
 
@@ -250,6 +270,7 @@ SOURCE_FIELDS: Mapping[str, Validator] = {
     "default_phone_region": _nullable(_region),
     "event_source": _event_source,
     "event_source_id": _nullable(_event_source_id),
+    "app_id": _nullable(_app_id),
 }
 
 
@@ -568,6 +589,7 @@ def source_json(source: Source, server_key: str | None = None) -> dict[str, Any]
         "default_phone_region": source.default_phone_region,
         "event_source": source.event_source.value,
         "event_source_id": source.event_source_id,
+        "app_id": source.app_id,
         "created_at": source.created_at or None,
         "updated_at": source.updated_at or None,
     }

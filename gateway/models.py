@@ -43,6 +43,9 @@ class Source:
     # TikTok's id for the source kind (app id, offline or CRM event set id); None sends the
     # integration's pixel code, which is what a web source wants.
     event_source_id: str | None = None
+    # App sources: the app's own id in its store (App Store number, Android package name),
+    # which TikTok wants in every app event beside the TikTok App ID above.
+    app_id: str | None = None
     # SHA-256 hex of the server key; the key itself is shown once, on creation, never stored.
     server_key_hash: str = ""
     created_at: str = ""

@@ -14,7 +14,6 @@ from typing import Any
 from gateway.hashing import hash_email, hash_external_id, hash_phone
 from gateway.hits import Hit, Product, Properties, Traits
 from gateway.models import EventSource, Integration, Source, TikTokConfig
-from gateway.tiktok import event_source_id_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +156,7 @@ def build_event(
         "page": build_page(hit),
         "properties": build_properties(hit.properties, event_name),
         "lead": build_lead(hit.properties, source),
-        "app": build_app(source, config),
+        "app": build_app(source),
     }
     event.update((key, section) for key, section in sections.items() if section)
     event["limited_data_use"] = limited_data_use(hit, config)
@@ -186,11 +185,11 @@ def build_lead(properties: Properties | None, source: Source) -> dict[str, str]:
     return lead if "lead_id" in lead else {}
 
 
-def build_app(source: Source, config: TikTokConfig) -> dict[str, str]:
-    """App events carry the TikTok App ID they belong to, which is the source's id."""
-    if source.event_source is not EventSource.APP:
+def build_app(source: Source) -> dict[str, str]:
+    """App events name the app by its store id (the request names its TikTok App ID)."""
+    if source.event_source is not EventSource.APP or source.app_id is None:
         return {}
-    return {"app_id": event_source_id_of(source, config)}
+    return {"app_id": source.app_id}
 
 
 # --- user ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from tests.tiktok_double import TikTokDouble
 GRANTED = {"advertising": True}
 CRM_SET_ID = "7301234567890123456"
 APP_ID = "7000000000000000001"
+STORE_APP_ID = "com.example.shop"
 OFFLINE_SET_ID = "7200000000000000002"
 
 
@@ -287,7 +288,17 @@ async def test_event_source_through_the_management_api(gateway: Gateway) -> None
     assert (created["event_source"], created["event_source_id"]) == ("crm", CRM_SET_ID)
 
     web = await gateway.create_source(id="src_web")
-    assert (web["event_source"], web["event_source_id"]) == ("web", None)
+    assert (web["event_source"], web["event_source_id"], web["app_id"]) == ("web", None, None)
+
+    app = {"id": "src_app", "name": "App", "event_source": "app", "event_source_id": APP_ID}
+    resp = await admin.post("/v1/admin/sources", json=app)
+    assert resp.status == 422  # TikTok's app events name the app by its store id
+    assert (await resp.json())["error"]["field"] == "app_id"
+    resp = await admin.post("/v1/admin/sources", json={**app, "app_id": "not/an id"})
+    assert (await resp.json())["error"]["field"] == "app_id"
+    resp = await admin.post("/v1/admin/sources", json={**app, "app_id": STORE_APP_ID})
+    assert resp.status == 201
+    assert (await resp.json())["app_id"] == STORE_APP_ID
 
     resp = await admin.patch("/v1/admin/sources/src_crm", json={"event_source": 5})
     assert resp.status == 422
@@ -326,11 +337,11 @@ async def test_crm_events_carry_their_lead_and_go_under_the_event_set(
 
 
 async def test_app_events_name_their_app(gateway: Gateway, tiktok: TikTokDouble) -> None:
-    await gateway.create_source(event_source="app", event_source_id=APP_ID)
+    await gateway.create_source(event_source="app", event_source_id=APP_ID, app_id=STORE_APP_ID)
     await gateway.create_integration()
     await send(gateway, hit("Product Added", {"product_id": "P1"}, message_id="app-cart"))
     events = await received(tiktok, 1)
-    assert events["app-cart"]["app"] == {"app_id": APP_ID}
+    assert events["app-cart"]["app"] == {"app_id": STORE_APP_ID}
     assert (tiktok.requests[-1].body["event_source"], tiktok.accepted[0].pixel_code) == (
         "app",
         APP_ID,

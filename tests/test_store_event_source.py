@@ -33,14 +33,23 @@ async def test_event_source_round_trip(config_store: ConfigStore) -> None:
         "7301234567890123456",
     )
     updated = await config_store.update_source(
-        source(event_source=EventSource.APP, event_source_id="7000000000000000001")
+        source(
+            event_source=EventSource.APP,
+            event_source_id="7000000000000000001",
+            app_id="com.example.shop",
+        )
     )
-    assert (updated.event_source, updated.event_source_id) == (
+    assert (updated.event_source, updated.event_source_id, updated.app_id) == (
         EventSource.APP,
         "7000000000000000001",
+        "com.example.shop",
     )
     back_to_web = await config_store.update_source(source())
-    assert (back_to_web.event_source, back_to_web.event_source_id) == (EventSource.WEB, None)
+    assert (back_to_web.event_source, back_to_web.event_source_id, back_to_web.app_id) == (
+        EventSource.WEB,
+        None,
+        None,
+    )
     assert await config_store.get_source("src_abc123") == back_to_web
 
 
@@ -69,7 +78,7 @@ async def test_sqlite_file_from_before_event_source_is_migrated(tmp_path: Path) 
     try:
         old = await store.require_source("src_old")
         assert (old.name, old.default_phone_region) == ("Old shop", "DE")
-        assert (old.event_source, old.event_source_id) == (EventSource.WEB, None)
+        assert (old.event_source, old.event_source_id, old.app_id) == (EventSource.WEB, None, None)
         updated = await store.update_source(
             source("src_old", event_source=EventSource.OFFLINE, event_source_id="OFF1")
         )

@@ -115,13 +115,19 @@ def test_passthrough_cannot_smuggle_an_unusable_purchase_value() -> None:
     assert result.reason == "missing_value_or_currency"
 
 
-APP = Source(id="src_app", name="App", event_source=EventSource.APP, event_source_id="APP1")
+APP = Source(
+    id="src_app",
+    name="App",
+    event_source=EventSource.APP,
+    event_source_id="APP1",
+    app_id="com.example.shop",
+)
 OFFLINE = Source(id="src_pos", name="POS", event_source=EventSource.OFFLINE, event_source_id="O1")
 
 
 def test_app_events_carry_the_app_id() -> None:
     event = sent(track("Product Added", {"product_id": "P"}), source=APP)
-    assert event["app"] == {"app_id": "APP1"}
+    assert event["app"] == {"app_id": "com.example.shop"}
     assert "app" not in sent(track("Product Added", {"product_id": "P"}))
 
 

@@ -277,12 +277,12 @@ def check_request(content_type: str, body: Any) -> list[str]:
     for index, event in enumerate(data):
         problems.extend(f"data[{index}]: {p}" for p in check_event(event))
         if isinstance(event, dict):
-            source_problems = check_source_rules(event, event_source, body.get("event_source_id"))
+            source_problems = check_source_rules(event, event_source)
             problems.extend(f"data[{index}]: {p}" for p in source_problems)
     return problems
 
 
-def check_source_rules(event: dict[str, Any], event_source: Any, source_id: Any) -> list[str]:
+def check_source_rules(event: dict[str, Any], event_source: Any) -> list[str]:
     """What each event_source requires of an event (TikTok's Events API 2.0 documentation)."""
     lead, app, user = event.get("lead"), event.get("app"), event.get("user")
     problems = []
@@ -292,8 +292,8 @@ def check_source_rules(event: dict[str, Any], event_source: Any, source_id: Any)
         problems.append("a crm event needs lead.lead_id (a string)")
     if event_source != "crm" and lead is not None:
         problems.append("lead is for crm events only")
-    if event_source == "app" and not (isinstance(app, dict) and app.get("app_id") == source_id):
-        problems.append("an app event needs app.app_id (the event_source_id)")
+    if event_source == "app" and not (isinstance(app, dict) and isinstance(app.get("app_id"), str)):
+        problems.append("an app event needs app.app_id (the app's store id)")
     if event_source == "offline" and not (
         isinstance(user, dict) and ("email" in user or "phone" in user)
     ):

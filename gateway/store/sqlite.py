@@ -59,11 +59,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE sources ADD COLUMN event_source TEXT NOT NULL DEFAULT 'web'",
         "ALTER TABLE sources ADD COLUMN event_source_id TEXT",
+        "ALTER TABLE sources ADD COLUMN app_id TEXT",
     ),
 }
 
 _SOURCE_COLUMNS = """id, name, allowed_origins, cookie_domain, consent_default,
-    default_phone_region, event_source, event_source_id, server_key_hash, created_at, updated_at"""
+    default_phone_region, event_source, event_source_id, app_id, server_key_hash, created_at,
+    updated_at"""
 _INTEGRATION_COLUMNS = """id, source_id, vendor, name, enabled, consent_categories,
     paused_reason, config, created_at, updated_at"""
 
@@ -114,7 +116,8 @@ class SQLiteConfigStore(ConfigStore):
             _update,
             """UPDATE sources SET name = ?, allowed_origins = ?, cookie_domain = ?,
                 consent_default = ?, default_phone_region = ?, event_source = ?,
-                event_source_id = ?, server_key_hash = ?, updated_at = ? WHERE id = ?""",
+                event_source_id = ?, app_id = ?, server_key_hash = ?, updated_at = ?
+            WHERE id = ?""",
             (*_source_row(source)[1:], _utc_now(), source.id),
             NotFound("source", source.id),
         )
@@ -227,6 +230,7 @@ def _source_row(source: Source) -> tuple[Any, ...]:
         source.default_phone_region,
         str(source.event_source),
         source.event_source_id,
+        source.app_id,
         source.server_key_hash,
     )
 
@@ -241,9 +245,10 @@ def _source_from_row(row: tuple[Any, ...]) -> Source:
         default_phone_region=row[5],
         event_source=EventSource(row[6]),
         event_source_id=row[7],
-        server_key_hash=row[8],
-        created_at=row[9],
-        updated_at=row[10],
+        app_id=row[8],
+        server_key_hash=row[9],
+        created_at=row[10],
+        updated_at=row[11],
     )
 
 

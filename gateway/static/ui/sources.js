@@ -140,6 +140,7 @@ export async function showSourceForm(main, id) {
   );
   eventSource.value = current ? current.event_source : "web";
   const eventSourceId = h("input", { type: "text", value: current?.event_source_id || "", spellcheck: "false", placeholder: "the integration's pixel code" });
+  const appId = h("input", { type: "text", value: current?.app_id || "", spellcheck: "false", placeholder: "343200656 or com.example.shop" });
 
   const save = h("button", { type: "submit" }, "Save");
   const form = h(
@@ -154,6 +155,7 @@ export async function showSourceForm(main, id) {
     field("Default phone region", region, { name: "default_phone_region", hint: "Optional: national phone numbers are read in this region (e.g. US, DE)." }),
     field("Event source", eventSource, { name: "event_source", hint: "Where the events happen, as TikTok files them." }),
     field("TikTok app or event set ID", eventSourceId, { name: "event_source_id", hint: "Web: leave empty to use each integration's pixel code. App: the TikTok app ID. Offline and CRM: the event set ID." }),
+    field("App store ID", appId, { name: "app_id", hint: "App sources only: the app's App Store number or Android package name." }),
     h("div", { class: "actions" }, save, h("a", { class: "button secondary", href: "#/sources" }, "Cancel")),
   );
 
@@ -168,6 +170,7 @@ export async function showSourceForm(main, id) {
       default_phone_region: region.value.trim().toUpperCase() || null,
       event_source: eventSource.value,
       event_source_id: eventSourceId.value.trim() || null,
+      app_id: appId.value.trim() || null,
     };
     save.disabled = true;
     try {
