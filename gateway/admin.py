@@ -54,6 +54,7 @@ from gateway.models import (
 )
 from gateway.route import consent_allows
 from gateway.runtime import Runtime
+from gateway.tiktok import event_source_id_of, event_source_of
 from gateway.ui import add_ui
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,12 @@ async def update_source(request: web.Request) -> web.Response:
     current = await _source_or_404(runtime, request.match_info["id"])
     updated = await runtime.store.update_source(patch_source(current, await _body(request), _now()))
     await _changed(runtime)
+    envelope = ("event_source", "event_source_id")
+    if runtime.worker is not None and any(
+        getattr(updated, name) != getattr(current, name) for name in envelope
+    ):
+        # The envelope of the next request follows at once, not at the next version poll.
+        runtime.worker.refresh()
     return _json(source_json(updated))
 
 
@@ -415,11 +422,13 @@ async def test_integration(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     integration = await _integration_or_404(runtime, request.match_info["id"])
     config = integration.config
+    source = await runtime.store.get_source(integration.source_id)
     answer = await runtime.tiktok.send(
-        config.pixel_code,
+        event_source_id_of(source, config),
         config.access_token,
         config.test_event_code,
         [sample_event(config.limited_data_use, time.time())],
+        event_source=event_source_of(source).value,
     )
     return _json(
         {

@@ -26,6 +26,7 @@ from gateway.errors import AdminError
 from gateway.models import (
     ConsentDefault,
     DeadLetter,
+    EventSource,
     Integration,
     IntegrationStats,
     QueueUsage,
@@ -195,6 +196,58 @@ def _consent_default(value: Any, path: str) -> ConsentDefault:
         raise Invalid("invalid_value", f'{path} must be "deny" or "grant"', path) from None
 
 
+_EVENT_SOURCES = ", ".join(f'"{kind.value}"' for kind in EventSource)
+_EVENT_SOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _event_source(value: Any, path: str) -> EventSource:
+    text = _expect(value, str, f"one of {_EVENT_SOURCES}", path)
+    try:
+        return EventSource(text)
+    except ValueError:
+        raise Invalid("invalid_value", f"{path} must be one of {_EVENT_SOURCES}", path) from None
+
+
+def _event_source_id(value: Any, path: str) -> str:
+    text = _expect(value, str, "a string", path).strip()
+    if not _EVENT_SOURCE_ID.fullmatch(text):
+        raise Invalid("invalid_value", f"{path} must match ^[A-Za-z0-9_-]{{1,64}}$", path)
+    return text
+
+
+_STORE_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _app_id(value: Any, path: str) -> str:
+    text = _expect(value, str, "a string", path).strip()
+    if not _STORE_APP_ID.fullmatch(text):
+        raise Invalid(
+            "invalid_value",
+            f"{path} must be the app's store id (e.g. 343200656 or com.example.shop)",
+            path,
+        )
+    return text
+
+
+def _check_event_source(source: Source) -> Source:
+    """Only a web source may fall back to the pixel code: TikTok files app, offline and CRM
+    events under an app id or an event set id, and refuses a pixel code there. App events also
+    name the app itself, by its store id."""
+    kind = source.event_source.value
+    if source.event_source is not EventSource.WEB and source.event_source_id is None:
+        raise Invalid(
+            "required",
+            f'event_source_id is required when event_source is "{kind}" '
+            "(the TikTok app id or event set id)",
+            "event_source_id",
+        )
+    if source.event_source is EventSource.APP and source.app_id is None:
+        raise Invalid(
+            "required", 'app_id is required when event_source is "app" (its store id)', "app_id"
+        )
+    return source
+
+
 def _region(value: Any, path: str) -> str:
     region = _expect(value, str, "a region code such as US", path).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
@@ -215,6 +268,9 @@ SOURCE_FIELDS: Mapping[str, Validator] = {
     "cookie_domain": _nullable(_cookie_domain),
     "consent_default": _consent_default,
     "default_phone_region": _nullable(_region),
+    "event_source": _event_source,
+    "event_source_id": _nullable(_event_source_id),
+    "app_id": _nullable(_app_id),
 }
 
 
@@ -223,8 +279,8 @@ def parse_new_source(data: Any, make_id: Callable[[], str], now: str) -> Source:
     values = parse_object(data, {"id": _source_id, **SOURCE_FIELDS})
     _require(values, ("name",))
     source_id = values.pop("id", None) or make_id()
-    return dataclasses.replace(
-        Source(id=source_id, name=""), **values, created_at=now, updated_at=now
+    return _check_event_source(
+        dataclasses.replace(Source(id=source_id, name=""), **values, created_at=now, updated_at=now)
     )
 
 
@@ -232,7 +288,7 @@ def patch_source(current: Source, data: Any, now: str) -> Source:
     obj = dict(_expect(data, dict, "a JSON object", "the body"))
     _same_or_absent(obj, "id", current.id)
     values = parse_object(obj, SOURCE_FIELDS)
-    return dataclasses.replace(current, **values, updated_at=now)
+    return _check_event_source(dataclasses.replace(current, **values, updated_at=now))
 
 
 # -------------------------------------------------------------------------------- integrations
@@ -531,6 +587,9 @@ def source_json(source: Source, server_key: str | None = None) -> dict[str, Any]
         "cookie_domain": source.cookie_domain,
         "consent_default": source.consent_default.value,
         "default_phone_region": source.default_phone_region,
+        "event_source": source.event_source.value,
+        "event_source_id": source.event_source_id,
+        "app_id": source.app_id,
         "created_at": source.created_at or None,
         "updated_at": source.updated_at or None,
     }

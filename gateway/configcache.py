@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.metrics import Metrics
-from gateway.models import Integration
+from gateway.models import Integration, Source
 from gateway.store.base import ConfigStore
 
 VERSION_POLL_S = 0.25
@@ -34,12 +34,15 @@ class ConfigCache:
         self._ttl_s = ttl_s
         self._version_poll_s = version_poll_s
         self._configs: dict[str, tuple[Integration | None, float]] = {}
+        # An integration's source decides the request envelope (event_source and its id).
+        self._sources: dict[str, tuple[Source | None, float]] = {}
         self._version: int | None = None
         self._version_checked = float("-inf")
 
     def clear(self) -> None:
         """Forget everything (the admin API resumed or changed an integration)."""
         self._configs.clear()
+        self._sources.clear()
         self._version = None
 
     def put(self, integration: Integration) -> None:
@@ -48,13 +51,7 @@ class ConfigCache:
 
     async def get(self, integration_id: str, *, fresh: bool = False) -> Integration | None:
         """The integration's config (None once deleted); `fresh` reads the store regardless."""
-        mono = self._monotonic()
-        if mono - self._version_checked >= self._version_poll_s:
-            self._version_checked = mono
-            version = await self._store.config_version()
-            if version != self._version:
-                self._configs.clear()
-                self._version = version
+        mono = await self._check_version()
         cached = self._configs.get(integration_id)
         if not fresh and cached is not None and mono - cached[1] < self._ttl_s:
             return cached[0]
@@ -63,3 +60,25 @@ class ConfigCache:
         paused = integration is not None and integration.paused_reason is not None
         self._metrics.integration_paused.labels(integration_id).set(1 if paused else 0)
         return integration
+
+    async def get_source(self, source_id: str) -> Source | None:
+        """The source's record (None once deleted), cached like the integrations."""
+        mono = await self._check_version()
+        cached = self._sources.get(source_id)
+        if cached is not None and mono - cached[1] < self._ttl_s:
+            return cached[0]
+        source = await self._store.get_source(source_id)
+        self._sources[source_id] = (source, mono)
+        return source
+
+    async def _check_version(self) -> float:
+        """Drop everything when the store's configuration changed; returns the monotonic now."""
+        mono = self._monotonic()
+        if mono - self._version_checked >= self._version_poll_s:
+            self._version_checked = mono
+            version = await self._store.config_version()
+            if version != self._version:
+                self._configs.clear()
+                self._sources.clear()
+                self._version = version
+        return mono

@@ -53,7 +53,14 @@ from gateway.ratelimit import RECOVERY_S, Pacing, TokenBucket
 from gateway.settings import Settings
 from gateway.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.store.base import ConfigStore
-from gateway.tiktok import TikTokAnswer, TikTokClient, Verdict, classify
+from gateway.tiktok import (
+    TikTokAnswer,
+    TikTokClient,
+    Verdict,
+    classify,
+    event_source_id_of,
+    event_source_of,
+)
 
 if TYPE_CHECKING:  # redis is imported only by deployments that configure it
     from gateway.ratelimit_redis import SharedBuckets
@@ -501,12 +508,15 @@ class DeliveryWorker:
         else:
             await self._take_token(lane)
         config = integration.config
+        # Every event of a lane comes from the integration's one source: one envelope fits all.
+        source = await self._configs.get_source(integration.source_id)
         started = self._monotonic()
         answer = await self._tiktok.send(
-            config.pixel_code,
+            event_source_id_of(source, config),
             config.access_token,
             config.test_event_code,
             [e.payload for e in events],
+            event_source=event_source_of(source).value,
         )
         elapsed = self._monotonic() - started
         verdict = classify(answer)

@@ -8,7 +8,7 @@ Unknown fields are ignored (clients send more than the gateway needs); the known
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -39,6 +39,17 @@ class Properties(Product, omit_defaults=True):
     currency: str | None = None
     order_id: str | int | None = None
     query: str | None = None
+    # TikTok's recommended properties (sent when the hit has them).
+    description: str | None = None
+    search_string: str | None = None
+    shop_id: str | int | None = None
+    num_items: int | None = None
+    content_type: str | None = None  # "product_group" says the contents are product groups
+    # CRM sources: the TikTok lead the event is about (Segment's field names).
+    lead_id: str | int | None = None
+    lead_event_source: str | None = None
+    # Passthrough: merged last, unchanged, into TikTok's `properties` (vertical fields).
+    tiktok: dict[str, Any] | None = None
 
 
 class Traits(msgspec.Struct, omit_defaults=True):
@@ -60,6 +71,7 @@ class Context(msgspec.Struct, omit_defaults=True):
     # Honoured only for server sources (Bearer server key); ignored from browsers.
     ip: str | None = None
     user_agent: str | None = None
+    limited_data_use: bool | None = None  # overrides the integration's default for this event
 
 
 class Hit(msgspec.Struct, omit_defaults=True):
@@ -85,6 +97,9 @@ _batch_decoder = msgspec.json.Decoder(Batch)
 # Short caps keep a hostile client from making the gateway store or hash megabytes per field.
 MAX_FIELD_LENGTH = 2048
 MAX_ID_LENGTH = 200
+# `properties.tiktok` is copied into what is stored and sent: bounded so one hit cannot make a
+# giant TikTok payload (TikTok's own vertical fields fit in a fraction of this).
+MAX_PASSTHROUGH_BYTES = 8192
 
 
 def decode_hit(body: bytes, path_type: HitType | None) -> Hit:
@@ -133,6 +148,47 @@ def validate_hit(hit: Hit, where: str) -> None:
                 raise HitError(
                     "invalid_field", f"{name} is too long - at `{where}.context.page.{name}`"
                 )
+    if hit.properties is not None:
+        validate_properties(hit.properties, f"{where}.properties")
+
+
+_PROPERTY_TEXTS = ("description", "search_string", "shop_id", "lead_id", "lead_event_source")
+
+
+def validate_properties(properties: Properties, where: str) -> None:
+    """Length caps on the free-text properties, and a bounded passthrough object."""
+    for name in _PROPERTY_TEXTS:
+        value = getattr(properties, name)
+        if isinstance(value, str) and len(value) > MAX_FIELD_LENGTH:
+            raise HitError("invalid_field", f"{name} is too long - at `{where}.{name}`")
+    if properties.tiktok is not None:
+        problem = passthrough_problem(properties.tiktok)
+        if problem is not None:
+            raise HitError("invalid_field", f"tiktok {problem} - at `{where}.tiktok`")
+        size = len(msgspec.json.encode(properties.tiktok))
+        if size > MAX_PASSTHROUGH_BYTES:
+            raise HitError(
+                "invalid_field",
+                f"tiktok holds {size} bytes; at most {MAX_PASSTHROUGH_BYTES} - at `{where}.tiktok`",
+            )
+
+
+MAX_PASSTHROUGH_DEPTH = 8
+
+
+def passthrough_problem(value: Any) -> str | None:
+    """Why a decoded JSON value cannot be sent as is: nesting deeper than TikTok's own objects
+    go (the decoder has already refused numbers beyond a float). Iterative, so a deep value
+    cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_PASSTHROUGH_DEPTH:
+                return f"nests deeper than {MAX_PASSTHROUGH_DEPTH} levels"
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:

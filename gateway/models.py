@@ -16,6 +16,15 @@ class ConsentDefault(enum.StrEnum):
     GRANT = "grant"
 
 
+class EventSource(enum.StrEnum):
+    """Where a source's events happen, as TikTok's `event_source` names it."""
+
+    WEB = "web"
+    APP = "app"
+    OFFLINE = "offline"
+    CRM = "crm"
+
+
 class IntegrationState(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
@@ -30,6 +39,13 @@ class Source:
     cookie_domain: str | None = None
     consent_default: ConsentDefault = ConsentDefault.DENY
     default_phone_region: str | None = None
+    event_source: EventSource = EventSource.WEB
+    # TikTok's id for the source kind (app id, offline or CRM event set id); None sends the
+    # integration's pixel code, which is what a web source wants.
+    event_source_id: str | None = None
+    # App sources: the app's own id in its store (App Store number, Android package name),
+    # which TikTok wants in every app event beside the TikTok App ID above.
+    app_id: str | None = None
     # SHA-256 hex of the server key; the key itself is shown once, on creation, never stored.
     server_key_hash: str = ""
     created_at: str = ""

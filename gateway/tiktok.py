@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from gateway.models import EventSource, Source, TikTokConfig
 from gateway.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,35 @@ def _classify_code(code: int) -> Verdict:
     return Verdict.RETRY
 
 
-def build_body(pixel_code: str, test_event_code: str | None, payloads: Sequence[bytes]) -> bytes:
+def event_source_of(source: Source | None) -> EventSource:
+    """Where the source's events happen; a source deleted under queued events counts as web."""
+    return source.event_source if source is not None else EventSource.WEB
+
+
+def event_source_id_of(source: Source | None, config: TikTokConfig) -> str:
+    """The TikTok id the events are filed under: the source's own, else the pixel code."""
+    own = source.event_source_id if source is not None else None
+    return own or config.pixel_code
+
+
+def build_body(
+    event_source_id: str,
+    test_event_code: str | None,
+    payloads: Sequence[bytes],
+    event_source: str = "web",
+) -> bytes:
     """The request body, by concatenation: each payload is one `data[]` item, already JSON.
 
     Re-parsing and re-encoding hundreds of events per request would cost more than the request.
+    `event_source` is where the events happen (web, app, offline, crm) and `event_source_id`
+    the TikTok id they are filed under (a pixel code, an app id, an event set id).
     """
-    parts = [b'{"event_source":"web","event_source_id":', msgspec.json.encode(pixel_code)]
+    parts = [
+        b'{"event_source":',
+        msgspec.json.encode(event_source),
+        b',"event_source_id":',
+        msgspec.json.encode(event_source_id),
+    ]
     if test_event_code:
         parts += [b',"test_event_code":', msgspec.json.encode(test_event_code)]
     parts += [b',"data":[', b",".join(payloads), b"]}"]
@@ -144,12 +168,14 @@ class TikTokClient:
 
     async def send(
         self,
-        pixel_code: str,
+        event_source_id: str,
         access_token: Secret,
         test_event_code: str | None,
         payloads: Sequence[bytes],
+        *,
+        event_source: str = "web",
     ) -> TikTokAnswer:
-        body = build_body(pixel_code, test_event_code, payloads)
+        body = build_body(event_source_id, test_event_code, payloads, event_source)
         headers = {
             "Access-Token": access_token.reveal(),
             "Content-Type": "application/json",

@@ -6,13 +6,14 @@ mapping and the field rules are the seed's tables as restated for v1.3 in TIKTOK
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.hashing import hash_email, hash_external_id, hash_phone
 from gateway.hits import Hit, Product, Properties, Traits
-from gateway.models import Integration, Source, TikTokConfig
+from gateway.models import EventSource, Integration, Source, TikTokConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,12 @@ class Rejected:
 
 
 PAGE_VIEW = "PageView"
+SEARCH = "Search"
 MISSING_VALUE_OR_CURRENCY = "missing_value_or_currency"
+# TikTok refuses a CRM event without the lead it is about, and matches offline events only on
+# email or phone: such events are dead-lettered with these reasons instead of being sent.
+MISSING_LEAD_ID = "missing_lead_id"
+MISSING_EMAIL_OR_PHONE = "missing_email_or_phone"
 
 # The seed's table: hit event name -> TikTok event name (legacy names; see CURRENT_EVENT_NAMES).
 EVENT_MAPPING: Mapping[str, str] = {
@@ -59,6 +65,13 @@ EVENT_MAPPING: Mapping[str, str] = {
     "Product Added to Wishlist": "AddToWishlist",
     "Signed Up": "CompleteRegistration",
     "Lead Generated": "SubmitForm",
+    "Order Placed": "PlaceAnOrder",
+    "Payment Info Entered": "AddPaymentInfo",
+    "Subscription Created": "Subscribe",
+    "Callback Started": "Contact",
+    "Form Submitted": "SubmitForm",
+    "Product Clicked": "ClickButton",
+    "Download Link Clicked": "Download",
 }
 
 # TikTok's current standard list renamed these two; an integration opts in.
@@ -74,10 +87,25 @@ def transform(
     """Build the TikTok event for a `page` or `track` hit (an `identify` hit sends nothing)."""
     event_name = event_name_of(hit, integration.config)
     event = build_event(event_name, hit, context, integration.config, source)
-    properties = event.get("properties", {})
-    if event_name in PURCHASE_EVENTS and not ("value" in properties and "currency" in properties):
-        return Rejected(event_name, MISSING_VALUE_OR_CURRENCY, event)
+    reason = refusal_reason(event_name, event, source)
+    if reason is not None:
+        return Rejected(event_name, reason, event)
     return Transformed(event_name, event)
+
+
+def refusal_reason(event_name: str, event: dict[str, Any], source: Source) -> str | None:
+    """Why TikTok could not use this event (so it is dead-lettered, not sent), or None."""
+    properties = event.get("properties", {})
+    if event_name in PURCHASE_EVENTS and not (
+        attributable_value(properties.get("value")) is not None and "currency" in properties
+    ):
+        return MISSING_VALUE_OR_CURRENCY
+    if source.event_source is EventSource.CRM and "lead" not in event:
+        return MISSING_LEAD_ID
+    user = event.get("user", {})
+    if source.event_source is EventSource.OFFLINE and not ("email" in user or "phone" in user):
+        return MISSING_EMAIL_OR_PHONE
+    return None
 
 
 def event_name_of(hit: Hit, config: TikTokConfig) -> str:
@@ -126,11 +154,42 @@ def build_event(
     sections = {
         "user": build_user(hit, context, source),
         "page": build_page(hit),
-        "properties": build_properties(hit.properties),
+        "properties": build_properties(hit.properties, event_name),
+        "lead": build_lead(hit.properties, source),
+        "app": build_app(source),
     }
     event.update((key, section) for key, section in sections.items() if section)
-    event["limited_data_use"] = config.limited_data_use
+    event["limited_data_use"] = limited_data_use(hit, config)
     return event
+
+
+def limited_data_use(hit: Hit, config: TikTokConfig) -> bool:
+    """The hit's own `context.limited_data_use` when it sets one, else the integration's."""
+    own = hit.context.limited_data_use if hit.context else None
+    return config.limited_data_use if own is None else own
+
+
+# --- lead (CRM sources) and app (app sources) ----------------------------------------------------
+
+
+def build_lead(properties: Properties | None, source: Source) -> dict[str, str]:
+    """CRM events name the TikTok lead they move along (`properties.lead_id`, Segment's name)."""
+    if source.event_source is not EventSource.CRM or properties is None:
+        return {}
+    lead = without_empty(
+        {
+            "lead_id": as_text(properties.lead_id),
+            "lead_event_source": properties.lead_event_source,
+        }
+    )
+    return lead if "lead_id" in lead else {}
+
+
+def build_app(source: Source) -> dict[str, str]:
+    """App events name the app by its store id (the request names its TikTok App ID)."""
+    if source.event_source is not EventSource.APP or source.app_id is None:
+        return {}
+    return {"app_id": source.app_id}
 
 
 # --- user ---------------------------------------------------------------------------------------
@@ -178,20 +237,51 @@ def build_page(hit: Hit) -> dict[str, str]:
 # --- properties ---------------------------------------------------------------------------------
 
 
-def build_properties(properties: Properties | None) -> dict[str, Any]:
+def build_properties(properties: Properties | None, event_name: str = "") -> dict[str, Any]:
     if properties is None:
         return {}
     contents = build_contents(properties)
-    return without_empty(
+    built = without_empty(
         {
             "contents": contents or None,
-            "content_type": "product" if contents else None,
+            "content_type": content_type(properties, contents),
+            "content_ids": [c["content_id"] for c in contents if "content_id" in c] or None,
+            "num_items": num_items(properties, contents),
             "value": event_value(properties, contents),
             "currency": currency_code(properties.currency),
             "order_id": as_text(properties.order_id),
+            "shop_id": as_text(properties.shop_id),
+            "description": properties.description,
             "query": properties.query,
+            "search_string": search_string(properties, event_name),
         }
     )
+    # Last and unchanged: vertical fields (travel, vehicle, ...) need no code here. The hit's
+    # decoder has already bounded its size; a null is an absent field, as everywhere above.
+    built.update((k, v) for k, v in (properties.tiktok or {}).items() if v is not None)
+    return built
+
+
+def content_type(properties: Properties, contents: list[dict[str, Any]]) -> str | None:
+    """`product_group` when the hit says its ids are product groups, else `product`."""
+    if properties.content_type == "product_group":
+        return "product_group"
+    return "product" if contents else None
+
+
+def num_items(properties: Properties, contents: list[dict[str, Any]]) -> int | None:
+    """The hit's own count, else the sum of the contents' quantities."""
+    if properties.num_items is not None and properties.num_items >= 0:
+        return properties.num_items
+    quantities = [content["quantity"] for content in contents if "quantity" in content]
+    return sum(quantities) if quantities else None
+
+
+def search_string(properties: Properties, event_name: str) -> str | None:
+    """TikTok's Search parameter; a Search hit's `query` is the string searched for."""
+    if properties.search_string:
+        return properties.search_string
+    return properties.query if event_name == SEARCH else None
 
 
 def build_contents(properties: Properties) -> list[dict[str, Any]]:
@@ -224,17 +314,22 @@ def build_content(product: Product) -> dict[str, Any]:
             "content_name": product.name,
             "content_category": product.category,
             "brand": product.brand,
-            "price": float(product.price) if product.price is not None else None,
+            "price": finite(product.price),
             "quantity": int(product.quantity) if product.quantity is not None else None,
         }
     )
 
 
 def event_value(properties: Properties, contents: list[dict[str, Any]]) -> float | None:
-    """`total`, else `revenue`, else `value`, else the sum of price x quantity."""
+    """`total`, else `revenue`, else `value`, else the sum of price x quantity.
+
+    A total that is infinite or negative is no total (TikTok would get null, or refund-like
+    revenue): the next source is used, and a purchase left without one is not sent.
+    """
     for value in (properties.total, properties.revenue, properties.value):
-        if value is not None:
-            return float(value)
+        usable = attributable_value(value)
+        if usable is not None:
+            return usable
     return contents_value(contents)
 
 
@@ -244,8 +339,24 @@ def contents_value(contents: list[dict[str, Any]]) -> float | None:
         return None
     total = sum(content["price"] * content.get("quantity", 1) for content in priced)
     # Drop binary floating-point noise (49.99 * 2 + 30.01 = 129.98999999999998) while keeping
-    # more decimals than any ISO 4217 currency uses.
-    return round(float(total), 6)
+    # more decimals than any ISO 4217 currency uses. 1e308 x 10 overflows to infinity: no value.
+    return attributable_value(round(float(total), 6))
+
+
+def attributable_value(value: Any) -> float | None:
+    """A number TikTok can attribute: finite and not negative."""
+    number = finite(value)
+    return number if number is not None and number >= 0 else None
+
+
+def finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def currency_code(raw: str | None) -> str | None:

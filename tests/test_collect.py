@@ -302,6 +302,8 @@ async def test_seed_purchase_arrives_as_the_seed_contents(
         "value": 129.99,
         "order_id": "ORD-001",
         "content_type": "product",
+        "content_ids": ["SKU-A", "SKU-B"],
+        "num_items": 3,
         "contents": [
             {"content_id": "SKU-A", "content_name": "Widget", "price": 49.99, "quantity": 2},
             {
@@ -316,6 +318,7 @@ async def test_seed_purchase_arrives_as_the_seed_contents(
     request = tiktok.requests[-1]
     assert request.headers["Access-Token"] == "tok_test_0123456789"
     assert request.body["event_source_id"] == "CTESTPIXEL0000000001"
+    assert request.body["event_source"] == "web"
 
 
 async def test_purchase_without_value_is_dead_lettered_not_sent(

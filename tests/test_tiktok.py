@@ -288,12 +288,56 @@ async def test_double_refuses_bearer_token_and_bad_shape(
         ),
         pytest.param(
             {
+                "event_source": "store",
+                "event_source_id": "P",
+                "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}],
+            },
+            "event_source must be one of",
+            id="unknown-event-source",
+        ),
+        pytest.param(
+            {
                 "event_source": "app",
                 "event_source_id": "P",
                 "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}],
             },
-            "event_source",
-            id="not-web",
+            "app.app_id",
+            id="app-event-without-app",
+        ),
+        pytest.param(
+            {
+                "event_source": "crm",
+                "event_source_id": "P",
+                "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {}}],
+            },
+            "lead.lead_id",
+            id="crm-event-without-lead",
+        ),
+        pytest.param(
+            {
+                "event_source": "offline",
+                "event_source_id": "P",
+                "data": [{"event": "x", "event_time": 1, "event_id": "a", "user": {"ip": "1"}}],
+            },
+            "user.email or user.phone",
+            id="offline-event-without-email-or-phone",
+        ),
+        pytest.param(
+            {
+                "event_source": "web",
+                "event_source_id": "P",
+                "data": [
+                    {
+                        "event": "x",
+                        "event_time": 1,
+                        "event_id": "a",
+                        "user": {},
+                        "properties": {"value": None},
+                    }
+                ],
+            },
+            "properties.value",
+            id="null-value",
         ),
         pytest.param(
             {

@@ -91,6 +91,13 @@ PAID = {"total": 10.0, "currency": "USD"}
         pytest.param("Product Added to Wishlist", "AddToWishlist", id="Product Added to Wishlist"),
         pytest.param("Signed Up", "CompleteRegistration", id="Signed Up"),
         pytest.param("Lead Generated", "SubmitForm", id="Lead Generated"),
+        pytest.param("Order Placed", "PlaceAnOrder", id="Order Placed"),
+        pytest.param("Payment Info Entered", "AddPaymentInfo", id="Payment Info Entered"),
+        pytest.param("Subscription Created", "Subscribe", id="Subscription Created"),
+        pytest.param("Callback Started", "Contact", id="Callback Started"),
+        pytest.param("Form Submitted", "SubmitForm", id="Form Submitted"),
+        pytest.param("Product Clicked", "ClickButton", id="Product Clicked"),
+        pytest.param("Download Link Clicked", "Download", id="Download Link Clicked"),
     ],
 )
 def test_seed_mapping_table(hit_event: str, tiktok_event: str) -> None:
@@ -199,6 +206,8 @@ def test_identify_hit_has_no_event() -> None:
             },
             {
                 "content_type": "product",
+                "content_ids": ["P1", "S2"],
+                "num_items": 3,
                 "value": 15.0,
                 "contents": [
                     {
@@ -218,6 +227,7 @@ def test_identify_hit_has_no_event() -> None:
             {"products": [{"product_id": 42, "sku": "S-42", "price": 1.5}]},
             {
                 "content_type": "product",
+                "content_ids": ["42"],
                 "value": 1.5,
                 "contents": [{"content_id": "42", "price": 1.5}],
             },
@@ -227,6 +237,8 @@ def test_identify_hit_has_no_event() -> None:
             {"product_id": "P1", "name": "Widget", "price": 9.5, "quantity": 2, "brand": "Acme"},
             {
                 "content_type": "product",
+                "content_ids": ["P1"],
+                "num_items": 2,
                 "value": 19.0,
                 "contents": [
                     {
@@ -244,6 +256,7 @@ def test_identify_hit_has_no_event() -> None:
             {"sku": 777, "category": "Shoes"},
             {
                 "content_type": "product",
+                "content_ids": ["777"],
                 "contents": [{"content_id": "777", "content_category": "Shoes"}],
             },
             id="single-product-by-sku",
@@ -256,7 +269,11 @@ def test_identify_hit_has_no_event() -> None:
         pytest.param({"products": []}, {}, id="empty-products"),
         pytest.param(
             {"products": [{}, {"product_id": "P1"}]},
-            {"content_type": "product", "contents": [{"content_id": "P1"}]},
+            {
+                "content_type": "product",
+                "content_ids": ["P1"],
+                "contents": [{"content_id": "P1"}],
+            },
             id="empty-product-dropped",
         ),
     ],
@@ -324,8 +341,8 @@ def test_currency(currency: str, expected: str | None) -> None:
     [
         pytest.param(
             track("Products Searched", {"query": "red shoes"}),
-            {"query": "red shoes"},
-            id="search-query",
+            {"query": "red shoes", "search_string": "red shoes"},
+            id="search-query-is-also-search-string",
         ),
         pytest.param(
             track("Order Completed", {"order_id": 1001, **PAID}),
@@ -388,6 +405,7 @@ def test_rejected_event_is_the_event_it_would_have_been() -> None:
             "order_id": "O1",
             "value": 2.0,
             "content_type": "product",
+            "content_ids": ["P1"],
             "contents": [{"content_id": "P1", "price": 2.0}],
         },
         "limited_data_use": False,
@@ -419,6 +437,8 @@ def test_seed_purchase_example() -> None:
             "value": 129.99,
             "order_id": "ORD-001",
             "content_type": "product",
+            "content_ids": ["SKU-A", "SKU-B"],
+            "num_items": 3,
             "contents": [
                 {"content_id": "SKU-A", "content_name": "Widget", "price": 49.99, "quantity": 2},
                 {"content_id": "SKU-B", "content_name": "Gadget", "price": 30.01, "quantity": 1},

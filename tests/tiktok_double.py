@@ -39,8 +39,21 @@ PATH = "/open_api/v1.3/event/track/"
 MAX_EVENTS = 1000
 TOP_LEVEL_KEYS = frozenset({"event_source", "event_source_id", "test_event_code", "data"})
 EVENT_KEYS = frozenset(
-    {"event", "event_time", "event_id", "user", "page", "properties", "limited_data_use"}
+    {
+        "event",
+        "event_time",
+        "event_id",
+        "user",
+        "page",
+        "properties",
+        "limited_data_use",
+        "lead",
+        "app",
+    }
 )
+EVENT_SOURCES = frozenset({"web", "app", "offline", "crm"})
+# Properties TikTok reads as numbers: null (what JSON makes of NaN and infinity) is refused.
+NUMBER_PROPERTIES = ("value", "num_items")
 USER_KEYS = frozenset(
     {"ttp", "ttclid", "external_id", "email", "phone", "ip", "user_agent", "locale"}
 )
@@ -87,10 +100,11 @@ class RecordedRequest:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedEvent:
-    pixel_code: str
+    pixel_code: str  # the request's event_source_id (a pixel code for web sources)
     test_event_code: str | None
     event: dict[str, Any]
     at: float
+    event_source: str = "web"
 
 
 class TikTokDouble:
@@ -222,7 +236,11 @@ class TikTokDouble:
             for event in record.events:
                 self.accepted.append(
                     AcceptedEvent(
-                        body["event_source_id"], body.get("test_event_code"), event, record.at
+                        body["event_source_id"],
+                        body.get("test_event_code"),
+                        event,
+                        record.at,
+                        body["event_source"],
                     )
                 )
 
@@ -260,8 +278,9 @@ def check_request(content_type: str, body: Any) -> list[str]:
     if not isinstance(body, dict):
         return ["body is not a JSON object"]
     problems = [f"unknown top-level key {k!r}" for k in sorted(set(body) - TOP_LEVEL_KEYS)]
-    if body.get("event_source") != "web":
-        problems.append("event_source must be 'web'")
+    event_source = body.get("event_source")
+    if event_source not in EVENT_SOURCES:
+        problems.append(f"event_source must be one of {sorted(EVENT_SOURCES)}")
     if not isinstance(body.get("event_source_id"), str) or not body["event_source_id"]:
         problems.append("event_source_id must be a non-empty string")
     if "test_event_code" in body and not isinstance(body["test_event_code"], str):
@@ -272,6 +291,28 @@ def check_request(content_type: str, body: Any) -> list[str]:
         return problems
     for index, event in enumerate(data):
         problems.extend(f"data[{index}]: {p}" for p in check_event(event))
+        if isinstance(event, dict):
+            source_problems = check_source_rules(event, event_source)
+            problems.extend(f"data[{index}]: {p}" for p in source_problems)
+    return problems
+
+
+def check_source_rules(event: dict[str, Any], event_source: Any) -> list[str]:
+    """What each event_source requires of an event (TikTok's Events API 2.0 documentation)."""
+    lead, app, user = event.get("lead"), event.get("app"), event.get("user")
+    problems = []
+    if event_source == "crm" and not (
+        isinstance(lead, dict) and isinstance(lead.get("lead_id"), str)
+    ):
+        problems.append("a crm event needs lead.lead_id (a string)")
+    if event_source != "crm" and lead is not None:
+        problems.append("lead is for crm events only")
+    if event_source == "app" and not (isinstance(app, dict) and isinstance(app.get("app_id"), str)):
+        problems.append("an app event needs app.app_id (the app's store id)")
+    if event_source == "offline" and not (
+        isinstance(user, dict) and ("email" in user or "phone" in user)
+    ):
+        problems.append("an offline event needs user.email or user.phone")
     return problems
 
 
@@ -294,6 +335,12 @@ def check_event(event: Any) -> list[str]:
     for key in ("page", "properties"):
         if key in event and not isinstance(event[key], dict):
             problems.append(f"{key} must be an object")
+    properties = event.get("properties")
+    if isinstance(properties, dict):
+        for key in NUMBER_PROPERTIES:
+            number = properties.get(key, 0)
+            if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
+                problems.append(f"properties.{key} must be a number, not {number!r}")
     if "limited_data_use" in event and not isinstance(event["limited_data_use"], bool):
         problems.append("limited_data_use must be a boolean")
     return problems

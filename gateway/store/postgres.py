@@ -25,7 +25,7 @@ import asyncpg
 
 from gateway.crypto import SecretBox
 from gateway.errors import Conflict, NotFound, StoreError
-from gateway.models import ConsentDefault, Integration, Source
+from gateway.models import ConsentDefault, EventSource, Integration, Source
 from gateway.store.base import ConfigStore
 from gateway.store.sealed import open_config, seal_config
 
@@ -61,11 +61,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX integrations_by_source ON integrations (source_id)",
     ),
+    # Sources say where their events happen (TikTok's event_source) and under which TikTok id.
+    2: (
+        "ALTER TABLE sources ADD COLUMN event_source text NOT NULL DEFAULT 'web'",
+        "ALTER TABLE sources ADD COLUMN event_source_id text",
+        "ALTER TABLE sources ADD COLUMN app_id text",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _SOURCE_COLUMNS = """id, name, allowed_origins::text, cookie_domain, consent_default,
-    default_phone_region, server_key_hash, created_at, updated_at"""
+    default_phone_region, event_source, event_source_id, app_id, server_key_hash, created_at,
+    updated_at"""
 _INTEGRATION_COLUMNS = """id, source_id, vendor, name, enabled, consent_categories::text,
     paused_reason, config::text, created_at, updated_at"""
 _BUMP = "UPDATE gateway_meta SET value = value + 1 WHERE key = 'config_version'"
@@ -154,7 +161,7 @@ class PostgresConfigStore(ConfigStore):
             try:
                 await conn.execute(
                     f"INSERT INTO sources ({_SOURCE_COLUMNS.replace('::text', '')})"
-                    " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $8)",
+                    " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
                     *_source_row(source),
                     now,
                 )
@@ -177,8 +184,9 @@ class PostgresConfigStore(ConfigStore):
         async with self._transaction() as conn:
             status = await conn.execute(
                 """UPDATE sources SET name = $2, allowed_origins = $3::jsonb, cookie_domain = $4,
-                    consent_default = $5, default_phone_region = $6, server_key_hash = $7,
-                    updated_at = $8 WHERE id = $1""",
+                    consent_default = $5, default_phone_region = $6, event_source = $7,
+                    event_source_id = $8, app_id = $9, server_key_hash = $10, updated_at = $11
+                WHERE id = $1""",
                 *_source_row(source),
                 _utc_now(),
             )
@@ -370,6 +378,9 @@ def _source_row(source: Source) -> tuple[Any, ...]:
         source.cookie_domain,
         str(source.consent_default),
         source.default_phone_region,
+        str(source.event_source),
+        source.event_source_id,
+        source.app_id,
         source.server_key_hash,
     )
 
@@ -382,9 +393,12 @@ def _source_from_row(row: Sequence[Any]) -> Source:
         cookie_domain=row[3],
         consent_default=ConsentDefault(row[4]),
         default_phone_region=row[5],
-        server_key_hash=row[6],
-        created_at=_iso(row[7]),
-        updated_at=_iso(row[8]),
+        event_source=EventSource(row[6]),
+        event_source_id=row[7],
+        app_id=row[8],
+        server_key_hash=row[9],
+        created_at=_iso(row[10]),
+        updated_at=_iso(row[11]),
     )
 
 

@@ -16,12 +16,12 @@ import msgspec
 
 from gateway.crypto import SecretBox
 from gateway.errors import Conflict, NotFound, StoreError
-from gateway.models import ConsentDefault, Integration, Source
+from gateway.models import ConsentDefault, EventSource, Integration, Source
 from gateway.sqlite import ThreadConnection, immediate
 from gateway.store.base import ConfigStore
 from gateway.store.sealed import open_config, seal_config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -53,8 +53,19 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS integrations_by_source ON integrations (source_id)",
 )
 
+# Version -> statements that bring a file of the version before up to it. `_SCHEMA` is version
+# 1 and stays so: a new file is created at 1 and migrated like an old one.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE sources ADD COLUMN event_source TEXT NOT NULL DEFAULT 'web'",
+        "ALTER TABLE sources ADD COLUMN event_source_id TEXT",
+        "ALTER TABLE sources ADD COLUMN app_id TEXT",
+    ),
+}
+
 _SOURCE_COLUMNS = """id, name, allowed_origins, cookie_domain, consent_default,
-    default_phone_region, server_key_hash, created_at, updated_at"""
+    default_phone_region, event_source, event_source_id, app_id, server_key_hash, created_at,
+    updated_at"""
 _INTEGRATION_COLUMNS = """id, source_id, vendor, name, enabled, consent_categories,
     paused_reason, config, created_at, updated_at"""
 
@@ -104,8 +115,9 @@ class SQLiteConfigStore(ConfigStore):
         await self._db.run(
             _update,
             """UPDATE sources SET name = ?, allowed_origins = ?, cookie_domain = ?,
-                consent_default = ?, default_phone_region = ?, server_key_hash = ?,
-                updated_at = ? WHERE id = ?""",
+                consent_default = ?, default_phone_region = ?, event_source = ?,
+                event_source_id = ?, app_id = ?, server_key_hash = ?, updated_at = ?
+            WHERE id = ?""",
             (*_source_row(source)[1:], _utc_now(), source.id),
             NotFound("source", source.id),
         )
@@ -216,6 +228,9 @@ def _source_row(source: Source) -> tuple[Any, ...]:
         source.cookie_domain,
         str(source.consent_default),
         source.default_phone_region,
+        str(source.event_source),
+        source.event_source_id,
+        source.app_id,
         source.server_key_hash,
     )
 
@@ -228,9 +243,12 @@ def _source_from_row(row: tuple[Any, ...]) -> Source:
         cookie_domain=row[3],
         consent_default=ConsentDefault(row[4]),
         default_phone_region=row[5],
-        server_key_hash=row[6],
-        created_at=row[7],
-        updated_at=row[8],
+        event_source=EventSource(row[6]),
+        event_source_id=row[7],
+        app_id=row[8],
+        server_key_hash=row[9],
+        created_at=row[10],
+        updated_at=row[11],
     )
 
 
@@ -255,8 +273,15 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA:
             conn.execute(statement)
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"config schema {version} is newer than this gateway ({SCHEMA_VERSION})")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"config schema {version} is newer than this gateway ({SCHEMA_VERSION})"
+            )
+        # In the same write transaction: processes opening one file together migrate it once.
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (step,))
 
 
 def _require_source(conn: sqlite3.Connection, source_id: str | None) -> None:

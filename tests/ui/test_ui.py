@@ -317,3 +317,24 @@ async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> 
     assert source["allowed_origins"] == ["https://shop.example", "https://www.shop.example"]
     assert source["cookie_domain"] == "shop.example"
     assert source["consent_default"] == "grant"
+
+
+async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) -> None:
+    page = console.page
+    await _seed_source(console)
+    await console.sign_in()
+    await console.go("#/sources/src_abc123")
+    await expect(page.get_by_label("Event source")).to_have_value("web")
+
+    # A CRM source without its event set id is refused, and the form names the field.
+    await page.get_by_label("Event source").select_option("crm")
+    await page.get_by_role("button", name="Save").click()
+    source_id = page.get_by_label("TikTok app or event set ID")
+    await expect(source_id).to_have_attribute("aria-invalid", "true")
+
+    await source_id.fill("7301234567890123456")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_contain_text("saved")
+    source = await _api(console, "GET", "/v1/admin/sources/src_abc123")
+    assert source["event_source"] == "crm"
+    assert source["event_source_id"] == "7301234567890123456"

@@ -130,6 +130,17 @@ export async function showSourceForm(main, id) {
   const consentDefault = h("select", {}, h("option", { value: "deny" }, "deny: no consent given means no event sent"), h("option", { value: "grant" }, "grant: no consent given means every integration receives it"));
   consentDefault.value = current ? current.consent_default : "deny";
   const region = h("input", { type: "text", value: current?.default_phone_region || "", maxlength: "2", placeholder: "US", spellcheck: "false" });
+  const eventSource = h(
+    "select",
+    {},
+    h("option", { value: "web" }, "web: a website (with the TikTok pixel)"),
+    h("option", { value: "app" }, "app: a mobile app"),
+    h("option", { value: "offline" }, "offline: store or call-center sales"),
+    h("option", { value: "crm" }, "crm: lead stages from a CRM"),
+  );
+  eventSource.value = current ? current.event_source : "web";
+  const eventSourceId = h("input", { type: "text", value: current?.event_source_id || "", spellcheck: "false", placeholder: "the integration's pixel code" });
+  const appId = h("input", { type: "text", value: current?.app_id || "", spellcheck: "false", placeholder: "343200656 or com.example.shop" });
 
   const save = h("button", { type: "submit" }, "Save");
   const form = h(
@@ -142,6 +153,9 @@ export async function showSourceForm(main, id) {
     field("Cookie domain", cookieDomain, { name: "cookie_domain", hint: "Optional: shop.example shares the cookies between www.shop.example and collect.shop.example." }),
     field("Consent default", consentDefault, { name: "consent_default", hint: "For hits that carry no consent object." }),
     field("Default phone region", region, { name: "default_phone_region", hint: "Optional: national phone numbers are read in this region (e.g. US, DE)." }),
+    field("Event source", eventSource, { name: "event_source", hint: "Where the events happen, as TikTok files them." }),
+    field("TikTok app or event set ID", eventSourceId, { name: "event_source_id", hint: "Web: leave empty to use each integration's pixel code. App: the TikTok app ID. Offline and CRM: the event set ID." }),
+    field("App store ID", appId, { name: "app_id", hint: "App sources only: the app's App Store number or Android package name." }),
     h("div", { class: "actions" }, save, h("a", { class: "button secondary", href: "#/sources" }, "Cancel")),
   );
 
@@ -154,6 +168,9 @@ export async function showSourceForm(main, id) {
       cookie_domain: cookieDomain.value.trim() || null,
       consent_default: consentDefault.value,
       default_phone_region: region.value.trim().toUpperCase() || null,
+      event_source: eventSource.value,
+      event_source_id: eventSourceId.value.trim() || null,
+      app_id: appId.value.trim() || null,
     };
     save.disabled = true;
     try {
