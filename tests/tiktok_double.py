@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import time
 import uuid
 from collections import deque
@@ -38,9 +39,22 @@ TOP_LEVEL_KEYS = frozenset({"event_source", "event_source_id", "test_event_code"
 EVENT_KEYS = frozenset(
     {"event", "event_time", "event_id", "user", "page", "properties", "limited_data_use"}
 )
-USER_KEYS = frozenset(
-    {"ttp", "ttclid", "external_id", "email", "phone", "ip", "user_agent", "locale"}
+# Events API 2.0's user object: match keys (SHA-256, one string or an array) and raw signals.
+HASHED_USER_KEYS = frozenset(
+    {
+        "external_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "city",
+        "state",
+        "country",
+        "zip_code",
+    }
 )
+USER_KEYS = HASHED_USER_KEYS | {"ttp", "ttclid", "ip", "user_agent", "locale"}
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +274,17 @@ def check_request(content_type: str, body: Any) -> list[str]:
     return problems
 
 
+def check_hashed_user_keys(user: dict[str, Any]) -> list[str]:
+    """Match keys must arrive hashed: lowercase SHA-256 hex, alone or in a non-empty array."""
+    problems = []
+    for key in sorted(HASHED_USER_KEYS & set(user)):
+        value = user[key]
+        values = value if isinstance(value, list) and value else [value]
+        if not all(isinstance(v, str) and SHA256_HEX.fullmatch(v) for v in values):
+            problems.append(f"user.{key} must be lowercase SHA-256 hex (or an array of them)")
+    return problems
+
+
 def check_event(event: Any) -> list[str]:
     if not isinstance(event, dict):
         return ["is not an object"]
@@ -276,6 +301,7 @@ def check_event(event: Any) -> list[str]:
         problems.append("user must be an object")
     else:
         problems.extend(f"unknown user key {k!r}" for k in sorted(set(user) - USER_KEYS))
+        problems.extend(check_hashed_user_keys(user))
     for key in ("page", "properties"):
         if key in event and not isinstance(event[key], dict):
             problems.append(f"{key} must be an object")
