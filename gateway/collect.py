@@ -338,6 +338,8 @@ def _observe(
     summary = hit_summary(
         hit.type, hit.event, route.source.id, page.url if page else None, consent, facts.from_server
     )
+    # Match quality tells identified visitors from anonymous ones (external_id's first entry).
+    user_id_known = hit.user_id is not None or plan.identity.user_id_hash is not None
 
     def record(integration_id: str | None, decision: str, why: str) -> Observation:
         event, reason = stored.get(integration_id or "", (None, None))
@@ -357,6 +359,7 @@ def _observe(
             status=status,
             reason=reason,
             received_at=facts.received_at,
+            user_id_known=user_id_known,
         )
 
     if not route.integrations:
