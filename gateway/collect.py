@@ -230,7 +230,7 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
-    identity = request.app[IDENTITY_CODEC].open(raw_identity)
+    identity, outdated = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies),
         user_agent=headers.get("User-Agent"),
@@ -240,7 +240,8 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
         anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
         ttclid_cookie=cookies.safe_click_id(jar.get(cookies.TTCLID)),
         identity=identity,
-        identity_cookie=raw_identity if not identity.empty else None,
+        # An outdated cookie (it held the raw user id) is not re-sent but sealed anew.
+        identity_cookie=raw_identity if not (identity.empty or outdated) else None,
         from_server=from_server,
         received_at=time.time(),
     )

@@ -147,16 +147,22 @@ def seal_identity(box: CookieBox, identity: Identity) -> str:
 
 def open_identity(box: CookieBox, value: str | None) -> Identity:
     """The identity in a cookie; an empty one when it is absent, foreign or tampered with."""
+    return open_sealed_identity(box, value)[0]
+
+
+def open_sealed_identity(box: CookieBox, value: str | None) -> tuple[Identity, bool]:
+    """The identity in a cookie, and whether it must be sealed again: an older gateway's
+    cookie held the raw user id, which the cookie must not carry any longer."""
     if not value:
-        return Identity()
+        return Identity(), False
     plaintext = box.open(value, ttl_s=THIRTEEN_MONTHS_S)
     if plaintext is None:
-        return Identity()
+        return Identity(), False
     try:
         sealed = _identity_decoder.decode(plaintext)
     except msgspec.DecodeError:
-        return Identity()
-    return Identity(
+        return Identity(), False
+    identity = Identity(
         user_id_hash=_hash_or_none(sealed.x) or hash_external_id(sealed.u),
         email_hashes=_unpacked(sealed.e),
         phone_hashes=_unpacked(sealed.p),
@@ -167,6 +173,7 @@ def open_identity(box: CookieBox, value: str | None) -> Identity:
         country=_hash_or_none(sealed.co),
         zip_code=_hash_or_none(sealed.zp),
     )
+    return identity, sealed.u is not None
 
 
 def safe_cookie_value(value: str | None) -> str | None:
@@ -194,8 +201,9 @@ class IdentityCodec:
         self._box = box
         self.open = functools.lru_cache(maxsize=remembered)(self._open)
 
-    def _open(self, value: str | None) -> Identity:
-        return open_identity(self._box, value)
+    def _open(self, value: str | None) -> tuple[Identity, bool]:
+        """The identity, and whether it must be sealed again (`open_sealed_identity`)."""
+        return open_sealed_identity(self._box, value)
 
     def seal(self, identity: Identity) -> str:
         return seal_identity(self._box, identity)

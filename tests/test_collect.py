@@ -996,6 +996,26 @@ async def test_identity_cookie_of_an_older_gateway_still_reads(
     [event] = await events_of(tiktok, 1)
     assert event["user"]["external_id"] == [sha("u-42"), sha("anon-3")]
     assert event["user"]["email"] == sha("jane@example.com")
+    # The browser gets it back sealed anew, without the raw user id.
+    resealed = set_cookies(resp)["_dfuser"].value
+    assert resealed != sealed
+    plaintext = gateway.runtime.cookie_box.open(resealed, ttl_s=3600)
+    assert plaintext is not None and b"u-42" not in plaintext
+    assert json.loads(plaintext) == {"x": sha("u-42"), "e": sha("jane@example.com")}
+
+
+async def test_identity_cookie_stays_small_when_full(gateway: Gateway) -> None:
+    await setup(gateway)
+    traits = {
+        "email": [f"person.{i}@example.com" for i in range(5)],
+        "phone": [f"+1 213 373 42{i:02d}" for i in range(5)],
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "address": {"city": "A", "state": "B", "country": "US", "postal_code": "1"},
+    }
+    resp = await gateway.collect.post("/v1/i", json=hit(user_id="u-1", traits=traits))
+    header = next(h for h in resp.headers.getall("Set-Cookie") if h.startswith("_dfuser="))
+    assert len(header) < 4096  # what every browser keeps of one cookie
 
 
 @pytest.mark.parametrize(
