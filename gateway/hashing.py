@@ -8,8 +8,8 @@ through.
 Where the rules come from (reference implementations read, not copied):
 - email, phone, external_id: TikTok's server-side GTM template (`tiktok/gtm-template-eapi`,
   template.tpl) trims every value, lower-cases email and phone, keeps the case of external_id and
-  passes 64-hex values through. Phones are E.164 here (TIKTOK.md), which the GTM template leaves
-  to the advertiser and Segment approximates by keeping digits behind a '+'.
+  passes 64-hex values through. Phones are E.164 here, as TikTok asks; the GTM template leaves
+  that to the advertiser and Segment approximates it by keeping the digits behind a '+'.
 - first_name, last_name, zip_code: Segment's TikTok Conversions destination
   (`segmentio/action-destinations`, tiktok-conversions/formatter.ts `formatString`) lower-cases and
   removes whitespace before hashing; we also drop punctuation ("O'Brien" and "OBrien", "Jean-Luc"

@@ -162,7 +162,8 @@ def build_user(hit: Hit, context: HitContext, source: Source) -> dict[str, Any]:
 
 
 def external_ids(hit: Hit, context: HitContext, known: Identity) -> list[str]:
-    """SHA-256 of the user id when one is known, then of the anonymous id (SPEC: an array)."""
+    """SHA-256 of the user id when one is known, then of the anonymous id: always an array,
+    so TikTok can tie the identified person to the browser's earlier anonymous events."""
     user_id = hash_external_id(hit.user_id) or known.user_id_hash
     anonymous_id = hash_external_id(context.anonymous_id)
     return list(dict.fromkeys(h for h in (user_id, anonymous_id) if h is not None))
