@@ -201,6 +201,7 @@ def _pipeline_rate(source: Any, integration: Any, hits: list[Any], seconds: floa
     facts = RequestFacts(
         ip="203.0.113.7",
         user_agent=workload.USER_AGENTS[0],
+        locale="en-US",
         secure=True,
         ttp=None,
         anonymous_id=None,
@@ -231,7 +232,7 @@ def units_bench(seconds: float) -> dict[str, float]:
     from gateway.settings import Secret
 
     box = CookieBox((Secret(workload.SECRET_KEY),), purpose="identity-cookie")
-    sealed = seal_identity(box, Identity(user_id="u1", email_hash="e" * 64))
+    sealed = seal_identity(box, Identity(user_id_hash="a" * 64, email_hashes=("e" * 64,)))
     req = workload.requests(only_events=True)[4]
     body = req.pre + b"b1" + req.post
     counter = Counter("bench_hits", "x", ["type"], registry=CollectorRegistry())
@@ -258,7 +259,7 @@ def units_bench(seconds: float) -> dict[str, float]:
         "hash_email": lambda: hash_email("  Customer.7@Example.com "),
         "hash_phone": lambda: hash_phone("+1 (415) 555-0107", "US"),
         "open_identity_cookie": lambda: open_identity(box, sealed),
-        "seal_identity_cookie": lambda: seal_identity(box, Identity(user_id="u1")),
+        "seal_identity_cookie": lambda: seal_identity(box, Identity(user_id_hash="a" * 64)),
         "aiohttp_response_with_set_cookie": set_cookie,
         "prometheus_labels_inc": lambda: counter.labels("track").inc(),
         "msgspec_encode_dict": lambda: msgspec.json.encode(payload_dict),

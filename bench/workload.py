@@ -165,12 +165,13 @@ def sealed_identity_cookie() -> str:
     """A `_dfuser` cookie sealed with the bench's secret key, as the gateway would set it."""
     from gateway.cookies import Identity, seal_identity
     from gateway.crypto import CookieBox
-    from gateway.hashing import hash_email
+    from gateway.hashing import hash_email, hash_external_id
     from gateway.settings import Secret
 
     box = CookieBox((Secret(SECRET_KEY),), purpose="identity-cookie")
+    email_hash = hash_email("customer.7@example.com") or ""
     return seal_identity(
-        box, Identity(user_id="user-7", email_hash=hash_email("customer.7@example.com"))
+        box, Identity(user_id_hash=hash_external_id("user-7"), email_hashes=(email_hash,))
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from gateway.cookies import Identity, IdentityCodec
 from gateway.crypto import sha256_hex
 from gateway.demo import handle_demo
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
-from gateway.hashing import hash_email, hash_phone
 from gateway.hits import Hit, HitType, decode_batch, decode_hit
 from gateway.ledger import (
     DEAD_LETTERED,
@@ -39,7 +39,7 @@ from gateway.ledger import (
 from gateway.models import NewEvent
 from gateway.route import Route, consent_allows
 from gateway.runtime import Runtime
-from gateway.transform import HitContext, Rejected, transform
+from gateway.transform import HitContext, Rejected, traits_identity, transform
 from gateway.visitor import client_ip, is_https
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class RequestFacts:
 
     ip: str | None
     user_agent: str | None
+    locale: str | None  # the browser's first Accept-Language tag
     secure: bool
     ttp: str | None
     anonymous_id: str | None
@@ -229,18 +230,20 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
-    identity = request.app[IDENTITY_CODEC].open(raw_identity)
+    identity, outdated = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies, settings.client_ip_header),
         user_agent=headers.get("User-Agent"),
+        locale=accept_language_locale(headers.get("Accept-Language")),
         secure=is_https(
             request.scheme, peer, headers, settings.trusted_proxies, settings.client_ip_header
         ),
         ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
         anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
-        ttclid_cookie=cookies.safe_cookie_value(jar.get(cookies.TTCLID)),
+        ttclid_cookie=cookies.safe_click_id(jar.get(cookies.TTCLID)),
         identity=identity,
-        identity_cookie=raw_identity if not identity.empty else None,
+        # An outdated cookie (it held the raw user id) is not re-sent but sealed anew.
+        identity_cookie=raw_identity if not (identity.empty or outdated) else None,
         from_server=from_server,
         received_at=time.time(),
     )
@@ -292,12 +295,17 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         event_id=hit.message_id or ids.new_event_id(),
         event_time=_event_time(hit, facts, max_age_days),
         anonymous_id=anonymous_id,
-        ttp=plan.ttp,
-        ttclid=ttclid_clicked or plan.ttclid_clicked or facts.ttclid_cookie,
+        ttp=_server_ttp(hit, facts) or plan.ttp,
+        ttclid=(
+            _server_ttclid(hit, facts)
+            or ttclid_clicked
+            or plan.ttclid_clicked
+            or facts.ttclid_cookie
+        ),
         ip=_server_override(hit, facts, "ip") or facts.ip,
         user_agent=_server_override(hit, facts, "user_agent") or facts.user_agent,
-        email_hash=plan.identity.email_hash,
-        phone_hash=plan.identity.phone_hash,
+        locale=_server_locale(hit, facts) if facts.from_server else facts.locale,
+        identity=plan.identity,
     )
     stored: dict[str, tuple[NewEvent, str | None]] = {}
     for integration in allowed:
@@ -333,6 +341,8 @@ def _observe(
     summary = hit_summary(
         hit.type, hit.event, route.source.id, page.url if page else None, consent, facts.from_server
     )
+    # Match quality tells identified visitors from anonymous ones (external_id's first entry).
+    user_id_known = hit.user_id is not None or plan.identity.user_id_hash is not None
 
     def record(integration_id: str | None, decision: str, why: str) -> Observation:
         event, reason = stored.get(integration_id or "", (None, None))
@@ -352,6 +362,7 @@ def _observe(
             status=status,
             reason=reason,
             received_at=facts.received_at,
+            user_id_known=user_id_known,
         )
 
     if not route.integrations:
@@ -362,14 +373,14 @@ def _observe(
 
 
 def _apply_identify(hit: Hit, route: Route, plan: Plan) -> None:
-    traits = hit.traits or (hit.context.traits if hit.context else None)
-    region = route.source.default_phone_region
-    learned = Identity(
+    candidates = [hit.traits, hit.context.traits if hit.context else None]
+    learned = traits_identity(
+        [traits for traits in candidates if traits is not None],
+        route.source.default_phone_region,
         user_id=hit.user_id,
-        email_hash=hash_email(traits.email) if traits else None,
-        phone_hash=hash_phone(traits.phone, region) if traits else None,
     )
-    if learned.user_id and plan.identity.user_id and learned.user_id != plan.identity.user_id:
+    known = plan.identity.user_id_hash
+    if learned.user_id_hash and known and learned.user_id_hash != known:
         # Someone else signed in on this browser: do not mix two people's identifiers.
         plan.identity = learned
     else:
@@ -378,11 +389,65 @@ def _apply_identify(hit: Hit, route: Route, plan: Plan) -> None:
 
 
 def _ttclid_from_page(hit: Hit) -> str | None:
+    """The click id of the page URL, else of a referrer trusted for it (`referrer_trusted`)."""
     page = hit.context.page if hit.context else None
-    if page is None or not page.url or "ttclid=" not in page.url:
+    if page is None:
         return None
-    values = parse_qs(urlsplit(page.url).query).get("ttclid")
-    return cookies.safe_cookie_value(values[-1]) if values else None
+    clicked = _ttclid_of(page.url)
+    if clicked is None and page.referrer and referrer_trusted(page.referrer, page.url):
+        clicked = _ttclid_of(page.referrer)
+    return clicked
+
+
+def _ttclid_of(url: str | None) -> str | None:
+    if not url or "ttclid=" not in url:
+        return None
+    values = parse_qs(urlsplit(url).query).get("ttclid")
+    return cookies.safe_click_id(values[-1]) if values else None
+
+
+# TikTok's own domain: a click id in a tiktok.com referrer was put there by TikTok.
+TIKTOK_DOMAIN = "tiktok.com"
+
+
+def referrer_trusted(referrer: str, page_url: str | None) -> bool:
+    """Whether a click id in the referrer may be taken when the page URL has none.
+
+    TikTok's server-side GTM template takes it from a referrer on the page's own host (the
+    visitor landed with ?ttclid= and moved on before the tag fired). A tiktok.com referrer (the
+    domain or a subdomain) is trusted as well. Host names are compared exactly, never by
+    substring: "tiktok.com.evil.example" and "nottiktok.com" are not TikTok's.
+    """
+    referrer_host = _host(referrer)
+    if referrer_host is None:
+        return False
+    if referrer_host == TIKTOK_DOMAIN or referrer_host.endswith("." + TIKTOK_DOMAIN):
+        return True
+    return page_url is not None and referrer_host == _host(page_url)
+
+
+def _host(url: str) -> str | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.rstrip(".") if host else None
+
+
+def accept_language_locale(header: str | None) -> str | None:
+    """The first language of an Accept-Language header ("en-US,en;q=0.9" -> "en-US").
+
+    Browsers list the visitor's preferred language first; a wildcard or an unreadable tag
+    yields nothing rather than a guess.
+    """
+    if not header:
+        return None
+    first = header.split(",", 1)[0].split(";", 1)[0].strip()
+    return first if _LOCALE.fullmatch(first) else None
+
+
+# A BCP 47 tag as browsers and servers write them: "en", "en-US", "zh-Hant-TW", "pt_BR".
+_LOCALE = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8}){0,7}")
 
 
 def _event_time(hit: Hit, facts: RequestFacts, max_age_days: int) -> int:
@@ -399,11 +464,35 @@ def _event_time(hit: Hit, facts: RequestFacts, max_age_days: int) -> int:
 
 
 def _server_override(hit: Hit, facts: RequestFacts, name: str) -> str | None:
-    """`context.ip` / `context.user_agent` count only from an authenticated server source."""
+    """`context.ip`, `user_agent`, `ttp`, `ttclid`, `locale` count only from an authenticated
+    server source; a browser's are ignored (its request, cookies and URL decide)."""
     if not facts.from_server or hit.context is None:
         return None
     value: str | None = getattr(hit.context, name)
     return value
+
+
+def _server_ttp(hit: Hit, facts: RequestFacts) -> str | None:
+    ttp = _server_override(hit, facts, "ttp")
+    if ttp is not None and cookies.safe_cookie_value(ttp) is None:
+        raise HitError("invalid_field", "context.ttp is not a _ttp cookie value")
+    return ttp
+
+
+def _server_ttclid(hit: Hit, facts: RequestFacts) -> str | None:
+    ttclid = _server_override(hit, facts, "ttclid")
+    if ttclid is not None and cookies.safe_click_id(ttclid) is None:
+        raise HitError(
+            "invalid_field", "context.ttclid holds characters a TikTok click id never has"
+        )
+    return ttclid
+
+
+def _server_locale(hit: Hit, facts: RequestFacts) -> str | None:
+    locale = _server_override(hit, facts, "locale")
+    if locale is not None and not _LOCALE.fullmatch(locale):
+        raise HitError("invalid_field", "context.locale is not a language tag such as en-US")
+    return locale
 
 
 async def _set_aside(runtime: Runtime, plan: Plan, now: float) -> None:

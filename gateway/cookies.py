@@ -1,8 +1,8 @@
 """First-party cookies: names, lifetimes, attributes, and the sealed identity cookie.
 
-The identity (`_dfuser`) holds the user id and the *hashed* email and phone, sealed with the
-gateway's key: any replica can read it, the browser cannot, and a tampered or foreign value reads
-as no identity at all.
+The identity (`_dfuser`) holds only hashes (the user id's, the emails', phones', names' and
+address's), sealed with the gateway's key: any replica can read it, the browser cannot, and a
+tampered or foreign value reads as no identity at all.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import msgspec
 
 from gateway.crypto import CookieBox
+from gateway.hashing import hash_external_id, is_sha256_hex
+from gateway.hits import MAX_CLICK_ID_LENGTH, MAX_TRAIT_VALUES
 
 TTP = "_ttp"
 ANONYMOUS_ID = "_dfid"
@@ -24,60 +26,166 @@ DAY_S = 24 * 60 * 60
 THIRTEEN_MONTHS_S = 395 * DAY_S
 THIRTY_DAYS_S = 30 * DAY_S
 
-# Cookie values come from the browser: accept only what we (or TikTok's pixel) could have set.
+# Cookie values come from the browser: accept only what we (or TikTok's pixel) could have set
+# (the pixel's current _ttp looks like "01KEMC163EX38R4MP15Q3AE1EF_.tt.1").
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._~|:+/=-]{1,200}$")
+# TikTok's click ids ("E.C.P." and base64url, 320-340 characters today) and whatever of the same
+# kind it may issue later: RFC 6265 cookie octets less quotes and backslash, so a click id goes
+# back out in Set-Cookie as it came and can never split or break the header (no ';', ',',
+# space, CR/LF or control characters).
+_CLICK_ID_CHARS = r"[A-Za-z0-9!#$%&()*+\-./:<=>?@\[\]^_`{|}~]"
+_CLICK_ID = re.compile(_CLICK_ID_CHARS + f"{{1,{MAX_CLICK_ID_LENGTH}}}")
+
+# Values of one kind the identity remembers (emails, phones): TikTok takes arrays, the cookie
+# must stay small (a browser keeps at most 4 KB of it).
+MAX_IDENTITY_VALUES = MAX_TRAIT_VALUES
+
+
+def _merged(newer: tuple[str, ...], older: tuple[str, ...]) -> tuple[str, ...]:
+    """Newer values first, each once, at most MAX_IDENTITY_VALUES."""
+    return tuple(dict.fromkeys(newer + older))[:MAX_IDENTITY_VALUES]
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    user_id: str | None = None
-    email_hash: str | None = None
-    phone_hash: str | None = None
+    """What is known about a visitor to match on, hashed only (lowercase hex SHA-256).
 
-    def merged_with(self, other: Identity) -> Identity:
-        """This identity updated by what `other` knows (identify adds, never erases)."""
+    Learned from identify and kept in the sealed identity cookie; a hit's own traits build one
+    too. Nothing raw is held: the user id is its external_id hash.
+    """
+
+    user_id_hash: str | None = None
+    email_hashes: tuple[str, ...] = ()
+    phone_hashes: tuple[str, ...] = ()
+    first_name: str | None = None
+    last_name: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    zip_code: str | None = None
+
+    def merged_with(self, newer: Identity) -> Identity:
+        """This identity updated by what `newer` knows (identify adds, never erases)."""
         return Identity(
-            user_id=other.user_id or self.user_id,
-            email_hash=other.email_hash or self.email_hash,
-            phone_hash=other.phone_hash or self.phone_hash,
+            user_id_hash=newer.user_id_hash or self.user_id_hash,
+            email_hashes=_merged(newer.email_hashes, self.email_hashes),
+            phone_hashes=_merged(newer.phone_hashes, self.phone_hashes),
+            **{name: getattr(newer, name) or getattr(self, name) for name in ADDRESS_KEYS},
+        )
+
+    def filled_from(self, fallback: Identity) -> Identity:
+        """This identity, each missing key taken from `fallback` (a hit's traits over the
+        cookie: what the hit says of the person wins, key by key)."""
+        return Identity(
+            user_id_hash=self.user_id_hash or fallback.user_id_hash,
+            email_hashes=self.email_hashes or fallback.email_hashes,
+            phone_hashes=self.phone_hashes or fallback.phone_hashes,
+            **{name: getattr(self, name) or getattr(fallback, name) for name in ADDRESS_KEYS},
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.user_id or self.email_hash or self.phone_hash)
+        return self == _NOBODY
+
+
+# The single-valued keys beside the user id, in TikTok's names (`user.first_name`, ...).
+ADDRESS_KEYS = ("first_name", "last_name", "city", "state", "country", "zip_code")
+_NOBODY = Identity()
+
+_Hashes = str | list[str] | None
 
 
 class _SealedIdentity(msgspec.Struct, omit_defaults=True):
-    u: str | None = None
-    e: str | None = None
-    p: str | None = None
+    """The cookie's plaintext: short keys, one hash as a string, several as a list."""
+
+    u: str | None = None  # a raw user id, as gateways before hashing wrote it; hashed on reading
+    x: str | None = None  # the user id's hash
+    e: _Hashes = None
+    p: _Hashes = None
+    fn: str | None = None
+    ln: str | None = None
+    ct: str | None = None
+    st: str | None = None
+    co: str | None = None
+    zp: str | None = None
 
 
 _identity_decoder = msgspec.json.Decoder(_SealedIdentity)
 
 
+def _packed(hashes: tuple[str, ...]) -> _Hashes:
+    if not hashes:
+        return None
+    return hashes[0] if len(hashes) == 1 else list(hashes)
+
+
+def _unpacked(hashes: _Hashes) -> tuple[str, ...]:
+    if hashes is None:
+        return ()
+    values = [hashes] if isinstance(hashes, str) else hashes
+    return tuple(v for v in values if is_sha256_hex(v))[:MAX_IDENTITY_VALUES]
+
+
+def _hash_or_none(value: str | None) -> str | None:
+    return value if is_sha256_hex(value) else None
+
+
 def seal_identity(box: CookieBox, identity: Identity) -> str:
-    sealed = _SealedIdentity(u=identity.user_id, e=identity.email_hash, p=identity.phone_hash)
+    sealed = _SealedIdentity(
+        x=identity.user_id_hash,
+        e=_packed(identity.email_hashes),
+        p=_packed(identity.phone_hashes),
+        fn=identity.first_name,
+        ln=identity.last_name,
+        ct=identity.city,
+        st=identity.state,
+        co=identity.country,
+        zp=identity.zip_code,
+    )
     return box.seal(msgspec.json.encode(sealed))
 
 
 def open_identity(box: CookieBox, value: str | None) -> Identity:
     """The identity in a cookie; an empty one when it is absent, foreign or tampered with."""
+    return open_sealed_identity(box, value)[0]
+
+
+def open_sealed_identity(box: CookieBox, value: str | None) -> tuple[Identity, bool]:
+    """The identity in a cookie, and whether it must be sealed again: an older gateway's
+    cookie held the raw user id, which the cookie must not carry any longer."""
     if not value:
-        return Identity()
+        return Identity(), False
     plaintext = box.open(value, ttl_s=THIRTEEN_MONTHS_S)
     if plaintext is None:
-        return Identity()
+        return Identity(), False
     try:
         sealed = _identity_decoder.decode(plaintext)
     except msgspec.DecodeError:
-        return Identity()
-    return Identity(user_id=sealed.u, email_hash=sealed.e, phone_hash=sealed.p)
+        return Identity(), False
+    identity = Identity(
+        user_id_hash=_hash_or_none(sealed.x) or hash_external_id(sealed.u),
+        email_hashes=_unpacked(sealed.e),
+        phone_hashes=_unpacked(sealed.p),
+        first_name=_hash_or_none(sealed.fn),
+        last_name=_hash_or_none(sealed.ln),
+        city=_hash_or_none(sealed.ct),
+        state=_hash_or_none(sealed.st),
+        country=_hash_or_none(sealed.co),
+        zip_code=_hash_or_none(sealed.zp),
+    )
+    return identity, sealed.u is not None
 
 
 def safe_cookie_value(value: str | None) -> str | None:
     """A browser-supplied id, or None when it is not something we could have set."""
     if value and _SAFE_VALUE.match(value):
+        return value
+    return None
+
+
+def safe_click_id(value: str | None) -> str | None:
+    """A TikTok click id exactly as given, or None when it could not be a cookie value."""
+    if value and _CLICK_ID.fullmatch(value):
         return value
     return None
 
@@ -93,8 +201,9 @@ class IdentityCodec:
         self._box = box
         self.open = functools.lru_cache(maxsize=remembered)(self._open)
 
-    def _open(self, value: str | None) -> Identity:
-        return open_identity(self._box, value)
+    def _open(self, value: str | None) -> tuple[Identity, bool]:
+        """The identity, and whether it must be sealed again (`open_sealed_identity`)."""
+        return open_sealed_identity(self._box, value)
 
     def seal(self, identity: Identity) -> str:
         return seal_identity(self._box, identity)

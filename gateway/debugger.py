@@ -26,7 +26,7 @@ from aiohttp import web
 
 from gateway.admin_schema import Invalid, int_param, iso_utc
 from gateway.errors import AdminError, NotFound
-from gateway.ledger import SIGNALS, Filters
+from gateway.ledger import MATCH_SIGNALS, Filters
 from gateway.runtime import Runtime
 
 DEFAULT_LIMIT = 100
@@ -120,7 +120,7 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
                 if quality.events
                 else None,
             }
-            for name in SIGNALS
+            for name in MATCH_SIGNALS
         }
         return web.json_response(
             {

@@ -1,18 +1,58 @@
-"""Normalising and hashing of the user fields TikTok matches on (email, phone, external id).
+"""Normalising and hashing of the user fields TikTok matches on.
 
-Pure: no I/O. Every hash is lowercase hex SHA-256. A value that already is one (64 lowercase hex
-characters) is taken as hashed and returned as is, so hashing twice is harmless and identities
-stored hashed (the identity cookie) pass straight through.
+Pure: no I/O. Every hash is lowercase hex SHA-256. A value that already is one (64 hex characters,
+in either case: some CRMs export upper-case digests) is taken as hashed and returned lower-cased,
+so hashing twice is harmless and identities stored hashed (the identity cookie) pass straight
+through.
+
+Where the rules come from (reference implementations read, not copied):
+- email, phone, external_id: TikTok's server-side GTM template (`tiktok/gtm-template-eapi`,
+  template.tpl) trims every value, lower-cases email and phone, keeps the case of external_id and
+  passes 64-hex values through. Phones are E.164 here, as TikTok asks; the GTM template leaves
+  that to the advertiser and Segment approximates it by keeping the digits behind a '+'.
+- first_name, last_name, zip_code: Segment's TikTok Conversions destination
+  (`segmentio/action-destinations`, tiktok-conversions/formatter.ts `formatString`) lower-cases and
+  removes whitespace before hashing; we also drop punctuation ("O'Brien" and "OBrien", "Jean-Luc"
+  and "Jean Luc" are one person), as TikTok's matching advice asks for names.
+- city, state: Segment's `formatAddress` keeps only letters and digits, lower-cased. Segment's
+  pattern is ASCII-only, which would turn "São Paulo" into "sopaulo"; letters of every script are
+  kept here. Unlike Segment these are hashed too: the gateway never stores them raw.
+- country: ISO 3166-1 alpha-2, lower-case, then hashed; a name or alpha-3 code is resolved with
+  `pycountry`, anything unknown is left out rather than guessed.
+RudderStack's tiktok_ads destination (`rudderlabs/rudder-transformer`, tiktok_ads/util.js) trims
+and hashes email, phone and external_id, keeping external_id's case, as the GTM template does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 import phonenumbers
+import pycountry
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_ANY_CASE_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _country_codes() -> dict[str, str]:
+    """Every way pycountry names a country (codes, name, official and common names), lower-cased,
+    to its lower-case alpha-2 code. Built at import: pycountry reads its data from disk, which
+    must not happen on the event loop."""
+    codes: dict[str, str] = {}
+    for country in pycountry.countries:
+        alpha_2 = str(country.alpha_2).lower()
+        for attribute in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            name = getattr(country, attribute, None)
+            if name:
+                codes.setdefault(str(name).lower(), alpha_2)
+    # ISO 3166 reserves "UK" for the United Kingdom exceptionally; people write it more than GB.
+    codes.setdefault("uk", "gb")
+    return codes
+
+
+_COUNTRY_CODES = _country_codes()
 
 
 def sha256_hex(value: str) -> str:
@@ -20,7 +60,13 @@ def sha256_hex(value: str) -> str:
 
 
 def is_sha256_hex(value: object) -> bool:
+    """Whether a value is a hash exactly as the gateway sends one (lowercase hex)."""
     return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
+
+
+def prehashed(value: str) -> str | None:
+    """A value that is already a SHA-256 digest in any case, lower-cased; else None."""
+    return value.lower() if _ANY_CASE_SHA256_HEX.fullmatch(value) else None
 
 
 def hash_email(raw: str | None) -> str | None:
@@ -28,8 +74,9 @@ def hash_email(raw: str | None) -> str | None:
     if raw is None:
         return None
     email = raw.strip()
-    if is_sha256_hex(email):
-        return email
+    already = prehashed(email)
+    if already:
+        return already
     email = email.lower()
     if "@" not in email:
         return None
@@ -41,8 +88,9 @@ def hash_phone(raw: str | None, default_region: str | None) -> str | None:
     if raw is None:
         return None
     phone = raw.strip()
-    if is_sha256_hex(phone):
-        return phone
+    already = prehashed(phone)
+    if already:
+        return already
     e164 = to_e164(phone, default_region)
     return sha256_hex(e164) if e164 is not None else None
 
@@ -64,12 +112,67 @@ def to_e164(phone: str, default_region: str | None) -> str | None:
 
 
 def hash_external_id(raw: str | None) -> str | None:
-    """SHA-256 of the trimmed value; None when nothing is left."""
+    """SHA-256 of the trimmed value, case kept; None when nothing is left.
+
+    Case is kept as TikTok's own server-side GTM template and RudderStack do: user ids are often
+    case-sensitive ("UserABC" and "userabc" may be two accounts), and lower-casing them would
+    merge people. (Segment lower-cases; we follow TikTok's template.)
+    """
     if raw is None:
         return None
     external_id = raw.strip()
     if not external_id:
         return None
-    if is_sha256_hex(external_id):
-        return external_id
-    return sha256_hex(external_id)
+    return prehashed(external_id) or sha256_hex(external_id)
+
+
+def hash_name(raw: str | None) -> str | None:
+    """first_name / last_name: letters and digits only, lower-cased, then SHA-256."""
+    return _hash_compacted(raw)
+
+
+def hash_city(raw: str | None) -> str | None:
+    return _hash_compacted(raw)
+
+
+def hash_state(raw: str | None) -> str | None:
+    return _hash_compacted(raw)
+
+
+def hash_zip_code(raw: str | None) -> str | None:
+    """Postal code without spaces, dashes or other punctuation, lower-cased ("SW1A 1AA")."""
+    return _hash_compacted(raw)
+
+
+def hash_country(raw: str | None) -> str | None:
+    """SHA-256 of the lower-case ISO 3166-1 alpha-2 code; None when the country is unknown."""
+    if raw is None:
+        return None
+    value = raw.strip()
+    already = prehashed(value)
+    if already:
+        return already
+    code = country_code(value)
+    return sha256_hex(code) if code else None
+
+
+def country_code(value: str) -> str | None:
+    """The lower-case alpha-2 code of a country given by code or English name."""
+    return _COUNTRY_CODES.get(value.strip().lower())
+
+
+def compact(value: str) -> str:
+    """Lower-cased letters and digits of any script; spaces and punctuation dropped."""
+    normalised = unicodedata.normalize("NFC", value).lower()
+    return "".join(char for char in normalised if char.isalnum())
+
+
+def _hash_compacted(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip()
+    already = prehashed(value)
+    if already:
+        return already
+    compacted = compact(value)
+    return sha256_hex(compacted) if compacted else None

@@ -8,7 +8,7 @@ Unknown fields are ignored (clients send more than the gateway needs); the known
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -52,9 +52,36 @@ class Properties(Product, omit_defaults=True):
     tiktok: dict[str, Any] | None = None
 
 
+# What a hit may say about a person: enough for real people (a few addresses, a long name), small
+# enough that a hostile client cannot make the gateway hash megabytes. Past a cap: 400.
+MAX_TRAIT_LENGTH = 256
+MAX_TRAIT_VALUES = 5
+# TikTok's click ids run past 300 characters; leave them room to grow.
+MAX_CLICK_ID_LENGTH = 1024
+MAX_LOCALE_LENGTH = 64
+
+TraitText = Annotated[str, msgspec.Meta(max_length=MAX_TRAIT_LENGTH)]
+# One value or several (e.g. a person's work and home addresses).
+TraitValues = TraitText | Annotated[list[TraitText], msgspec.Meta(max_length=MAX_TRAIT_VALUES)]
+
+
+class Address(msgspec.Struct, omit_defaults=True):
+    city: TraitText | None = None
+    state: TraitText | None = None
+    country: TraitText | None = None
+    postal_code: TraitText | None = None
+    postalCode: TraitText | None = None  # Segment's spec spells it so
+
+
 class Traits(msgspec.Struct, omit_defaults=True):
-    email: str | None = None
-    phone: str | None = None
+    email: TraitValues | None = None
+    phone: TraitValues | None = None
+    first_name: TraitText | None = None
+    last_name: TraitText | None = None
+    # analytics.js and Segment's libraries send these spellings (Segment's identify spec).
+    firstName: TraitText | None = None
+    lastName: TraitText | None = None
+    address: Address | None = None
 
 
 class Page(msgspec.Struct, omit_defaults=True):
@@ -66,12 +93,15 @@ class Page(msgspec.Struct, omit_defaults=True):
 class Context(msgspec.Struct, omit_defaults=True):
     page: Page | None = None
     consent: dict[str, bool] | None = None
-    locale: str | None = None
     traits: Traits | None = None
-    # Honoured only for server sources (Bearer server key); ignored from browsers.
+    # Honoured only for server sources (Bearer server key); ignored from browsers, where the
+    # request (address, User-Agent, Accept-Language), the cookies and the page URL decide.
     ip: str | None = None
     user_agent: str | None = None
     limited_data_use: bool | None = None  # overrides the integration's default for this event
+    locale: Annotated[str, msgspec.Meta(max_length=MAX_LOCALE_LENGTH)] | None = None
+    ttp: Annotated[str, msgspec.Meta(max_length=MAX_TRAIT_LENGTH)] | None = None
+    ttclid: Annotated[str, msgspec.Meta(max_length=MAX_CLICK_ID_LENGTH)] | None = None
 
 
 class Hit(msgspec.Struct, omit_defaults=True):

@@ -46,8 +46,30 @@ from gateway.sqlite import ThreadConnection, immediate
 
 log = logging.getLogger(__name__)
 
-# The user fields match quality is measured on, in the order the API lists them.
-SIGNALS = ("ttp", "ttclid", "email", "phone", "external_id", "ip", "user_agent")
+# The user fields match quality is measured on, in the order the API lists them. Each is a bit
+# of a record's `signals` (its position): new names go at the end, so stored masks keep meaning.
+SIGNALS = (
+    "ttp",
+    "ttclid",
+    "email",
+    "phone",
+    "external_id",
+    "ip",
+    "user_agent",
+    "first_name",
+    "last_name",
+    "city",
+    "state",
+    "country",
+    "zip_code",
+)
+# Not a payload key: collection tells whether the event's external_id held a user id (it is
+# sent first, hashed, so the payload alone cannot show it). Kept well clear of SIGNALS' bits.
+USER_ID_BIT = 1 << 30
+# What the summary reports besides SIGNALS: external_id split by where it came from.
+EXTERNAL_ID_USER = "external_id_user"  # a user id (identify, or the hit's own user_id)
+EXTERNAL_ID_ANONYMOUS = "external_id_anonymous"  # only the anonymous id
+MATCH_SIGNALS = (*SIGNALS, EXTERNAL_ID_USER, EXTERNAL_ID_ANONYMOUS)
 
 # What a record's delivery status may be.
 QUEUED = "queued"  # stored, not yet sent
@@ -117,6 +139,7 @@ class Observation:
     status: str
     reason: str | None
     received_at: float
+    user_id_known: bool = False  # the event's external_id starts with a user id's hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +272,7 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
-        """How many events sent to the integration since then carried each of `SIGNALS`."""
+        """How many events sent to the integration since then carried each of `MATCH_SIGNALS`."""
 
 
 # ------------------------------------------------------------------------------------ SQLite
@@ -524,6 +547,8 @@ def _answer_text(answer: TikTokReply | None) -> str | None:
 
 def _observe_row(item: Observation, seq: int) -> list[Any]:
     payload, signals = _signals(item.payload)
+    if item.user_id_known and signals & (1 << SIGNALS.index("external_id")):
+        signals |= USER_ID_BIT
     return [
         item.event_id,
         item.integration_id or "",
@@ -647,14 +672,18 @@ def _last_seq(conn: sqlite3.Connection) -> int:
 
 
 def _match_quality(conn: sqlite3.Connection, integration_id: str, since: float) -> MatchQuality:
-    sums = ", ".join(f"sum((signals >> {i}) & 1)" for i in range(len(SIGNALS)))
+    bits = [1 << i for i in range(len(SIGNALS))] + [USER_ID_BIT]
+    sums = ", ".join(f"sum((signals & {bit}) != 0)" for bit in bits)
     row = conn.execute(
         f"SELECT count(*), {sums} FROM records"
         " WHERE integration_id = ? AND payload IS NOT NULL AND received_at >= ?",
         (integration_id, since),
     ).fetchone()
     total = int(row[0])
-    counts = {name: int(value or 0) for name, value in zip(SIGNALS, row[1:], strict=True)}
+    *per_signal, with_user_id = (int(value or 0) for value in row[1:])
+    counts = dict(zip(SIGNALS, per_signal, strict=True))
+    counts[EXTERNAL_ID_USER] = with_user_id
+    counts[EXTERNAL_ID_ANONYMOUS] = counts["external_id"] - with_user_id
     return MatchQuality(events=total, counts=counts)
 
 

@@ -7,12 +7,22 @@ mapping and the field rules are the seed's tables as restated for v1.3 in TIKTOK
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.hashing import hash_email, hash_external_id, hash_phone
-from gateway.hits import Hit, Product, Properties, Traits
+from gateway.cookies import ADDRESS_KEYS, Identity
+from gateway.hashing import (
+    hash_city,
+    hash_country,
+    hash_email,
+    hash_external_id,
+    hash_name,
+    hash_phone,
+    hash_state,
+    hash_zip_code,
+)
+from gateway.hits import Address, Hit, Product, Properties, Traits
 from gateway.models import EventSource, Integration, Source, TikTokConfig
 
 
@@ -24,11 +34,11 @@ class HitContext:
     event_time: int  # Unix seconds
     anonymous_id: str | None = None
     ttp: str | None = None
-    ttclid: str | None = None  # from the page URL, else the ttclid cookie
+    ttclid: str | None = None  # from the page URL (or a trusted referrer), else the ttclid cookie
     ip: str | None = None
     user_agent: str | None = None
-    email_hash: str | None = None  # from the identity cookie (already hashed)
-    phone_hash: str | None = None
+    locale: str | None = None
+    identity: Identity = field(default_factory=Identity)  # the identity cookie's hashes
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,23 +205,34 @@ def build_app(source: Source) -> dict[str, str]:
 # --- user ---------------------------------------------------------------------------------------
 
 
-def build_user(hit: Hit, context: HitContext, source: Source) -> dict[str, str]:
-    traits = hit_traits(hit)
-    region = source.default_phone_region
-    emails = [t.email for t in traits] + [context.email_hash]
-    phones = [t.phone for t in traits] + [context.phone_hash]
-    return without_empty(
-        {
-            "ttp": context.ttp,
-            "ttclid": context.ttclid,
-            "external_id": hash_external_id(context.anonymous_id),
-            "email": first_hash(hash_email(email) for email in emails),
-            "phone": first_hash(hash_phone(phone, region) for phone in phones),
-            "ip": context.ip,
-            "user_agent": context.user_agent,
-            "locale": hit.context.locale if hit.context else None,
-        }
-    )
+def build_user(hit: Hit, context: HitContext, source: Source) -> dict[str, Any]:
+    """TikTok's `user`: the hit's own traits first, the identity cookie filling each gap."""
+    known = hit_identity(hit, source.default_phone_region).filled_from(context.identity)
+    user: dict[str, Any] = {
+        "ttp": context.ttp,
+        "ttclid": context.ttclid,
+        "external_id": external_ids(hit, context, known) or None,
+        "email": one_or_many(known.email_hashes),
+        "phone": one_or_many(known.phone_hashes),
+    }
+    user.update((name, getattr(known, name)) for name in ADDRESS_KEYS)
+    user.update(ip=context.ip, user_agent=context.user_agent, locale=context.locale)
+    return without_empty(user)
+
+
+def external_ids(hit: Hit, context: HitContext, known: Identity) -> list[str]:
+    """SHA-256 of the user id when one is known, then of the anonymous id: always an array,
+    so TikTok can tie the identified person to the browser's earlier anonymous events."""
+    user_id = hash_external_id(hit.user_id) or known.user_id_hash
+    anonymous_id = hash_external_id(context.anonymous_id)
+    return list(dict.fromkeys(h for h in (user_id, anonymous_id) if h is not None))
+
+
+def one_or_many(hashes: tuple[str, ...]) -> str | list[str] | None:
+    """One hash as a string (as TikTok's examples send it), several as an array."""
+    if not hashes:
+        return None
+    return hashes[0] if len(hashes) == 1 else list(hashes)
 
 
 def hit_traits(hit: Hit) -> list[Traits]:
@@ -220,8 +241,52 @@ def hit_traits(hit: Hit) -> list[Traits]:
     return [traits for traits in candidates if traits is not None]
 
 
-def first_hash(hashes: Iterable[str | None]) -> str | None:
-    return next((value for value in hashes if value is not None), None)
+def hit_identity(hit: Hit, default_region: str | None) -> Identity:
+    """The hashed match keys a hit's own traits carry (its `user_id` stays with external_id)."""
+    return traits_identity(hit_traits(hit), default_region)
+
+
+def traits_identity(
+    candidates: list[Traits], default_region: str | None, user_id: str | None = None
+) -> Identity:
+    """Hash what traits say of a person; key by key, the first traits that have it win.
+
+    Raw values are hashed here and go no further: the identity cookie and the queued event
+    only ever see what this returns.
+    """
+
+    def first(hashes: Iterable[str | None]) -> str | None:
+        return next((value for value in hashes if value is not None), None)
+
+    addresses = [t.address for t in candidates if t.address is not None]
+    return Identity(
+        user_id_hash=hash_external_id(user_id),
+        email_hashes=first_values(candidates, "email", hash_email),
+        phone_hashes=first_values(candidates, "phone", lambda raw: hash_phone(raw, default_region)),
+        first_name=first(hash_name(t.first_name or t.firstName) for t in candidates),
+        last_name=first(hash_name(t.last_name or t.lastName) for t in candidates),
+        city=first(hash_city(a.city) for a in addresses),
+        state=first(hash_state(a.state) for a in addresses),
+        country=first(hash_country(a.country) for a in addresses),
+        zip_code=first(hash_zip_code(postal_code(a)) for a in addresses),
+    )
+
+
+def first_values(
+    candidates: list[Traits], name: str, hash_one: Callable[[str], str | None]
+) -> tuple[str, ...]:
+    """The usable hashes of the first traits whose `name` (a string or a list) yields any."""
+    for traits in candidates:
+        raw: str | list[str] | None = getattr(traits, name)
+        values = [raw] if isinstance(raw, str) else raw or []
+        hashes = tuple(dict.fromkeys(h for h in map(hash_one, values) if h is not None))
+        if hashes:
+            return hashes
+    return ()
+
+
+def postal_code(address: Address) -> str | None:
+    return address.postal_code or address.postalCode
 
 
 # --- page ---------------------------------------------------------------------------------------

@@ -56,7 +56,9 @@ async def queue_depth(gw: Gateway) -> int:
 
 async def test_first_hit_sets_first_party_cookies(gateway: Gateway, tiktok: TikTokDouble) -> None:
     await setup(gateway)
-    resp = await gateway.collect.post("/v1/p", json=hit())
+    resp = await gateway.collect.post(
+        "/v1/p", json=hit(), headers={"Accept-Language": "en-US,en;q=0.9"}
+    )
     assert resp.status == 200
     cookies = set_cookies(resp)
     assert set(cookies) == {"_ttp", "_dfid"}
@@ -74,7 +76,8 @@ async def test_first_hit_sets_first_party_cookies(gateway: Gateway, tiktok: TikT
     assert event["user"]["ttp"] == ttp.value
     assert event["user"]["ip"] == "127.0.0.1"
     assert event["page"] == {"url": PAGE["url"], "referrer": PAGE["referrer"]}
-    assert event["user"]["locale"] == "en-US"
+    assert event["user"]["locale"] == "en-US"  # the browser's request says it
+    assert event["user"]["external_id"] == [hashlib.sha256(dfid.value.encode()).hexdigest()]
 
 
 async def test_existing_ttp_is_reused_unchanged_and_refreshed(
@@ -133,7 +136,11 @@ async def test_identify_then_purchase_carries_hashed_identity(
     # TikTok's own test vectors.
     assert user["email"] == "848a771458438fc2ec420560d769fb9b9b86851ee338ec56517baabd79d3bb4f"
     assert user["phone"] == "9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd"
-    assert user["external_id"] == "80fba0ae1c48e3978e43e4efc365e14e12ea0c830ba8ba5b9a2dafc7e3f2ab8b"
+    # The identified user's id first, then the anonymous id (user_123: TikTok's vector).
+    assert user["external_id"] == [
+        hashlib.sha256(b"u-42").hexdigest(),
+        "80fba0ae1c48e3978e43e4efc365e14e12ea0c830ba8ba5b9a2dafc7e3f2ab8b",
+    ]
 
 
 async def test_tampered_identity_cookie_is_ignored(gateway: Gateway, tiktok: TikTokDouble) -> None:
@@ -679,9 +686,24 @@ async def test_raw_pii_never_reaches_disk_or_logs(
     caplog.set_level("DEBUG")
     await setup(gateway)
     email, phone = "Private.Person@Example.org", "(415) 555-0199"
-    await gateway.collect.post(
-        "/v1/i", json=hit(user_id="u-1", traits={"email": email, "phone": phone})
+    person = {
+        "first_name": "Wilhelmina",
+        "last_name": "Quixotry",
+        "address": {
+            "city": "Springwood",
+            "state": "Oklahoma",
+            "country": "Norway",
+            "postal_code": "QX9 7WZ",
+        },
+    }
+    resp = await gateway.collect.post(
+        "/v1/i",
+        json=hit(
+            user_id="customer-zqx-7781",
+            traits={"email": [email, "second.person@example.org"], "phone": phone, **person},
+        ),
     )
+    assert resp.status == 200
     await gateway.collect.post(
         "/v1/t",
         json=hit(
@@ -697,6 +719,9 @@ async def test_raw_pii_never_reaches_disk_or_logs(
     await events_of(tiktok, 1)
     # The WAL file holds what was committed but not yet checkpointed: both files are read.
     needles = [email.encode(), email.lower().encode(), b"555-0199", b"4155550199"]
+    needles += [b"second.person", b"customer-zqx-7781", b"Wilhelmina", b"wilhelmina"]
+    needles += [b"Quixotry", b"quixotry", b"Springwood", b"springwood", b"Oklahoma", b"Norway"]
+    needles += [b"QX9 7WZ", b"qx97wz"]
     files = [p for p in gateway.data_dir.rglob("*") if p.is_file()]
     assert any(p.name.startswith("queue.db") for p in files)
     for path in files:
@@ -706,3 +731,318 @@ async def test_raw_pii_never_reaches_disk_or_logs(
     logged = caplog.text.encode()
     for needle in needles:
         assert needle not in logged
+
+
+# -- attribution: click ids, _ttp, match keys ----
+
+# A click id as TikTok issues them today: "E.C.P." then base64url, 330 characters in all.
+LONG_TTCLID = "E.C.P." + ("CqIBa-Zk_9QwX3vH2" * 20)[:324]
+assert len(LONG_TTCLID) == 330
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def test_long_click_id_round_trips_url_cookie_tiktok(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await setup(gateway)
+    landing = {"url": f"https://shop.example/p?ttclid={LONG_TTCLID}&utm_source=tiktok"}
+    resp = await gateway.collect.post(
+        "/v1/p", json=hit(context={"consent": GRANTED, "page": landing})
+    )
+    assert resp.status == 200
+    assert set_cookies(resp)["ttclid"].value == LONG_TTCLID
+    # The next hit has no ttclid in its URL: the cookie the browser sends back carries it.
+    resp = await gateway.collect.post("/v1/t", json=hit(event="Product Viewed"))
+    assert resp.status == 200
+    sent_cookie = gateway.collect.session.cookie_jar.filter_cookies(gateway.collect.make_url("/"))
+    assert sent_cookie["ttclid"].value == LONG_TTCLID
+    first, second = await events_of(tiktok, 2)
+    assert first["user"]["ttclid"] == LONG_TTCLID
+    assert second["user"]["ttclid"] == LONG_TTCLID
+
+
+@pytest.mark.parametrize(
+    ("ttclid", "kept"),
+    [
+        pytest.param("E.C.P." + "A" * 994, True, id="1000-characters"),
+        pytest.param("E.C.P.abc;Path=/evil", False, id="semicolon"),
+        pytest.param("E.C.P.abc,def", False, id="comma"),
+        pytest.param('E.C.P."abc"', False, id="quotes"),
+        pytest.param("E.C.P.abc\r\nSet-Cookie:x=1", False, id="crlf"),
+    ],
+)
+async def test_click_ids_that_could_break_a_cookie_are_not_taken(
+    gateway: Gateway, tiktok: TikTokDouble, ttclid: str, kept: bool
+) -> None:
+    await setup(gateway)
+    from urllib.parse import quote
+
+    landing = {"url": f"https://shop.example/?ttclid={quote(ttclid, safe='')}"}
+    resp = await gateway.collect.post(
+        "/v1/p", json=hit(context={"consent": GRANTED, "page": landing})
+    )
+    assert resp.status == 200
+    cookie = set_cookies(resp).get("ttclid")
+    [event] = await events_of(tiktok, 1)
+    if kept:
+        assert cookie is not None and cookie.value == ttclid
+        assert event["user"]["ttclid"] == ttclid
+    else:
+        assert cookie is None
+        assert "ttclid" not in event["user"]
+
+
+@pytest.mark.parametrize(
+    ("referrer", "taken"),
+    [
+        # TikTok's GTM template: a referrer on the page's own host carries the click.
+        pytest.param("https://shop.example/landing?ttclid=E.C.P.ref1", True, id="same-host"),
+        pytest.param("https://www.tiktok.com/?ttclid=E.C.P.ref1", True, id="tiktok-subdomain"),
+        pytest.param("https://tiktok.com/foo?ttclid=E.C.P.ref1", True, id="tiktok-apex"),
+        pytest.param(
+            "https://tiktok.com.evil.example/?ttclid=E.C.P.ref1", False, id="lookalike-suffix"
+        ),
+        pytest.param("https://nottiktok.com/?ttclid=E.C.P.ref1", False, id="lookalike-prefix"),
+        pytest.param("https://www.fake-tiktok.com/?ttclid=E.C.P.ref1", False, id="gtm-fake"),
+        pytest.param("https://shop.example.evil/?ttclid=E.C.P.ref1", False, id="other-host"),
+        pytest.param("not a url ?ttclid=E.C.P.ref1", False, id="unreadable"),
+    ],
+)
+async def test_ttclid_from_a_trusted_referrer_only(
+    gateway: Gateway, tiktok: TikTokDouble, referrer: str, taken: bool
+) -> None:
+    await setup(gateway)
+    page = {"url": "https://shop.example/product/1", "referrer": referrer}
+    resp = await gateway.collect.post("/v1/p", json=hit(context={"consent": GRANTED, "page": page}))
+    assert resp.status == 200
+    [event] = await events_of(tiktok, 1)
+    if taken:
+        assert event["user"]["ttclid"] == "E.C.P.ref1"
+        assert set_cookies(resp)["ttclid"].value == "E.C.P.ref1"
+    else:
+        assert "ttclid" not in event["user"]
+        assert "ttclid" not in set_cookies(resp)
+
+
+async def test_page_url_click_id_wins_over_the_referrer(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await setup(gateway)
+    page = {
+        "url": "https://shop.example/?ttclid=E.C.P.url",
+        "referrer": "https://www.tiktok.com/?ttclid=E.C.P.ref",
+    }
+    await gateway.collect.post("/v1/p", json=hit(context={"consent": GRANTED, "page": page}))
+    [event] = await events_of(tiktok, 1)
+    assert event["user"]["ttclid"] == "E.C.P.url"
+
+
+@pytest.mark.parametrize(
+    "pixel_ttp",
+    [
+        pytest.param("01KEMC163EX38R4MP15Q3AE1EF_.tt.1", id="current-pixel-format"),
+        pytest.param("2Kx9fQ3y1tPz0aBcDeFgHiJkLmN", id="older-27-characters"),
+    ],
+)
+async def test_pixel_written_ttp_is_reused_byte_for_byte(
+    gateway: Gateway, tiktok: TikTokDouble, pixel_ttp: str
+) -> None:
+    await setup(gateway)
+    resp = await gateway.collect.post(
+        "/v1/p", json=hit(), headers={"Cookie": f"_ttp={pixel_ttp}; _dfid=anon-7"}
+    )
+    assert resp.status == 200
+    refreshed = set_cookies(resp)["_ttp"]
+    assert refreshed.value == pixel_ttp
+    assert int(refreshed["max-age"]) >= 390 * 86400
+    raw_header = next(h for h in resp.headers.getall("Set-Cookie") if h.startswith("_ttp="))
+    assert raw_header.startswith(f"_ttp={pixel_ttp};")  # not quoted, not re-encoded
+    [event] = await events_of(tiktok, 1)
+    assert event["user"]["ttp"] == pixel_ttp
+
+
+async def test_server_source_sets_ttp_ttclid_locale_browser_cannot(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    source = await gateway.create_source()
+    await gateway.create_integration()
+    context = {
+        "consent": GRANTED,
+        "page": {"url": "https://shop.example/thanks"},
+        "ttp": "01KEMC163EX38R4MP15Q3AE1EF_.tt.1",
+        "ttclid": LONG_TTCLID,
+        "locale": "pt-BR",
+    }
+    order = hit(
+        event="Order Completed",
+        anonymous_id="anon-9",
+        properties={"total": 20, "currency": "USD"},
+        context=context,
+    )
+    resp = await gateway.collect.post(
+        "/v1/t",
+        json={**order, "message_id": "server"},
+        headers={"Authorization": f"Bearer {source['server_key']}"},
+    )
+    assert resp.status == 200
+    resp = await gateway.collect.post(
+        "/v1/t",
+        json={**order, "message_id": "browser"},
+        headers={"Accept-Language": "de-DE,de;q=0.8"},
+    )
+    assert resp.status == 200
+    assert "ttclid" not in set_cookies(resp)
+    events = {e["event_id"]: e for e in await events_of(tiktok, 2)}
+    server, browser = events["server"]["user"], events["browser"]["user"]
+    assert server["ttp"] == "01KEMC163EX38R4MP15Q3AE1EF_.tt.1"
+    assert server["ttclid"] == LONG_TTCLID
+    assert server["locale"] == "pt-BR"
+    # The browser's own cookies, URL and request decide: its context claims are ignored.
+    assert browser["ttp"] != context["ttp"]
+    assert "ttclid" not in browser
+    assert browser["locale"] == "de-DE"
+
+
+@pytest.mark.parametrize(
+    ("context", "field"),
+    [
+        pytest.param({"ttclid": "E.C.P.abc; Path=/"}, "ttclid", id="ttclid-with-semicolon"),
+        pytest.param({"ttclid": "E.C.P." + "A" * 1100}, "ttclid", id="ttclid-too-long"),
+        pytest.param({"ttp": "a b"}, "ttp", id="ttp-with-space"),
+        pytest.param({"locale": "en US!"}, "locale", id="locale-not-a-tag"),
+    ],
+)
+async def test_server_context_values_are_checked(
+    gateway: Gateway, context: dict[str, Any], field: str
+) -> None:
+    source = await gateway.create_source()
+    await gateway.create_integration()
+    resp = await gateway.collect.post(
+        "/v1/t",
+        json=hit(event="Signed Up", context={"consent": GRANTED, **context}),
+        headers={"Authorization": f"Bearer {source['server_key']}"},
+    )
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "invalid_field" and field in error["message"]
+    assert await queue_depth(gateway) == 0
+
+
+async def test_identify_with_names_address_and_several_emails(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await setup(gateway)
+    traits = {
+        "email": ["Jane.Doe@Example.com", " jane@work.example "],
+        "phone": ["+1 (213) 373-4253", "+44 20 7946 0958"],
+        "first_name": " Jane ",
+        "last_name": "Doe-Smith",
+        "address": {
+            "city": "San Francisco",
+            "state": "CA",
+            "country": "United States",
+            "postal_code": "94105-1234",
+        },
+    }
+    resp = await gateway.collect.post("/v1/i", json=hit(user_id="User-42", traits=traits))
+    assert resp.status == 200
+    sealed = set_cookies(resp)["_dfuser"].value
+    # The sealed identity holds hashes only: no raw value, and nothing but 64-hex strings.
+    plaintext = gateway.runtime.cookie_box.open(sealed, ttl_s=3600)
+    assert plaintext is not None
+    values = [v for v in json.loads(plaintext).values()]
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    assert flat and all(re.fullmatch(r"[0-9a-f]{64}", x) for x in flat)
+
+    await gateway.collect.post("/v1/t", json=hit(event="Product Viewed", anonymous_id="anon-1"))
+    [event] = await events_of(tiktok, 1)
+    assert event["user"]["external_id"] == [sha("User-42"), sha("anon-1")]  # case kept
+    assert event["user"]["email"] == [sha("jane.doe@example.com"), sha("jane@work.example")]
+    assert event["user"]["phone"] == [sha("+12133734253"), sha("+442079460958")]
+    assert event["user"]["first_name"] == sha("jane")
+    assert event["user"]["last_name"] == sha("doesmith")
+    assert event["user"]["city"] == sha("sanfrancisco")
+    assert event["user"]["state"] == sha("ca")
+    assert event["user"]["country"] == sha("us")
+    assert event["user"]["zip_code"] == sha("941051234")
+
+
+async def test_uppercase_prehashed_values_pass_through_lowercased(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await setup(gateway)
+    email_hash, phone_hash, user_hash = sha("a@example.com"), sha("+12133734253"), sha("u-1")
+    traits = {"email": email_hash.upper(), "phone": phone_hash.upper(), "first_name": "AB" * 32}
+    await gateway.collect.post("/v1/i", json=hit(user_id=user_hash.upper(), traits=traits))
+    await gateway.collect.post("/v1/t", json=hit(event="Signed Up", anonymous_id="anon-2"))
+    [event] = await events_of(tiktok, 1)
+    assert event["user"]["email"] == email_hash
+    assert event["user"]["phone"] == phone_hash
+    assert event["user"]["first_name"] == "ab" * 32
+    assert event["user"]["external_id"] == [user_hash, sha("anon-2")]
+
+
+async def test_identity_cookie_of_an_older_gateway_still_reads(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await setup(gateway)
+    # What gateways before hashed user ids sealed: the raw user id and one email hash.
+    legacy = json.dumps({"u": "u-42", "e": sha("jane@example.com")}).encode()
+    sealed = gateway.runtime.cookie_box.seal(legacy)
+    resp = await gateway.collect.post(
+        "/v1/t",
+        json=hit(event="Product Viewed", anonymous_id="anon-3"),
+        headers={"Cookie": f"_dfuser={sealed}"},
+    )
+    assert resp.status == 200
+    [event] = await events_of(tiktok, 1)
+    assert event["user"]["external_id"] == [sha("u-42"), sha("anon-3")]
+    assert event["user"]["email"] == sha("jane@example.com")
+    # The browser gets it back sealed anew, without the raw user id.
+    resealed = set_cookies(resp)["_dfuser"].value
+    assert resealed != sealed
+    plaintext = gateway.runtime.cookie_box.open(resealed, ttl_s=3600)
+    assert plaintext is not None and b"u-42" not in plaintext
+    assert json.loads(plaintext) == {"x": sha("u-42"), "e": sha("jane@example.com")}
+
+
+async def test_identity_cookie_stays_small_when_full(gateway: Gateway) -> None:
+    await setup(gateway)
+    traits = {
+        "email": [f"person.{i}@example.com" for i in range(5)],
+        "phone": [f"+1 213 373 42{i:02d}" for i in range(5)],
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "address": {"city": "A", "state": "B", "country": "US", "postal_code": "1"},
+    }
+    resp = await gateway.collect.post("/v1/i", json=hit(user_id="u-1", traits=traits))
+    header = next(h for h in resp.headers.getall("Set-Cookie") if h.startswith("_dfuser="))
+    assert len(header) < 4096  # what every browser keeps of one cookie
+
+
+@pytest.mark.parametrize(
+    "traits",
+    [
+        pytest.param({"email": [f"p{i}@example.com" for i in range(6)]}, id="too-many-emails"),
+        pytest.param({"phone": ["+12133734253"] * 6}, id="too-many-phones"),
+        pytest.param({"email": "a" * 300 + "@example.com"}, id="email-too-long"),
+        pytest.param({"first_name": "J" * 257}, id="name-too-long"),
+        pytest.param({"address": {"city": "C" * 257}}, id="city-too-long"),
+        pytest.param({"email": [1, 2]}, id="email-list-of-numbers"),
+        pytest.param({"address": "Main Street 1"}, id="address-not-an-object"),
+    ],
+)
+async def test_oversized_or_malformed_traits_are_refused(
+    gateway: Gateway, traits: dict[str, Any]
+) -> None:
+    await setup(gateway)
+    for path, body in (("/v1/i", hit(traits=traits)), ("/v1/t", hit(event="X", traits=traits))):
+        resp = await gateway.collect.post(path, json=body)
+        assert resp.status == 400, path
+        error = (await resp.json())["error"]
+        assert error["code"] == "invalid_field" and "traits" in error["message"]
+        assert set_cookies(resp) == {}
+    assert await queue_depth(gateway) == 0

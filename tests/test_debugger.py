@@ -163,3 +163,42 @@ async def test_match_quality_shows_which_user_fields_events_carry(gateway: Gatew
     assert signals["email"] == {"events": 1, "share": 0.5}
     assert signals["ip"]["share"] == 1.0  # the test client's loopback address
     assert signals["phone"] == {"events": 0, "share": 0.0}
+
+
+async def test_match_quality_counts_names_address_and_identified_visitors(
+    gateway: Gateway,
+) -> None:
+    await gateway.create_source()
+    integration = await gateway.create_integration()
+    person = {
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "address": {"city": "Oslo", "state": "Oslo", "country": "NO", "postal_code": "0150"},
+    }
+    # Identified: the hit's own user id, and a visitor identify() told the gateway about.
+    await _hit(gateway, "q-1", user_id="u-1", anonymous_id="a-1", traits=person)
+    resp = await gateway.collect.post(
+        "/v1/i",
+        json={
+            "source_id": "src_test",
+            "user_id": "u-2",
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+    await _hit(gateway, "q-2", traits={"first_name": "Ola"})  # the identity cookie's user id
+    gateway.collect.session.cookie_jar.clear()
+    await _hit(gateway, "q-3")  # anonymous only
+    await _hit(gateway, "q-4", anonymous_id="a-4")  # anonymous only
+    await gateway.runtime.ledger.flush()
+    resp = await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}/match-quality")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["events"] == 4
+    signals = body["signals"]
+    assert signals["first_name"] == {"events": 2, "share": 0.5}
+    for name in ("last_name", "city", "state", "country", "zip_code"):
+        assert signals[name] == {"events": 1, "share": 0.25}, name
+    assert signals["external_id"] == {"events": 4, "share": 1.0}
+    assert signals["external_id_user"] == {"events": 2, "share": 0.5}
+    assert signals["external_id_anonymous"] == {"events": 2, "share": 0.5}

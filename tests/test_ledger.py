@@ -16,6 +16,7 @@ from gateway.ledger import (
     DELIVERED,
     DENIED,
     GRANTED,
+    MATCH_SIGNALS,
     NOT_SENT,
     QUEUED,
     RETRYING,
@@ -301,18 +302,23 @@ async def test_retention_by_age_and_by_count(tmp_path: Path) -> None:
 
 async def test_match_quality_counts_signals_of_sent_events(ledger: SQLiteLedger) -> None:
     full = {name: "x" for name in SIGNALS}
+    anonymous = {"ttp": "t", "external_id": ["a" * 64]}
     ledger.observe(
         [
-            _observation("e1", payload=json.dumps({"user": full}).encode()),
+            _observation("e1", payload=json.dumps({"user": full}).encode(), user_id_known=True),
             _observation("e2", payload=json.dumps({"user": {"ttp": "t"}}).encode()),
             _observation("e3", decision=DENIED, payload=None, status=NOT_SENT),
             _observation("e4", "int_b", payload=json.dumps({"user": full}).encode()),
+            _observation("e5", payload=json.dumps({"user": anonymous}).encode()),
         ]
     )
     await ledger.flush()
     quality = await ledger.match_quality("int_a", 0)
-    assert quality.events == 2
-    assert quality.counts == {name: 2 if name == "ttp" else 1 for name in SIGNALS}
+    assert quality.events == 3
+    expected = {name: 1 for name in SIGNALS} | {"ttp": 3, "external_id": 2}
+    # external_id split: e1 carried a user id, e5 only the anonymous id.
+    assert quality.counts == expected | {"external_id_user": 1, "external_id_anonymous": 1}
+    assert set(quality.counts) == set(MATCH_SIGNALS)
     assert (await ledger.match_quality("int_a", 1_800_000_000.0)).events == 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import pytest
 
+from gateway.cookies import Identity
 from gateway.hits import Hit, HitType, decode_hit
 from gateway.models import Integration, Source, TikTokConfig
 from gateway.settings import Secret
@@ -458,19 +460,17 @@ FULL_CONTEXT = HitContext(
     ttclid="E.C.P.abc",
     ip="2001:db8::1",
     user_agent="Mozilla/5.0",
-    email_hash=COOKIE_EMAIL_HASH,
-    phone_hash=COOKIE_PHONE_HASH,
+    locale="en-US",
+    identity=Identity(email_hashes=(COOKIE_EMAIL_HASH,), phone_hashes=(COOKIE_PHONE_HASH,)),
 )
 
 
 def test_user_has_every_field() -> None:
-    hit = track(
-        "Signed Up", context={"locale": "en-US", "traits": {"email": EMAIL_RAW, "phone": PHONE_RAW}}
-    )
+    hit = track("Signed Up", context={"traits": {"email": EMAIL_RAW, "phone": PHONE_RAW}})
     assert sent(hit, context=FULL_CONTEXT)["user"] == {
         "ttp": "01HZZ.ttp-cookie",
         "ttclid": "E.C.P.abc",
-        "external_id": ANON_HASH,
+        "external_id": [ANON_HASH],
         "email": EMAIL_HASH,
         "phone": PHONE_HASH,
         "ip": "2001:db8::1",
@@ -603,3 +603,155 @@ def test_envelope_has_only_v13_keys() -> None:
     assert event["event_id"] == "evt_1"
     assert event["event_time"] == 1769697000
     assert event["limited_data_use"] is True
+
+
+# --- match keys: external_id, arrays, names and address -------------------------------------------
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("fields", "context", "expected"),
+    [
+        pytest.param(
+            {"user_id": " u-42 "},
+            HitContext(event_id="e", event_time=1, anonymous_id=ANON_RAW),
+            [sha("u-42"), ANON_HASH],
+            id="hit-user-id-first-then-anonymous",
+        ),
+        pytest.param(
+            {},
+            HitContext(
+                event_id="e",
+                event_time=1,
+                anonymous_id=ANON_RAW,
+                identity=Identity(user_id_hash=sha("u-7")),
+            ),
+            [sha("u-7"), ANON_HASH],
+            id="cookie-user-id-first-then-anonymous",
+        ),
+        pytest.param(
+            {"user_id": "u-42"},
+            HitContext(
+                event_id="e",
+                event_time=1,
+                anonymous_id=ANON_RAW,
+                identity=Identity(user_id_hash=sha("u-7")),
+            ),
+            [sha("u-42"), ANON_HASH],
+            id="hit-user-id-over-cookie",
+        ),
+        pytest.param(
+            {},
+            HitContext(event_id="e", event_time=1, anonymous_id=ANON_RAW),
+            [ANON_HASH],
+            id="anonymous-only",
+        ),
+        pytest.param(
+            {"user_id": "u-42"},
+            HitContext(event_id="e", event_time=1),
+            [sha("u-42")],
+            id="user-id-only",
+        ),
+        pytest.param(
+            {"user_id": ANON_RAW},
+            HitContext(event_id="e", event_time=1, anonymous_id=ANON_RAW),
+            [ANON_HASH],
+            id="same-id-once",
+        ),
+        pytest.param(
+            {"user_id": ANON_HASH.upper()},
+            HitContext(event_id="e", event_time=1),
+            [ANON_HASH],
+            id="uppercase-prehashed-user-id-lowercased-not-rehashed",
+        ),
+    ],
+)
+def test_external_id_is_an_array_user_id_first(
+    fields: dict[str, Any], context: HitContext, expected: list[str]
+) -> None:
+    assert sent(track("Signed Up", **fields), context=context)["user"]["external_id"] == expected
+
+
+@pytest.mark.parametrize(
+    ("traits", "expected"),
+    [
+        pytest.param({"email": EMAIL_RAW}, {"email": EMAIL_HASH}, id="one-email-a-string"),
+        pytest.param(
+            {"email": [EMAIL_RAW, "b@example.com", "alice_abc@gmail.com"]},
+            {"email": [EMAIL_HASH, sha("b@example.com")]},
+            id="several-emails-an-array-each-once",
+        ),
+        pytest.param(
+            {"email": ["not-an-address", EMAIL_RAW]},
+            {"email": EMAIL_HASH},
+            id="unusable-list-items-dropped",
+        ),
+        pytest.param(
+            {"phone": [PHONE_RAW, "+44 20 7946 0958"]},
+            {"phone": [PHONE_HASH, sha("+442079460958")]},
+            id="several-phones",
+        ),
+        pytest.param(
+            {"email": EMAIL_HASH.upper(), "phone": PHONE_HASH.upper()},
+            {"email": EMAIL_HASH, "phone": PHONE_HASH},
+            id="uppercase-prehashed-lowercased",
+        ),
+        pytest.param(
+            {
+                "first_name": " Jane ",
+                "last_name": "O'Brien",
+                "address": {
+                    "city": "New York",
+                    "state": "NY",
+                    "country": "United States",
+                    "postal_code": "10001-1234",
+                },
+            },
+            {
+                "first_name": sha("jane"),
+                "last_name": sha("obrien"),
+                "city": sha("newyork"),
+                "state": sha("ny"),
+                "country": sha("us"),
+                "zip_code": sha("100011234"),
+            },
+            id="names-and-address",
+        ),
+        pytest.param(
+            {"firstName": "Jane", "lastName": "Doe", "address": {"postalCode": "SW1A 1AA"}},
+            {"first_name": sha("jane"), "last_name": sha("doe"), "zip_code": sha("sw1a1aa")},
+            id="segment-camel-case-spellings",
+        ),
+        pytest.param(
+            {"first_name": "  ", "address": {"country": "Atlantis"}},
+            {},
+            id="unusable-names-and-address-left-out",
+        ),
+    ],
+)
+def test_match_keys_from_traits(traits: dict[str, Any], expected: dict[str, Any]) -> None:
+    user = sent(track("Signed Up", traits=traits)).get("user", {})
+    assert user == expected
+
+
+def test_hit_traits_win_key_by_key_over_the_identity_cookie() -> None:
+    context = HitContext(
+        event_id="e",
+        event_time=1,
+        identity=Identity(
+            email_hashes=(COOKIE_EMAIL_HASH,),
+            phone_hashes=(COOKIE_PHONE_HASH,),
+            first_name="c" * 64,
+            city="d" * 64,
+        ),
+    )
+    hit = track("Signed Up", traits={"email": EMAIL_RAW, "first_name": "Jane"})
+    assert sent(hit, context=context)["user"] == {
+        "email": EMAIL_HASH,
+        "phone": COOKIE_PHONE_HASH,
+        "first_name": sha("jane"),
+        "city": "d" * 64,
+    }

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import time
 import uuid
 from collections import deque
@@ -54,9 +55,22 @@ EVENT_KEYS = frozenset(
 EVENT_SOURCES = frozenset({"web", "app", "offline", "crm"})
 # Properties TikTok reads as numbers: null (what JSON makes of NaN and infinity) is refused.
 NUMBER_PROPERTIES = ("value", "num_items")
-USER_KEYS = frozenset(
-    {"ttp", "ttclid", "external_id", "email", "phone", "ip", "user_agent", "locale"}
+# Events API 2.0's user object: match keys (SHA-256, one string or an array) and raw signals.
+HASHED_USER_KEYS = frozenset(
+    {
+        "external_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "city",
+        "state",
+        "country",
+        "zip_code",
+    }
 )
+USER_KEYS = HASHED_USER_KEYS | {"ttp", "ttclid", "ip", "user_agent", "locale"}
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +330,17 @@ def check_source_rules(event: dict[str, Any], event_source: Any) -> list[str]:
     return problems
 
 
+def check_hashed_user_keys(user: dict[str, Any]) -> list[str]:
+    """Match keys must arrive hashed: lowercase SHA-256 hex, alone or in a non-empty array."""
+    problems = []
+    for key in sorted(HASHED_USER_KEYS & set(user)):
+        value = user[key]
+        values = value if isinstance(value, list) and value else [value]
+        if not all(isinstance(v, str) and SHA256_HEX.fullmatch(v) for v in values):
+            problems.append(f"user.{key} must be lowercase SHA-256 hex (or an array of them)")
+    return problems
+
+
 def check_event(event: Any) -> list[str]:
     if not isinstance(event, dict):
         return ["is not an object"]
@@ -332,6 +357,7 @@ def check_event(event: Any) -> list[str]:
         problems.append("user must be an object")
     else:
         problems.extend(f"unknown user key {k!r}" for k in sorted(set(user) - USER_KEYS))
+        problems.extend(check_hashed_user_keys(user))
     for key in ("page", "properties"):
         if key in event and not isinstance(event[key], dict):
             problems.append(f"{key} must be an object")

@@ -26,11 +26,15 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def assert_visitor(event: dict[str, Any], cookies: dict[str, dict[str, Any]], ua: str) -> None:
-    """The event carries this browser's ids (from its cookies) and its user agent."""
+def assert_visitor(
+    event: dict[str, Any], cookies: dict[str, dict[str, Any]], ua: str, user_id: str | None = None
+) -> None:
+    """The event carries this browser's ids (from its cookies) and its user agent; external_id
+    is the identified user's id first, when there is one, then the anonymous id."""
     user = event["user"]
     assert user["ttp"] == cookies["_ttp"]["value"]
-    assert user["external_id"] == sha256(cookies["_dfid"]["value"])
+    identified = [sha256(user_id)] if user_id else []
+    assert user["external_id"] == [*identified, sha256(cookies["_dfid"]["value"])]
     assert user["user_agent"] == ua
     assert user["ip"] == "127.0.0.1"
 
@@ -148,7 +152,7 @@ async def test_identify_then_purchase_with_the_pixels_event_id(shop: Shop) -> No
     assert set(cookies) == {"_ttp", "_dfid", "_dfuser"}
     assert_first_party_cookies(cookies, DOMAIN)
     assert "jane" not in cookies["_dfuser"]["value"].lower()
-    assert_visitor(event, cookies, await page.evaluate("navigator.userAgent"))
+    assert_visitor(event, cookies, await page.evaluate("navigator.userAgent"), user_id="u-42")
 
     assert event["event"] == "CompletePayment"
     assert event["user"]["email"] == sha256("jane.doe@example.com")

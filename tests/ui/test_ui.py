@@ -234,7 +234,17 @@ async def test_an_event_appears_live_in_the_debugger_with_tiktoks_answer(
     # PII shows only hashed. (Not a bare "555": hex digests and timestamps may contain it.)
     for raw in ("Jane", "jane@example.com", "(555) 123-4567", "5551234567", "123-4567"):
         assert raw not in text
-    await expect(page.locator("#match-quality")).to_contain_text("100%")
+    quality = page.locator("#match-quality")
+    await expect(quality).to_contain_text("100%")
+    # The match keys identify() can add are columns too; this anonymous order carried none.
+    for signal in ("first_name", "last_name", "city", "state", "country", "zip_code"):
+        await expect(quality.locator(f'th[data-signal="{signal}"]')).to_have_text(signal)
+        await expect(quality.locator(f'td[data-signal="{signal}"]')).to_have_text(" 0%")
+    await expect(quality.locator('th[data-signal="external_id_anonymous"]')).to_have_text(
+        "external_id: anonymous only"
+    )
+    await expect(quality.locator('td[data-signal="external_id_anonymous"]')).to_have_text(" 100%")
+    await expect(quality.locator('td[data-signal="external_id_user"]')).to_have_text(" 0%")
     await console.screenshot("ui-debugger.png")
 
     # The same record through the API: the order reached TikTok.

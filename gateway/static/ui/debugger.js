@@ -7,7 +7,26 @@ import { act, clear, field, formatClock, formatTime, h, notify, pretty } from ".
 import { onLeave, sourcesAndIntegrations } from "./shared.js";
 
 const SHOWN = 200;
-const SIGNALS = ["ttp", "ttclid", "email", "phone", "external_id", "ip", "user_agent"];
+// The match-quality columns, as the API names them. external_id_user / _anonymous split
+// external_id: a user id (identify or the hit's user_id) was known, or only the anonymous id.
+const SIGNALS = [
+  "ttp",
+  "ttclid",
+  "email",
+  "phone",
+  "external_id",
+  "external_id_user",
+  "external_id_anonymous",
+  "first_name",
+  "last_name",
+  "city",
+  "state",
+  "country",
+  "zip_code",
+  "ip",
+  "user_agent",
+];
+const SIGNAL_LABELS = { external_id_user: "external_id: user id", external_id_anonymous: "external_id: anonymous only" };
 const STATUS_LABELS = {
   queued: "Queued",
   delivered: "Delivered",
@@ -253,7 +272,7 @@ export async function showDebugger(main) {
     const explain = h(
       "p",
       { class: "hint" },
-      "Share of events sent to each integration that carried each identifier. TikTok attributes more events the more of them it gets: a low ttclid share means clicks are not being captured, low email/phone means identify() is rarely called.",
+      "Share of events sent to each integration that carried each identifier. TikTok attributes more events the more of them it gets: a low ttclid share means clicks are not being captured, low email/phone or a low user-id share of external_id means identify() is rarely called, and names and address come from identify() traits.",
     );
     if (!results.length) {
       clear(quality, head, h("p", {}, "No integration yet."));
@@ -269,7 +288,7 @@ export async function showDebugger(main) {
         h(
           "table",
           { class: "list quality", id: "match-quality" },
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Integration"), h("th", { scope: "col" }, "Events"), SIGNALS.map((s) => h("th", { scope: "col" }, s)))),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Integration"), h("th", { scope: "col" }, "Events"), SIGNALS.map((s) => h("th", { scope: "col", "data-signal": s }, SIGNAL_LABELS[s] || s)))),
           h(
             "tbody",
             {},
@@ -281,11 +300,11 @@ export async function showDebugger(main) {
                 h("td", { class: "num" }, result.events),
                 SIGNALS.map((name) => {
                   const signal = result.signals[name];
-                  if (signal.share === null) return h("td", { class: "num" }, "—");
+                  if (signal.share === null) return h("td", { class: "num", "data-signal": name }, "—");
                   const percent = Math.round(signal.share * 100);
                   return h(
                     "td",
-                    { class: "num" },
+                    { class: "num", "data-signal": name },
                     h("meter", { min: "0", max: "1", low: "0.3", high: "0.7", optimum: "1", value: String(signal.share), "aria-label": `${name}: ${percent}%` }),
                     ` ${percent}%`,
                   );
