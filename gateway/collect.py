@@ -11,7 +11,7 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -225,14 +225,14 @@ async def _route_for(runtime: Runtime, hits: list[Hit]) -> Route:
 def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> RequestFacts:
     settings = runtime.settings
     headers = request.headers
-    from_server = _authenticate_server(headers.get("Authorization"), route)
+    from_server = _authenticate_server(_header(headers, hdrs.AUTHORIZATION), route)
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
     identity = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies),
-        user_agent=headers.get("User-Agent"),
+        user_agent=_header(headers, hdrs.USER_AGENT),
         secure=is_https(request.scheme, peer, headers, settings.trusted_proxies),
         ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
         anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
@@ -242,6 +242,18 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
         from_server=from_server,
         received_at=time.time(),
     )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header as text; bytes that are not UTF-8 become U+FFFD.
+
+    aiohttp keeps such bytes as lone surrogates, which no encoder accepts: left as they are, a
+    Latin-1 User-Agent failed the hit when its event was serialised.
+    """
+    value = headers.get(name)
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _authenticate_server(authorization: str | None, route: Route) -> bool:
