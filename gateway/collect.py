@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from gateway import cookies, ids
 from gateway.assets import asset
@@ -48,10 +49,16 @@ RUNTIME = web.AppKey("runtime", Runtime)
 IDENTITY_CODEC = web.AppKey("identity_codec", IdentityCodec)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain", ""})
+# What aiohttp decompresses on its own (brotli and zstd need extra packages we do not ship).
+ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
 MAX_FUTURE_SKEW_S = 300
 _OK_BODY = b'{"ok":true}'
 _CORS_ALLOW_HEADERS = "Content-Type, Authorization"
+
+
+class UnreadableBody(HitError):
+    """A body that cannot be decoded as its Content-Encoding says; its connection is closed."""
 
 
 @dataclass(slots=True)
@@ -118,7 +125,10 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except HitError as exc:
         request.app[RUNTIME].metrics.hits_rejected.labels(exc.code).inc()
-        return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message)
+        if isinstance(exc, UnreadableBody):
+            response.force_close()  # where this body ends and the next request starts is lost
+        return response
     except QueueFull as exc:
         request.app[RUNTIME].metrics.hits_rejected.labels("queue_full").inc()
         response = _error(503, "queue_full", "the gateway is at capacity; retry later")
@@ -193,7 +203,24 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limit)
-    return await request.read()  # aiohttp enforces client_max_size while reading
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in ACCEPTED_CONTENT_ENCODINGS:
+        # aiohttp passes an encoding it does not know through as it came: refuse it here
+        # rather than read the compressed bytes as JSON.
+        raise HitError(
+            "unsupported_encoding", "Content-Encoding must be gzip, deflate or none", status=415
+        )
+    try:
+        # aiohttp decompresses while reading and counts client_max_size on the decompressed
+        # bytes, so a small gzip bomb stops at the size limit (413), not at the memory's.
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):
+            # The rest of the body cannot be read either: mark it read, or aiohttp would try
+            # to drain it after the answer and log the same failure as an unhandled exception.
+            request.content.feed_eof()
+            raise UnreadableBody("bad_encoding", f"body is not valid {encoding} data") from None
+        raise
 
 
 def _decode(
