@@ -38,6 +38,7 @@ from gateway.ledger import (
     hit_summary,
 )
 from gateway.models import NewEvent
+from gateway.redact import redact_url
 from gateway.route import Route, consent_allows
 from gateway.runtime import Runtime
 from gateway.transform import HitContext, Rejected, transform
@@ -179,6 +180,7 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
         settings.max_batch_hits,
     )
     route = await _route_for(runtime, hits)
+    _redact_pages(hits, route.source.default_phone_region)
     facts = _request_facts(request, runtime, route)
     plan = plan_hits(hits, route, facts, settings.event_max_age_days)
 
@@ -247,6 +249,21 @@ async def _route_for(runtime: Runtime, hits: list[Hit]) -> Route:
     if route is None:
         raise HitError("unknown_source", f"source {source_id!r} does not exist")
     return route
+
+
+def _redact_pages(hits: list[Hit], phone_region: str | None) -> None:
+    """Email, phone and secrets out of page URLs before anything stores, logs or sends them.
+
+    `ttclid` is never redacted, so the click is still read from the URL afterwards.
+    """
+    for hit in hits:
+        page = hit.context.page if hit.context else None
+        if page is None:
+            continue
+        if page.url:
+            page.url = redact_url(page.url, phone_region)
+        if page.referrer:
+            page.referrer = redact_url(page.referrer, phone_region)
 
 
 def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> RequestFacts:
