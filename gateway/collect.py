@@ -50,8 +50,8 @@ RUNTIME = web.AppKey("runtime", Runtime)
 IDENTITY_CODEC = web.AppKey("identity_codec", IdentityCodec)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain", ""})
-# What aiohttp decompresses on its own (brotli and zstd need extra packages we do not ship).
-ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+# What aiohttp decompresses (br and zstd through the Brotli and backports.zstd dependencies).
+ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
 MAX_FUTURE_SKEW_S = 300
 _OK_BODY = b'{"ok":true}'
@@ -210,7 +210,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         # aiohttp passes an encoding it does not know through as it came: refuse it here
         # rather than read the compressed bytes as JSON.
         raise HitError(
-            "unsupported_encoding", "Content-Encoding must be gzip, deflate or none", status=415
+            "unsupported_encoding",
+            "Content-Encoding must be gzip, deflate, br, zstd or none",
+            status=415,
         )
     try:
         # aiohttp decompresses while reading and counts client_max_size on the decompressed
