@@ -11,7 +11,7 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +26,7 @@ from gateway.crypto import sha256_hex
 from gateway.demo import handle_demo
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
 from gateway.hashing import hash_email, hash_phone
+from gateway.headers import header_text
 from gateway.hits import Hit, HitType, decode_batch, decode_hit
 from gateway.ledger import (
     DEAD_LETTERED,
@@ -271,14 +272,14 @@ def _redact_pages(hits: list[Hit], phone_region: str | None) -> None:
 def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> RequestFacts:
     settings = runtime.settings
     headers = request.headers
-    from_server = _authenticate_server(_header(headers, hdrs.AUTHORIZATION), route)
+    from_server = _authenticate_server(header_text(headers, hdrs.AUTHORIZATION), route)
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
     identity = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies),
-        user_agent=_header(headers, hdrs.USER_AGENT),
+        user_agent=header_text(headers, hdrs.USER_AGENT),
         secure=is_https(request.scheme, peer, headers, settings.trusted_proxies),
         ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
         anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
@@ -288,18 +289,6 @@ def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> Requ
         from_server=from_server,
         received_at=time.time(),
     )
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header as text; bytes that are not UTF-8 become U+FFFD.
-
-    aiohttp keeps such bytes as lone surrogates, which no encoder accepts: left as they are, a
-    Latin-1 User-Agent failed the hit when its event was serialised.
-    """
-    value = headers.get(name)
-    if value is None or value.isascii():
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _authenticate_server(authorization: str | None, route: Route) -> bool:

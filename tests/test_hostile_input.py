@@ -74,9 +74,11 @@ async def test_a_cookie_safe_anonymous_id_still_becomes_the_cookie(
 # -- header bytes that are not UTF-8 -----------------------------------------------------------
 
 
-async def _raw_post(gw: Gateway, path: str, head: list[bytes], body: bytes) -> tuple[int, bytes]:
+async def _raw_post(
+    gw: Gateway, path: str, head: list[bytes], body: bytes, port: str = "collect"
+) -> tuple[int, bytes]:
     """POST over a bare socket, so header bytes go out exactly as given (no client encodes)."""
-    server = gw.collect.server
+    server = (gw.collect if port == "collect" else gw.admin).server
     reader, writer = await asyncio.open_connection(server.host, server.port)
     try:
         lines = [
@@ -138,6 +140,14 @@ async def test_latin1_authorization_is_a_401_not_a_crash(gateway: Gateway) -> No
     assert status == 401, answer
     assert b'"unauthorized"' in answer
     assert await queue_depth(gateway) == 0
+
+
+async def test_latin1_admin_token_is_a_401_not_a_crash(gateway: Gateway) -> None:
+    status, answer = await _raw_post(
+        gateway, "/v1/admin/sources", [b"Authorization: Bearer t\xe9st"], b"{}", port="admin"
+    )
+    assert status == 401, answer
+    assert b'"unauthorized"' in answer
 
 
 # -- Content-Encoding --------------------------------------------------------------------------
