@@ -76,3 +76,12 @@ from gateway.redact import redact_url
 )
 def test_redact_url(url: str, region: str | None, expected: str) -> None:
     assert redact_url(url, region) == expected
+
+
+def test_phone_checks_are_bounded_per_url_and_fail_closed() -> None:
+    # "+1 000 000 0000" has a phone's shape but no valid number: kept while checks last.
+    shaped = "%2B1%20000%20000%200000"
+    url = "https://s.example/?" + "&".join(f"p{i}={shaped}" for i in range(12))
+    redacted = redact_url(url, None).split("?")[1].split("&")
+    assert redacted[:8] == [f"p{i}={shaped}" for i in range(8)]
+    assert redacted[8:] == [f"p{i}=REDACTED" for i in range(8, 12)]
