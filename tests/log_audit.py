@@ -34,8 +34,10 @@ MIN_PHONE_DIGITS = 10
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _SECRET_CONSTANT = re.compile(r"^[A-Z_]*(?:TOKEN|SECRET|KEY)[A-Z_]* = \"([^\"]+)\"", re.M)
+# `"access_token": "…"` in a dict, `env["GATEWAY_ADMIN_TOKEN"] = "…"` in a test.
 _SECRET_FIELD = re.compile(
-    r"[\"'](?:access_token|GATEWAY_ADMIN_TOKEN|GATEWAY_SECRET_KEY)[\"']\s*[:,]\s*[\"']([^\"']+)"
+    r"[\"'](?:access_token|GATEWAY_ADMIN_TOKEN|GATEWAY_SECRET_KEY)[\"'](?:\s*:|\]\s*=)\s*"
+    r"[\"']([^\"']+)"
 )
 _PHONE_FIELD = re.compile(r"[\"']phone[\"']\s*:\s*[\"']([^\"']+)[\"']")
 
@@ -127,7 +129,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if findings:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if reporter is not None:
-            reporter.ensure_newline()
+            reporter.write_line("")
             reporter.section("log audit: secrets or raw PII in logs", sep="=", red=True)
             for line in sorted(set(findings)):
                 reporter.write_line(line)
