@@ -11,7 +11,7 @@ nothing (queued events and dead letters unchanged, configuration unchanged); /he
 200 at the end.
 
 Hypothesis runs in a worker thread and hands each request to the server's event loop. The
-number of cases is `GATEWAY_FUZZ_EXAMPLES` per port (default 2000, about 15 s each on a
+number of cases is `GATEWAY_FUZZ_EXAMPLES` per port (default 2000, about 10 s each on a
 small machine); set it to 50000 for a long run.
 """
 
