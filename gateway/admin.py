@@ -42,6 +42,7 @@ from gateway.assets import asset
 from gateway.crypto import constant_time_in, new_token, sha256_hex
 from gateway.debugger import add_debugger
 from gateway.errors import AdminError, Conflict, NotFound, QueueFull, StoreError
+from gateway.headers import header_text
 from gateway.ledger import QUEUED, outcomes
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.models import (
@@ -157,7 +158,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        authorization = header_text(request.headers, "Authorization") or ""
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("an admin Bearer token is required")
         if not constant_time_in(token.strip(), request.app[RUNTIME_KEY].admin_tokens):

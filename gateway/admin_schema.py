@@ -75,6 +75,10 @@ def parse_json(body: bytes) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise AdminError("invalid_json", f"the request body is not valid JSON: {detail}") from None
+    except RecursionError:
+        raise AdminError("invalid_json", "the request body is nested too deeply") from None
+    except ValueError:  # an integer past Python's digit limit: no setting needs one
+        raise AdminError("invalid_json", "the request body holds a number too long") from None
 
 
 def _join(path: str, name: str) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from gateway import cookies, ids
 from gateway.assets import asset
@@ -25,6 +26,7 @@ from gateway.cookies import Identity, IdentityCodec
 from gateway.crypto import sha256_hex
 from gateway.demo import handle_demo
 from gateway.errors import HitError, PayloadTooLarge, QueueFull
+from gateway.headers import header_text
 from gateway.hits import Hit, HitType, decode_batch, decode_hit
 from gateway.ledger import (
     DEAD_LETTERED,
@@ -37,6 +39,7 @@ from gateway.ledger import (
     hit_summary,
 )
 from gateway.models import NewEvent
+from gateway.redact import redact_url
 from gateway.route import Route, consent_allows
 from gateway.runtime import Runtime
 from gateway.transform import HitContext, Rejected, traits_identity, transform
@@ -48,10 +51,16 @@ RUNTIME = web.AppKey("runtime", Runtime)
 IDENTITY_CODEC = web.AppKey("identity_codec", IdentityCodec)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain", ""})
+# What aiohttp decompresses (br and zstd through the Brotli and backports.zstd dependencies).
+ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
 MAX_FUTURE_SKEW_S = 300
 _OK_BODY = b'{"ok":true}'
 _CORS_ALLOW_HEADERS = "Content-Type, Authorization"
+
+
+class UnreadableBody(HitError):
+    """A body that cannot be decoded as its Content-Encoding says; its connection is closed."""
 
 
 @dataclass(slots=True)
@@ -119,7 +128,10 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except HitError as exc:
         request.app[RUNTIME].metrics.hits_rejected.labels(exc.code).inc()
-        return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message)
+        if isinstance(exc, UnreadableBody):
+            response.force_close()  # where this body ends and the next request starts is lost
+        return response
     except QueueFull as exc:
         request.app[RUNTIME].metrics.hits_rejected.labels("queue_full").inc()
         response = _error(503, "queue_full", "the gateway is at capacity; retry later")
@@ -170,6 +182,7 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
         settings.max_batch_hits,
     )
     route = await _route_for(runtime, hits)
+    _redact_pages(hits, route.source.default_phone_region)
     facts = _request_facts(request, runtime, route)
     plan = plan_hits(hits, route, facts, settings.event_max_age_days)
 
@@ -194,7 +207,26 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limit)
-    return await request.read()  # aiohttp enforces client_max_size while reading
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in ACCEPTED_CONTENT_ENCODINGS:
+        # aiohttp passes an encoding it does not know through as it came: refuse it here
+        # rather than read the compressed bytes as JSON.
+        raise HitError(
+            "unsupported_encoding",
+            "Content-Encoding must be gzip, deflate, br, zstd or none",
+            status=415,
+        )
+    try:
+        # aiohttp decompresses while reading and counts client_max_size on the decompressed
+        # bytes, so a small gzip bomb stops at the size limit (413), not at the memory's.
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):
+            # The rest of the body cannot be read either: mark it read, or aiohttp would try
+            # to drain it after the answer and log the same failure as an unhandled exception.
+            request.content.feed_eof()
+            raise UnreadableBody("bad_encoding", f"body is not valid {encoding} data") from None
+        raise
 
 
 def _decode(
@@ -223,18 +255,33 @@ async def _route_for(runtime: Runtime, hits: list[Hit]) -> Route:
     return route
 
 
+def _redact_pages(hits: list[Hit], phone_region: str | None) -> None:
+    """Email, phone and secrets out of page URLs before anything stores, logs or sends them.
+
+    `ttclid` is never redacted, so the click is still read from the URL afterwards.
+    """
+    for hit in hits:
+        page = hit.context.page if hit.context else None
+        if page is None:
+            continue
+        if page.url:
+            page.url = redact_url(page.url, phone_region)
+        if page.referrer:
+            page.referrer = redact_url(page.referrer, phone_region)
+
+
 def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> RequestFacts:
     settings = runtime.settings
     headers = request.headers
-    from_server = _authenticate_server(headers.get("Authorization"), route)
+    from_server = _authenticate_server(header_text(headers, hdrs.AUTHORIZATION), route)
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
     identity, outdated = request.app[IDENTITY_CODEC].open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies, settings.client_ip_header),
-        user_agent=headers.get("User-Agent"),
-        locale=accept_language_locale(headers.get("Accept-Language")),
+        user_agent=header_text(headers, hdrs.USER_AGENT),
+        locale=accept_language_locale(header_text(headers, hdrs.ACCEPT_LANGUAGE)),
         secure=is_https(
             request.scheme, peer, headers, settings.trusted_proxies, settings.client_ip_header
         ),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -34,6 +35,9 @@ MAX_LIMIT = 1000
 POLL_S = 0.25  # how often a stream looks for new changes
 HEARTBEAT_S = 15.0  # a comment line that keeps proxies from closing an idle stream
 _STREAM_BATCH = 200
+MAX_SEQ = 2**62  # what SQLite's and Redis's integers hold with room to spare
+LAST_EVENT_ID = "Last-Event-ID"
+_ASCII_NUMBER = re.compile(r"[0-9]{1,19}")
 
 
 class _NoRecord(AdminError):
@@ -159,13 +163,23 @@ def parse_event_query(query: Mapping[str, str]) -> tuple[Filters, int, int | Non
         event_id=text("event_id"),
     )
     limit = int_param(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    after = int_param(query, "after", 0, 2**62)
+    after = int_param(query, "after", 0, MAX_SEQ)
     return filters, limit, after
 
 
 def _last_event_id(headers: Mapping[str, str]) -> int | None:
-    raw = headers.get("Last-Event-ID", "").strip()
-    return int(raw) if raw.isdigit() else None
+    """The `seq` a reconnecting client saw last; the ids we send are plain ASCII numbers."""
+    raw = headers.get(LAST_EVENT_ID, "").strip()
+    if not raw:
+        return None
+    # str.isdigit() also takes "²" or Arabic-Indic digits, which int() then refuses or reads.
+    if not _ASCII_NUMBER.fullmatch(raw) or int(raw) > MAX_SEQ:
+        raise Invalid(
+            "invalid_value",
+            f"{LAST_EVENT_ID} must be a whole number up to {MAX_SEQ}",
+            LAST_EVENT_ID,
+        )
+    return int(raw)
 
 
 def _sse(event: str, data: Any, event_id: int | None) -> bytes:

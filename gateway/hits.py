@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from gateway.cookies import safe_cookie_value
 from gateway.errors import HitError
 
 HitType = Literal["page", "track", "identify"]
@@ -168,6 +169,14 @@ def validate_hit(hit: Hit, where: str) -> None:
                 "invalid_field",
                 f"{name} must be 1 to {MAX_ID_LENGTH} characters - at `{where}.{name}`",
             )
+    if hit.anonymous_id is not None and safe_cookie_value(hit.anonymous_id) is None:
+        # It becomes the `_dfid` cookie: a `;`, space or line break would write attributes or
+        # headers of its own, so only what a cookie value may hold unquoted is taken.
+        raise HitError(
+            "invalid_field",
+            "anonymous_id may hold only letters, digits and . _ ~ | : + / = -"
+            f" - at `{where}.anonymous_id`",
+        )
     if hit.event is not None and len(hit.event) > MAX_ID_LENGTH:
         raise HitError("invalid_field", f"event is too long - at `{where}.event`")
     page = hit.context.page if hit.context else None

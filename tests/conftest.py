@@ -23,7 +23,7 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from tests.tiktok_double import TikTokDouble
 
-pytest_plugins = ["tests.backends"]
+pytest_plugins = ["tests.backends", "tests.log_audit"]
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
@@ -39,11 +39,15 @@ class Gateway:
     data_dir: Path
 
     async def create_source(self, **fields: Any) -> dict[str, Any]:
+        from tests import log_audit  # imported here: pytest loads it as a plugin first
+
         body = {"id": "src_test", "name": "Test shop", "allowed_origins": ["https://shop.example"]}
         body.update(fields)
         resp = await self.admin.post("/v1/admin/sources", json=body)
         assert resp.status == 201, await resp.text()
-        return dict(await resp.json())
+        created = dict(await resp.json())
+        log_audit.remember_secret(created["server_key"])  # the log audit looks for it too
+        return created
 
     async def create_integration(self, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import ADMIN_TOKEN
+from tests.log_audit import remember_output
 
 
 def free_port() -> int:
@@ -116,7 +117,7 @@ async def configure(admin_url: str, **config: Any) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "gateway", *args],
         env=env,
         capture_output=True,
@@ -124,3 +125,5 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         timeout=30,
         check=False,
     )
+    remember_output(result.stdout, result.stderr)  # the log audit reads it
+    return result
