@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from gateway.cookies import safe_cookie_value
 from gateway.errors import HitError
 
 HitType = Literal["page", "track", "identify"]
@@ -169,6 +168,9 @@ def validate_hit(hit: Hit, where: str) -> None:
                 "invalid_field",
                 f"{name} must be 1 to {MAX_ID_LENGTH} characters - at `{where}.{name}`",
             )
+    # Imported here: gateway.cookies reads this module's limits as it loads (a cycle).
+    from gateway.cookies import safe_cookie_value
+
     if hit.anonymous_id is not None and safe_cookie_value(hit.anonymous_id) is None:
         # It becomes the `_dfid` cookie: a `;`, space or line break would write attributes or
         # headers of its own, so only what a cookie value may hold unquoted is taken.
