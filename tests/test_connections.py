@@ -22,7 +22,7 @@ from gateway.errors import SettingsError
 from gateway.logs import ThrottledLog
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
-from tests.conftest import base_env
+from tests.conftest import Gateway, MakeGateway, base_env
 from tests.tiktok_double import TikTokDouble
 
 CLOSE_WITHIN_S = 10.0
@@ -291,3 +291,40 @@ def test_throttled_log_says_how_many_lines_it_skipped(caplog: pytest.LogCaptureF
         "aborted: gone; 5 more like it since the last such line",
         "malformed: bad",
     ]
+
+
+# -- the in-process gateway every other test uses ----------------------------------------------
+
+
+def gateway_faults(gw: Gateway, kind: str) -> float:
+    value = gw.runtime.metrics.registry.get_sample_value(
+        "gateway_client_faults_total", {"kind": kind}
+    )
+    return value or 0.0
+
+
+async def test_in_process_gateway_serves_both_ports_through_the_guard(
+    make_gateway: MakeGateway,
+) -> None:
+    """`make_gateway` serves as `gateway serve` does, so the other tests exercise the same
+    connection handler: client faults counted with the JSON answer, the connection cap."""
+    async with make_gateway(GATEWAY_MAX_CONNECTIONS="1") as gw:
+        for port in (gw.collect.server.port, gw.admin.server.port):
+            assert port is not None
+            reader, writer = await connect(port)
+            writer.write(MALFORMED)
+            answer = await read_until_closed(reader)
+            writer.close()
+            assert answer.split(b" ", 2)[1] == b"400", answer
+            assert b'"malformed_request"' in answer, answer
+        assert gateway_faults(gw, "malformed") == 2
+
+        admin_port = gw.admin.server.port
+        assert admin_port is not None
+        _, held = await connect(admin_port)
+        reader, writer = await connect(admin_port)
+        refused = await read_until_closed(reader)
+        writer.close()
+        held.close()
+        assert refused.split(b" ", 2)[1] == b"503", refused
+        assert gateway_faults(gw, "over_capacity") == 1
