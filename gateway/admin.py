@@ -150,9 +150,19 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreError:
         log.warning("store failed during %s %s", request.method, request.path, exc_info=True)
         return _error(503, "store_unavailable", "the configuration store is unavailable")
-    except Exception:
+    except Exception as exc:
+        if _client_fault(request, exc):
+            raise  # the connection handler counts it (aborted or malformed), no traceback
         log.exception("admin request failed: %s %s", request.method, request.path)
         return _error(500, "internal_error", "internal error")
+
+
+def _client_fault(request: web.Request, exc: Exception) -> bool:
+    """A body the client cut short (it has gone) or sent broken (bad chunks or encoding)."""
+    if isinstance(exc, web.RequestPayloadError):
+        return True
+    # A connection error with the client still there is a backend's socket: the gateway's fault.
+    return isinstance(exc, ConnectionError) and request.transport is None
 
 
 @web.middleware

@@ -123,10 +123,11 @@ class GuardedRequestHandler(RequestHandler):
 
     __slots__ = (
         "_body",
-        "_closed_by_guard",
         "_deadline",
         "_deadline_handle",
+        "_fault_recorded",
         "_guard",
+        "_peer_closed",
         "_rejected",
         "_waiting_for",
     )
@@ -135,7 +136,10 @@ class GuardedRequestHandler(RequestHandler):
         super().__init__(manager, keepalive_timeout=guard.limits.keepalive_timeout_s, **kwargs)
         self._guard = guard
         self._rejected = False  # refused past the cap: aiohttp never saw it
-        self._closed_by_guard = False  # a deadline passed: counted already
+        # Every fault ends its connection, so a connection counts one at most: a stalled body
+        # is a body_timeout, not also the aborted request it then causes.
+        self._fault_recorded = False
+        self._peer_closed = False  # the client sent its EOF
         self._waiting_for: str | None = None  # HEADER_TIMEOUT or BODY_TIMEOUT while armed
         self._deadline = 0.0
         self._deadline_handle: asyncio.TimerHandle | None = None
@@ -158,7 +162,18 @@ class GuardedRequestHandler(RequestHandler):
             return
         self._guard.release()
         self._disarm()
+        body = self._body
+        cut_short = not self._body_complete() and (exc is not None or self._peer_closed)
         super().connection_lost(exc)
+        if cut_short:
+            self._record_fault(ABORTED)
+            # aiohttp fails the body of a handler still running, but not one it drains after an
+            # early answer (a 401, say): that would wait for bytes that never come.
+            body.feed_eof()
+
+    def eof_received(self) -> None:
+        self._peer_closed = True
+        super().eof_received()
 
     def data_received(self, data: bytes) -> None:
         if self._rejected:
@@ -214,12 +229,16 @@ class GuardedRequestHandler(RequestHandler):
             self._deadline_handle = self._loop.call_at(self._deadline, self._deadline_reached)
             return
         self._waiting_for = None
-        self._guard.faults.record(waiting_for)
         # Counted once: the request that was waiting on this body fails as "aborted" next.
-        self._closed_by_guard = True
+        self._record_fault(waiting_for)
         self.force_close()
 
     # -- faults ------------------------------------------------------------------------------
+    def _record_fault(self, kind: str) -> None:
+        if not self._fault_recorded:
+            self._fault_recorded = True
+            self._guard.faults.record(kind)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -230,8 +249,7 @@ class GuardedRequestHandler(RequestHandler):
         kind = self._client_fault(exc)
         if kind is None:  # the gateway's own failure: aiohttp logs it with its traceback
             return super().handle_error(request, status, exc, message)
-        if not self._closed_by_guard:
-            self._guard.faults.record(kind)
+        self._record_fault(kind)
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started; the connection is closed")
         # For an aborted request nobody reads this answer; aiohttp's attempt to send it fails.
@@ -242,6 +260,16 @@ class GuardedRequestHandler(RequestHandler):
         )
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's last resort, e.g. draining a body after the answer when its bytes are not
+        valid or the client has gone: a client fault is counted there too, not logged."""
+        exc = kw.get("exc_info")
+        kind = self._client_fault(exc) if isinstance(exc, BaseException) else None
+        if kind is None:
+            super().log_exception(*args, **kw)
+        else:
+            self._record_fault(kind)
 
     def _client_fault(self, exc: BaseException | None) -> str | None:
         """The kind of client fault `exc` is, or None when the gateway itself failed."""

@@ -91,23 +91,31 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
         )
         await response.prepare(request)
         try:
-            await response.write(_sse("ready", {"cursor": cursor}, None))
-            beat_at = time.monotonic() + HEARTBEAT_S
-            while not stop.is_set():
-                records = await runtime.ledger.records(filters, _STREAM_BATCH, cursor)
-                for record in records:
-                    cursor = record["seq"]
-                    await response.write(_sse("record", record, cursor))
-                if len(records) == _STREAM_BATCH:
-                    continue  # behind: catch up before sleeping
-                if time.monotonic() >= beat_at:
-                    await response.write(b": keep-alive\n\n")
-                    beat_at = time.monotonic() + HEARTBEAT_S
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), POLL_S)
+            with runtime.metrics.admin_streams_open.track_inprogress():
+                await _stream(request, response, filters, cursor)
         except ConnectionError:
             pass  # the client went away: nothing to answer
         return response
+
+    async def _stream(
+        request: web.Request, response: web.StreamResponse, filters: Filters, cursor: int
+    ) -> None:
+        await response.write(_sse("ready", {"cursor": cursor}, None))
+        beat_at = time.monotonic() + HEARTBEAT_S
+        # aiohttp does not cancel a handler whose client has gone, and writing to a closed
+        # connection fails only at the next heartbeat: look at the connection on every poll.
+        while not stop.is_set() and not _client_gone(request):
+            records = await runtime.ledger.records(filters, _STREAM_BATCH, cursor)
+            for record in records:
+                cursor = record["seq"]
+                await response.write(_sse("record", record, cursor))
+            if len(records) == _STREAM_BATCH:
+                continue  # behind: catch up before sleeping
+            if time.monotonic() >= beat_at:
+                await response.write(b": keep-alive\n\n")
+                beat_at = time.monotonic() + HEARTBEAT_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
 
     async def match_quality(request: web.Request) -> web.Response:
         integration_id = request.match_info["id"]
@@ -165,6 +173,11 @@ def parse_event_query(query: Mapping[str, str]) -> tuple[Filters, int, int | Non
     limit = int_param(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     after = int_param(query, "after", 0, MAX_SEQ)
     return filters, limit, after
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _last_event_id(headers: Mapping[str, str]) -> int | None:

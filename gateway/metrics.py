@@ -37,6 +37,7 @@ class Metrics:
     integration_paused: Gauge = field(init=False)
     integration_send_rate: Gauge = field(init=False)
     client_faults: Counter = field(init=False)
+    admin_streams_open: Gauge = field(init=False)
 
     _hit_children: dict[str, Counter] = field(init=False, default_factory=dict)
     _enqueued_children: dict[str, Counter] = field(init=False, default_factory=dict)
@@ -120,6 +121,11 @@ class Metrics:
             "Requests and connections refused or closed because of the client, by kind"
             " (malformed, aborted, header_timeout, body_timeout, over_capacity)",
             ["kind"],
+            registry=r,
+        )
+        self.admin_streams_open = Gauge(
+            "gateway_admin_streams_open",
+            "Event streams (GET /v1/admin/events/stream) being served now",
             registry=r,
         )
 

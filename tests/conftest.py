@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from gateway.admin import create_admin_app
 from gateway.collect import create_collect_app
+from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
+from tests.guarded_server import GuardedTestServer
 from tests.tiktok_double import TikTokDouble
 
 pytest_plugins = ["tests.backends", "tests.log_audit"]
@@ -106,9 +109,17 @@ def make_gateway(tmp_path: Path, tiktok: TikTokDouble) -> MakeGateway:
         env.update(overrides)
         settings = Settings.from_mapping(env)
         async with open_runtime(settings) as runtime:
-            collect = TestClient(TestServer(create_collect_app(runtime), host="127.0.0.1"))
-            admin = TestClient(
-                TestServer(create_admin_app(runtime), host="127.0.0.1"),
+            # Served as `gateway serve` serves them: each port its own guard, one fault count.
+            limits = ConnectionLimits.from_settings(settings)
+            faults = ClientFaults(runtime.metrics.client_faults)
+
+            def served(app: web.Application) -> GuardedTestServer:
+                guard = ConnectionGuard(limits, faults)
+                return GuardedTestServer(app, guard, shutdown_timeout_s=settings.shutdown_timeout_s)
+
+            collect: TestClient[Any, Any] = TestClient(served(create_collect_app(runtime)))
+            admin: TestClient[Any, Any] = TestClient(
+                served(create_admin_app(runtime)),
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             )
             await collect.start_server()

@@ -22,7 +22,7 @@ from gateway.errors import SettingsError
 from gateway.logs import ThrottledLog
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
-from tests.conftest import base_env
+from tests.conftest import ADMIN_TOKEN, Gateway, MakeGateway, base_env
 from tests.tiktok_double import TikTokDouble
 
 CLOSE_WITHIN_S = 10.0
@@ -291,3 +291,124 @@ def test_throttled_log_says_how_many_lines_it_skipped(caplog: pytest.LogCaptureF
         "aborted: gone; 5 more like it since the last such line",
         "malformed: bad",
     ]
+
+
+# -- the in-process gateway every other test uses ----------------------------------------------
+
+
+def gateway_faults(gw: Gateway, kind: str) -> float:
+    value = gw.runtime.metrics.registry.get_sample_value(
+        "gateway_client_faults_total", {"kind": kind}
+    )
+    return value or 0.0
+
+
+async def test_in_process_gateway_serves_both_ports_through_the_guard(
+    make_gateway: MakeGateway,
+) -> None:
+    """`make_gateway` serves as `gateway serve` does, so the other tests exercise the same
+    connection handler: client faults counted with the JSON answer, the connection cap."""
+    async with make_gateway(GATEWAY_MAX_CONNECTIONS="1") as gw:
+        for port in (gw.collect.server.port, gw.admin.server.port):
+            assert port is not None
+            reader, writer = await connect(port)
+            writer.write(MALFORMED)
+            answer = await read_until_closed(reader)
+            writer.close()
+            assert answer.split(b" ", 2)[1] == b"400", answer
+            assert b'"malformed_request"' in answer, answer
+        assert gateway_faults(gw, "malformed") == 2
+
+        admin_port = gw.admin.server.port
+        assert admin_port is not None
+        _, held = await connect(admin_port)
+        reader, writer = await connect(admin_port)
+        refused = await read_until_closed(reader)
+        writer.close()
+        held.close()
+        assert refused.split(b" ", 2)[1] == b"503", refused
+        assert gateway_faults(gw, "over_capacity") == 1
+
+
+ADMIN_POST_HEAD = (
+    b"POST /v1/admin/sources HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 1000\r\n"
+)
+
+
+@pytest.mark.parametrize("authorized", [True, False], ids=["token", "no_token"])
+async def test_admin_body_cut_short_is_an_aborted_client_fault(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture, authorized: bool
+) -> None:
+    """An admin client that closes in the middle of its body is counted like one on the
+    collection port: `aborted`, no traceback, nothing at ERROR."""
+    caplog.set_level(logging.DEBUG)
+    authorization = f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode() if authorized else b""
+    async with make_gateway() as gw:
+        port = gw.admin.server.port
+        assert port is not None
+        reader, writer = await connect(port)
+        # `Expect: 100-continue`: the gateway says when it has routed the request; the body's
+        # first bytes follow, then the client is gone.
+        writer.write(ADMIN_POST_HEAD + authorization + b"Expect: 100-continue\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), CLOSE_WITHIN_S)
+        writer.write(b'{"id": "src_cut", "name": ')
+        await writer.drain()
+        writer.close()
+        await wait_until(lambda: gateway_faults(gw, "aborted") == 1, "the abort counted")
+        assert await gw.runtime.store.get_source("src_cut") is None
+
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [f"{r.name}: {r.getMessage()}" for r in noisy] == []
+
+
+# Not deflate data: aiohttp's parser fails the body as it arrives, after the head was routed.
+BROKEN_DEFLATE_POST = (
+    b"POST /no-such-path HTTP/1.1\r\nHost: gateway\r\nContent-Encoding: deflate\r\n"
+    b"Content-Length: 10\r\n\r\nnotdeflate"
+)
+
+
+@pytest.mark.parametrize("port_of", ["collect", "admin"])
+async def test_broken_body_drained_after_an_early_answer_is_a_malformed_fault(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture, port_of: str
+) -> None:
+    """An answer given before the body was read (a 404 here) leaves aiohttp draining the
+    body, where a parser refusal used to be logged as an unhandled exception."""
+    caplog.set_level(logging.DEBUG)
+    async with make_gateway() as gw:
+        port = gw.collect.server.port if port_of == "collect" else gw.admin.server.port
+        assert port is not None
+        reader, writer = await connect(port)
+        writer.write(BROKEN_DEFLATE_POST)
+        answer = await read_until_closed(reader)
+        writer.close()
+        assert answer.split(b" ", 2)[1] == b"404", answer
+        await wait_until(lambda: gateway_faults(gw, "malformed") == 1, "the refusal counted")
+
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [f"{r.name}: {r.getMessage()}" for r in noisy] == []
+
+
+async def test_admin_body_broken_in_transit_is_a_malformed_fault_not_a_500(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with make_gateway() as gw:
+        port = gw.admin.server.port
+        assert port is not None
+        reader, writer = await connect(port)
+        writer.write(
+            b"POST /v1/admin/sources HTTP/1.1\r\nHost: gateway\r\n"
+            + f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Encoding: deflate\r\n"
+            b"Content-Length: 10\r\n\r\nnotdeflate"
+        )
+        answer = await read_until_closed(reader)
+        writer.close()
+        assert answer.split(b" ", 2)[1] == b"400", answer
+        assert b'"malformed_request"' in answer, answer
+        assert gateway_faults(gw, "malformed") == 1
+
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [f"{r.name}: {r.getMessage()}" for r in noisy] == []

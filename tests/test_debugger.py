@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from gateway.ledger import Observation, SQLiteLedger, hit_summary
-from tests.conftest import Gateway
+from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.tiktok_double import TikTokDouble
 
 
@@ -148,6 +148,37 @@ async def test_open_streams_do_not_hold_shutdown_up(make_gateway: Any) -> None:
         await resp.content.readline()
         closing = asyncio.create_task(gw.admin.close())
         await asyncio.wait_for(closing, 5)  # aiohttp would wait out its shutdown timeout
+
+
+def _streams_open(gateway: Gateway) -> float:
+    value = gateway.runtime.metrics.registry.get_sample_value("gateway_admin_streams_open")
+    assert value is not None
+    return value
+
+
+async def _until(predicate: Any, what: str) -> None:
+    """Poll the server's side for a generous while: well inside the stream's heartbeat."""
+    for _ in range(400):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within 8 s: {what}")
+
+
+async def test_a_stream_whose_client_has_gone_ends_without_waiting_for_its_heartbeat(
+    gateway: Gateway,
+) -> None:
+    port = gateway.admin.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /v1/admin/events/stream HTTP/1.1\r\nHost: gateway\r\n"
+        + f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(reader.readuntil(b"event: ready"), 10)
+    await _until(lambda: _streams_open(gateway) == 1, "the stream counted as open")
+    writer.close()
+    await _until(lambda: _streams_open(gateway) == 0, "the stream's handler ended")
 
 
 async def test_match_quality_shows_which_user_fields_events_carry(gateway: Gateway) -> None:
