@@ -15,7 +15,7 @@ import msgspec
 
 from gateway.crypto import CookieBox
 from gateway.hashing import hash_external_id, is_sha256_hex
-from gateway.hits import MAX_CLICK_ID_LENGTH, MAX_TRAIT_VALUES
+from gateway.hits import MAX_CLICK_ID_LENGTH, MAX_TRAIT_VALUES, SAFE_ID
 
 TTP = "_ttp"
 ANONYMOUS_ID = "_dfid"
@@ -28,7 +28,7 @@ THIRTY_DAYS_S = 30 * DAY_S
 
 # Cookie values come from the browser: accept only what we (or TikTok's pixel) could have set
 # (the pixel's current _ttp looks like "01KEMC163EX38R4MP15Q3AE1EF_.tt.1").
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._~|:+/=-]{1,200}$")
+_SAFE_VALUE = SAFE_ID
 # TikTok's click ids ("E.C.P." and base64url, 320-340 characters today) and whatever of the same
 # kind it may issue later: RFC 6265 cookie octets less quotes and backslash, so a click id goes
 # back out in Set-Cookie as it came and can never split or break the header (no ';', ',',

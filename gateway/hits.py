@@ -8,11 +8,11 @@ Unknown fields are ignored (clients send more than the gateway needs); the known
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from gateway.cookies import safe_cookie_value
 from gateway.errors import HitError
 
 HitType = Literal["page", "track", "identify"]
@@ -128,6 +128,9 @@ _batch_decoder = msgspec.json.Decoder(Batch)
 # Short caps keep a hostile client from making the gateway store or hash megabytes per field.
 MAX_FIELD_LENGTH = 2048
 MAX_ID_LENGTH = 200
+# An id that may become a cookie value as it is (`_dfid`, `_ttp`): what a cookie holds unquoted,
+# with nothing that could end the value or add an attribute (`;`, space, CR/LF).
+SAFE_ID = re.compile(r"^[A-Za-z0-9._~|:+/=-]{1,200}$")
 # `properties.tiktok` is copied into what is stored and sent: bounded so one hit cannot make a
 # giant TikTok payload (TikTok's own vertical fields fit in a fraction of this).
 MAX_PASSTHROUGH_BYTES = 8192
@@ -169,7 +172,7 @@ def validate_hit(hit: Hit, where: str) -> None:
                 "invalid_field",
                 f"{name} must be 1 to {MAX_ID_LENGTH} characters - at `{where}.{name}`",
             )
-    if hit.anonymous_id is not None and safe_cookie_value(hit.anonymous_id) is None:
+    if hit.anonymous_id is not None and not SAFE_ID.match(hit.anonymous_id):
         # It becomes the `_dfid` cookie: a `;`, space or line break would write attributes or
         # headers of its own, so only what a cookie value may hold unquoted is taken.
         raise HitError(
