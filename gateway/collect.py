@@ -213,7 +213,13 @@ async def _handle_segment_body(
         if not body:
             raise HitError("malformed_json", "body is empty")
         authorization = header_text(request.headers, hdrs.AUTHORIZATION)
-        calls = segment.decode_request(body, authorization, kind, runtime.settings.max_batch_hits)
+        calls = segment.decode_request(
+            body,
+            authorization,
+            kind,
+            runtime.settings.max_batch_hits,
+            query_key=request.query.get("writeKey"),
+        )
         route, from_server = await request.app[segment.WRITE_KEYS].resolve(
             calls.write_key, runtime.router.route
         )

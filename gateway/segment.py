@@ -71,6 +71,8 @@ SEGMENT_ONLY_PATHS: tuple[tuple[str, SegmentType | None], ...] = (
     ("/g", "group"),
     ("/s", "screen"),
     ("/b", None),
+    # RudderStack's JavaScript SDK with `useBeacon`: the key travels in the query string.
+    ("/beacon/v1/batch", None),
 )
 
 OK_BODY = b'{"success":true}'
@@ -152,13 +154,21 @@ def speaks_segment(authorization: str | None, body: bytes) -> bool:
 
 
 def decode_request(
-    body: bytes, authorization: str | None, kind: SegmentType | None, max_hits: int
+    body: bytes,
+    authorization: str | None,
+    kind: SegmentType | None,
+    max_hits: int,
+    query_key: str | None = None,
 ) -> SegmentRequest:
-    """The write key and the messages of a single call (`kind` given) or of a batch."""
+    """The write key and the messages of a single call (`kind` given) or of a batch.
+
+    The key is the Basic credentials' user name, else the body's `writeKey`, else the query's
+    (a beacon cannot set headers).
+    """
     if len(body) > MAX_BATCH_BYTES:
         raise PayloadTooLarge(MAX_BATCH_BYTES)
     envelope = _decode(_envelope_decoder, body)
-    key = basic_auth_user(authorization) or envelope.writeKey
+    key = basic_auth_user(authorization) or envelope.writeKey or query_key
     if kind is not None or envelope.batch is None:
         return SegmentRequest(key, [_decode_message(body, "$", kind)])
     if not envelope.batch:

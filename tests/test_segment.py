@@ -387,3 +387,18 @@ async def test_server_identify_sends_nothing_and_each_call_brings_its_own_traits
     [event] = await events_of(tiktok, 1)
     assert event["user"]["email"] == sha256("b@shop.example")
     assert event["user"]["external_id"] == [sha256("u-9"), sha256("ajs-anon-1")]
+
+
+async def test_a_beacon_batch_carries_its_key_in_the_query(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await setup(gateway)
+    message = call(type="track", event="Product Viewed", writeKey=None)
+    resp = await gateway.collect.post(
+        "/beacon/v1/batch?writeKey=src_test",
+        data=json.dumps({"batch": [message]}),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert resp.status == 200, await resp.text()
+    [event] = await events_of(tiktok, 1)
+    assert event["event"] == "ViewContent"
