@@ -221,7 +221,7 @@ async def _handle_segment_body(
             query_key=request.query.get("writeKey"),
         )
         route, from_server = await request.app[segment.WRITE_KEYS].resolve(
-            calls.write_key, runtime.router.route
+            calls.write_key, runtime.router.route, secret_allowed=not calls.key_in_url
         )
         has_dfid = cookies.safe_cookie_value(request.cookies.get(cookies.ANONYMOUS_ID)) is not None
         hits = segment.to_hits(calls, route, from_server, has_dfid)

@@ -134,6 +134,8 @@ _message_decoder = msgspec.json.Decoder(SegmentMessage)
 class SegmentRequest:
     write_key: str | None
     messages: list[SegmentMessage]
+    # A key from the URL may only be public: proxies and browsers' histories keep URLs.
+    key_in_url: bool = False
 
 
 def speaks_segment(authorization: str | None, body: bytes) -> bool:
@@ -168,9 +170,11 @@ def decode_request(
     if len(body) > MAX_BATCH_BYTES:
         raise PayloadTooLarge(MAX_BATCH_BYTES)
     envelope = _decode(_envelope_decoder, body)
-    key = basic_auth_user(authorization) or envelope.writeKey or query_key
+    key = basic_auth_user(authorization) or envelope.writeKey
+    key_in_url = key is None and query_key is not None
+    key = key or query_key
     if kind is not None or envelope.batch is None:
-        return SegmentRequest(key, [_decode_message(body, "$", kind)])
+        return SegmentRequest(key, [_decode_message(body, "$", kind)], key_in_url)
     if not envelope.batch:
         raise HitError("invalid_field", "batch must hold at least one message")
     if len(envelope.batch) > max_hits:
@@ -181,7 +185,7 @@ def decode_request(
         _decode_message(bytes(raw), f"$.batch[{index}]", None)
         for index, raw in enumerate(envelope.batch)
     ]
-    return SegmentRequest(key, messages)
+    return SegmentRequest(key, messages, key_in_url)
 
 
 def _decode_message(raw: bytes, where: str, kind: SegmentType | None) -> SegmentMessage:
@@ -234,7 +238,9 @@ class WriteKeys:
         self._by_hash: dict[str, str] = {}
         self._version: int | None = None
 
-    async def resolve(self, key: str | None, router_route: RouteLookup) -> tuple[Route, bool]:
+    async def resolve(
+        self, key: str | None, router_route: RouteLookup, secret_allowed: bool = True
+    ) -> tuple[Route, bool]:
         """The key's route, and whether server rules apply; 401 for a missing or wrong key."""
         if key is None or not key.strip():
             raise unauthorized("a write key is required (Basic auth user name or writeKey)")
@@ -243,6 +249,8 @@ class WriteKeys:
         if source_id is not None:
             route = await router_route(source_id)
             if route is not None and _server_key_matches(key, route.source):
+                if not secret_allowed:
+                    raise unauthorized("a server key must not travel in a URL; send it as Basic")
                 return route, True
         route = await router_route(key) if len(key) <= 200 else None
         if route is None:

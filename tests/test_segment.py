@@ -402,3 +402,16 @@ async def test_a_beacon_batch_carries_its_key_in_the_query(
     assert resp.status == 200, await resp.text()
     [event] = await events_of(tiktok, 1)
     assert event["event"] == "ViewContent"
+
+
+async def test_a_server_key_in_the_query_is_refused(gateway: Gateway) -> None:
+    source = await setup(gateway)
+    message = call(type="track", event="Product Viewed", writeKey=None)
+    resp = await gateway.collect.post(
+        f"/beacon/v1/batch?writeKey={source['server_key']}",
+        data=json.dumps({"batch": [message]}),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert resp.status == 401
+    assert "URL" in (await resp.json())["message"]
+    assert await nothing_queued(gateway)
