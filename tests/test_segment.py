@@ -415,3 +415,17 @@ async def test_a_server_key_in_the_query_is_refused(gateway: Gateway) -> None:
     assert resp.status == 401
     assert "URL" in (await resp.json())["message"]
     assert await nothing_queued(gateway)
+
+
+async def test_a_server_key_made_after_the_first_call_is_known_at_once(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    first = await setup(gateway)
+    message = call(type="track", event="Product Viewed", writeKey=None)
+    resp = await post(gateway, "/v1/batch", {"batch": [message]}, **basic(first["server_key"]))
+    assert resp.status == 200
+    second = await gateway.create_source(id="src_two", name="Second shop")
+    await gateway.create_integration(source_id="src_two")
+    resp = await post(gateway, "/v1/batch", {"batch": [message]}, **basic(second["server_key"]))
+    assert resp.status == 200, await resp.text()
+    assert len(await events_of(tiktok, 2)) == 2
