@@ -435,3 +435,19 @@ async def test_a_server_key_made_after_the_first_call_is_known_at_once(
     resp = await post(gateway, "/v1/batch", {"batch": [message]}, **basic(second["server_key"]))
     assert resp.status == 200, await resp.text()
     assert len(await events_of(tiktok, 2)) == 2
+
+
+async def test_the_preflight_lets_analytics_next_retry(gateway: Gateway) -> None:
+    await setup(gateway)
+    resp = await gateway.collect.options(
+        "/v1/t",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-retry-count",
+        },
+    )
+    assert resp.status == 204
+    allowed = {h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "x-retry-count"} <= allowed
+    assert resp.headers["Access-Control-Allow-Credentials"] == "true"
