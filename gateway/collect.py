@@ -56,8 +56,9 @@ ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br",
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
 MAX_FUTURE_SKEW_S = 300
 _OK_BODY = b'{"ok":true}'
-# analytics-next adds X-Retry-Count when it retries a call (gateway/segment.py).
-_CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Retry-Count"
+# analytics-next adds X-Retry-Count when it retries a call, RudderStack's JavaScript SDK an
+# AnonymousId header to every call (gateway/segment.py).
+_CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Retry-Count, AnonymousId"
 
 
 class UnreadableBody(HitError):

@@ -437,17 +437,23 @@ async def test_a_server_key_made_after_the_first_call_is_known_at_once(
     assert len(await events_of(tiktok, 2)) == 2
 
 
-async def test_the_preflight_lets_analytics_next_retry(gateway: Gateway) -> None:
+# What a retried analytics-next call and a RudderStack JavaScript call ask the preflight for.
+REQUESTED_HEADERS = "anonymousid,authorization,content-type,x-retry-count"
+
+
+async def test_the_preflight_allows_the_headers_segment_and_rudderstack_send(
+    gateway: Gateway,
+) -> None:
     await setup(gateway)
     resp = await gateway.collect.options(
         "/v1/t",
         headers={
             "Origin": "https://shop.example",
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type,x-retry-count",
+            "Access-Control-Request-Headers": REQUESTED_HEADERS,
         },
     )
     assert resp.status == 204
     allowed = {h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
-    assert {"authorization", "content-type", "x-retry-count"} <= allowed
+    assert {"anonymousid", "authorization", "content-type", "x-retry-count"} <= allowed
     assert resp.headers["Access-Control-Allow-Credentials"] == "true"
