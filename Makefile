@@ -22,7 +22,19 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/gateway serve
 
-test: $(VENV)/.test-installed lint typecheck pytest
+test: $(VENV)/.test-installed js-clients lint typecheck pytest
+
+# Segment's JavaScript clients for the compatibility tests (tests/js), installed as locked;
+# again whenever the lock file changes. Without npm the tests that need them skip (CI has it).
+JS_DIR := tests/js
+.PHONY: js-clients
+js-clients:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(JS_DIR)/node_modules/.installed; \
+	  else echo "js-clients: npm is not installed; the Segment JavaScript client tests skip"; fi
+
+$(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check gateway tests bench
@@ -44,7 +56,7 @@ bench: $(VENV)/.run-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules
 
 # Retake the UI screenshots the README shows (docs/ui-*.png).
 screenshots: $(VENV)/.test-installed

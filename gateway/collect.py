@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError
 
-from gateway import cookies, ids
+from gateway import cookies, ids, segment
 from gateway.assets import asset
 from gateway.cookies import Identity, IdentityCodec
 from gateway.crypto import sha256_hex
@@ -56,7 +56,9 @@ ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br",
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
 MAX_FUTURE_SKEW_S = 300
 _OK_BODY = b'{"ok":true}'
-_CORS_ALLOW_HEADERS = "Content-Type, Authorization"
+# analytics-next adds X-Retry-Count when it retries a call, RudderStack's JavaScript SDK an
+# AnonymousId header to every call (gateway/segment.py).
+_CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Retry-Count, AnonymousId"
 
 
 class UnreadableBody(HitError):
@@ -113,6 +115,10 @@ def create_collect_app(runtime: Runtime) -> web.Application:
         app.router.add_route("OPTIONS", path, handle_preflight)
     app.router.add_post("/v1/batch", functools.partial(handle_hits, path_type=None))
     app.router.add_route("OPTIONS", "/v1/batch", handle_preflight)
+    app[segment.WRITE_KEYS] = segment.WriteKeys(runtime.store)
+    for path, segment_type in segment.SEGMENT_ONLY_PATHS:
+        app.router.add_post(path, functools.partial(handle_segment, kind=segment_type))
+        app.router.add_route("OPTIONS", path, handle_preflight)
     app.router.add_get("/df.js", handle_tag)
     app.router.add_get("/demo", handle_demo)
     app.router.add_get("/healthz", handle_health)
@@ -175,15 +181,74 @@ async def handle_preflight(request: web.Request) -> web.Response:
 async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Response:
     runtime = request.app[RUNTIME]
     settings = runtime.settings
-    hits = _decode(
-        await _read_body(request, settings.max_body_bytes),
-        request,
-        path_type,
-        settings.max_batch_hits,
-    )
+    body = await _read_body(request, settings.max_body_bytes)
+    if segment.speaks_segment(header_text(request.headers, hdrs.AUTHORIZATION), body):
+        return await _handle_segment_body(request, body, path_type)
+    hits = _decode(body, request, path_type, settings.max_batch_hits)
     route = await _route_for(runtime, hits)
+    return await _accept(request, hits, route, None, _OK_BODY)
+
+
+async def handle_segment(request: web.Request, kind: segment.SegmentType | None) -> web.Response:
+    """A path only Segment's and RudderStack's clients use (`/v1/track`, `/b`, ...)."""
+    try:
+        body = await _read_body(request, request.app[RUNTIME].settings.max_body_bytes)
+    except HitError as exc:
+        if isinstance(exc, UnreadableBody):
+            raise  # the middleware closes the connection
+        return _segment_refusal(request, exc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[RUNTIME].settings.max_body_bytes
+        return _segment_refusal(request, PayloadTooLarge(limit))
+    return await _handle_segment_body(request, body, kind)
+
+
+async def _handle_segment_body(
+    request: web.Request, body: bytes, kind: segment.SegmentType | None
+) -> web.Response:
+    """Segment's wire format: the write key picks the source and the rules (gateway/segment.py)."""
+    runtime = request.app[RUNTIME]
+    try:
+        content_type = request.content_type if request.headers.get("Content-Type") else ""
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            raise HitError("unsupported_media_type", "send application/json or text/plain", 415)
+        if not body:
+            raise HitError("malformed_json", "body is empty")
+        authorization = header_text(request.headers, hdrs.AUTHORIZATION)
+        calls = segment.decode_request(
+            body,
+            authorization,
+            kind,
+            runtime.settings.max_batch_hits,
+            query_key=request.query.get("writeKey"),
+        )
+        route, from_server = await request.app[segment.WRITE_KEYS].resolve(
+            calls.write_key, runtime.router.route, secret_allowed=not calls.key_in_url
+        )
+        has_dfid = cookies.safe_cookie_value(request.cookies.get(cookies.ANONYMOUS_ID)) is not None
+        hits = segment.to_hits(calls, route, from_server, has_dfid)
+        return await _accept(request, hits, route, from_server, segment.OK_BODY)
+    except HitError as exc:
+        return _segment_refusal(request, exc)
+
+
+def _segment_refusal(request: web.Request, exc: HitError) -> web.Response:
+    request.app[RUNTIME].metrics.hits_rejected.labels(exc.code).inc()
+    return segment.error_response(exc)
+
+
+async def _accept(
+    request: web.Request,
+    hits: list[Hit],
+    route: Route,
+    from_server: bool | None,
+    ok_body: bytes,
+) -> web.Response:
+    """Store what the hits become and answer; `from_server` None: the Authorization decides."""
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
     _redact_pages(hits, route.source.default_phone_region)
-    facts = _request_facts(request, runtime, route)
+    facts = _request_facts(request, runtime, route, from_server)
     plan = plan_hits(hits, route, facts, settings.event_max_age_days)
 
     if plan.events:
@@ -195,7 +260,7 @@ async def handle_hits(request: web.Request, path_type: HitType | None) -> web.Re
     _count(runtime, hits, plan)
     runtime.ledger.observe(plan.observed)  # buffered: the debugger never slows a hit down
 
-    response = web.Response(body=_OK_BODY, content_type="application/json")
+    response = web.Response(body=ok_body, content_type="application/json")
     origin = request.headers.get("Origin")
     if origin and origin in route.source.allowed_origins:
         _add_cors(response, origin)
@@ -270,10 +335,13 @@ def _redact_pages(hits: list[Hit], phone_region: str | None) -> None:
             page.referrer = redact_url(page.referrer, phone_region)
 
 
-def _request_facts(request: web.Request, runtime: Runtime, route: Route) -> RequestFacts:
+def _request_facts(
+    request: web.Request, runtime: Runtime, route: Route, from_server: bool | None = None
+) -> RequestFacts:
     settings = runtime.settings
     headers = request.headers
-    from_server = _authenticate_server(header_text(headers, hdrs.AUTHORIZATION), route)
+    if from_server is None:  # a Segment write key has already decided
+        from_server = _authenticate_server(header_text(headers, hdrs.AUTHORIZATION), route)
     peer = request.remote
     jar = request.cookies
     raw_identity = jar.get(cookies.IDENTITY)
@@ -356,7 +424,11 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     )
     stored: dict[str, tuple[NewEvent, str | None]] = {}
     for integration in allowed:
-        result = transform(hit, context, integration, route.source)
+        # alias, group and screen (Segment's calls) reach TikTok only through a mapping entry.
+        sendable = segment.tiktok_call(hit, integration)
+        if sendable is None:
+            continue
+        result = transform(sendable, context, integration, route.source)
         event = NewEvent(
             integration_id=integration.id,
             event_id=context.event_id,
