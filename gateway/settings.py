@@ -83,7 +83,8 @@ class Settings:
     queue_max_bytes: int = 2 * 2**30
     log_format: str = "json"
     # Not in the contract's table, but operators need them; all have safe defaults.
-    max_body_bytes: int = 256 * 1024
+    # Segment's and RudderStack's server libraries fill batches up to 500 KB: take them whole.
+    max_body_bytes: int = 512 * 1024
     max_batch_hits: int = 100
     event_max_age_days: int = 7
     tiktok_timeout_s: float = 10.0
@@ -150,7 +151,7 @@ class Settings:
             queue_max_bytes=get("GATEWAY_QUEUE_MAX_BYTES", _int_between(2**16, 2**50), 2 * 2**30),
             log_format=get("GATEWAY_LOG_FORMAT", _choice("console", "json"), _default_log_format()),
             max_body_bytes=get(
-                "GATEWAY_MAX_BODY_BYTES", _int_between(1024, 16 * 1024 * 1024), 256 * 1024
+                "GATEWAY_MAX_BODY_BYTES", _int_between(1024, 16 * 1024 * 1024), 512 * 1024
             ),
             max_batch_hits=get("GATEWAY_MAX_BATCH_HITS", _int_between(1, 10_000), 100),
             event_max_age_days=get("GATEWAY_EVENT_MAX_AGE_DAYS", _int_between(1, 7), 7),
