@@ -394,7 +394,7 @@ BAD_INPUTS = [
     pytest.param("/v1/p", b'{"context": {}}', {}, 400, id="missing-source"),
     pytest.param(
         "/v1/p",
-        b'{"source_id": "src_test", "x": "' + b"a" * 300_000 + b'"}',
+        b'{"source_id": "src_test", "x": "' + b"a" * 600_000 + b'"}',
         {},
         413,
         id="oversized",
