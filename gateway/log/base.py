@@ -217,8 +217,8 @@ class HitLog(abc.ABC):
         `after` (the last id of the previous page)."""
 
     @abc.abstractmethod
-    async def get(self, entry_id: str) -> LogEntry | None:
-        """One retained entry by id."""
+    async def get(self, source_id: str, entry_id: str) -> LogEntry | None:
+        """One retained entry of a source by id."""
 
     @abc.abstractmethod
     async def find(self, source_id: str, event_id: str) -> list[LogEntry]:
@@ -247,5 +247,7 @@ RECORD_OVERHEAD_BYTES = 48
 
 def record_bytes(record: LogRecord) -> int:
     """The bytes one record counts for against the byte bound."""
-    ids = len(record.source_id) + len(record.event_id or "")
+    # UTF-8 bytes: what SQLite's length() of a blob and Lua's # count, so the backends' sweeps
+    # take off exactly what their appends added.
+    ids = len(record.source_id.encode()) + len((record.event_id or "").encode())
     return len(record.data) + ids + RECORD_OVERHEAD_BYTES

@@ -1,10 +1,11 @@
 """The embedded hit log: an append-only SQLite table in WAL mode, with cursors beside it.
 
 `hits` is keyed by an AUTOINCREMENT row number (`seq`): never reused, so a cursor or an entry id
-always means the same record. `sources` counts each source's records ever appended (`appended`),
-retained (`records`) and their bytes, moved in the same transaction as the rows they count, so the
-bound check, `depth` and `lag` never scan the log. A cursor keeps the `seq` it passed and how many
-of its source's records that was (`passed`): its lag is `appended - passed`.
+always means the same record. `log_sources` counts each source's records ever appended
+(`appended`), retained (`records`) and their bytes, moved in the same transaction as the rows
+they count, so the bound check, `depth` and `lag` never scan the log. A cursor keeps the `seq`
+it passed and how many of its source's records that was (`passed`): its lag is
+`appended - passed`.
 
 One delivering process per data dir reads and commits (the queue's rule), so a handle keeps the
 position it handed out in memory and only `commit` writes the cursor; any process may append.
@@ -42,8 +43,8 @@ from gateway.sqlite import ThreadConnection, immediate, snapshot
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
+CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO log_meta (key, value) VALUES ('schema_version', 1);
 CREATE TABLE IF NOT EXISTS hits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     source_id TEXT NOT NULL,
@@ -56,19 +57,19 @@ CREATE INDEX IF NOT EXISTS hits_by_source ON hits (source_id);
 -- Replays, the debugger and retention go by time.
 CREATE INDEX IF NOT EXISTS hits_by_time ON hits (source_id, received_at);
 CREATE INDEX IF NOT EXISTS hits_by_event ON hits (source_id, event_id) WHERE event_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS sources (
+CREATE TABLE IF NOT EXISTS log_sources (
     source_id TEXT PRIMARY KEY,
     appended INTEGER NOT NULL DEFAULT 0,
     records INTEGER NOT NULL DEFAULT 0,
     bytes INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS cursors (
+CREATE TABLE IF NOT EXISTS log_cursors (
     consumer_id TEXT PRIMARY KEY,
     source_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     passed INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS retries (
+CREATE TABLE IF NOT EXISTS log_retries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     consumer_id TEXT NOT NULL,
     data BLOB NOT NULL,
@@ -78,8 +79,8 @@ CREATE TABLE IF NOT EXISTS retries (
     retry_at REAL NOT NULL,
     error TEXT
 );
-CREATE INDEX IF NOT EXISTS retries_due ON retries (consumer_id, retry_at, id);
-CREATE TABLE IF NOT EXISTS dead_letters (
+CREATE INDEX IF NOT EXISTS log_retries_due ON log_retries (consumer_id, retry_at, id);
+CREATE TABLE IF NOT EXISTS log_dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     consumer_id TEXT NOT NULL,
     data BLOB NOT NULL,
@@ -90,13 +91,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     answer TEXT,
     dead_lettered_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS dead_letters_by_consumer ON dead_letters (consumer_id, id);
+CREATE INDEX IF NOT EXISTS log_dead_letters_by_consumer ON log_dead_letters (consumer_id, id);
 """
 
-_TOTALS = "SELECT coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM sources"
+_TOTALS = "SELECT coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM log_sources"
 _INSERT_HIT = "INSERT INTO hits (source_id, received_at, event_id, data) VALUES (?, ?, ?, ?)"
 _COUNT_APPENDED = """
-INSERT INTO sources (source_id, appended, records, bytes) VALUES (?, ?, ?, ?)
+INSERT INTO log_sources (source_id, appended, records, bytes) VALUES (?, ?, ?, ?)
 ON CONFLICT (source_id) DO UPDATE SET appended = appended + excluded.appended,
     records = records + excluded.records, bytes = bytes + excluded.bytes
 """
@@ -221,22 +222,22 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         if rows:
             await self._writer.run(
                 _execute_many,
-                "INSERT INTO retries (consumer_id, data, event_id, entry_id, attempts, retry_at,"
-                " error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO log_retries (consumer_id, data, event_id, entry_id, attempts,"
+                " retry_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
     async def due_retries(self, consumer_id: str, now: float, limit: int) -> list[Retry]:
         rows = await self._reader.run(
             _fetch_all,
-            f"SELECT {_FAILED_COLUMNS}, retry_at, error FROM retries"
+            f"SELECT {_FAILED_COLUMNS}, retry_at, error FROM log_retries"
             " WHERE consumer_id = ? AND retry_at <= ? ORDER BY retry_at, id LIMIT ?",
             (consumer_id, now, limit),
         )
         return [Retry(str(r[0]), *r[1:]) for r in rows]
 
     async def retried(self, consumer_id: str, ids: Sequence[str]) -> int:
-        return await self._writer.run(_delete_ids, "retries", consumer_id, _int_ids(ids))
+        return await self._writer.run(_delete_ids, "log_retries", consumer_id, _int_ids(ids))
 
     async def dead_letter(
         self,
@@ -253,7 +254,7 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         if rows:
             await self._writer.run(
                 _execute_many,
-                "INSERT INTO dead_letters (consumer_id, data, event_id, entry_id, attempts,"
+                "INSERT INTO log_dead_letters (consumer_id, data, event_id, entry_id, attempts,"
                 " reason, answer, dead_lettered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
@@ -263,7 +264,7 @@ class SQLiteHitLog(GroupCommitting, HitLog):
     ) -> list[DeadLetterItem]:
         rows = await self._reader.run(
             _fetch_all,
-            f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE consumer_id = ?"
+            f"SELECT {_DEAD_LETTER_COLUMNS} FROM log_dead_letters WHERE consumer_id = ?"
             " ORDER BY id LIMIT ? OFFSET ?",
             (consumer_id, limit, offset),
         )
@@ -278,8 +279,8 @@ class SQLiteHitLog(GroupCommitting, HitLog):
 
     async def purge_dead_letters(self, consumer_id: str, ids: Sequence[str] | None) -> int:
         if ids is None:
-            return await self._writer.run(_delete_all, "dead_letters", consumer_id)
-        return await self._writer.run(_delete_ids, "dead_letters", consumer_id, _int_ids(ids))
+            return await self._writer.run(_delete_all, "log_dead_letters", consumer_id)
+        return await self._writer.run(_delete_ids, "log_dead_letters", consumer_id, _int_ids(ids))
 
     # Replay and the debugger
 
@@ -298,12 +299,14 @@ class SQLiteHitLog(GroupCommitting, HitLog):
             (source_id, since, until, int(after) if after else 0, limit),
         )
 
-    async def get(self, entry_id: str) -> LogEntry | None:
+    async def get(self, source_id: str, entry_id: str) -> LogEntry | None:
         ids = _int_ids([entry_id])
         if not ids:
             return None
         found = await self._reader.run(
-            _fetch_entries, f"SELECT {_HIT_COLUMNS} FROM hits WHERE seq = ?", (ids[0],)
+            _fetch_entries,
+            f"SELECT {_HIT_COLUMNS} FROM hits WHERE seq = ? AND source_id = ?",
+            (ids[0], source_id),
         )
         return found[0] if found else None
 
@@ -341,7 +344,9 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     with immediate(conn):
         for statement in _split_script(_SCHEMA):
             conn.execute(statement)
-        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        (version,) = conn.execute(
+            "SELECT value FROM log_meta WHERE key = 'schema_version'"
+        ).fetchone()
     if version > SCHEMA_VERSION:
         raise StoreError(f"hit log schema {version} is newer than this gateway ({SCHEMA_VERSION})")
 
@@ -406,9 +411,10 @@ def _row_bytes(row: HitRow) -> int:
 
 def _add_consumer(conn: sqlite3.Connection, consumer_id: str, source_id: str, start: Start) -> bool:
     with immediate(conn):
-        if conn.execute("SELECT 1 FROM cursors WHERE consumer_id = ?", (consumer_id,)).fetchone():
+        known = conn.execute("SELECT 1 FROM log_cursors WHERE consumer_id = ?", (consumer_id,))
+        if known.fetchone():
             return False
-        row = conn.execute("SELECT appended FROM sources WHERE source_id = ?", (source_id,))
+        row = conn.execute("SELECT appended FROM log_sources WHERE source_id = ?", (source_id,))
         appended = (row.fetchone() or (0,))[0]
         (last_seq,) = conn.execute(
             "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'hits'), 0)"
@@ -419,7 +425,7 @@ def _add_consumer(conn: sqlite3.Connection, consumer_id: str, source_id: str, st
             "SELECT count(*) FROM hits WHERE source_id = ? AND seq > ?", (source_id, seq)
         ).fetchone()
         conn.execute(
-            "INSERT INTO cursors (consumer_id, source_id, seq, passed) VALUES (?, ?, ?, ?)",
+            "INSERT INTO log_cursors (consumer_id, source_id, seq, passed) VALUES (?, ?, ?, ?)",
             (consumer_id, source_id, seq, appended - ahead),
         )
     return True
@@ -446,13 +452,13 @@ def _first_seq(conn: sqlite3.Connection, source_id: str, start: Start) -> int | 
 
 def _drop_consumer(conn: sqlite3.Connection, consumer_id: str) -> None:
     with immediate(conn):
-        for table in ("cursors", "retries", "dead_letters"):
+        for table in ("log_cursors", "log_retries", "log_dead_letters"):
             conn.execute(f"DELETE FROM {table} WHERE consumer_id = ?", (consumer_id,))
 
 
 def _cursor(conn: sqlite3.Connection, consumer_id: str) -> tuple[str, int]:
     row = conn.execute(
-        "SELECT source_id, seq FROM cursors WHERE consumer_id = ?", (consumer_id,)
+        "SELECT source_id, seq FROM log_cursors WHERE consumer_id = ?", (consumer_id,)
     ).fetchone()
     if row is None:
         raise StoreError(f"no hit log consumer {consumer_id!r}")
@@ -471,7 +477,7 @@ def _commit(conn: sqlite3.Connection, consumer_id: str, seq: int) -> None:
             (source_id, cursor, seq),
         ).fetchone()
         conn.execute(
-            "UPDATE cursors SET seq = ?, passed = passed + ? WHERE consumer_id = ?",
+            "UPDATE log_cursors SET seq = ?, passed = passed + ? WHERE consumer_id = ?",
             (seq, passed, consumer_id),
         )
 
@@ -480,7 +486,7 @@ def _lag(conn: sqlite3.Connection, consumer_id: str) -> Lag:
     with snapshot(conn):
         row = conn.execute(
             """SELECT c.source_id, c.seq, coalesce(s.appended, 0) - c.passed
-            FROM cursors c LEFT JOIN sources s USING (source_id) WHERE c.consumer_id = ?""",
+            FROM log_cursors c LEFT JOIN log_sources s USING (source_id) WHERE c.consumer_id = ?""",
             (consumer_id,),
         ).fetchone()
         if row is None:
@@ -495,8 +501,9 @@ def _lag(conn: sqlite3.Connection, consumer_id: str) -> Lag:
 def _sweep_limits(conn: sqlite3.Connection) -> list[tuple[str, int | None]]:
     """Each source with records, and the seq every one of its consumers passed (None: none)."""
     return conn.execute(
-        """SELECT s.source_id, (SELECT min(c.seq) FROM cursors c WHERE c.source_id = s.source_id)
-        FROM sources s WHERE s.records > 0"""
+        """SELECT s.source_id,
+            (SELECT min(c.seq) FROM log_cursors c WHERE c.source_id = s.source_id)
+        FROM log_sources s WHERE s.records > 0"""
     ).fetchall()
 
 
@@ -506,7 +513,7 @@ def _sweep_chunk(
     passed_clause = "" if passed_seq is None else " AND seq <= :passed"
     with immediate(conn):
         rows = conn.execute(
-            "SELECT seq, length(data) + coalesce(length(event_id), 0) FROM hits"
+            "SELECT seq, length(data) + coalesce(length(CAST(event_id AS BLOB)), 0) FROM hits"
             f" WHERE source_id = :source AND received_at < :cutoff{passed_clause} LIMIT :chunk",
             {"source": source_id, "cutoff": cutoff, "passed": passed_seq, "chunk": _SWEEP_CHUNK},
         ).fetchall()
@@ -514,9 +521,11 @@ def _sweep_chunk(
             return 0
         for chunk in _chunks([r[0] for r in rows]):
             conn.execute(f"DELETE FROM hits WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
-        freed = sum(r[1] for r in rows) + len(rows) * (len(source_id) + RECORD_OVERHEAD_BYTES)
+        freed = sum(r[1] for r in rows) + len(rows) * (
+            len(source_id.encode()) + RECORD_OVERHEAD_BYTES
+        )
         conn.execute(
-            "UPDATE sources SET records = records - ?, bytes = bytes - ? WHERE source_id = ?",
+            "UPDATE log_sources SET records = records - ?, bytes = bytes - ? WHERE source_id = ?",
             (len(rows), freed, source_id),
         )
     return len(rows)
@@ -561,7 +570,7 @@ _DEAD_LETTER_COLUMNS = f"{_FAILED_COLUMNS}, reason, answer, dead_lettered_at"
 def _take_dead_letters(
     conn: sqlite3.Connection, consumer_id: str, ids: list[int] | None
 ) -> list[Any]:
-    select = f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE consumer_id = ?"
+    select = f"SELECT {_DEAD_LETTER_COLUMNS} FROM log_dead_letters WHERE consumer_id = ?"
     with immediate(conn):
         if ids is None:
             rows = conn.execute(select + " ORDER BY id", (consumer_id,)).fetchall()
@@ -573,7 +582,7 @@ def _take_dead_letters(
             rows.sort(key=lambda r: int(r[0]))
         for chunk in _chunks([int(r[0]) for r in rows]):
             marks = ",".join("?" * len(chunk))
-            conn.execute(f"DELETE FROM dead_letters WHERE id IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM log_dead_letters WHERE id IN ({marks})", chunk)
     return rows
 
 
