@@ -417,6 +417,16 @@ async def test_read_range_by_time_in_pages(hitlog: HitLog) -> None:
     assert await hitlog.read_range("src_none", t0, t0 + 9) == []
 
 
+async def test_read_range_finds_records_appended_out_of_time_order(hitlog: HitLog) -> None:
+    # Concurrent requests: a hit received earlier can be appended after a later one.
+    t0 = time.time()
+    await hitlog.append([record(1, at=t0 + 5)])
+    await hitlog.append([record(2, at=t0 + 1)])
+    await hitlog.append([record(3, at=t0 + 6)])
+    assert numbers(await hitlog.read_range(S, t0, t0 + 2)) == [2]
+    assert numbers(await hitlog.read_range(S, t0 + 5, t0 + 7)) == [1, 3]
+
+
 async def test_get_and_find_for_the_debugger(hitlog: HitLog) -> None:
     ids = await hitlog.append([record(1, event_id="m-1"), record(2, event_id="m-2")])
     again = await hitlog.append([record(3, event_id="m-1")])  # the same hit sent twice

@@ -240,6 +240,10 @@ class HitLog(abc.ABC):
         """Bytes the log's records take (what the byte bound is checked against)."""
 
 
+# Time lookups (`read_range`, `since` starts) go by the log's order, in which received_at grows
+# but for the moments between a hit's arrival and its append: they look this far around.
+TIME_SLACK_S = 300.0
+
 # What a record costs against the byte bound beyond its data and ids: row or entry header,
 # numbers and index keys (about what SQLite and a Redis stream take; both backends count alike).
 RECORD_OVERHEAD_BYTES = 48

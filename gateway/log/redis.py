@@ -35,6 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 from gateway.errors import StoreError
 from gateway.log import redis_lua
 from gateway.log.base import (
+    TIME_SLACK_S,
     DeadLetterItem,
     FailedItem,
     HitLog,
@@ -49,7 +50,6 @@ from gateway.queue.group import GroupCommit, GroupCommitting
 from gateway.queue.redis import split_queue_url
 from gateway.redisconn import connect
 
-TIME_SLACK_S = 300.0
 _FLUSH_MAX_RECORDS = 2000  # records per append script: a script blocks Redis while it runs
 _SWEEP_SCAN = 2000  # entries one sweep script looks at
 _LAG_COUNT_CAP = 10_000  # entries counted one by one when Redis cannot tell a group's lag
