@@ -22,6 +22,7 @@ on `appendonly` / `appendfsync`.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -49,6 +50,8 @@ from gateway.log.base import (
 from gateway.queue.group import GroupCommit, GroupCommitting
 from gateway.queue.redis import split_queue_url
 from gateway.redisconn import connect
+
+log = logging.getLogger(__name__)
 
 _FLUSH_MAX_RECORDS = 2000  # records per append script: a script blocks Redis while it runs
 _SWEEP_SCAN = 2000  # entries one sweep script looks at
@@ -102,6 +105,20 @@ class RedisHitLog(GroupCommitting, HitLog):
             for n in ("APPEND", "SWEEP", "TAKE_DEAD_LETTERS")
         }
         await self._call("ping", self._redis.ping())
+        await self._warn_when_not_durable()
+
+    async def _warn_when_not_durable(self) -> None:
+        try:
+            config = await self._client.config_get("appendonly")
+        except (RedisError, OSError):  # managed services often forbid CONFIG: say nothing then
+            return
+        if any(
+            k in (b"appendonly", "appendonly") and v in (b"no", "no") for k, v in config.items()
+        ):
+            log.warning(
+                "redis runs without appendonly: a restart of Redis loses appended hits"
+                " (set appendonly yes, appendfsync everysec or always)"
+            )
 
     async def close(self) -> None:
         if self._closed:
