@@ -5,6 +5,10 @@
 - queue: enqueue rate through group commit with 1..256 concurrent producers (one event per
   call, as one hit per request makes), and claim + ack of full batches of 500, on the embedded
   SQLite queue in a temporary directory;
+- log: the hit log's append rate with the same producers and its disk bytes per record, on
+  SQLite (and on Redis when `GATEWAY_TEST_REDIS_URL` answers, 64 producers), each next to the
+  queue's enqueue measured in the same run, as a ratio (one raw hit per record, against one
+  transformed event per queue row);
 - transform: TikTok events built per second on one core (`transform` + JSON encoding), and the
   whole pure part of a request (decode + plan, which transforms and encodes) in hits per second;
 - units: the cost in µs of single operations the hot path may do per hit (decoding, a UUID,
@@ -130,6 +134,162 @@ async def queue_bench(seconds: float) -> dict[str, Any]:
         enqueue = [await _enqueue_rate(directory, n, seconds) for n in PRODUCERS]
         claim_ack = await _claim_ack_rate(directory, seconds)
     return {"enqueue": enqueue, "claim_ack": claim_ack}
+
+
+def _log_record(n: int) -> Any:
+    """What collect will append per hit: the hit as received and the request's facts."""
+    from gateway.log.base import LogRecord
+
+    templates = workload.hit_templates()
+    path, body = templates[n % len(templates)]
+    facts = {
+        "path": path,
+        "hit": body,
+        "received_at": time.time(),
+        "ip": workload.CLIENT_IPS[n % len(workload.CLIENT_IPS)],
+        "user_agent": workload.USER_AGENTS[n % len(workload.USER_AGENTS)],
+        "cookies": {"_ttp": "2fQ0bE1xq9c3bench0000001", "_dfid": "bench-visitor-0001"},
+        "server_key": False,
+    }
+    data = msgspec.json.encode(facts)
+    return LogRecord(workload.SOURCE_ID, time.time(), data, f"b{n:012d}")
+
+
+async def _append_rate(log: Any, producers: int, seconds: float) -> dict[str, Any]:
+    await log.open()
+    records = [[_log_record(i)] for i in range(1000)]
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def produce(offset: int) -> None:
+        nonlocal done
+        i = offset
+        while time.perf_counter() < deadline:
+            await log.append(records[i % 1000])
+            done += 1
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(produce(p) for p in range(producers)))
+    elapsed = time.perf_counter() - started
+    commits = log.commits
+    await log.close()
+    return {
+        "producers": producers,
+        "records_per_s": round(done / elapsed, 1),
+        "records_per_commit": round(done / commits, 1) if commits else None,
+    }
+
+
+def _file_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+
+
+async def _sqlite_bytes_per_row(directory: Path, rows: int) -> dict[str, Any]:
+    """Disk bytes per stored row, WAL checkpointed (closing does it): log vs queue."""
+    from gateway.log.sqlite import SQLiteHitLog
+    from gateway.queue.sqlite import SQLiteQueue
+
+    log = SQLiteHitLog(directory / "bytes-log.db", max_records=10**9)
+    queue = SQLiteQueue(directory / "bytes-queue.db", 10**9)
+    await log.open()
+    await queue.open()
+    for start in range(0, rows, 500):
+        await log.append([_log_record(n) for n in range(start, start + 500)])
+        await queue.enqueue([_event(n) for n in range(start, start + 500)])
+    record_data = sum(len(_log_record(n).data) for n in range(1000)) / 1000
+    event_payload = sum(len(_event(n).payload) for n in range(1000)) / 1000
+    await log.close()
+    await queue.close()
+    log_bytes = _file_bytes(log.path) / rows
+    queue_bytes = _file_bytes(queue.path) / rows
+    return {
+        "rows": rows,
+        "log_bytes_per_record": round(log_bytes, 1),
+        "log_record_data_bytes": round(record_data, 1),
+        "queue_bytes_per_event": round(queue_bytes, 1),
+        "queue_event_payload_bytes": round(event_payload, 1),
+        "log_vs_queue": round(log_bytes / queue_bytes, 2),
+    }
+
+
+async def _redis_log_vs_queue(seconds: float, producers: int = 64) -> dict[str, Any] | None:
+    """The Redis backends side by side, or None when Redis does not answer."""
+    import os
+    import uuid as uuidlib
+
+    import redis.asyncio as aioredis
+
+    from gateway.log.redis import RedisHitLog
+    from gateway.queue.redis import RedisQueue
+
+    url = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+    prefix = f"gwmicro_{uuidlib.uuid4().hex[:10]}"
+    try:
+        await client.ping()
+    except Exception:  # not reachable: the SQLite figures stand alone
+        await client.aclose()
+        return None
+    try:
+        log = await _append_rate(
+            RedisHitLog(url, max_records=10**9, prefix=prefix), producers, seconds
+        )
+        queue = await _enqueue_on(RedisQueue(url, 10**9, prefix=prefix + "q"), producers, seconds)
+        stream = f"{prefix}:log:{workload.SOURCE_ID}"
+        entries = int(await client.xlen(stream))
+        memory = int(await client.memory_usage(stream, samples=0) or 0)
+        return {
+            "producers": producers,
+            "log_records_per_s": log["records_per_s"],
+            "queue_events_per_s": queue["events_per_s"],
+            "log_vs_queue_rate": round(log["records_per_s"] / queue["events_per_s"], 2),
+            "log_stream_bytes_per_record": round(memory / entries, 1) if entries else None,
+        }
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def _enqueue_on(queue: Any, producers: int, seconds: float) -> dict[str, Any]:
+    await queue.open()
+    events = [[_event(i)] for i in range(1000)]
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def produce(offset: int) -> None:
+        nonlocal done
+        i = offset
+        while time.perf_counter() < deadline:
+            await queue.enqueue(events[i % 1000])
+            done += 1
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(produce(p) for p in range(producers)))
+    elapsed = time.perf_counter() - started
+    await queue.close()
+    return {"events_per_s": round(done / elapsed, 1)}
+
+
+async def log_bench(seconds: float, queue_enqueue: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hit log's append next to the queue's enqueue (`queue_enqueue`, this run's figures)."""
+    from gateway.log.sqlite import SQLiteHitLog
+
+    with tempfile.TemporaryDirectory(prefix="gateway-micro-log-") as tmp:
+        directory = Path(tmp)
+        append = []
+        for n, queued in zip(PRODUCERS, queue_enqueue, strict=True):
+            log = SQLiteHitLog(directory / f"append-{n}.db", max_records=10**9)
+            measured = await _append_rate(log, n, seconds)
+            measured["vs_queue_enqueue"] = round(
+                measured["records_per_s"] / queued["events_per_s"], 2
+            )
+            append.append(measured)
+        disk = await _sqlite_bytes_per_row(directory, 20_000)
+    return {"append": append, "disk": disk, "redis": await _redis_log_vs_queue(seconds)}
 
 
 def _fixtures() -> tuple[Any, Any, list[Any]]:
@@ -276,8 +436,10 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
+    queue = uvloop.run(queue_bench(args.seconds))
     results = {
-        "queue": uvloop.run(queue_bench(args.seconds)),
+        "queue": queue,
+        "log": uvloop.run(log_bench(args.seconds, queue["enqueue"])),
         "transform": transform_bench(args.seconds),
         "units_us": units_bench(args.seconds),
     }

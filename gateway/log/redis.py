@@ -1,0 +1,565 @@
+"""The shared hit log: one Redis Stream per source, one consumer group per consumer id.
+
+Replicas append to the same streams; each handle reads as a consumer of its own name (host, pid,
+a random suffix) in the groups, so two replicas never get the same entry, and XACK is the commit.
+A replica that dies leaves its entries pending under its name: `take_over` (XAUTOCLAIM) hands
+those idle longer than a given time to the caller. A handle's first reads after it opened return
+what its consumer name still holds pending (a replica restarted under the same name re-reads).
+
+Appends go through group commit, one Lua script per commit (`redis_lua.APPEND`) that checks the
+bounds against a counter it moves itself, so replicas together never exceed them. Retention
+(`redis_lua.SWEEP`) trims a stream's head with XTRIM MINID, up to the first entry a group still
+needs or the retention window holds, and takes what it trimmed off the counters.
+
+Entry ids are Redis' own (the server's clock at append). Time queries (`read_range`) look at the
+ids within `TIME_SLACK_S` of the asked range and filter by the records' `received_at`, so a record
+appended more than that long after it was received is not found by time (nor by `since` starts,
+which go by the ids' time).
+
+Durability is Redis' own, as for the shared queue: what an acknowledged append survives depends
+on `appendonly` / `appendfsync`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from gateway.errors import StoreError
+from gateway.log import redis_lua
+from gateway.log.base import (
+    TIME_SLACK_S,
+    DeadLetterItem,
+    FailedItem,
+    HitLog,
+    Lag,
+    LogEntry,
+    LogRecord,
+    Retry,
+    Start,
+    entry_order,
+)
+from gateway.queue.group import GroupCommit, GroupCommitting
+from gateway.queue.redis import split_queue_url
+from gateway.redisconn import connect
+
+log = logging.getLogger(__name__)
+
+_FLUSH_MAX_RECORDS = 2000  # records per append script: a script blocks Redis while it runs
+_SWEEP_SCAN = 2000  # entries one sweep script looks at
+_LAG_COUNT_CAP = 10_000  # entries counted one by one when Redis cannot tell a group's lag
+_RANGE_PAGE = 1000
+_MAX_SEQ = 18446744073709551615  # the largest sequence part of a stream id
+
+# Retries and dead letters: (data, event_id, entry_id, attempts, text, answer, time), where text
+# is the retry's error or the dead letter's reason and time the retry's or the dead-lettering's.
+_Stored = tuple[bytes, str | None, str | None, int, str | None, str | None, float]
+_stored_decoder = msgspec.msgpack.Decoder(_Stored)
+
+
+class RedisHitLog(GroupCommitting, HitLog):
+    """`url` is a `redis://` or `rediss://` URL (`?prefix=` sets the key prefix); `name` is this
+    handle's consumer name in the groups (a fresh one per process by default)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_records: int,
+        max_bytes: int | None = None,
+        retention_s: float = 72 * 3600.0,
+        prefix: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        client_url, url_prefix = split_queue_url(url)
+        self.prefix = prefix or url_prefix
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.retention_s = retention_s
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._url = client_url
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._group: GroupCommit[_Batch] = GroupCommit(
+            self._append_groups, max_events=_FLUSH_MAX_RECORDS
+        )
+        self._sources: dict[str, str] = {}  # consumer id -> source id, as read from Redis
+        # Per consumer: where the re-read of this name's pending entries stands (None: done),
+        # and the ids take_over handed out meanwhile (not to be handed out twice).
+        self._pending_from: dict[str, str | None] = {}
+        self._taken: dict[str, set[str]] = {}
+        self._closed = False
+
+    async def open(self) -> None:
+        self._redis = connect(self._url)
+        self._scripts = {
+            n: self._redis.register_script(getattr(redis_lua, n))
+            for n in ("APPEND", "SWEEP", "TAKE_DEAD_LETTERS")
+        }
+        await self._call("ping", self._redis.ping())
+        await self._warn_when_not_durable()
+
+    async def _warn_when_not_durable(self) -> None:
+        try:
+            config = await self._client.config_get("appendonly")
+        except (RedisError, OSError):  # managed services often forbid CONFIG: say nothing then
+            return
+        if any(
+            k in (b"appendonly", "appendonly") and v in (b"no", "no") for k, v in config.items()
+        ):
+            log.warning(
+                "redis runs without appendonly: a restart of Redis loses appended hits"
+                " (set appendonly yes, appendfsync everysec or always)"
+            )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._group.finish()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    # Appending
+
+    async def append(self, records: Sequence[LogRecord]) -> list[str]:
+        if not records:
+            return []
+        if self._closed:
+            raise StoreError("the hit log is closed")
+        args: list[bytes | str] = [str(len(records))]
+        for r in records:
+            args += [r.source_id, repr(r.received_at), r.event_id or "", r.data]
+        batch = _Batch(args)
+        await self._group.submit(batch, len(records))
+        return batch.ids
+
+    async def _append_groups(self, batches: list[_Batch]) -> list[bool]:
+        bound = -1 if self.max_bytes is None else self.max_bytes
+        args: list[bytes | str] = [self.prefix, str(self.max_records), str(bound)]
+        args.append(str(len(batches)))
+        for batch in batches:
+            args += batch.args
+        stored = await self._run("APPEND", args)
+        for batch, ids in zip(batches, stored, strict=True):
+            if ids:
+                batch.ids = [_text(i) for i in ids]
+        return [bool(ids) for ids in stored]
+
+    # Consumers
+
+    async def add_consumer(self, consumer_id: str, source_id: str, start: Start = "tail") -> bool:
+        added = await self._call(
+            "add_consumer", self._client.hsetnx(self._key("consumers"), consumer_id, source_id)
+        )
+        if not added:
+            return False
+        try:
+            await self._client.xgroup_create(
+                self._stream(source_id), consumer_id, _start_id(start), mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # a group left by a consumer dropped half-way
+                raise StoreError(f"redis (add_consumer): {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis (add_consumer): {type(exc).__name__}") from exc
+        await self._call("add_consumer", self._client.sadd(self._key("sources"), source_id))
+        return True
+
+    async def drop_consumer(self, consumer_id: str) -> None:
+        source_id = await self._source_or_none(consumer_id)
+        self._sources.pop(consumer_id, None)
+        self._pending_from.pop(consumer_id, None)
+        self._taken.pop(consumer_id, None)
+        async with self._client.pipeline(transaction=True) as pipe:
+            if source_id is not None:
+                pipe.xgroup_destroy(self._stream(source_id), consumer_id)
+            pipe.hdel(self._key("consumers"), consumer_id)
+            for kind in ("retry", "retry-data", "dl"):
+                pipe.delete(self._key(kind, consumer_id))
+            await self._call("drop_consumer", pipe.execute())
+
+    async def read(self, consumer_id: str, limit: int) -> list[LogEntry]:
+        if limit <= 0:
+            return []
+        source_id = await self._source(consumer_id)
+        stream = self._stream(source_id)
+        start = self._pending_from.setdefault(consumer_id, "0")
+        while start is not None:
+            # This name's own pending entries first: read before a restart, never committed.
+            rows = await self._read_group(consumer_id, stream, start, limit)
+            if not rows:
+                self._pending_from[consumer_id] = start = None
+                self._taken.pop(consumer_id, None)
+                break
+            self._pending_from[consumer_id] = start = _text(rows[-1][0])
+            taken = self._taken.get(consumer_id, set())
+            entries = [e for e in _entries(source_id, rows) if e.id not in taken]
+            if entries:
+                return entries
+        rows = await self._read_group(consumer_id, stream, ">", limit)
+        return _entries(source_id, rows)
+
+    async def _read_group(self, consumer_id: str, stream: str, start: str, limit: int) -> list[Any]:
+        answer = await self._call(
+            "read",
+            self._client.xreadgroup(consumer_id, self.name, {stream: start}, count=limit),
+        )
+        return list(answer[0][1]) if answer else []
+
+    async def commit(self, consumer_id: str, entries: Sequence[LogEntry]) -> None:
+        if entries:
+            stream = self._stream(await self._source(consumer_id))
+            await self._call(
+                "commit", self._client.xack(stream, consumer_id, *[e.id for e in entries])
+            )
+
+    async def take_over(self, consumer_id: str, idle_s: float) -> list[LogEntry]:
+        source_id = await self._source(consumer_id)
+        stream = self._stream(source_id)
+        idle_ms = max(0, int(idle_s * 1000))
+        taken: list[LogEntry] = []
+        cursor = "0-0"
+        while True:
+            answer = await self._call(
+                "take_over",
+                self._client.xautoclaim(stream, consumer_id, self.name, idle_ms, cursor, 100),
+            )
+            taken += _entries(source_id, answer[1])
+            cursor = _text(answer[0])
+            if cursor == "0-0":
+                break
+        if self._pending_from.get(consumer_id, "0") is not None:
+            self._taken.setdefault(consumer_id, set()).update(e.id for e in taken)
+        return taken
+
+    async def lag(self, consumer_id: str) -> Lag:
+        source_id = await self._source(consumer_id)
+        stream = self._stream(source_id)
+        groups = await self._call("lag", self._client.xinfo_groups(stream))
+        group = next((g for g in groups if _text(g["name"]) == consumer_id), None)
+        if group is None:
+            raise StoreError(f"no hit log consumer {consumer_id!r}")
+        pending = int(group["pending"])
+        last = _text(group["last-delivered-id"])
+        unread = group.get("lag")
+        if unread is None:  # Redis cannot tell (a group started mid-stream): count, capped
+            rows = await self._call(
+                "lag", self._client.xrange(stream, f"({last}", "+", count=_LAG_COUNT_CAP)
+            )
+            unread = len(rows)
+        if pending:
+            summary = await self._call("lag", self._client.xpending(stream, consumer_id))
+            first = await self._call(
+                "lag", self._client.xrange(stream, summary["min"], summary["min"])
+            )
+        else:
+            first = await self._call("lag", self._client.xrange(stream, f"({last}", "+", count=1))
+        oldest = float(first[0][1][b"r"]) if first else None
+        return Lag(entries=int(unread) + pending, oldest_received_at=oldest)
+
+    # Failures
+
+    async def retry_later(
+        self, consumer_id: str, items: Sequence[FailedItem], retry_at: float, error: str | None
+    ) -> None:
+        if not items:
+            return
+        last = await self._call("retry_later", self._client.incrby(self._key("seq"), len(items)))
+        first = int(last) - len(items) + 1
+        async with self._client.pipeline(transaction=True) as pipe:
+            for n, item in enumerate(items, start=first):
+                stored = (
+                    item.data,
+                    item.event_id,
+                    item.entry_id,
+                    item.attempts,
+                    error,
+                    None,
+                    retry_at,
+                )
+                pipe.hset(self._key("retry-data", consumer_id), str(n), _encode(stored))
+                pipe.zadd(self._key("retry", consumer_id), {str(n): retry_at})
+            await self._call("retry_later", pipe.execute())
+
+    async def due_retries(self, consumer_id: str, now: float, limit: int) -> list[Retry]:
+        ids = await self._call(
+            "due_retries",
+            self._client.zrangebyscore(self._key("retry", consumer_id), "-inf", now, 0, limit),
+        )
+        if not ids:
+            return []
+        raw = await self._call(
+            "due_retries", self._client.hmget(self._key("retry-data", consumer_id), ids)
+        )
+        out: list[Retry] = []
+        for ident, blob in zip(ids, raw, strict=True):
+            if blob is None:  # removed between the two calls
+                continue
+            data, event_id, entry_id, attempts, error, _, retry_at = _stored_decoder.decode(blob)
+            out.append(
+                Retry(
+                    _text(ident), consumer_id, data, event_id, entry_id, attempts, retry_at, error
+                )
+            )
+        return out
+
+    async def retried(self, consumer_id: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._key("retry", consumer_id), *ids)
+            pipe.hdel(self._key("retry-data", consumer_id), *ids)
+            removed, _ = await self._call("retried", pipe.execute())
+        return int(removed)
+
+    async def dead_letter(
+        self,
+        consumer_id: str,
+        items: Sequence[FailedItem],
+        reason: str,
+        answer: str | None,
+        now: float,
+    ) -> None:
+        if not items:
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            for item in items:
+                stored = (
+                    item.data,
+                    item.event_id,
+                    item.entry_id,
+                    item.attempts,
+                    reason,
+                    answer,
+                    now,
+                )
+                pipe.xadd(self._key("dl", consumer_id), {"v": _encode(stored)})
+            await self._call("dead_letter", pipe.execute())
+
+    async def list_dead_letters(
+        self, consumer_id: str, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterItem]:
+        if limit <= 0:
+            return []
+        rows = await self._call(
+            "list_dead_letters",
+            self._client.xrange(self._key("dl", consumer_id), count=offset + limit),
+        )
+        return [_dead_letter(consumer_id, i, f[b"v"]) for i, f in rows[offset:]]
+
+    async def take_dead_letters(
+        self, consumer_id: str, ids: Sequence[str] | None
+    ) -> list[DeadLetterItem]:
+        chosen = [] if ids is None else _stream_ids(ids)
+        if ids is not None and not chosen:
+            return []
+        flag = "1" if ids is None else "0"
+        rows = await self._run("TAKE_DEAD_LETTERS", [self.prefix, consumer_id, flag, *chosen])
+        out = [_dead_letter(consumer_id, i, _pairs(flat)[b"v"]) for i, flat in rows]
+        return sorted(out, key=lambda d: entry_order(d.id))
+
+    async def purge_dead_letters(self, consumer_id: str, ids: Sequence[str] | None) -> int:
+        key = self._key("dl", consumer_id)
+        if ids is None:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xlen(key)
+                pipe.delete(key)
+                count, _ = await self._call("purge_dead_letters", pipe.execute())
+            return int(count)
+        chosen = _stream_ids(ids)
+        if not chosen:
+            return 0
+        return int(await self._call("purge_dead_letters", self._client.xdel(key, *chosen)))
+
+    # Replay and the debugger
+
+    async def read_range(
+        self,
+        source_id: str,
+        since: float,
+        until: float,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[LogEntry]:
+        stream = self._stream(source_id)
+        low = f"{max(0, int((since - TIME_SLACK_S) * 1000))}-0"
+        if after is not None and _stream_ids([after]) and entry_order(after) >= entry_order(low):
+            low = f"({after}"
+        high = f"{int((until + TIME_SLACK_S) * 1000)}-{_MAX_SEQ}"
+        out: list[LogEntry] = []
+        while len(out) < limit:
+            rows = await self._call(
+                "read_range", self._client.xrange(stream, low, high, count=_RANGE_PAGE)
+            )
+            out += [e for e in _entries(source_id, rows) if since <= e.received_at < until]
+            if len(rows) < _RANGE_PAGE:
+                break
+            low = f"({_text(rows[-1][0])}"
+        return out[:limit]
+
+    async def get(self, source_id: str, entry_id: str) -> LogEntry | None:
+        if not _stream_ids([entry_id]):
+            return None
+        rows = await self._call(
+            "get", self._client.xrange(self._stream(source_id), entry_id, entry_id)
+        )
+        found = _entries(source_id, rows)
+        return found[0] if found else None
+
+    async def find(self, source_id: str, event_id: str) -> list[LogEntry]:
+        known = await self._call("find", self._client.hget(self._key("ids", source_id), event_id))
+        if not known:
+            return []
+        stream = self._stream(source_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for ident in _text(known).split():
+                pipe.xrange(stream, ident, ident)
+            answers = await self._call("find", pipe.execute())
+        return [e for rows in answers for e in _entries(source_id, rows)]
+
+    # Retention, metrics
+
+    async def sweep(self, now: float) -> int:
+        cutoff = repr(now - self.retention_s)
+        sources = await self._call("sweep", self._client.smembers(self._key("sources")))
+        removed = 0
+        for source in sorted(_text(s) for s in sources):
+            while True:
+                n = int(await self._run("SWEEP", [self.prefix, source, cutoff, str(_SWEEP_SCAN)]))
+                removed += n
+                if n < _SWEEP_SCAN:
+                    break
+        return removed
+
+    async def depth(self) -> int:
+        return await self._usage("records")
+
+    async def size_bytes(self) -> int:
+        return await self._usage("bytes")
+
+    async def _usage(self, field: str) -> int:
+        value = await self._call("usage", self._client.hget(self._key("usage"), field))
+        return int(value or 0)
+
+    # Plumbing
+
+    @property
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StoreError("the redis hit log is not open")
+        return self._redis
+
+    def _key(self, kind: str, name: str | None = None) -> str:
+        base = f"{self.prefix}:hitlog:{kind}"
+        return base if name is None else f"{base}:{name}"
+
+    def _stream(self, source_id: str) -> str:
+        return f"{self.prefix}:log:{source_id}"
+
+    async def _source(self, consumer_id: str) -> str:
+        source_id = await self._source_or_none(consumer_id)
+        if source_id is None:
+            raise StoreError(f"no hit log consumer {consumer_id!r}")
+        return source_id
+
+    async def _source_or_none(self, consumer_id: str) -> str | None:
+        if consumer_id not in self._sources:
+            raw = await self._call(
+                "consumer", self._client.hget(self._key("consumers"), consumer_id)
+            )
+            if raw is None:
+                return None
+            self._sources[consumer_id] = _text(raw)
+        return self._sources[consumer_id]
+
+    async def _run(self, script: str, args: Sequence[bytes | str]) -> Any:
+        return await self._call(script.lower(), self._scripts[script](keys=[], args=list(args)))
+
+    @staticmethod
+    async def _call(what: str, pending: Awaitable[Any]) -> Any:
+        """Await a Redis call; its errors become `StoreError` here, the one boundary.
+
+        Any: redis-py's stubs type replies loosely (str | bytes | None for a stream entry), and
+        this client always answers bytes (`decode_responses=False`)."""
+        try:
+            return await pending
+        except ResponseError as exc:
+            raise StoreError(f"redis ({what}): {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis ({what}): {type(exc).__name__}: {exc}") from exc
+
+
+class _Batch:
+    """One append call's script arguments, and its entry ids once a group commit stored it."""
+
+    __slots__ = ("args", "ids")
+
+    def __init__(self, args: list[bytes | str]) -> None:
+        self.args = args
+        self.ids: list[str] = []
+
+
+def _start_id(start: Start) -> str:
+    if start == "head":
+        return "0"
+    if start == "tail":
+        return "$"
+    # Entries from the ms `since` falls in: everything up to the one before counts as read.
+    ms = int(float(start) * 1000)
+    return "0" if ms <= 0 else f"{ms - 1}-{_MAX_SEQ}"
+
+
+def _entries(source_id: str, rows: Sequence[Any]) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    for ident, fields in rows:
+        if not fields:  # an entry deleted while pending: nothing left to hand out
+            continue
+        event_id = fields.get(b"e")
+        out.append(
+            LogEntry(
+                id=_text(ident),
+                source_id=source_id,
+                received_at=float(fields[b"r"]),
+                data=bytes(fields[b"d"]),
+                event_id=None if event_id is None else event_id.decode(),
+            )
+        )
+    return out
+
+
+def _dead_letter(consumer_id: str, ident: bytes | str, blob: bytes) -> DeadLetterItem:
+    data, event_id, entry_id, attempts, reason, answer, at = _stored_decoder.decode(blob)
+    return DeadLetterItem(
+        _text(ident), consumer_id, data, event_id, entry_id, attempts, reason or "", answer, at
+    )
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _encode(stored: _Stored) -> bytes:
+    return msgspec.msgpack.encode(stored)
+
+
+def _stream_ids(ids: Sequence[str]) -> list[str]:
+    """Ids shaped like stream ids; one that is not cannot exist, so it is dropped."""
+    out: list[str] = []
+    for ident in ids:
+        head, sep, tail = str(ident).partition("-")
+        if sep and head.isdigit() and tail.isdigit():
+            out.append(str(ident))
+    return out
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

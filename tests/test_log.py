@@ -1,0 +1,602 @@
+"""The hit log, on both backends (SQLite always; Redis when it answers, see tests/backends.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import QueueFull, StoreError
+from gateway.log import HitLog, LogRecord, open_log
+from gateway.log.base import FailedItem, entry_order, record_bytes
+from gateway.log.redis import RedisHitLog
+from gateway.log.sqlite import SQLiteHitLog
+from tests.backends import REDIS_URL, drop_redis_prefix, require_service, unique_name
+
+OpenLog = Callable[..., Awaitable[HitLog]]
+WINDOW_S = 3600.0
+S = "src_shop"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def log_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenLog]:
+    """`await log_factory(max_records=5, name="r1")`: one more handle onto the same log storage
+    (`name` is the Redis consumer name of the handle, as a replica's; SQLite has none)."""
+    backend: str = request.param
+    if backend == "redis":
+        require_service("Redis", REDIS_URL)
+    prefix = unique_name("log")
+    opened: list[HitLog] = []
+
+    async def open_handle(
+        max_records: int = 1_000_000,
+        max_bytes: int | None = None,
+        retention_s: float = WINDOW_S,
+        name: str | None = None,
+    ) -> HitLog:
+        handle: HitLog
+        if backend == "sqlite":
+            handle = SQLiteHitLog(
+                tmp_path / "hitlog.db",
+                max_records=max_records,
+                max_bytes=max_bytes,
+                retention_s=retention_s,
+            )
+        else:
+            handle = RedisHitLog(
+                REDIS_URL,
+                max_records=max_records,
+                max_bytes=max_bytes,
+                retention_s=retention_s,
+                prefix=prefix,
+                name=name,
+            )
+        await handle.open()
+        opened.append(handle)
+        return handle
+
+    open_handle.backend = backend  # type: ignore[attr-defined]
+    try:
+        yield open_handle
+    finally:
+        for handle in reversed(opened):
+            await handle.close()
+        if backend == "redis":
+            await drop_redis_prefix(prefix)
+
+
+@pytest.fixture
+async def hitlog(log_factory: OpenLog) -> HitLog:
+    return await log_factory()
+
+
+def backend_of(log_factory: OpenLog) -> str:
+    return str(log_factory.backend)  # type: ignore[attr-defined]
+
+
+def record(
+    n: int, source: str = S, at: float | None = None, event_id: str | None = None
+) -> LogRecord:
+    received = time.time() if at is None else at
+    return LogRecord(source, received, b'{"hit": %d}' % n, event_id or f"msg_{n}")
+
+
+def numbers(entries: Any) -> list[int]:
+    return [int(e.data.split(b" ")[1].rstrip(b"}")) for e in entries]
+
+
+async def append_each(log: HitLog, ns: range, source: str = S) -> list[str]:
+    ids: list[str] = []
+    for n in ns:
+        ids += await log.append([record(n, source)])
+    return ids
+
+
+# --- Appending and reading ---------------------------------------------------------------------
+
+
+async def test_append_returns_ids_in_log_order_and_read_hands_out_the_records(
+    hitlog: HitLog,
+) -> None:
+    assert await hitlog.add_consumer("int_a", S, "tail")
+    at = time.time()
+    ids = await hitlog.append([record(1, at=at), record(2, at=at + 1, event_id=None)])
+    ids += await hitlog.append([LogRecord(S, at + 2, b"\x00\xffraw")])
+    assert ids == sorted(ids, key=entry_order) and len(set(ids)) == 3
+
+    entries = await hitlog.read("int_a", 10)
+    assert [e.id for e in entries] == ids
+    assert [e.data for e in entries] == [b'{"hit": 1}', b'{"hit": 2}', b"\x00\xffraw"]
+    assert [e.received_at for e in entries] == [at, at + 1, at + 2]
+    assert [e.event_id for e in entries] == ["msg_1", "msg_2", None]
+    assert {e.source_id for e in entries} == {S}
+    assert await hitlog.read("int_a", 10) == []  # handed out already
+    assert await hitlog.append([]) == []
+
+
+async def test_concurrent_appends_share_commits(hitlog: HitLog) -> None:
+    assert isinstance(hitlog, SQLiteHitLog | RedisHitLog)
+    ids = await asyncio.gather(*(hitlog.append([record(n)]) for n in range(50)))
+    assert len({i for one in ids for i in one}) == 50
+    assert hitlog.enqueued == 50
+    assert hitlog.commits < 50  # callers arriving during a commit waited for the next one
+    assert await hitlog.depth() == 50
+
+
+async def test_reading_an_unknown_consumer_is_a_store_error(hitlog: HitLog) -> None:
+    with pytest.raises(StoreError):
+        await hitlog.read("int_nobody", 10)
+    with pytest.raises(StoreError):
+        await hitlog.lag("int_nobody")
+
+
+# --- Consumers and cursors ---------------------------------------------------------------------
+
+
+async def test_two_consumers_have_independent_cursors(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    await hitlog.add_consumer("int_b", S, "head")
+    await append_each(hitlog, range(5))
+
+    a1 = await hitlog.read("int_a", 3)
+    await hitlog.commit("int_a", a1)
+    b1 = await hitlog.read("int_b", 1)
+    await hitlog.commit("int_b", b1)
+
+    assert numbers(a1) == [0, 1, 2] and numbers(b1) == [0]
+    assert (await hitlog.lag("int_a")).entries == 2
+    assert (await hitlog.lag("int_b")).entries == 4
+    assert numbers(await hitlog.read("int_a", 10)) == [3, 4]
+    assert numbers(await hitlog.read("int_b", 10)) == [1, 2, 3, 4]
+
+
+async def test_consumers_of_other_sources_see_nothing_of_this_one(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    await hitlog.add_consumer("int_other", "src_other", "head")
+    await append_each(hitlog, range(3))
+    await append_each(hitlog, range(10, 12), source="src_other")
+    assert numbers(await hitlog.read("int_a", 10)) == [0, 1, 2]
+    assert numbers(await hitlog.read("int_other", 10)) == [10, 11]
+
+
+async def test_commit_per_batch_moves_the_cursor_a_new_handle_starts_from(
+    log_factory: OpenLog,
+) -> None:
+    first = await log_factory(name="r1")
+    await first.add_consumer("int_a", S, "head")
+    await append_each(first, range(6))
+    batch = await first.read("int_a", 4)
+    await first.commit("int_a", batch)
+    await first.close()
+
+    again = await log_factory(name="r1")
+    assert (await again.lag("int_a")).entries == 2
+    assert numbers(await again.read("int_a", 10)) == [4, 5]
+
+
+async def test_what_was_read_and_not_committed_is_read_again_after_a_restart(
+    log_factory: OpenLog,
+) -> None:
+    first = await log_factory(name="r1")
+    await first.add_consumer("int_a", S, "head")
+    await append_each(first, range(5))
+    done = await first.read("int_a", 2)
+    await first.commit("int_a", done)
+    in_flight = await first.read("int_a", 2)  # the process dies before it commits these
+    assert numbers(in_flight) == [2, 3]
+    await first.close()
+
+    again = await log_factory(name="r1")  # the same replica, restarted
+    assert (await again.lag("int_a")).entries == 3
+    reread: list[int] = []
+    while batch := await again.read("int_a", 10):
+        reread += numbers(batch)
+    assert reread == [2, 3, 4]  # what it held first (Redis: its pending entries), then the rest
+
+
+async def test_add_consumer_at_head_tail_or_since(hitlog: HitLog) -> None:
+    await append_each(hitlog, range(3))
+    await asyncio.sleep(0.01)  # the Redis backend starts `since` by its ids' millisecond
+    since = time.time()
+    await asyncio.sleep(0.01)
+    await append_each(hitlog, range(3, 5))
+    assert await hitlog.add_consumer("int_head", S, "head")
+    assert await hitlog.add_consumer("int_tail", S, "tail")
+    assert await hitlog.add_consumer("int_since", S, since)
+    await append_each(hitlog, range(5, 6))
+
+    assert numbers(await hitlog.read("int_head", 10)) == [0, 1, 2, 3, 4, 5]
+    assert numbers(await hitlog.read("int_tail", 10)) == [5]
+    assert numbers(await hitlog.read("int_since", 10)) == [3, 4, 5]
+    assert (await hitlog.lag("int_since")).entries == 3
+
+
+async def test_adding_a_consumer_twice_keeps_its_cursor(hitlog: HitLog) -> None:
+    assert await hitlog.add_consumer("int_a", S, "head")
+    await append_each(hitlog, range(3))
+    await hitlog.commit("int_a", await hitlog.read("int_a", 2))
+    assert not await hitlog.add_consumer("int_a", S, "tail")
+    assert (await hitlog.lag("int_a")).entries == 1
+
+
+async def test_lag_counts_entries_past_the_cursor_and_the_oldest_one(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "tail")
+    assert await hitlog.lag("int_a") == (await hitlog.lag("int_a")).__class__(0, None)
+    t0 = time.time()
+    await hitlog.append([record(n, at=t0 + n) for n in range(4)])
+    lag = await hitlog.lag("int_a")
+    assert (lag.entries, lag.oldest_received_at) == (4, t0)
+
+    read = await hitlog.read("int_a", 3)  # read, not committed: still behind
+    assert (await hitlog.lag("int_a")).entries == 4
+    await hitlog.commit("int_a", read)
+    lag = await hitlog.lag("int_a")
+    assert (lag.entries, lag.oldest_received_at) == (1, t0 + 3)
+
+
+async def test_drop_consumer_forgets_its_cursor_retries_and_dead_letters(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    await append_each(hitlog, range(2))
+    await hitlog.retry_later("int_a", [FailedItem(b"e")], time.time(), "503")
+    await hitlog.dead_letter("int_a", [FailedItem(b"e")], "rejected", None, time.time())
+    await hitlog.drop_consumer("int_a")
+    with pytest.raises(StoreError):
+        await hitlog.read("int_a", 10)
+    assert await hitlog.due_retries("int_a", time.time() + 1, 10) == []
+    assert await hitlog.list_dead_letters("int_a") == []
+    # Added again later, it starts afresh.
+    assert await hitlog.add_consumer("int_a", S, "head")
+    assert numbers(await hitlog.read("int_a", 10)) == [0, 1]
+
+
+# --- Replicas (Redis) --------------------------------------------------------------------------
+
+
+async def test_two_replicas_in_one_group_never_get_the_same_entry(log_factory: OpenLog) -> None:
+    if backend_of(log_factory) != "redis":
+        pytest.skip("the embedded log has one delivering process per data dir")
+    r1, r2 = await log_factory(name="r1"), await log_factory(name="r2")
+    await r1.add_consumer("int_a", S, "head")
+    await append_each(r1, range(20))
+    got1: list[int] = []
+    got2: list[int] = []
+    for _ in range(5):
+        got1 += numbers(await r1.read("int_a", 3))
+        got2 += numbers(await r2.read("int_a", 2))
+    assert not set(got1) & set(got2)
+    assert sorted(got1 + got2) == list(range(20))
+
+
+async def test_take_over_hands_a_dead_replicas_entries_to_another(log_factory: OpenLog) -> None:
+    if backend_of(log_factory) != "redis":
+        pytest.skip("the embedded log has one delivering process per data dir")
+    dying, survivor = await log_factory(name="r1"), await log_factory(name="r2")
+    await dying.add_consumer("int_a", S, "head")
+    await append_each(dying, range(4))
+    held = await dying.read("int_a", 3)  # then r1 dies holding them
+    assert await survivor.take_over("int_a", idle_s=3600) == []  # not idle that long yet
+    taken = await survivor.take_over("int_a", idle_s=0)
+    assert [e.id for e in taken] == [e.id for e in held]
+    assert numbers(await survivor.read("int_a", 10)) == [3]  # taken ones are not handed twice
+    await survivor.commit("int_a", taken)
+    assert (await survivor.lag("int_a")).entries == 1
+    # r1 comes back under its name: what it held belongs to r2 now.
+    back = await log_factory(name="r1")
+    assert await back.read("int_a", 10) == []
+
+
+async def test_the_embedded_log_has_nothing_to_take_over(log_factory: OpenLog) -> None:
+    if backend_of(log_factory) != "sqlite":
+        pytest.skip("Redis replicas take over, see above")
+    log = await log_factory()
+    await log.add_consumer("int_a", S, "head")
+    await append_each(log, range(2))
+    await log.read("int_a", 2)
+    assert await log.take_over("int_a", idle_s=0) == []
+
+
+# --- Retention and the bound -------------------------------------------------------------------
+
+
+async def test_retention_keeps_what_a_cursor_has_not_passed_and_the_window(
+    hitlog: HitLog,
+) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    await hitlog.add_consumer("int_b", S, "head")
+    t0 = time.time()
+    await hitlog.append([record(n, at=t0 + n) for n in range(6)])
+    full = await hitlog.size_bytes()
+    await hitlog.commit("int_a", await hitlog.read("int_a", 5))
+    await hitlog.commit("int_b", await hitlog.read("int_b", 2))
+
+    # Inside the window nothing goes, passed by every cursor or not.
+    assert await hitlog.sweep(t0 + 10) == 0
+    # Past the window only what both cursors passed goes.
+    later = t0 + 10 + WINDOW_S
+    assert await hitlog.sweep(later) == 2
+    assert (await hitlog.depth(), await hitlog.size_bytes()) == (4, full * 4 // 6)
+    assert numbers(await hitlog.read_range(S, 0, later)) == [2, 3, 4, 5]
+    rest = await hitlog.read("int_b", 10)
+    assert numbers(rest) == [2, 3, 4, 5]
+
+    # The window counts from each record's own time.
+    await hitlog.commit("int_b", rest[:2])  # int_b passed 0..3, int_a 0..4
+    assert await hitlog.sweep(t0 + 2.5 + WINDOW_S) == 1  # only record 2 is older
+    assert await hitlog.sweep(later) == 1  # record 3; 4 and 5 wait for the cursors
+    assert numbers(await hitlog.read_range(S, 0, later)) == [4, 5]
+    assert (await hitlog.lag("int_a")).entries == 1
+
+
+async def test_a_source_without_consumers_keeps_only_the_window(hitlog: HitLog) -> None:
+    t0 = time.time()
+    await hitlog.append([record(n, at=t0 + n) for n in range(3)])
+    assert await hitlog.sweep(t0) == 0
+    assert await hitlog.sweep(t0 + 1.5 + WINDOW_S) == 2
+    assert await hitlog.sweep(t0 + 3 + WINDOW_S) == 1
+    assert (await hitlog.depth(), await hitlog.size_bytes()) == (0, 0)
+    assert await hitlog.append([record(9)])  # appending again after the stream emptied
+
+
+async def test_the_record_bound_answers_queue_full_and_stores_nothing_of_that_call(
+    log_factory: OpenLog,
+) -> None:
+    log = await log_factory(max_records=3)
+    await log.add_consumer("int_a", S, "head")
+    await log.append([record(1), record(2)])
+    with pytest.raises(QueueFull):
+        await log.append([record(3), record(4)])  # two would make four: none is stored
+    assert await log.depth() == 2
+    await log.append([record(5)])  # one still fits
+    with pytest.raises(QueueFull):
+        await log.append([record(6)])
+    assert numbers(await log.read("int_a", 10)) == [1, 2, 5]
+
+
+async def test_the_byte_bound_answers_queue_full_and_stores_nothing_of_that_call(
+    log_factory: OpenLog,
+) -> None:
+    one = record_bytes(record(1))
+    log = await log_factory(max_bytes=one * 3 + one // 2)
+    await log.add_consumer("int_a", S, "head")
+    await log.append([record(1), record(2)])
+    assert await log.size_bytes() == 2 * one
+    with pytest.raises(QueueFull):
+        await log.append([record(3), record(4)])
+    assert (await log.depth(), await log.size_bytes()) == (2, 2 * one)
+    # Retention frees room: what was swept counts no more.
+    await log.commit("int_a", await log.read("int_a", 10))
+    assert await log.sweep(time.time() + 2 * WINDOW_S) == 2
+    await log.append([record(3), record(4), record(5)])
+    assert numbers(await log.read("int_a", 10)) == [3, 4, 5]
+
+
+async def test_concurrent_callers_over_the_bound_each_get_their_own_answer(
+    log_factory: OpenLog,
+) -> None:
+    log = await log_factory(max_records=10)
+    results = await asyncio.gather(
+        *(log.append([record(n)]) for n in range(25)), return_exceptions=True
+    )
+    stored = [r for r in results if isinstance(r, list)]
+    assert len(stored) == 10
+    assert all(isinstance(r, QueueFull) for r in results if not isinstance(r, list))
+    assert await log.depth() == 10
+
+
+async def test_replicas_together_never_exceed_the_bound(log_factory: OpenLog) -> None:
+    a, b = await log_factory(max_records=7), await log_factory(max_records=7)
+    results = await asyncio.gather(
+        *(h.append([record(n)]) for n in range(20) for h in (a, b)), return_exceptions=True
+    )
+    assert sum(isinstance(r, list) for r in results) == 7
+    assert await a.depth() == 7
+
+
+# --- Replay and the debugger -------------------------------------------------------------------
+
+
+async def test_read_range_by_time_in_pages(hitlog: HitLog) -> None:
+    t0 = time.time()
+    await hitlog.append([record(n, at=t0 + n) for n in range(8)])
+    await hitlog.append([record(50, source="src_other", at=t0 + 3)])
+    page = await hitlog.read_range(S, t0 + 2, t0 + 7, limit=3)
+    assert numbers(page) == [2, 3, 4]
+    rest = await hitlog.read_range(S, t0 + 2, t0 + 7, limit=3, after=page[-1].id)
+    assert numbers(rest) == [5, 6]
+    assert await hitlog.read_range(S, t0 + 2, t0 + 7, after=rest[-1].id) == []
+    assert await hitlog.read_range("src_none", t0, t0 + 9) == []
+
+
+async def test_read_range_finds_records_appended_out_of_time_order(hitlog: HitLog) -> None:
+    # Concurrent requests: a hit received earlier can be appended after a later one.
+    t0 = time.time()
+    await hitlog.append([record(1, at=t0 + 5)])
+    await hitlog.append([record(2, at=t0 + 1)])
+    await hitlog.append([record(3, at=t0 + 6)])
+    assert numbers(await hitlog.read_range(S, t0, t0 + 2)) == [2]
+    assert numbers(await hitlog.read_range(S, t0 + 5, t0 + 7)) == [1, 3]
+
+
+async def test_get_and_find_for_the_debugger(hitlog: HitLog) -> None:
+    ids = await hitlog.append([record(1, event_id="m-1"), record(2, event_id="m-2")])
+    again = await hitlog.append([record(3, event_id="m-1")])  # the same hit sent twice
+    got = await hitlog.get(S, ids[1])
+    assert got is not None and numbers([got]) == [2]
+    assert await hitlog.get(S, "not-an-id") is None
+    assert await hitlog.get("src_other", ids[1]) is None
+    assert [e.id for e in await hitlog.find(S, "m-1")] == [ids[0], again[0]]
+    assert await hitlog.find(S, "m-9") == []
+
+    # Retention takes the index entries with the records.
+    assert await hitlog.sweep(time.time() + 2 * WINDOW_S) == 3
+    assert await hitlog.find(S, "m-1") == []
+    assert await hitlog.get(S, ids[1]) is None
+
+
+# --- Failures: the retry set and dead letters --------------------------------------------------
+
+
+async def test_retries_come_due_at_their_time_and_stay_until_retried(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    now = time.time()
+    await hitlog.retry_later(
+        "int_a", [FailedItem(b"ev1", "e1", "7", attempts=1)], now + 60, "HTTP 503"
+    )
+    await hitlog.retry_later(
+        "int_a", [FailedItem(b"ev2", "e2"), FailedItem(b"ev3")], now + 10, None
+    )
+    assert await hitlog.due_retries("int_a", now, 10) == []
+    due = await hitlog.due_retries("int_a", now + 30, 10)
+    assert [(r.data, r.event_id, r.retry_at, r.error) for r in due] == [
+        (b"ev2", "e2", now + 10, None),
+        (b"ev3", None, now + 10, None),
+    ]
+    assert len(await hitlog.due_retries("int_a", now + 30, 1)) == 1
+    assert await hitlog.due_retries("int_b", now + 99, 10) == []
+
+    assert await hitlog.retried("int_a", [due[0].id, "nonsense"]) == 1
+    everything = await hitlog.due_retries("int_a", now + 90, 10)
+    assert [r.data for r in everything] == [b"ev3", b"ev1"]
+    first = everything[1]
+    assert (first.entry_id, first.attempts, first.error) == ("7", 1, "HTTP 503")
+
+
+async def test_dead_letters_round_trip(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    now = time.time()
+    items = [FailedItem(b"d%d" % n, f"e{n}", None, attempts=n) for n in range(4)]
+    await hitlog.dead_letter("int_a", items[:3], "rejected", '{"code": 40002}', now)
+    await hitlog.dead_letter("int_a", items[3:], "too_old", None, now + 1)
+
+    listed = await hitlog.list_dead_letters("int_a")
+    assert [(d.data, d.reason, d.answer, d.attempts) for d in listed] == [
+        (b"d0", "rejected", '{"code": 40002}', 0),
+        (b"d1", "rejected", '{"code": 40002}', 1),
+        (b"d2", "rejected", '{"code": 40002}', 2),
+        (b"d3", "too_old", None, 3),
+    ]
+    assert [d.data for d in await hitlog.list_dead_letters("int_a", limit=2, offset=1)] == [
+        b"d1",
+        b"d2",
+    ]
+    taken = await hitlog.take_dead_letters("int_a", [listed[2].id, listed[0].id, "junk"])
+    assert [d.data for d in taken] == [b"d0", b"d2"]
+    assert await hitlog.take_dead_letters("int_a", [listed[0].id]) == []  # gone already
+    assert await hitlog.purge_dead_letters("int_a", [listed[1].id]) == 1
+    assert [d.event_id for d in await hitlog.list_dead_letters("int_a")] == ["e3"]
+    assert [d.data for d in await hitlog.take_dead_letters("int_a", None)] == [b"d3"]
+    await hitlog.dead_letter("int_a", items, "rejected", None, now)
+    assert await hitlog.purge_dead_letters("int_a", None) == 4
+    assert await hitlog.list_dead_letters("int_a") == []
+
+
+# --- Durability ------------------------------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from gateway.log.base import LogRecord
+    from gateway.log.redis import RedisHitLog
+    from gateway.log.sqlite import SQLiteHitLog
+
+    async def main(backend, where, prefix):
+        if backend == "sqlite":
+            log = SQLiteHitLog(Path(where), max_records=10**9)
+        else:
+            log = RedisHitLog(where, max_records=10**9, prefix=prefix)
+        await log.open()
+        n = 0
+        while True:  # until killed: several appenders at once, as concurrent requests
+            calls = [log.append([LogRecord("src_shop", time.time(), b"hit-%d" % (n + i))])
+                     for i in range(8)]
+            for i, ids in enumerate(await asyncio.gather(*calls)):
+                print(ids[0], n + i, flush=True)  # acknowledged: the parent may rely on it
+            n += 8
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+async def test_every_acknowledged_append_survives_sigkill(
+    log_factory: OpenLog, tmp_path: Path
+) -> None:
+    backend = backend_of(log_factory)
+    probe = await log_factory()  # creates the file or checks Redis, and names the prefix
+    where = str(tmp_path / "hitlog.db") if backend == "sqlite" else REDIS_URL
+    prefix = probe.prefix if isinstance(probe, RedisHitLog) else ""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CHILD,
+        backend,
+        where,
+        prefix,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert child.stdout is not None
+    acknowledged: dict[str, int] = {}
+    try:
+        while len(acknowledged) < 400:
+            line = await asyncio.wait_for(child.stdout.readline(), 60)
+            assert line, "the appending child stopped"
+            entry_id, n = line.split()
+            acknowledged[entry_id.decode()] = int(n)
+    finally:
+        child.send_signal(signal.SIGKILL)  # right after an append returned, mid-commit likely
+        await child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    reopened = await log_factory()
+    for entry_id, n in acknowledged.items():
+        entry = await reopened.get(S, entry_id)
+        assert entry is not None, f"acknowledged entry {entry_id} lost"
+        assert entry.data == b"hit-%d" % n
+    assert await reopened.depth() >= len(acknowledged)
+
+
+# --- Choosing the backend, files -------------------------------------------------------------
+
+
+async def test_open_log_chooses_the_backend_by_url_scheme(tmp_path: Path) -> None:
+    bounds: dict[str, Any] = {"max_records": 10, "max_bytes": None, "retention_s": 60.0}
+    default = open_log(None, data_dir=tmp_path, **bounds)
+    assert isinstance(default, SQLiteHitLog) and default.path == tmp_path / "hitlog.db"
+    named = open_log(f"sqlite://{tmp_path}/elsewhere.db", data_dir=tmp_path, **bounds)
+    assert isinstance(named, SQLiteHitLog) and named.path == tmp_path / "elsewhere.db"
+    shared = open_log("redis://127.0.0.1:6379/0?prefix=shop", data_dir=tmp_path, **bounds)
+    assert isinstance(shared, RedisHitLog) and shared.prefix == "shop"
+    assert isinstance(open_log("rediss://cache:6380/0", data_dir=tmp_path, **bounds), RedisHitLog)
+    with pytest.raises(ValueError, match="'postgresql'"):
+        open_log("postgresql://db/test", data_dir=tmp_path, **bounds)
+
+
+def file_modes(directory: Path, prefix: str) -> dict[str, int]:
+    return {
+        p.name: stat.S_IMODE(os.stat(p).st_mode)
+        for p in directory.iterdir()
+        if p.name.startswith(prefix)
+    }
+
+
+async def test_the_embedded_log_files_are_private(tmp_path: Path) -> None:
+    log = open_log(None, data_dir=tmp_path, max_records=10, max_bytes=None, retention_s=60.0)
+    await log.open()
+    try:
+        await log.append([record(1)])
+        modes = file_modes(tmp_path, "hitlog.db")
+        assert modes and set(modes.values()) == {0o600}, modes
+    finally:
+        await log.close()
