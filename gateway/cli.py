@@ -17,12 +17,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
-from gateway.demo import DEMO_SOURCE_ID
-from gateway.errors import GatewayError, SettingsError
-from gateway.logs import configure_logging
-from gateway.runtime import Role, make_data_dir, open_runtime, resolve_keys
-from gateway.settings import Settings
+from gateway.collect.demo import DEMO_SOURCE_ID
+from gateway.core.errors import GatewayError, SettingsError
+from gateway.core.logs import configure_logging
+from gateway.core.settings import Settings
+from gateway.serve import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
+from gateway.wiring import Role, make_data_dir, open_runtime, resolve_keys
 
 log = logging.getLogger("gateway")
 
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _migrate_config(args: argparse.Namespace) -> int:
-    from gateway.migrate import migrate_config
+    from gateway.config.migrate import migrate_config
 
     try:
         settings = Settings.from_sources(os.environ, args.config)
@@ -176,8 +176,8 @@ def _supervise(settings: Settings, role: Role, workers: int) -> int:
 
 async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool) -> None:
     """Run one process's servers until SIGTERM/SIGINT, then shut down without losing events."""
-    from gateway.admin import create_admin_app
-    from gateway.collect import create_collect_app
+    from gateway.admin.api import create_admin_app
+    from gateway.collect.app import create_collect_app
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from blockbuster import BlockBuster, blockbuster_ctx
 
-from gateway.admin import create_admin_app
-from gateway.collect import create_collect_app
-from gateway.runtime import Runtime, open_runtime
-from gateway.settings import Settings
+from gateway.admin.api import create_admin_app
+from gateway.collect.app import create_collect_app
+from gateway.core.settings import Settings
+from gateway.wiring import Runtime, open_runtime
 from tests.tiktok_double import TikTokDouble
 
 pytest_plugins = ["tests.backends", "tests.log_audit"]

@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.admin_schema import Invalid, iso_utc, mask_token, parse_new_source
-from gateway.crypto import sha256_hex
-from gateway.models import NewEvent
-from gateway.settings import Secret
+from gateway.admin.schema import Invalid, iso_utc, mask_token, parse_new_source
+from gateway.core.crypto import sha256_hex
+from gateway.core.models import NewEvent
+from gateway.core.settings import Secret
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.tiktok_double import Answer, TikTokDouble
 

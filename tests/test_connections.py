@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.collect import create_collect_app
-from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
-from gateway.errors import SettingsError
-from gateway.logs import ThrottledLog
-from gateway.runtime import Runtime, open_runtime
-from gateway.settings import Settings
+from gateway.collect.app import create_collect_app
+from gateway.core.errors import SettingsError
+from gateway.core.logs import ThrottledLog
+from gateway.core.settings import Settings
+from gateway.serve import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
+from gateway.wiring import Runtime, open_runtime
 from tests.conftest import base_env
 from tests.tiktok_double import TikTokDouble
 

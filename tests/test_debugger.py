@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.ledger import Observation, SQLiteLedger, hit_summary
+from gateway.ledger.sqlite import Observation, SQLiteLedger, hit_summary
 from tests.conftest import Gateway
 from tests.tiktok_double import TikTokDouble
 

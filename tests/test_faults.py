@@ -478,7 +478,7 @@ async def test_rejected_token_pauses_at_once_keeps_all_and_delivers_after_patch(
 async def test_one_invalid_event_in_500_costs_about_log2_requests(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.deliver")
+    caplog.set_level(logging.INFO, logger="gateway.deliver.worker")
     await rig.add_integration()
     worker = await rig.start_worker(batch_max_events=500, batch_max_wait_ms=1000)
     ids = await rig.enqueue(500, worker)

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.ledger import (
+from gateway.collect.route import consent_allows
+from gateway.core.models import ConsentDefault, Integration, TikTokConfig
+from gateway.core.settings import Secret
+from gateway.ledger.sqlite import (
     DELIVERED,
     DENIED,
     GRANTED,
@@ -29,9 +32,6 @@ from gateway.ledger import (
     explain_consent,
     hit_summary,
 )
-from gateway.models import ConsentDefault, Integration, TikTokConfig
-from gateway.route import consent_allows
-from gateway.settings import Secret
 from tests.conftest import Gateway
 from tests.tiktok_double import Answer, TikTokDouble
 
@@ -170,7 +170,7 @@ async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Pat
 async def test_a_long_buffer_is_written_in_steps_in_order(
     ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.ledger.WRITE_BATCH", 7)
+    monkeypatch.setattr("gateway.ledger.sqlite.WRITE_BATCH", 7)
     answer = TikTokReply(200, 0, "OK", "req-1")
     for i in range(20):
         ledger.observe([_observation(f"e{i}")])

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # n
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from gateway.models import NewEvent
+from gateway.core.models import NewEvent
 from tests.conftest import Gateway
 
 DOC_URI = "urn:gateway:openapi"

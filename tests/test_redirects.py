@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.tiktok import TikTokAnswer, Verdict, classify
+from gateway.destinations.tiktok.client import TikTokAnswer, Verdict, classify
 from tests.delivery_rig import INTEGRATION, TOKEN, open_rig
 from tests.tiktok_double import Answer, TikTokDouble
 

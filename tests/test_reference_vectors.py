@@ -15,10 +15,16 @@ from typing import Any
 
 import pytest
 
-from gateway.hits import decode_hit
-from gateway.models import EventSource, Integration, Source, TikTokConfig
-from gateway.settings import Secret
-from gateway.transform import HitContext, Rejected, Transformed, map_event_name, transform
+from gateway.collect.protocols.native import decode_hit
+from gateway.core.models import EventSource, Integration, Source, TikTokConfig
+from gateway.core.settings import Secret
+from gateway.destinations.tiktok.transform import (
+    HitContext,
+    Rejected,
+    Transformed,
+    map_event_name,
+    transform,
+)
 
 SEGMENT_TESTS = (
     "segmentio/action-destinations: packages/destination-actions/src/destinations/"

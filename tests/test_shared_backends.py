@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.config.postgres import PostgresConfigStore
 from gateway.queue.redis import RedisQueue
-from gateway.store.postgres import PostgresConfigStore
 from tests.conftest import MakeGateway
 from tests.tiktok_double import TikTokDouble
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.settings import Secret
-from gateway.tiktok import (
+from gateway.core.settings import Secret
+from gateway.destinations.tiktok.client import (
     TikTokAnswer,
     TikTokClient,
     Verdict,

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from gateway.cookies import Identity
-from gateway.hits import Hit, HitType, decode_hit
-from gateway.models import Integration, Source, TikTokConfig
-from gateway.settings import Secret
-from gateway.transform import (
+from gateway.collect.protocols.native import decode_hit
+from gateway.core.hit import Hit, HitType
+from gateway.core.identity import Identity
+from gateway.core.models import Integration, Source, TikTokConfig
+from gateway.core.settings import Secret
+from gateway.destinations.tiktok.transform import (
     HitContext,
     Rejected,
     Transformed,

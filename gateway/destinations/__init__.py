@@ -1,0 +1,1 @@
+"""Destinations: where events are delivered."""
