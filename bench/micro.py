@@ -192,7 +192,7 @@ def transform_bench(seconds: float) -> dict[str, Any]:
 
 
 def _pipeline_rate(source: Any, integration: Any, hits: list[Any], seconds: float) -> float:
-    from gateway.collect.app import RequestFacts, plan_hits
+    from gateway.collect.plan import RequestFacts, plan_hits
     from gateway.collect.protocols.native import decode_hit
     from gateway.collect.route import Route
     from gateway.core.identity import Identity

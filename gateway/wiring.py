@@ -1,4 +1,9 @@
-"""The process's shared resources, opened in dependency order and closed in reverse.
+"""The composition root: opens the backends (chosen here alone, by URL scheme), builds each
+surface's context, and starts and stops everything in order.
+
+Backends: `sqlite://` (or no URL: files in the data directory), `redis://` for the queue,
+`postgresql://` for the configuration store. Each surface gets only its context
+(`CollectContext`, `AdminContext`); the delivery worker gets its constructor's arguments.
 
 store -> queue -> ledger -> HTTP session to TikTok -> router (cache) -> delivery worker. Closing
 runs the other way, so the worker has drained (and given back what it could not send, and told
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -19,8 +25,12 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from gateway.admin.context import AdminContext
+from gateway.collect.context import CollectContext
+from gateway.collect.cookies import IdentityCodec
 from gateway.collect.route import Router
 from gateway.config.base import ConfigStore
+from gateway.config.migrate import Copied, copy_config, secret_keys
 from gateway.config.sqlite import SQLiteConfigStore
 from gateway.core.crypto import CookieBox, SecretBox, new_token
 from gateway.core.metrics import Metrics
@@ -28,7 +38,8 @@ from gateway.core.settings import Secret, Settings
 from gateway.core.sqlite import PRIVATE_FILE_MODE
 from gateway.deliver.worker import DeliveryWorker
 from gateway.destinations.tiktok.client import TikTokClient
-from gateway.ledger.sqlite import Ledger, SQLiteLedger
+from gateway.ledger.base import Ledger
+from gateway.ledger.sqlite import SQLiteLedger
 from gateway.queue.base import Queue
 from gateway.queue.group import GroupCommitting
 from gateway.queue.sqlite import SQLiteQueue
@@ -47,17 +58,19 @@ class Role(enum.StrEnum):
 
 
 @dataclass(slots=True)
-class Runtime:
+class Wired:
+    """What `wire` opened: the surfaces' contexts, and the backends for the CLI and tests."""
+
     settings: Settings
     metrics: Metrics
     store: ConfigStore
     queue: Queue
     ledger: Ledger
     router: Router
-    tiktok: TikTokClient
-    token_box: SecretBox
     cookie_box: CookieBox
     admin_tokens: tuple[Secret, ...]
+    collect: CollectContext
+    admin: AdminContext
     worker: DeliveryWorker | None = None
     # Filled when the admin token was generated on this start, so the CLI can print it once.
     generated_admin_token: str | None = field(default=None, repr=False)
@@ -150,7 +163,7 @@ def _prepare_data_dir(
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Runtime]:
+async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Wired]:
     """Open every resource the process needs; `run_worker` False for collect/admin-only roles."""
     # File system work at start-up, off the loop like every other blocking call.
     admin_tokens, secret_keys, generated = await asyncio.to_thread(_prepare_data_dir, settings)
@@ -190,19 +203,7 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
         await router.start()
         stack.push_async_callback(router.stop)
 
-        runtime = Runtime(
-            settings=settings,
-            metrics=metrics,
-            store=store,
-            queue=queue,
-            ledger=ledger,
-            router=router,
-            tiktok=tiktok,
-            token_box=token_box,
-            cookie_box=cookie_box,
-            admin_tokens=admin_tokens,
-            generated_admin_token=generated,
-        )
+        worker: DeliveryWorker | None = None
         if run_worker:
             shared = await _open_shared_buckets(settings, stack)
             worker = DeliveryWorker(
@@ -211,5 +212,52 @@ async def open_runtime(settings: Settings, *, run_worker: bool = True) -> AsyncI
             await worker.start()
             # Stop first (it is pushed last): drain in-flight requests before the queue closes.
             stack.push_async_callback(worker.stop)
-            runtime.worker = worker
-        yield runtime
+        yield Wired(
+            settings=settings,
+            metrics=metrics,
+            store=store,
+            queue=queue,
+            ledger=ledger,
+            router=router,
+            cookie_box=cookie_box,
+            admin_tokens=admin_tokens,
+            collect=CollectContext(
+                settings=settings,
+                router=router,
+                events=queue,
+                metrics=metrics,
+                identity_codec=IdentityCodec(cookie_box),
+                observe=ledger.observe,
+                notify=worker.notify if worker else None,
+            ),
+            admin=AdminContext(
+                settings=settings,
+                metrics=metrics,
+                store=store,
+                queue=queue,
+                ledger=ledger,
+                router=router,
+                admin_tokens=admin_tokens,
+                tiktok=tiktok,
+                wake=worker.wake if worker else None,
+                refresh=worker.refresh if worker else None,
+            ),
+            worker=worker,
+            generated_admin_token=generated,
+        )
+
+
+async def migrate_config(settings: Settings, from_url: str | None, to_url: str) -> Copied:
+    """`gateway migrate-config`: open both stores by their URLs and copy one into the other."""
+    box = SecretBox(secret_keys(settings), purpose="access-token")
+    old = _open_store(dataclasses.replace(settings, database_url=from_url), box)
+    new = _open_store(dataclasses.replace(settings, database_url=to_url), box)
+    await old.open()
+    try:
+        await new.open()
+        try:
+            return await copy_config(old, new)
+        finally:
+            await new.close()
+    finally:
+        await old.close()

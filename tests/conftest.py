@@ -1,4 +1,4 @@
-"""Shared fixtures: the TikTok double and a whole gateway (runtime + both servers) in-process.
+"""Shared fixtures: the TikTok double and a whole gateway (its wiring + both servers) in-process.
 
 Everything is real: aiohttp servers on loopback ports, SQLite files in `tmp_path`, HTTP calls.
 """
@@ -20,7 +20,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from gateway.admin.api import create_admin_app
 from gateway.collect.app import create_collect_app
 from gateway.core.settings import Settings
-from gateway.wiring import Runtime, open_runtime
+from gateway.wiring import Wired, wire
 from tests.tiktok_double import TikTokDouble
 
 pytest_plugins = ["tests.backends", "tests.log_audit"]
@@ -31,9 +31,9 @@ REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 
 @dataclass
 class Gateway:
-    """A running gateway: its runtime, and clients for the collection and admin ports."""
+    """A running gateway: what `wire` opened, and clients for the collection and admin ports."""
 
-    runtime: Runtime
+    wired: Wired
     collect: TestClient[Any, Any]
     admin: TestClient[Any, Any]
     data_dir: Path
@@ -105,16 +105,16 @@ def make_gateway(tmp_path: Path, tiktok: TikTokDouble) -> MakeGateway:
         env = base_env(tmp_path / "data", tiktok.url)
         env.update(overrides)
         settings = Settings.from_mapping(env)
-        async with open_runtime(settings) as runtime:
-            collect = TestClient(TestServer(create_collect_app(runtime), host="127.0.0.1"))
+        async with wire(settings) as wired:
+            collect = TestClient(TestServer(create_collect_app(wired.collect), host="127.0.0.1"))
             admin = TestClient(
-                TestServer(create_admin_app(runtime), host="127.0.0.1"),
+                TestServer(create_admin_app(wired.admin), host="127.0.0.1"),
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             )
             await collect.start_server()
             await admin.start_server()
             try:
-                yield Gateway(runtime, collect, admin, settings.data_dir)
+                yield Gateway(wired, collect, admin, settings.data_dir)
             finally:
                 await collect.close()
                 await admin.close()

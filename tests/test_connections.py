@@ -21,7 +21,7 @@ from gateway.core.errors import SettingsError
 from gateway.core.logs import ThrottledLog
 from gateway.core.settings import Settings
 from gateway.serve import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
-from gateway.wiring import Runtime, open_runtime
+from gateway.wiring import Wired, wire
 from tests.conftest import base_env
 from tests.tiktok_double import TikTokDouble
 
@@ -42,11 +42,11 @@ POST_HEAD = (
 @dataclass
 class Served:
     port: int
-    runtime: Runtime
+    wired: Wired
     guard: ConnectionGuard
 
     def faults(self, kind: str) -> float:
-        value = self.runtime.metrics.registry.get_sample_value(
+        value = self.wired.metrics.registry.get_sample_value(
             "gateway_client_faults_total", {"kind": kind}
         )
         return value or 0.0
@@ -56,15 +56,15 @@ class Served:
 async def serving(tmp_path: Path, tiktok: TikTokDouble, **env: str) -> AsyncIterator[Served]:
     """The collection app on a loopback port, behind the same guard `gateway serve` uses."""
     settings = Settings.from_mapping({**base_env(tmp_path / "data", tiktok.url), **env})
-    async with open_runtime(settings, run_worker=False) as runtime:
+    async with wire(settings, run_worker=False) as wired:
         guard = ConnectionGuard(
-            ConnectionLimits.from_settings(settings), ClientFaults(runtime.metrics.client_faults)
+            ConnectionLimits.from_settings(settings), ClientFaults(wired.metrics.client_faults)
         )
         runner, site = await start_server(
-            create_collect_app(runtime), "127.0.0.1", 0, guard, shutdown_timeout_s=1.0
+            create_collect_app(wired.collect), "127.0.0.1", 0, guard, shutdown_timeout_s=1.0
         )
         try:
-            yield Served(site.port, runtime, guard)
+            yield Served(site.port, wired, guard)
         finally:
             await runner.cleanup()
 

@@ -377,8 +377,8 @@ async def _send_raw(gw: Gateway, case: CollectCase) -> tuple[int, bytes]:
 
 async def _stored(gw: Gateway, integration_id: str) -> tuple[int, int]:
     """Events queued and dead letters: what a refused request must leave as it was."""
-    stats = await gw.runtime.queue.stats(integration_id)
-    return await gw.runtime.queue.depth(), stats.dead_lettered
+    stats = await gw.wired.queue.stats(integration_id)
+    return await gw.wired.queue.depth(), stats.dead_lettered
 
 
 async def _prepared(gw: Gateway) -> tuple[str, str]:
@@ -518,8 +518,8 @@ async def _send_admin(gw: Gateway, case: AdminCase) -> tuple[int, str]:
 
 
 async def _configuration(gw: Gateway) -> tuple[Any, ...]:
-    sources = await gw.runtime.store.list_sources()
-    integrations = await gw.runtime.store.list_integrations()
+    sources = await gw.wired.store.list_sources()
+    integrations = await gw.wired.store.list_integrations()
     return (sorted(repr(s) for s in sources), sorted(repr(i) for i in integrations))
 
 
@@ -568,7 +568,7 @@ async def test_fuzz_admin_api(make_gateway: MakeGateway, log_watch: LogWatch) ->
 
 async def _recreate(gw: Gateway) -> None:
     """Put the fuzzed source and integration back after a case deleted one of them."""
-    if await gw.runtime.store.get_source(SOURCE) is None:
+    if await gw.wired.store.get_source(SOURCE) is None:
         await gw.create_source(id=SOURCE, consent_default="grant")
-    if not await gw.runtime.store.list_integrations():
+    if not await gw.wired.store.list_integrations():
         await gw.create_integration(source_id=SOURCE, consent_categories=[])

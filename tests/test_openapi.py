@@ -242,7 +242,7 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     )
     now = int(time.time())
     payload = b'{"event":"PageView","event_time":%d,"event_id":"evt_%d","user":{},"page":{}}'
-    await gw.runtime.queue.dead_letter_new(
+    await gw.wired.queue.dead_letter_new(
         [
             NewEvent(iid, "evt_1", "PageView", now, payload % (now, 1), {"advertising": True}),
             NewEvent(iid, "evt_2", "PageView", now, payload % (now, 2), None),
@@ -328,7 +328,7 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
         },
     )
     assert resp.status == 200
-    await gw.runtime.ledger.flush()
+    await gw.wired.ledger.flush()
     events = "/v1/admin/events"
     listing = await c.call("get", events, 200)
     assert listing["records"][0]["event_id"] == "ORD-42"

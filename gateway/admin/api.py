@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.admin.context import AdminContext
 from gateway.admin.debugger import add_debugger
 from gateway.admin.schema import (
     Invalid,
@@ -55,12 +56,11 @@ from gateway.core.models import (
     Source,
 )
 from gateway.destinations.tiktok.client import event_source_id_of, event_source_of
-from gateway.ledger.sqlite import QUEUED, outcomes
-from gateway.wiring import Runtime
+from gateway.ledger.base import QUEUED, outcomes
 
 log = logging.getLogger(__name__)
 
-RUNTIME_KEY: Final = web.AppKey("runtime", Runtime)
+CONTEXT: Final = web.AppKey("admin", AdminContext)
 
 ADMIN_PREFIX = "/v1/admin"
 PAUSED_BY_ADMIN = "paused by admin"
@@ -70,9 +70,9 @@ _LIST_CHUNK = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_admin_app(runtime: Runtime) -> web.Application:
+def create_admin_app(context: AdminContext) -> web.Application:
     app = web.Application(middlewares=[_errors, _bearer_auth])
-    app[RUNTIME_KEY] = runtime
+    app[CONTEXT] = context
     app.on_response_prepare.append(_add_security_headers)
     p = ADMIN_PREFIX
     app.router.add_routes(
@@ -99,7 +99,7 @@ def create_admin_app(runtime: Runtime) -> web.Application:
             web.delete(f"{p}/integrations/{{id}}/dead-letters", purge_dead_letters),
         ]
     )
-    add_debugger(app, runtime, p)
+    add_debugger(app, context, p)
     add_ui(app)
     return app
 
@@ -131,14 +131,32 @@ async def _add_security_headers(request: web.Request, response: web.StreamRespon
     response.headers.update(SECURITY_HEADERS)
 
 
+# The admin port's HTTP answer to each kind of refusal (the errors themselves carry none).
+_STATUS_BY_KIND: tuple[tuple[type[AdminError], int], ...] = (
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 422),
+)
+
+
+def admin_status(exc: AdminError) -> int:
+    """The HTTP status of a refused Management API request (400 unless a kind says more)."""
+    for kind, status in _STATUS_BY_KIND:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every refusal into the JSON error shape; unexpected failures into a bare 500."""
     try:
         return await handler(request)
     except AdminError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        return _error(exc.status, exc.code, exc.message, exc.field, **headers)
+        status = admin_status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        return _error(status, exc.code, exc.message, exc.field, **headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -162,7 +180,7 @@ async def _bearer_auth(request: web.Request, handler: Handler) -> web.StreamResp
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("an admin Bearer token is required")
-        if not constant_time_in(token.strip(), request.app[RUNTIME_KEY].admin_tokens):
+        if not constant_time_in(token.strip(), request.app[CONTEXT].admin_tokens):
             raise Unauthorized("the admin token is not valid")
     return await handler(request)
 
@@ -182,56 +200,56 @@ def _now() -> str:
     return now_iso(time.time())
 
 
-async def _source_or_404(runtime: Runtime, source_id: str) -> Source:
-    source = await runtime.store.get_source(source_id)
+async def _source_or_404(context: AdminContext, source_id: str) -> Source:
+    source = await context.store.get_source(source_id)
     if source is None:
         raise NotFound("source", source_id)
     return source
 
 
-async def _integration_or_404(runtime: Runtime, integration_id: str) -> Integration:
-    integration = await runtime.store.get_integration(integration_id)
+async def _integration_or_404(context: AdminContext, integration_id: str) -> Integration:
+    integration = await context.store.get_integration(integration_id)
     if integration is None:
         raise NotFound("integration", integration_id)
     return integration
 
 
 async def _integration_view(
-    runtime: Runtime, integration: Integration, usage: QueueUsage | None = None
+    context: AdminContext, integration: Integration, usage: QueueUsage | None = None
 ) -> dict[str, Any]:
-    usage = usage or await queue_usage(runtime)
-    return integration_json(integration, await runtime.queue.stats(integration.id), usage)
+    usage = usage or await queue_usage(context)
+    return integration_json(integration, await context.queue.stats(integration.id), usage)
 
 
-async def queue_usage(runtime: Runtime) -> QueueUsage:
+async def queue_usage(context: AdminContext) -> QueueUsage:
     """The queue's depth and size against its bounds; the gauges of /metrics follow."""
-    depth = await runtime.queue.depth()
-    size = await runtime.queue.size_bytes()
-    runtime.metrics.queue_depth.set(depth)
+    depth = await context.queue.depth()
+    size = await context.queue.size_bytes()
+    context.metrics.queue_depth.set(depth)
     if size is not None:
-        runtime.metrics.queue_bytes.set(size)
-    settings = runtime.settings
+        context.metrics.queue_bytes.set(size)
+    settings = context.settings
     bytes_bound = settings.queue_max_bytes if size is not None else None
     return QueueUsage(depth, settings.queue_max_events, size, bytes_bound)
 
 
 async def _changed(
-    runtime: Runtime, integration: Integration | None = None, *, wake: bool = False
+    context: AdminContext, integration: Integration | None = None, *, wake: bool = False
 ) -> None:
     """After every write: routing sees it at once, the paused gauge follows, and an integration
     that may deliver again (`wake`) gets the worker's attention for the events it kept."""
-    await runtime.router.invalidate()
+    await context.router.invalidate()
     if integration is None:
         return
     paused = integration.state is IntegrationState.PAUSED
-    runtime.metrics.integration_paused.labels(integration.id).set(1 if paused else 0)
-    if wake and integration.state is IntegrationState.ACTIVE and runtime.worker is not None:
-        runtime.worker.wake(integration.id)
+    context.metrics.integration_paused.labels(integration.id).set(1 if paused else 0)
+    if wake and integration.state is IntegrationState.ACTIVE and context.wake is not None:
+        context.wake(integration.id)
 
 
-def _forget(runtime: Runtime, integration_id: str) -> None:
+def _forget(context: AdminContext, integration_id: str) -> None:
     with contextlib.suppress(KeyError):
-        runtime.metrics.integration_paused.remove(integration_id)
+        context.metrics.integration_paused.remove(integration_id)
 
 
 # ----------------------------------------------------------------------------- health, metrics
@@ -242,11 +260,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    context = request.app[CONTEXT]
     checks: dict[str, str] = {}
     probes: dict[str, Callable[[], Awaitable[int]]] = {
-        "store": runtime.store.config_version,
-        "queue": runtime.queue.depth,
+        "store": context.store.config_version,
+        "queue": context.queue.depth,
     }
     for name, probe in probes.items():
         try:
@@ -263,12 +281,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    context = request.app[CONTEXT]
     try:
-        await queue_usage(runtime)
+        await queue_usage(context)
     except Exception:  # the other metrics are still worth serving
         log.warning("queue depth unavailable for /metrics", exc_info=True)
-    response = web.Response(body=runtime.metrics.render())
+    response = web.Response(body=context.metrics.render())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 
@@ -281,53 +299,53 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def create_source(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    context = request.app[CONTEXT]
     source = parse_new_source(await _body(request), lambda: "src_" + secrets.token_hex(6), _now())
-    if await runtime.store.get_source(source.id) is not None:
+    if await context.store.get_source(source.id) is not None:
         raise Conflict("conflict", f"a source with id {source.id!r} already exists", "id")
     server_key = new_token("sk_")
-    created = await runtime.store.create_source(
+    created = await context.store.create_source(
         dataclasses.replace(source, server_key_hash=sha256_hex(server_key))
     )
-    await _changed(runtime)
+    await _changed(context)
     # The only time the key is shown: the store keeps its hash.
     return _json(source_json(created, server_key=server_key), 201)
 
 
 async def list_sources(request: web.Request) -> web.Response:
-    sources = await request.app[RUNTIME_KEY].store.list_sources()
+    sources = await request.app[CONTEXT].store.list_sources()
     return _json({"sources": [source_json(s) for s in sources]})
 
 
 async def get_source(request: web.Request) -> web.Response:
-    source = await _source_or_404(request.app[RUNTIME_KEY], request.match_info["id"])
+    source = await _source_or_404(request.app[CONTEXT], request.match_info["id"])
     return _json(source_json(source))
 
 
 async def update_source(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    current = await _source_or_404(runtime, request.match_info["id"])
-    updated = await runtime.store.update_source(patch_source(current, await _body(request), _now()))
-    await _changed(runtime)
+    context = request.app[CONTEXT]
+    current = await _source_or_404(context, request.match_info["id"])
+    updated = await context.store.update_source(patch_source(current, await _body(request), _now()))
+    await _changed(context)
     envelope = ("event_source", "event_source_id")
-    if runtime.worker is not None and any(
+    if context.refresh is not None and any(
         getattr(updated, name) != getattr(current, name) for name in envelope
     ):
         # The envelope of the next request follows at once, not at the next version poll.
-        runtime.worker.refresh()
+        context.refresh()
     return _json(source_json(updated))
 
 
 async def delete_source(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    context = request.app[CONTEXT]
     source_id = request.match_info["id"]
-    integrations = await runtime.store.list_integrations(source_id)
-    if not await runtime.store.delete_source(source_id):
+    integrations = await context.store.list_integrations(source_id)
+    if not await context.store.delete_source(source_id):
         raise NotFound("source", source_id)
-    await _changed(runtime)
+    await _changed(context)
     for integration in integrations:
-        await runtime.queue.drop_integration(integration.id)
-        _forget(runtime, integration.id)
+        await context.queue.drop_integration(integration.id)
+        _forget(context, integration.id)
     return web.Response(status=204)
 
 
@@ -335,68 +353,68 @@ async def delete_source(request: web.Request) -> web.Response:
 
 
 async def create_integration(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    context = request.app[CONTEXT]
     integration = parse_new_integration(
         await _body(request), lambda: "int_" + secrets.token_hex(6), _now()
     )
     unknown = Invalid(
         "unknown_source", f"source {integration.source_id!r} does not exist", "source_id"
     )
-    if await runtime.store.get_source(integration.source_id) is None:
+    if await context.store.get_source(integration.source_id) is None:
         raise unknown
     try:
-        created = await runtime.store.create_integration(integration)
+        created = await context.store.create_integration(integration)
     except NotFound:  # the source was deleted a moment ago
         raise unknown from None
-    await _changed(runtime, created)
-    return _json(await _integration_view(runtime, created), 201)
+    await _changed(context, created)
+    return _json(await _integration_view(context, created), 201)
 
 
 async def list_integrations(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integrations = await runtime.store.list_integrations(request.query.get("source_id") or None)
-    usage = await queue_usage(runtime)
-    views = [await _integration_view(runtime, i, usage) for i in integrations]
+    context = request.app[CONTEXT]
+    integrations = await context.store.list_integrations(request.query.get("source_id") or None)
+    usage = await queue_usage(context)
+    views = [await _integration_view(context, i, usage) for i in integrations]
     return _json({"integrations": views})
 
 
 async def get_integration(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integration = await _integration_or_404(runtime, request.match_info["id"])
-    return _json(await _integration_view(runtime, integration))
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    return _json(await _integration_view(context, integration))
 
 
 async def update_integration(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    current = await _integration_or_404(runtime, request.match_info["id"])
+    context = request.app[CONTEXT]
+    current = await _integration_or_404(context, request.match_info["id"])
     patched = patch_integration(current, await _body(request), _now())
-    updated = await runtime.store.update_integration(patched)
+    updated = await context.store.update_integration(patched)
     if updated.paused_reason != patched.paused_reason:
         # Stores may keep the paused flag apart from the record: set it explicitly.
-        await runtime.store.set_paused(updated.id, patched.paused_reason)
-        updated = await _integration_or_404(runtime, updated.id)
-    await _changed(runtime, updated, wake=current.state is not IntegrationState.ACTIVE)
-    return _json(await _integration_view(runtime, updated))
+        await context.store.set_paused(updated.id, patched.paused_reason)
+        updated = await _integration_or_404(context, updated.id)
+    await _changed(context, updated, wake=current.state is not IntegrationState.ACTIVE)
+    return _json(await _integration_view(context, updated))
 
 
 async def delete_integration(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    context = request.app[CONTEXT]
     integration_id = request.match_info["id"]
-    if not await runtime.store.delete_integration(integration_id):
+    if not await context.store.delete_integration(integration_id):
         raise NotFound("integration", integration_id)
-    await _changed(runtime)
-    await runtime.queue.drop_integration(integration_id)
-    _forget(runtime, integration_id)
+    await _changed(context)
+    await context.queue.drop_integration(integration_id)
+    _forget(context, integration_id)
     return web.Response(status=204)
 
 
 async def _set_paused(request: web.Request, reason: str | None) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integration = await _integration_or_404(runtime, request.match_info["id"])
-    await runtime.store.set_paused(integration.id, reason)
-    integration = await _integration_or_404(runtime, integration.id)
-    await _changed(runtime, integration, wake=reason is None)
-    return _json(await _integration_view(runtime, integration))
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    await context.store.set_paused(integration.id, reason)
+    integration = await _integration_or_404(context, integration.id)
+    await _changed(context, integration, wake=reason is None)
+    return _json(await _integration_view(context, integration))
 
 
 async def pause_integration(request: web.Request) -> web.Response:
@@ -421,11 +439,11 @@ def sample_event(config_limited_data_use: bool, now: float) -> bytes:
 
 
 async def test_integration(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integration = await _integration_or_404(runtime, request.match_info["id"])
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
     config = integration.config
-    source = await runtime.store.get_source(integration.source_id)
-    answer = await runtime.tiktok.send(
+    source = await context.store.get_source(integration.source_id)
+    answer = await context.tiktok.send(
         event_source_id_of(source, config),
         config.access_token,
         config.test_event_code,
@@ -450,23 +468,23 @@ async def test_integration(request: web.Request) -> web.Response:
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integration = await _integration_or_404(runtime, request.match_info["id"])
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
     limit, offset = parse_page(request.query)
-    items = await runtime.queue.list_dead_letters(integration.id, limit, offset)
+    items = await context.queue.list_dead_letters(integration.id, limit, offset)
     return _json(
         {"dead_letters": [dead_letter_json(d) for d in items], "limit": limit, "offset": offset}
     )
 
 
 async def _selected(
-    runtime: Runtime, integration_id: str, selection: Selection
+    context: AdminContext, integration_id: str, selection: Selection
 ) -> list[DeadLetter]:
     """Every dead letter of the integration the selection names, read page by page."""
     found: list[DeadLetter] = []
     offset = 0
     while True:
-        page = await runtime.queue.list_dead_letters(integration_id, _LIST_CHUNK, offset)
+        page = await context.queue.list_dead_letters(integration_id, _LIST_CHUNK, offset)
         found.extend(d for d in page if selection.matches(d))
         if len(page) < _LIST_CHUNK:
             return found
@@ -474,12 +492,12 @@ async def _selected(
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integration = await _integration_or_404(runtime, request.match_info["id"])
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
     selection = parse_selection(await _body(request))
-    source = await runtime.store.get_source(integration.source_id)
+    source = await context.store.get_source(integration.source_id)
     default = source.consent_default if source is not None else ConsentDefault.DENY
-    candidates = await _selected(runtime, integration.id, selection)
+    candidates = await _selected(context, integration.id, selection)
     allowed = [d.id for d in candidates if consent_allows(integration, d.consent, default)]
     skipped: list[dict[str, Any]] = [
         {"id": d.id, "reason": "consent"}
@@ -490,22 +508,22 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         known = {str(d.id) for d in candidates}
         skipped += [{"id": i, "reason": "not_found"} for i in selection.ids if i not in known]
     replayed = (
-        await runtime.queue.replay_dead_letters(integration.id, allowed, time.time())
+        await context.queue.replay_dead_letters(integration.id, allowed, time.time())
         if allowed
         else []
     )
-    if replayed and runtime.worker is not None:
-        runtime.worker.wake(integration.id)
+    if replayed and context.wake is not None:
+        context.wake(integration.id)
     # The debugger shows them queued again until the worker has sent them.
-    runtime.ledger.settle(
+    context.ledger.settle(
         outcomes(integration.id, replayed, QUEUED, time.time(), reason="replayed from dead letters")
     )
     return _json({"replayed": len(replayed), "skipped": skipped})
 
 
 async def purge_dead_letters(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    integration = await _integration_or_404(runtime, request.match_info["id"])
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
     raw = await request.read()
     if raw.strip():
         data = parse_json(raw)
@@ -513,8 +531,8 @@ async def purge_dead_letters(request: web.Request) -> web.Response:
         data = selection_from_query(request.query, request.query.getall("ids", []))
     selection = parse_selection(data)
     if selection.everything:
-        purged = await runtime.queue.purge_dead_letters(integration.id, None)
+        purged = await context.queue.purge_dead_letters(integration.id, None)
     else:
-        ids = [d.id for d in await _selected(runtime, integration.id, selection)]
-        purged = await runtime.queue.purge_dead_letters(integration.id, ids) if ids else 0
+        ids = [d.id for d in await _selected(context, integration.id, selection)]
+        purged = await context.queue.purge_dead_letters(integration.id, ids) if ids else 0
     return _json({"purged": purged})

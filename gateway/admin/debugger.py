@@ -25,10 +25,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.admin.context import AdminContext
 from gateway.admin.schema import Invalid, int_param, iso_utc
 from gateway.core.errors import AdminError, NotFound
-from gateway.ledger.sqlite import MATCH_SIGNALS, Filters
-from gateway.wiring import Runtime
+from gateway.ledger.base import MATCH_SIGNALS, Filters
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -40,17 +40,15 @@ LAST_EVENT_ID = "Last-Event-ID"
 _ASCII_NUMBER = re.compile(r"[0-9]{1,19}")
 
 
-class _NoRecord(AdminError):
-    status = 404
-
+class _NoRecord(NotFound):
     def __init__(self, message: str) -> None:
-        super().__init__("not_found", message)
+        AdminError.__init__(self, "not_found", message)
 
 
 _STREAMS_STOP: Final = web.AppKey("debugger_streams_stop", asyncio.Event)
 
 
-def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
+def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> None:
     """Route the debugger's calls on the admin app; open streams end when the app shuts down."""
     stop = asyncio.Event()
     app[_STREAMS_STOP] = stop
@@ -63,17 +61,17 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
 
     async def list_events(request: web.Request) -> web.Response:
         filters, limit, after = parse_event_query(request.query)
-        records = await runtime.ledger.records(filters, limit, after)
+        records = await context.ledger.records(filters, limit, after)
         cursor = records[-1]["seq"] if after is not None and records else after
         if cursor is None:
-            cursor = await runtime.ledger.last_seq()
+            cursor = await context.ledger.last_seq()
         return web.json_response({"records": records, "cursor": cursor})
 
     async def get_event(request: web.Request) -> web.Response:
         event_id = request.match_info["event_id"]
-        records = await runtime.ledger.records(Filters(event_id=event_id), MAX_LIMIT)
+        records = await context.ledger.records(Filters(event_id=event_id), MAX_LIMIT)
         if not records:
-            hours = runtime.settings.ledger_retention_hours
+            hours = context.settings.ledger_retention_hours
             raise _NoRecord(f"no record of event {event_id!r} in the last {hours} hours")
         return web.json_response({"event_id": event_id, "records": records})
 
@@ -81,7 +79,7 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
         filters, _, after = parse_event_query(request.query)
         if after is None:
             after = _last_event_id(request.headers)
-        cursor = after if after is not None else await runtime.ledger.last_seq()
+        cursor = after if after is not None else await context.ledger.last_seq()
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -94,7 +92,7 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
             await response.write(_sse("ready", {"cursor": cursor}, None))
             beat_at = time.monotonic() + HEARTBEAT_S
             while not stop.is_set():
-                records = await runtime.ledger.records(filters, _STREAM_BATCH, cursor)
+                records = await context.ledger.records(filters, _STREAM_BATCH, cursor)
                 for record in records:
                     cursor = record["seq"]
                     await response.write(_sse("record", record, cursor))
@@ -111,12 +109,12 @@ def add_debugger(app: web.Application, runtime: Runtime, prefix: str) -> None:
 
     async def match_quality(request: web.Request) -> web.Response:
         integration_id = request.match_info["id"]
-        if await runtime.store.get_integration(integration_id) is None:
+        if await context.store.get_integration(integration_id) is None:
             raise NotFound("integration", integration_id)
-        retention = runtime.settings.ledger_retention_hours
+        retention = context.settings.ledger_retention_hours
         hours = int_param(request.query, "hours", 1, retention) or retention
         since = time.time() - hours * 3600
-        quality = await runtime.ledger.match_quality(integration_id, since)
+        quality = await context.ledger.match_quality(integration_id, since)
         signals = {
             name: {
                 "events": quality.counts.get(name, 0),

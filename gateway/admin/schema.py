@@ -51,14 +51,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Invalid(AdminError):
-    """A body or query value the Management API refuses (-> 422, naming the field)."""
-
-    status = 422
+    """A body or query value the Management API refuses (naming the field)."""
 
 
 class Unauthorized(AdminError):
-    status = 401
-
     def __init__(self, message: str) -> None:
         super().__init__("unauthorized", message)
 

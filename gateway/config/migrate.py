@@ -9,16 +9,13 @@ Queued events and dead letters are not configuration: drain the old queue before
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config.base import ConfigStore
-from gateway.core.crypto import SecretBox
 from gateway.core.errors import Conflict, SettingsError
 from gateway.core.settings import Secret, Settings
-from gateway.wiring import _open_store  # the one place that maps a URL to a store
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +56,3 @@ async def copy_config(source: ConfigStore, target: ConfigStore) -> Copied:
         except Conflict:
             skipped += 1
     return Copied(sources, integrations, skipped)
-
-
-async def migrate_config(settings: Settings, from_url: str | None, to_url: str) -> Copied:
-    box = SecretBox(secret_keys(settings), purpose="access-token")
-    old = _open_store(dataclasses.replace(settings, database_url=from_url), box)
-    new = _open_store(dataclasses.replace(settings, database_url=to_url), box)
-    await old.open()
-    try:
-        await new.open()
-        try:
-            return await copy_config(old, new)
-        finally:
-            await new.close()
-    finally:
-        await old.close()

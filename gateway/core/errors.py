@@ -2,13 +2,16 @@
 
 GatewayError
 ├── SettingsError          a setting is missing or invalid (start-up stops, naming it)
-├── HitError               a collection hit is refused (-> 4xx JSON error)
-│   └── PayloadTooLarge    body over the size limit (-> 413)
-├── AdminError             a Management API request is refused (-> 4xx JSON error)
-│   ├── NotFound           (-> 404)
-│   └── Conflict           (-> 409)
-├── QueueFull              the queue is at its bound (-> 503 with Retry-After)
+├── HitError               a collection hit is refused
+│   └── PayloadTooLarge    body over the size limit
+├── AdminError             a Management API request is refused
+│   ├── NotFound           the thing named does not exist
+│   └── Conflict           it clashes with what is stored
+├── QueueFull              the queue is at its bound (retry after a while)
 └── StoreError             a backend (SQLite, Redis, PostgreSQL) failed
+
+Errors carry a machine-readable `code`, never an HTTP status: each surface (collect/app.py,
+admin/api.py) maps codes and kinds to its own answers.
 """
 
 from __future__ import annotations
@@ -28,26 +31,18 @@ class SettingsError(GatewayError):
 class HitError(GatewayError):
     """A hit the collection endpoint refuses; `code` is machine-readable, `message` for people."""
 
-    status = 400
-
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        if status is not None:
-            self.status = status
 
 
 class PayloadTooLarge(HitError):
-    status = 413
-
     def __init__(self, limit: int) -> None:
         super().__init__("payload_too_large", f"body is larger than {limit} bytes")
 
 
 class AdminError(GatewayError):
-    status = 400
-
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
@@ -56,14 +51,12 @@ class AdminError(GatewayError):
 
 
 class NotFound(AdminError):
-    status = 404
-
     def __init__(self, what: str, ident: str) -> None:
         super().__init__("not_found", f"{what} {ident!r} does not exist")
 
 
 class Conflict(AdminError):
-    status = 409
+    """The request clashes with what is stored (an id already taken)."""
 
 
 class QueueFull(GatewayError):

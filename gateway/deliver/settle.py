@@ -25,7 +25,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.models import ClaimedEvent, Integration
 from gateway.deliver.backoff import retry_at
 from gateway.destinations.tiktok.client import TikTokAnswer
-from gateway.ledger.sqlite import DEAD_LETTERED, PAUSED, RETRYING, Ledger, outcomes
+from gateway.ledger.base import DEAD_LETTERED, PAUSED, RETRYING, Ledger, outcomes
 from gateway.queue.base import Queue
 
 log = logging.getLogger("gateway.deliver.worker")

@@ -59,7 +59,7 @@ from gateway.destinations.tiktok.client import (
     event_source_id_of,
     event_source_of,
 )
-from gateway.ledger.sqlite import Ledger, outcomes, status_of
+from gateway.ledger.base import Ledger, outcomes, status_of
 from gateway.queue.base import Queue
 
 if TYPE_CHECKING:  # redis is imported only by deployments that configure it

@@ -1,4 +1,5 @@
-"""The collection hit's wire schema, decoded and validated in one pass by msgspec.
+"""The native collection protocol: its endpoints, request bodies decoded and validated into
+hits (msgspec, one pass), and the server key's check.
 
 Decoding is strict: a wrong type anywhere in a known field is a 400 naming the field's path.
 Unknown fields are ignored (clients send more than the gateway needs); the known ones are what
@@ -7,12 +8,17 @@ Unknown fields are ignored (clients send more than the gateway needs); the known
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, TypeVar
 
 import msgspec
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from gateway.collect.cookies import safe_cookie_value
-from gateway.core.errors import HitError
+from gateway.collect.route import Route
+from gateway.core.crypto import sha256_hex
+from gateway.core.errors import HitError, PayloadTooLarge
 from gateway.core.hit import (
     Hit,
     HitType,
@@ -42,7 +48,7 @@ def decode_hit(body: bytes, path_type: HitType | None) -> Hit:
     hit = _decode(_hit_decoder, body)
     if hit.type is None:
         if path_type is None:
-            raise HitError("invalid_field", "type is required", status=400)
+            raise HitError("invalid_field", "type is required")
         hit.type = path_type
     validate_hit(hit, where="$")
     return hit
@@ -145,3 +151,79 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise HitError("invalid_encoding", "body is not valid UTF-8") from None
     except RecursionError:
         raise HitError("too_deep", "body is nested too deeply") from None
+
+
+# The native protocol's endpoints: a hit per request on the typed paths, a batch on /v1/batch.
+ENDPOINTS: tuple[tuple[str, HitType | None], ...] = (
+    ("/v1/t", "track"),
+    ("/v1/p", "page"),
+    ("/v1/i", "identify"),
+    ("/v1/batch", None),
+)
+
+
+async def read_hits(
+    request: web.Request, path_type: HitType | None, max_body_bytes: int, max_hits: int
+) -> list[Hit]:
+    """The request's hits, decoded and validated (a `HitError` names what is wrong)."""
+    body = await read_body(request, max_body_bytes)
+    return decode_body(body, request, path_type, max_hits)
+
+
+ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain", ""})
+# What aiohttp decompresses (br and zstd through the Brotli and backports.zstd dependencies).
+ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
+
+
+class UnreadableBody(HitError):
+    """A body that cannot be decoded as its Content-Encoding says; its connection is closed."""
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit)
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in ACCEPTED_CONTENT_ENCODINGS:
+        # aiohttp passes an encoding it does not know through as it came: refuse it here
+        # rather than read the compressed bytes as JSON.
+        raise HitError(
+            "unsupported_encoding",
+            "Content-Encoding must be gzip, deflate, br, zstd or none",
+        )
+    try:
+        # aiohttp decompresses while reading and counts client_max_size on the decompressed
+        # bytes, so a small gzip bomb stops at the size limit (413), not at the memory's.
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):
+            # The rest of the body cannot be read either: mark it read, or aiohttp would try
+            # to drain it after the answer and log the same failure as an unhandled exception.
+            request.content.feed_eof()
+            raise UnreadableBody("bad_encoding", f"body is not valid {encoding} data") from None
+        raise
+
+
+def decode_body(
+    body: bytes, request: web.Request, path_type: HitType | None, max_hits: int
+) -> list[Hit]:
+    content_type = request.content_type if request.headers.get("Content-Type") else ""
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        raise HitError("unsupported_media_type", "send application/json or text/plain")
+    if not body:
+        raise HitError("malformed_json", "body is empty")
+    if path_type is None:
+        return decode_batch(body, max_hits)
+    return [decode_hit(body, path_type)]
+
+
+def authenticate_server(authorization: str | None, route: Route) -> bool:
+    """True for a server source's hit; a wrong key is refused rather than silently downgraded."""
+    if authorization is None:
+        return False
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise HitError("unauthorized", "Authorization must be 'Bearer <server key>'")
+    expected = route.source.server_key_hash
+    if not expected or not hmac.compare_digest(sha256_hex(key.strip()), expected):
+        raise HitError("unauthorized", "the server key is not this source's")
+    return True
