@@ -134,8 +134,9 @@ async def queue_bench(seconds: float) -> dict[str, Any]:
 
 def _fixtures() -> tuple[Any, Any, list[Any]]:
     from gateway.collect.protocols.native import decode_hit
-    from gateway.core.models import Integration, Source, TikTokConfig
+    from gateway.core.models import Integration, Source
     from gateway.core.settings import Secret
+    from gateway.destinations.tiktok.config import TikTokConfig
 
     source = Source(id=workload.SOURCE_ID, name="Bench", default_phone_region="US")
     integration = Integration(
@@ -165,7 +166,8 @@ def _rate(fn: Callable[[], int], seconds: float) -> float:
 
 
 def transform_bench(seconds: float) -> dict[str, Any]:
-    from gateway.destinations.tiktok.transform import HitContext, transform
+    from gateway.destinations.base import HitContext
+    from gateway.destinations.tiktok.transform import transform
 
     source, integration, hits = _fixtures()
     context = HitContext(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.collect.context import CollectContext
 from gateway.collect.cookies import IdentityCodec
@@ -37,7 +38,6 @@ from gateway.core.metrics import Metrics
 from gateway.core.settings import Secret, Settings
 from gateway.core.sqlite import PRIVATE_FILE_MODE
 from gateway.deliver.worker import DeliveryWorker
-from gateway.destinations.tiktok.client import TikTokClient
 from gateway.ledger.base import Ledger
 from gateway.ledger.sqlite import SQLiteLedger
 from gateway.queue.base import Queue
@@ -197,7 +197,10 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
             raise_for_status=False,
         )
         stack.push_async_callback(session.close)
-        tiktok = TikTokClient(session, settings.tiktok_api_url)
+        clients = {
+            vendor: destination.client(session, settings)
+            for vendor, destination in destinations.REGISTRY.items()
+        }
 
         router = Router(store)
         await router.start()
@@ -207,7 +210,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
         if run_worker:
             shared = await _open_shared_buckets(settings, stack)
             worker = DeliveryWorker(
-                queue, store, tiktok, settings, metrics, ledger=ledger, shared_buckets=shared
+                queue, store, clients, settings, metrics, ledger=ledger, shared_buckets=shared
             )
             await worker.start()
             # Stop first (it is pushed last): drain in-flight requests before the queue closes.
@@ -238,7 +241,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 ledger=ledger,
                 router=router,
                 admin_tokens=admin_tokens,
-                tiktok=tiktok,
+                clients=clients,
                 wake=worker.wake if worker else None,
                 refresh=worker.refresh if worker else None,
             ),

@@ -21,10 +21,11 @@ import msgspec
 from gateway.config.sqlite import SQLiteConfigStore
 from gateway.core.crypto import SecretBox
 from gateway.core.metrics import Metrics
-from gateway.core.models import Integration, NewEvent, Source, TikTokConfig
+from gateway.core.models import Integration, NewEvent, Source
 from gateway.core.settings import Secret, Settings
 from gateway.deliver.worker import DeliveryWorker
-from gateway.destinations.tiktok.client import TikTokClient
+from gateway.destinations.tiktok.client import TikTokClient, TikTokSender
+from gateway.destinations.tiktok.config import TikTokConfig
 from gateway.queue.sqlite import SQLiteQueue
 from tests.tiktok_double import TikTokDouble
 
@@ -123,7 +124,11 @@ class DeliveryRig:
         worker = DeliveryWorker(
             self.queue,
             self.store,
-            TikTokClient(self.session, url or self.tiktok.url, timeout_s=timeout_s),
+            {
+                "tiktok": TikTokSender(
+                    TikTokClient(self.session, url or self.tiktok.url, timeout_s=timeout_s)
+                )
+            },
             Settings.from_mapping(env),
             self.metrics,
             clock=self.clock,

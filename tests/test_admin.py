@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.admin.schema import Invalid, iso_utc, mask_token, parse_new_source
+from gateway.admin.schema import iso_utc, parse_new_source
 from gateway.core.crypto import sha256_hex
+from gateway.core.errors import Invalid
 from gateway.core.models import NewEvent
 from gateway.core.settings import Secret
+from gateway.core.validation import mask_secret
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.tiktok_double import Answer, TikTokDouble
 
@@ -136,7 +138,7 @@ async def test_seed_request_works_verbatim_and_never_shows_the_token(gateway: Ga
     ids=["long", "tiny", "short"],
 )
 def test_mask_shows_at_most_four_characters(token: str, mask: str) -> None:
-    assert mask_token(Secret(token)) == mask
+    assert mask_secret(Secret(token)) == mask
 
 
 # ----------------------------------------------------------------------------------- validation

@@ -13,8 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.collect.route import consent_allows
-from gateway.core.models import ConsentDefault, Integration, TikTokConfig
+from gateway.core.models import ConsentDefault, Integration
 from gateway.core.settings import Secret
+from gateway.destinations.tiktok.config import TikTokConfig
 from gateway.ledger.base import (
     DELIVERED,
     DENIED,

@@ -11,8 +11,9 @@ import pytest
 
 from gateway.config.base import ConfigStore
 from gateway.core.errors import Conflict, NotFound
-from gateway.core.models import ConsentDefault, Integration, IntegrationState, Source, TikTokConfig
+from gateway.core.models import ConsentDefault, Integration, IntegrationState, Source
 from gateway.core.settings import Secret
+from gateway.destinations.tiktok.config import TikTokConfig
 from tests.backends import OpenStore
 
 TOKEN = "tok_plaintext_never_on_disk_0123456789"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import secrets
 import time
@@ -20,10 +19,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.admin.debugger import add_debugger
 from gateway.admin.schema import (
-    Invalid,
     Selection,
     Unauthorized,
     dead_letter_json,
@@ -44,7 +43,7 @@ from gateway.admin.ui import add_ui
 from gateway.collect.route import consent_allows
 from gateway.core.assets import asset
 from gateway.core.crypto import constant_time_in, new_token, sha256_hex
-from gateway.core.errors import AdminError, Conflict, NotFound, QueueFull, StoreError
+from gateway.core.errors import AdminError, Conflict, Invalid, NotFound, QueueFull, StoreError
 from gateway.core.headers import header_text
 from gateway.core.metrics import CONTENT_TYPE_LATEST
 from gateway.core.models import (
@@ -55,7 +54,6 @@ from gateway.core.models import (
     QueueUsage,
     Source,
 )
-from gateway.destinations.tiktok.client import event_source_id_of, event_source_of
 from gateway.ledger.base import QUEUED, outcomes
 
 log = logging.getLogger(__name__)
@@ -425,31 +423,13 @@ async def resume_integration(request: web.Request) -> web.Response:
     return await _set_paused(request, None)
 
 
-def sample_event(config_limited_data_use: bool, now: float) -> bytes:
-    """The one PageView a test send delivers: obviously synthetic, no personal data."""
-    event = {
-        "event": "PageView",
-        "event_time": int(now),
-        "event_id": "test_" + secrets.token_hex(8),
-        "user": {"ip": "203.0.113.10", "user_agent": "gateway-test-send"},
-        "page": {"url": "https://example.com/"},
-        "limited_data_use": config_limited_data_use,
-    }
-    return json.dumps(event, separators=(",", ":")).encode()
-
-
 async def test_integration(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     integration = await _integration_or_404(context, request.match_info["id"])
-    config = integration.config
+    destination = destinations.get(integration.vendor)
     source = await context.store.get_source(integration.source_id)
-    answer = await context.tiktok.send(
-        event_source_id_of(source, config),
-        config.access_token,
-        config.test_event_code,
-        [sample_event(config.limited_data_use, time.time())],
-        event_source=event_source_of(source).value,
-    )
+    sample = destination.sample_event(integration, time.time())
+    answer = await context.clients[integration.vendor].send(integration, source, [sample])
     return _json(
         {
             "sent": answer.transport_error is None,

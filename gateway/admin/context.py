@@ -6,14 +6,14 @@ Built by `gateway.wiring`. The delivery worker is reached only through `wake` an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.collect.route import Router
 from gateway.config.base import ConfigStore
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Secret, Settings
-from gateway.destinations.tiktok.client import TikTokClient
+from gateway.destinations.base import Client
 from gateway.ledger.base import Ledger
 from gateway.queue.base import Queue
 
@@ -27,7 +27,7 @@ class AdminContext:
     ledger: Ledger
     router: Router
     admin_tokens: tuple[Secret, ...]
-    tiktok: TikTokClient  # the integration test's sample send
+    clients: Mapping[str, Client]  # per vendor: the integration test's sample send
     # Send an integration's waiting events now (after a resume or a replay).
     wake: Callable[[str], None] | None = None
     # Re-read the configuration now (a source's envelope changed).

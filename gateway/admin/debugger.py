@@ -26,8 +26,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.admin.context import AdminContext
-from gateway.admin.schema import Invalid, int_param, iso_utc
-from gateway.core.errors import AdminError, NotFound
+from gateway.admin.schema import int_param, iso_utc
+from gateway.core.errors import AdminError, Invalid, NotFound
 from gateway.ledger.base import MATCH_SIGNALS, Filters
 
 DEFAULT_LIMIT = 100

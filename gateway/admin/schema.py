@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
 
-from gateway.core.errors import AdminError
+from gateway import destinations
+from gateway.core.errors import AdminError, Invalid
 from gateway.core.models import (
     ConsentDefault,
     DeadLetter,
@@ -31,27 +31,24 @@ from gateway.core.models import (
     IntegrationStats,
     QueueUsage,
     Source,
-    TikTokConfig,
 )
-from gateway.core.settings import Secret
+from gateway.core.validation import (
+    Validator,
+    boolean,
+    bounded_text,
+    expect,
+    nullable,
+    parse_object,
+    require,
+)
 
-T = TypeVar("T")
-Validator = Callable[[Any, str], Any]
-
-VENDOR_TIKTOK = "tiktok"
-MASK = "****"
 MAX_DEAD_LETTER_PAGE = 1000
 MAX_SELECTED_IDS = 10_000
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_PIXEL_CODE = re.compile(r"[A-Za-z0-9]{5,64}")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class Invalid(AdminError):
-    """A body or query value the Management API refuses (naming the field)."""
 
 
 class Unauthorized(AdminError):
@@ -77,57 +74,6 @@ def parse_json(body: bytes) -> Any:
         raise AdminError("invalid_json", "the request body holds a number too long") from None
 
 
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _expect(value: Any, kind: type[T] | tuple[type, ...], what: str, path: str) -> T:
-    # bool is an int in Python, never in JSON.
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise Invalid("invalid_type", f"{path} must be {what}", path)
-    return value  # type: ignore[return-value]  # narrowed by the isinstance above
-
-
-def _text(low: int, high: int) -> Validator:
-    def check(value: Any, path: str) -> str:
-        text = _expect(value, str, "a string", path).strip()
-        if not low <= len(text) <= high:
-            raise Invalid("invalid_value", f"{path} must be {low} to {high} characters", path)
-        return text
-
-    return check
-
-
-def _nullable(inner: Validator) -> Validator:
-    """null clears an optional field."""
-
-    def check(value: Any, path: str) -> Any:
-        return None if value is None else inner(value, path)
-
-    return check
-
-
-def _bool(value: Any, path: str) -> bool:
-    return _expect(value, bool, "true or false", path)
-
-
-def parse_object(data: Any, fields: Mapping[str, Validator], path: str = "") -> dict[str, Any]:
-    """Validate the known fields present in `data`; an unknown key is refused by name."""
-    obj: dict[str, Any] = _expect(data, dict, "a JSON object", path or "the body")
-    unknown = sorted(k for k in obj if k not in fields)
-    if unknown:
-        field = _join(path, unknown[0])
-        raise Invalid("unknown_field", f"unknown field {field!r}", field)
-    return {name: fields[name](value, _join(path, name)) for name, value in obj.items()}
-
-
-def _require(values: Mapping[str, Any], names: tuple[str, ...], path: str = "") -> None:
-    for name in names:
-        if name not in values:
-            field = _join(path, name)
-            raise Invalid("required", f"{field} is required", field)
-
-
 def _same_or_absent(obj: dict[str, Any], name: str, current: str) -> None:
     """PATCH may repeat an immutable field (a client sending the object back), not change it."""
     if name in obj and obj.pop(name) != current:
@@ -150,7 +96,7 @@ def _host(value: str, path: str) -> str:
 
 
 def _origin(value: Any, path: str) -> str:
-    text = _expect(value, str, "a string", path).strip()
+    text = expect(value, str, "a string", path).strip()
     message = f"{path} must be an origin such as https://shop.example or http://localhost:3000"
     try:
         parts = urlsplit(text)
@@ -177,19 +123,19 @@ def _origin(value: Any, path: str) -> str:
 
 
 def _origins(value: Any, path: str) -> tuple[str, ...]:
-    items = _expect(value, list, "a list of origins", path)
+    items = expect(value, list, "a list of origins", path)
     if len(items) > 100:
         raise Invalid("invalid_value", f"{path} holds at most 100 origins", path)
     return tuple(dict.fromkeys(_origin(item, f"{path}[{i}]") for i, item in enumerate(items)))
 
 
 def _cookie_domain(value: Any, path: str) -> str:
-    text = _expect(value, str, "a string", path).strip().removeprefix(".")
+    text = expect(value, str, "a string", path).strip().removeprefix(".")
     return _host(text, path)
 
 
 def _consent_default(value: Any, path: str) -> ConsentDefault:
-    text = _expect(value, str, '"deny" or "grant"', path)
+    text = expect(value, str, '"deny" or "grant"', path)
     try:
         return ConsentDefault(text)
     except ValueError:
@@ -201,7 +147,7 @@ _EVENT_SOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _event_source(value: Any, path: str) -> EventSource:
-    text = _expect(value, str, f"one of {_EVENT_SOURCES}", path)
+    text = expect(value, str, f"one of {_EVENT_SOURCES}", path)
     try:
         return EventSource(text)
     except ValueError:
@@ -209,7 +155,7 @@ def _event_source(value: Any, path: str) -> EventSource:
 
 
 def _event_source_id(value: Any, path: str) -> str:
-    text = _expect(value, str, "a string", path).strip()
+    text = expect(value, str, "a string", path).strip()
     if not _EVENT_SOURCE_ID.fullmatch(text):
         raise Invalid("invalid_value", f"{path} must match ^[A-Za-z0-9_-]{{1,64}}$", path)
     return text
@@ -219,7 +165,7 @@ _STORE_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 def _app_id(value: Any, path: str) -> str:
-    text = _expect(value, str, "a string", path).strip()
+    text = expect(value, str, "a string", path).strip()
     if not _STORE_APP_ID.fullmatch(text):
         raise Invalid(
             "invalid_value",
@@ -249,35 +195,35 @@ def _check_event_source(source: Source) -> Source:
 
 
 def _region(value: Any, path: str) -> str:
-    region = _expect(value, str, "a region code such as US", path).strip().upper()
+    region = expect(value, str, "a region code such as US", path).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise Invalid("invalid_value", f"{path} is not a known region code (e.g. US, DE)", path)
     return region
 
 
 def _source_id(value: Any, path: str) -> str:
-    text = _expect(value, str, "a string", path)
+    text = expect(value, str, "a string", path)
     if not _ID.fullmatch(text):
         raise Invalid("invalid_value", f"{path} must match ^[A-Za-z0-9_-]{{1,64}}$", path)
     return text
 
 
 SOURCE_FIELDS: Mapping[str, Validator] = {
-    "name": _text(1, 200),
+    "name": bounded_text(1, 200),
     "allowed_origins": _origins,
-    "cookie_domain": _nullable(_cookie_domain),
+    "cookie_domain": nullable(_cookie_domain),
     "consent_default": _consent_default,
-    "default_phone_region": _nullable(_region),
+    "default_phone_region": nullable(_region),
     "event_source": _event_source,
-    "event_source_id": _nullable(_event_source_id),
-    "app_id": _nullable(_app_id),
+    "event_source_id": nullable(_event_source_id),
+    "app_id": nullable(_app_id),
 }
 
 
 def parse_new_source(data: Any, make_id: Callable[[], str], now: str) -> Source:
     """A source from a create body; the id is generated when the body has none."""
     values = parse_object(data, {"id": _source_id, **SOURCE_FIELDS})
-    _require(values, ("name",))
+    require(values, ("name",))
     source_id = values.pop("id", None) or make_id()
     return _check_event_source(
         dataclasses.replace(Source(id=source_id, name=""), **values, created_at=now, updated_at=now)
@@ -285,7 +231,7 @@ def parse_new_source(data: Any, make_id: Callable[[], str], now: str) -> Source:
 
 
 def patch_source(current: Source, data: Any, now: str) -> Source:
-    obj = dict(_expect(data, dict, "a JSON object", "the body"))
+    obj = dict(expect(data, dict, "a JSON object", "the body"))
     _same_or_absent(obj, "id", current.id)
     values = parse_object(obj, SOURCE_FIELDS)
     return _check_event_source(dataclasses.replace(current, **values, updated_at=now))
@@ -294,87 +240,48 @@ def patch_source(current: Source, data: Any, now: str) -> Source:
 # -------------------------------------------------------------------------------- integrations
 
 
-def _pixel_code(value: Any, path: str) -> str:
-    text = _expect(value, str, "a string", path).strip()
-    if not _PIXEL_CODE.fullmatch(text):
-        raise Invalid("invalid_value", f"{path} must be 5 to 64 letters and digits", path)
-    return text
-
-
-def _access_token(value: Any, path: str) -> Secret:
-    # The message never repeats the value: it is a credential.
-    text = _expect(value, str, "a string", path).strip()
-    if not 1 <= len(text) <= 1000:
-        raise Invalid("invalid_value", f"{path} must be 1 to 1000 characters", path)
-    return Secret(text)
-
-
-def _rate(value: Any, path: str) -> float:
-    number = float(_expect(value, (int, float), "a number", path))
-    if not (math.isfinite(number) and 0 < number <= 10_000):
-        raise Invalid("invalid_value", f"{path} must be above 0 and at most 10000", path)
-    return number
-
-
-def _burst(value: Any, path: str) -> int:
-    number = _expect(value, int, "a whole number", path)
-    if not 1 <= number <= 100_000:
-        raise Invalid("invalid_value", f"{path} must be between 1 and 100000", path)
-    return number
-
-
-def _event_mapping(value: Any, path: str) -> dict[str, str]:
-    obj = _expect(value, dict, "an object of event names", path)
-    if len(obj) > 500:
-        raise Invalid("invalid_value", f"{path} holds at most 500 names", path)
-    name = _text(1, 200)
-    return {key: name(target, f"{path}.{key}") for key, target in obj.items()}
-
-
 def _categories(value: Any, path: str) -> tuple[str, ...]:
-    items = _expect(value, list, "a list of strings", path)
+    items = expect(value, list, "a list of strings", path)
     if len(items) > 50:
         raise Invalid("invalid_value", f"{path} holds at most 50 categories", path)
-    category = _text(1, 64)
+    category = bounded_text(1, 64)
     return tuple(dict.fromkeys(category(item, f"{path}[{i}]") for i, item in enumerate(items)))
 
 
-CONFIG_FIELDS: Mapping[str, Validator] = {
-    "pixel_code": _pixel_code,
-    "access_token": _access_token,
-    "test_event_code": _nullable(_text(1, 64)),
-    "rate_limit_rps": _rate,
-    "rate_limit_burst": _burst,
-    "use_current_event_names": _bool,
-    "event_mapping": _event_mapping,
-    "limited_data_use": _bool,
-}
-
-
 def _vendor(value: Any, path: str) -> str:
-    if value != VENDOR_TIKTOK:
-        raise Invalid("unknown_vendor", f'{path} must be "tiktok" (the only vendor)', path)
-    return VENDOR_TIKTOK
+    """One of the registry's vendors."""
+    known = destinations.vendors()
+    if not isinstance(value, str) or value not in known:
+        names = ", ".join(f'"{vendor}"' for vendor in known)
+        raise Invalid("unknown_vendor", f"{path} must be one of {names}", path)
+    return value
 
 
 INTEGRATION_FIELDS: Mapping[str, Validator] = {
-    "name": _text(1, 200),
-    "enabled": _bool,
+    "name": bounded_text(1, 200),
+    "enabled": boolean,
     "consent_categories": _categories,
-    "config": lambda value, path: parse_object(value, CONFIG_FIELDS, path),
 }
 
 
 def parse_new_integration(data: Any, make_id: Callable[[], str], now: str) -> Integration:
-    """An integration from a create body. Whether `source_id` exists is the caller's check."""
-    values = parse_object(data, {"source_id": _source_id, "vendor": _vendor, **INTEGRATION_FIELDS})
-    _require(values, ("source_id", "name", "config"))
-    config_values = values.pop("config")
-    _require(config_values, ("pixel_code", "access_token"), "config")
-    config = dataclasses.replace(
-        TikTokConfig(pixel_code="", access_token=Secret("")), **config_values
-    )
-    values.setdefault("vendor", VENDOR_TIKTOK)
+    """An integration from a create body. Whether `source_id` exists is the caller's check.
+
+    The `config` is the vendor's: its destination validates it (and names a refused field).
+    """
+    obj = expect(data, dict, "a JSON object", "the body")
+    vendor = _vendor(obj["vendor"], "vendor") if "vendor" in obj else destinations.DEFAULT_VENDOR
+    destination = destinations.get(vendor)
+    fields = {
+        "source_id": _source_id,
+        "vendor": _vendor,
+        **INTEGRATION_FIELDS,
+        "config": destination.parse_config,
+    }
+    values = parse_object(obj, fields)
+    require(values, ("source_id", "name", "config"))
+    values["vendor"] = vendor
+    config = values.pop("config")
     return dataclasses.replace(
         Integration(id=make_id(), source_id="", name="", config=config),
         **values,
@@ -384,22 +291,22 @@ def parse_new_integration(data: Any, make_id: Callable[[], str], now: str) -> In
 
 
 def patch_integration(current: Integration, data: Any, now: str) -> Integration:
-    """Merge a PATCH body; a non-empty `config` also resumes a paused integration.
+    """Merge a PATCH body; a `config` that changes anything also resumes a paused integration.
 
-    The access token is kept when `config` has none (or repeats the mask a GET showed).
+    A secret is kept when `config` has none (or repeats the mask a GET showed).
     """
-    obj = dict(_expect(data, dict, "a JSON object", "the body"))
+    obj = dict(expect(data, dict, "a JSON object", "the body"))
     for name in ("id", "source_id", "vendor"):
         _same_or_absent(obj, name, getattr(current, name))
-    config = obj.get("config")
-    if isinstance(config, dict) and config.get("access_token") == mask_token(
-        current.config.access_token
-    ):
-        obj["config"] = {k: v for k, v in config.items() if k != "access_token"}
-    values = parse_object(obj, INTEGRATION_FIELDS)
-    config_values = values.pop("config", None)
-    if config_values:
-        values["config"] = dataclasses.replace(current.config, **config_values)
+    destination = destinations.get(current.vendor)
+
+    def config(value: Any, path: str) -> Any:
+        return destination.patch_config(current.config, value, path)
+
+    values = parse_object(obj, {**INTEGRATION_FIELDS, "config": config})
+    new_config = values.pop("config", None)
+    if new_config is not None:
+        values["config"] = new_config
         # The operator acted on the configuration (new token, fixed pixel): deliver again.
         values["paused_reason"] = None
     return dataclasses.replace(current, **values, updated_at=now)
@@ -449,11 +356,11 @@ class Selection:
 
 
 def _dead_letter_ids(value: Any, path: str) -> tuple[str, ...]:
-    items = _expect(value, list, "a list of dead-letter ids", path)
+    items = expect(value, list, "a list of dead-letter ids", path)
     if len(items) > MAX_SELECTED_IDS:
         raise Invalid("invalid_value", f"{path} holds at most {MAX_SELECTED_IDS} ids", path)
     ids = (
-        str(_expect(item, (str, int), "a string or an integer", f"{path}[{i}]"))
+        str(expect(item, (str, int), "a string or an integer", f"{path}[{i}]"))
         for i, item in enumerate(items)
     )
     return tuple(dict.fromkeys(ids))
@@ -466,7 +373,7 @@ def _all_true(value: Any, path: str) -> bool:
 
 
 def _instant(value: Any, path: str) -> float:
-    text = _expect(value, str, "an ISO 8601 time such as 2026-01-29T14:30:00Z", path).strip()
+    text = expect(value, str, "an ISO 8601 time such as 2026-01-29T14:30:00Z", path).strip()
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -479,8 +386,8 @@ def _instant(value: Any, path: str) -> float:
 
 
 FILTER_FIELDS: Mapping[str, Validator] = {
-    "reason": _text(1, 100),
-    "event_name": _text(1, 200),
+    "reason": bounded_text(1, 100),
+    "event_name": bounded_text(1, 200),
     "since": _instant,
     "until": _instant,
 }
@@ -500,7 +407,7 @@ def _filter(value: Any, path: str) -> DeadLetterFilter:
 
 SELECTION_FIELDS: Mapping[str, Validator] = {
     "ids": _dead_letter_ids,
-    "event_id": _text(1, 200),
+    "event_id": bounded_text(1, 200),
     "filter": _filter,
     "all": _all_true,
 }
@@ -569,12 +476,6 @@ def now_iso(now: float) -> str:
     return iso_utc(now) or ""
 
 
-def mask_token(token: Secret) -> str:
-    """At most the last four characters, and none of a token too short to spare them."""
-    value = token.reveal()
-    return MASK + value[-4:] if len(value) >= 12 else MASK
-
-
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field}}
 
@@ -598,19 +499,6 @@ def source_json(source: Source, server_key: str | None = None) -> dict[str, Any]
     return body
 
 
-def config_json(config: TikTokConfig) -> dict[str, Any]:
-    return {
-        "pixel_code": config.pixel_code,
-        "access_token": mask_token(config.access_token),
-        "test_event_code": config.test_event_code,
-        "rate_limit_rps": config.rate_limit_rps,
-        "rate_limit_burst": config.rate_limit_burst,
-        "use_current_event_names": config.use_current_event_names,
-        "event_mapping": dict(config.event_mapping),
-        "limited_data_use": config.limited_data_use,
-    }
-
-
 def integration_json(
     integration: Integration, stats: IntegrationStats, usage: QueueUsage
 ) -> dict[str, Any]:
@@ -621,7 +509,7 @@ def integration_json(
         "name": integration.name,
         "enabled": integration.enabled,
         "consent_categories": list(integration.consent_categories),
-        "config": config_json(integration.config),
+        "config": destinations.get(integration.vendor).public_config(integration.config),
         "status": {
             "state": integration.state.value,
             "paused_reason": integration.paused_reason,

@@ -12,14 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from gateway import destinations
 from gateway.collect import cookies
 from gateway.collect.route import Route, consent_allows
 from gateway.core import ids
 from gateway.core.errors import HitError
 from gateway.core.hit import Hit
-from gateway.core.identity import Identity
+from gateway.core.identity import Identity, traits_identity
 from gateway.core.models import NewEvent
-from gateway.destinations.tiktok.transform import HitContext, Rejected, traits_identity, transform
+from gateway.destinations.base import HitContext, Rejected
 from gateway.ledger.base import (
     DEAD_LETTERED,
     DENIED,
@@ -115,7 +116,8 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     )
     stored: dict[str, tuple[NewEvent, str | None]] = {}
     for integration in allowed:
-        result = transform(hit, context, integration, route.source)
+        destination = destinations.get(integration.vendor)
+        result = destination.transform(hit, context, integration, route.source)
         event = NewEvent(
             integration_id=integration.id,
             event_id=context.event_id,

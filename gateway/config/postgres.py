@@ -314,7 +314,7 @@ class PostgresConfigStore(ConfigStore):
             integration.enabled,
             json.dumps(list(integration.consent_categories)),
             integration.paused_reason,
-            seal_config(self._box, integration.config),
+            seal_config(self._box, integration.vendor, integration.config),
         )
 
     def _integration_from_row(self, row: Sequence[Any]) -> Integration:
@@ -326,7 +326,7 @@ class PostgresConfigStore(ConfigStore):
             enabled=row[4],
             consent_categories=tuple(json.loads(row[5])),
             paused_reason=row[6],
-            config=open_config(self._box, row[7], row[0]),
+            config=open_config(self._box, row[2], row[7], row[0]),
             created_at=_iso(row[8]),
             updated_at=_iso(row[9]),
         )

@@ -199,11 +199,11 @@ class SQLiteConfigStore(ConfigStore):
             int(integration.enabled),
             _json_list(integration.consent_categories),
             integration.paused_reason,
-            seal_config(self._box, integration.config),
+            seal_config(self._box, integration.vendor, integration.config),
         )
 
     def _integration_from_row(self, row: tuple[Any, ...]) -> Integration:
-        config = open_config(self._box, row[7], row[0])
+        config = open_config(self._box, row[2], row[7], row[0])
         return Integration(
             id=row[0],
             source_id=row[1],

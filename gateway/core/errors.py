@@ -5,6 +5,7 @@ GatewayError
 ├── HitError               a collection hit is refused
 │   └── PayloadTooLarge    body over the size limit
 ├── AdminError             a Management API request is refused
+│   ├── Invalid            a value is refused, naming its field
 │   ├── NotFound           the thing named does not exist
 │   └── Conflict           it clashes with what is stored
 ├── QueueFull              the queue is at its bound (retry after a while)
@@ -48,6 +49,10 @@ class AdminError(GatewayError):
         self.code = code
         self.message = message
         self.field = field
+
+
+class Invalid(AdminError):
+    """A body or query value that is refused, naming the field by its path."""
 
 
 class NotFound(AdminError):

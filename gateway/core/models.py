@@ -1,14 +1,13 @@
 """The domain's values: configuration (sources, integrations) and what travels through the queue.
 
-These are plain frozen dataclasses; the wire schema of a collection hit lives in `hits.py`.
+These are plain frozen dataclasses; a collection hit is `core/hit.py`.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-
-from gateway.core.settings import Secret
+from dataclasses import dataclass
+from typing import Protocol
 
 
 class ConsentDefault(enum.StrEnum):
@@ -52,18 +51,15 @@ class Source:
     updated_at: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class TikTokConfig:
-    pixel_code: str
-    access_token: Secret
-    test_event_code: str | None = None
-    rate_limit_rps: float = 100.0
-    rate_limit_burst: int = 200
-    # TikTok renamed CompletePayment -> Purchase and SubmitForm -> Lead; opt in to the new names.
-    use_current_event_names: bool = False
-    # Hit event name -> TikTok event name; wins over the built-in table.
-    event_mapping: dict[str, str] = field(default_factory=dict)
-    limited_data_use: bool = False
+class DestinationConfig(Protocol):
+    """What the gateway reads of any destination's config (the rest is the destination's):
+    the rate its requests are paced at."""
+
+    @property
+    def rate_limit_rps(self) -> float: ...
+
+    @property
+    def rate_limit_burst(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +67,7 @@ class Integration:
     id: str
     source_id: str
     name: str
-    config: TikTokConfig
+    config: DestinationConfig  # the destination's own config type (see gateway.destinations)
     vendor: str = "tiktok"
     enabled: bool = True
     consent_categories: tuple[str, ...] = ()
@@ -90,13 +86,14 @@ class Integration:
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """One transformed TikTok event bound for one integration, ready to be stored."""
+    """One transformed event bound for one integration, ready to be stored."""
 
     integration_id: str
     event_id: str
     event_name: str
     event_time: int
-    # The TikTok `data[]` item as JSON: already hashed, so no raw PII ever reaches the store.
+    # The destination's event as JSON (a TikTok `data[]` item): already hashed, so no raw PII
+    # ever reaches the store.
     payload: bytes
     # The hit's consent object (or None when it carried none), so a replay can check it again.
     consent: dict[str, bool] | None = None
@@ -152,7 +149,7 @@ class DeadLetter:
     event_name: str
     event_time: int
     reason: str
-    answer: str | None  # TikTok's message (or the gateway's reason when it never sent it)
+    answer: str | None  # the destination's message (or the gateway's reason when it never sent it)
     attempts: int
     first_attempt_at: float | None
     last_attempt_at: float | None

@@ -22,18 +22,18 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from gateway.core.models import ClaimedEvent, Integration
 from gateway.deliver.settle import Holding, Settlement, Stopping, pause_reason
-from gateway.destinations.tiktok.client import TikTokAnswer, Verdict
+from gateway.destinations.base import Answer, Verdict
 
 log = logging.getLogger("gateway.deliver.worker")
 
 # Sends one piece of the batch (taking a token from the integration's bucket) and classifies.
-Send = Callable[[Sequence[ClaimedEvent]], Awaitable[tuple[TikTokAnswer, Verdict]]]
+Send = Callable[[Sequence[ClaimedEvent]], Awaitable[tuple[Answer, Verdict]]]
 
 
 class Interrupted(Exception):
     """TikTok answered something during isolation that stops it (throttled, down, paused)."""
 
-    def __init__(self, answer: TikTokAnswer, verdict: Verdict) -> None:
+    def __init__(self, answer: Answer, verdict: Verdict) -> None:
         super().__init__(verdict.value)
         self.answer = answer
         self.verdict = verdict
@@ -48,7 +48,7 @@ class Isolation:
         holding: Holding,
         integration: Integration,
         send: Send,
-        first_answer: TikTokAnswer,
+        first_answer: Answer,
     ) -> None:
         self._settle = settle
         self._holding = holding
@@ -114,7 +114,7 @@ class Isolation:
             return
         await self._search_bad(piece, answer.describe())
 
-    async def _probe(self, piece: list[ClaimedEvent]) -> TikTokAnswer | None:
+    async def _probe(self, piece: list[ClaimedEvent]) -> Answer | None:
         """Send a piece: None when accepted (and acked), TikTok's answer when rejected."""
         self.requests += 1
         self._settle.counters.isolation_requests += 1

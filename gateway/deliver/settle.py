@@ -24,7 +24,7 @@ from gateway.config.base import ConfigStore
 from gateway.core.metrics import Metrics
 from gateway.core.models import ClaimedEvent, Integration
 from gateway.deliver.backoff import retry_at
-from gateway.destinations.tiktok.client import TikTokAnswer
+from gateway.destinations.base import Answer
 from gateway.ledger.base import DEAD_LETTERED, PAUSED, RETRYING, Ledger, outcomes
 from gateway.queue.base import Queue
 
@@ -100,7 +100,7 @@ class Settlement:
         self._metrics.events_delivered.labels(holding.integration_id).inc(len(events))
 
     async def retry(
-        self, holding: Holding, events: Sequence[ClaimedEvent], answer: TikTokAnswer
+        self, holding: Holding, events: Sequence[ClaimedEvent], answer: Answer
     ) -> float:
         """Release with backoff; returns when the events may be tried again (clock time)."""
         now = self._clock()
@@ -182,7 +182,7 @@ class Settlement:
             self._ledger.settle(outcomes(holding.integration_id, events, status, now, reason=why))
 
 
-def pause_reason(answer: TikTokAnswer) -> str:
+def pause_reason(answer: Answer) -> str:
     return answer.describe()
 
 

@@ -38,10 +38,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gateway import destinations
 from gateway.config.base import ConfigStore
 from gateway.core.metrics import Metrics
 from gateway.core.models import ClaimedEvent, Integration, ReadyInfo
@@ -51,14 +52,7 @@ from gateway.deliver.configcache import ConfigCache
 from gateway.deliver.isolate import Isolation, halves
 from gateway.deliver.ratelimit import RECOVERY_S, Pacing, TokenBucket
 from gateway.deliver.settle import Holding, Settlement, Stopping, pause_reason
-from gateway.destinations.tiktok.client import (
-    TikTokAnswer,
-    TikTokClient,
-    Verdict,
-    classify,
-    event_source_id_of,
-    event_source_of,
-)
+from gateway.destinations.base import Answer, Client, Verdict
 from gateway.ledger.base import Ledger, outcomes, status_of
 from gateway.queue.base import Queue
 
@@ -113,7 +107,7 @@ class DeliveryWorker:
         self,
         queue: Queue,
         store: ConfigStore,
-        tiktok: TikTokClient,
+        clients: Mapping[str, Client],
         settings: Settings,
         metrics: Metrics,
         *,
@@ -136,7 +130,8 @@ class DeliveryWorker:
         self._shared = shared_buckets
         self._ledger = ledger
         self._store = store
-        self._tiktok = tiktok
+        # One sender per vendor (the registry's destinations), on the shared HTTP session.
+        self._clients = clients
         self._settings = settings
         self._metrics = metrics
         # `clock` is the queue's time (wall clock: it is stored); `monotonic` paces the buckets.
@@ -479,7 +474,7 @@ class DeliveryWorker:
             await self._split_and_resend(lane, integration, events, answer)
         else:
 
-            async def send(piece: Sequence[ClaimedEvent]) -> tuple[TikTokAnswer, Verdict]:
+            async def send(piece: Sequence[ClaimedEvent]) -> tuple[Answer, Verdict]:
                 return await self._send(lane, integration, piece)
 
             await Isolation(self._settle, lane, integration, send, answer).run(events)
@@ -489,7 +484,7 @@ class DeliveryWorker:
         lane: _Lane,
         integration: Integration,
         events: Sequence[ClaimedEvent],
-        answer: TikTokAnswer,
+        answer: Answer,
     ) -> None:
         if len(events) == 1:
             # One event TikTok calls too large: no split can help it.
@@ -502,24 +497,20 @@ class DeliveryWorker:
 
     async def _send(
         self, lane: _Lane, integration: Integration, events: Sequence[ClaimedEvent]
-    ) -> tuple[TikTokAnswer, Verdict]:
+    ) -> tuple[Answer, Verdict]:
         if lane.token_taken:
             lane.token_taken = False
         else:
             await self._take_token(lane)
-        config = integration.config
+        destination = destinations.get(integration.vendor)
         # Every event of a lane comes from the integration's one source: one envelope fits all.
         source = await self._configs.get_source(integration.source_id)
         started = self._monotonic()
-        answer = await self._tiktok.send(
-            event_source_id_of(source, config),
-            config.access_token,
-            config.test_event_code,
-            [e.payload for e in events],
-            event_source=event_source_of(source).value,
+        answer = await self._clients[integration.vendor].send(
+            integration, source, [e.payload for e in events]
         )
         elapsed = self._monotonic() - started
-        verdict = classify(answer)
+        verdict = destination.classify(answer)
         self.requests_sent += 1
         if self._ledger is not None:  # the debugger's view: buffered, never waited on
             status = status_of(verdict.value)

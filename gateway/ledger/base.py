@@ -138,7 +138,7 @@ class MatchQuality:
 
 
 class Answer(Protocol):
-    """TikTok's answer as `tiktok.TikTokAnswer` carries it (the ledger needs no HTTP client)."""
+    """A destination's answer as `destinations.base.Answer` carries it (no HTTP client here)."""
 
     @property
     def http_status(self) -> int | None: ...

@@ -1,33 +1,32 @@
-"""HTTP out to the TikTok Events API v1.3, and the classification of what TikTok answers.
+"""HTTP out to the TikTok Events API v1.3 (classify.py reads the answers).
 
 `TikTokClient.send` is the one place that talks to TikTok. It never raises for a network fault:
-aiohttp, asyncio and TLS errors are translated here into a `TikTokAnswer` with `transport_error`,
-so the delivery worker only ever looks at answers. `classify` is pure and follows the table in
-TIKTOK.md ("Response and what to do with it"); the worker decides what each `Verdict` means for
-the queue. The access token goes into the `Access-Token` header and nowhere else: not into a log
-line, an answer or an error text, and never to another origin: redirects are not followed (an
-HTTP client following one would resend the header to wherever it points). A 3xx answer pauses
-the integration with the Location in its reason: a wrong GATEWAY_TIKTOK_API_URL or a hijacked
-path does not fix itself, and retrying would only pile up attempts.
+aiohttp, asyncio and TLS errors are translated here into an `Answer` with `transport_error`,
+so the delivery worker only ever looks at answers. The access token goes into the
+`Access-Token` header and nowhere else: not into a log line, an answer or an error text, and
+never to another origin: redirects are not followed (an HTTP client following one would resend
+the header to wherever it points). A 3xx answer pauses the integration with the Location in
+its reason: a wrong GATEWAY_TIKTOK_API_URL or a hijacked path does not fix itself, and retrying
+would only pile up attempts.
 """
 
 from __future__ import annotations
 
-import enum
 import io
 import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import msgspec
 
-from gateway.core.models import EventSource, Source, TikTokConfig
+from gateway.core.models import EventSource, Integration, Source
 from gateway.core.settings import Secret
+from gateway.destinations.base import Answer
+from gateway.destinations.tiktok.config import TikTokConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,82 +37,6 @@ _MAX_MESSAGE_CHARS = 300
 # aiohttp warns about bytes bodies over 1 MiB (a single large write); a BytesIO is sent in
 # chunks that yield to the loop. 1,000 rich events can pass that size.
 _INLINE_BODY_BYTES = 2**20
-
-ACCEPTED_CODES = frozenset({0, 20001})
-THROTTLED_CODES = frozenset({40100, 40132, 61000})
-PAUSE_CODES = frozenset({40001, 40102, 40104, 40105, 40113, 40118, 40130, 40300, 40301})
-TOO_LARGE_CODE = 40061
-_TIKTOK_SIDE_CODES = range(50000, 53000)
-_TIKTOK_SIDE_EXTRA = frozenset({60001})
-_CONTENT_CODES = range(40000, 50000)
-
-
-class Verdict(enum.StrEnum):
-    """What an answer means for the events that were in the request."""
-
-    ACCEPTED = "accepted"  # remove from the queue
-    THROTTLED = "throttled"  # retry later, and slow down
-    RETRY = "retry"  # TikTok- or network-side fault: retry with backoff
-    PAUSE = "pause"  # token or permission: pause the integration, keep its events
-    REJECT_CONTENT = "reject_content"  # some event is bad: isolate it, dead-letter it
-    TOO_LARGE = "too_large"  # split the batch and resend
-
-
-@dataclass(frozen=True, slots=True)
-class TikTokAnswer:
-    http_status: int | None
-    code: int | None
-    message: str
-    request_id: str | None
-    retry_after_s: float | None
-    transport_error: str | None
-
-    def describe(self) -> str:
-        """A short text for a queue's `last_error` or a dead letter's answer."""
-        if self.transport_error is not None:
-            return f"transport error: {self.transport_error}"
-        if self.code is not None:
-            return f"{self.code}: {self.message}" if self.message else str(self.code)
-        if self.message:
-            return f"HTTP {self.http_status}: {self.message}"
-        return f"HTTP {self.http_status}"
-
-
-def classify(answer: TikTokAnswer) -> Verdict:
-    """TIKTOK.md's table, as a function. Unknown answers are retried, never dropped."""
-    if answer.transport_error is not None:
-        return Verdict.RETRY
-    status = answer.http_status
-    if status == 429:
-        return Verdict.THROTTLED
-    if status is None or status >= 500:
-        return Verdict.RETRY
-    if 300 <= status < 400:  # a redirect, not followed (see the module's docstring)
-        return Verdict.PAUSE
-    # Not in TIKTOK.md's table: a proxy in front of TikTok may refuse an oversized body at the
-    # HTTP level; retrying the same body would fail forever, splitting it cannot hurt.
-    if status == 413:
-        return Verdict.TOO_LARGE
-    code = answer.code
-    if code is None:  # the body was not TikTok's JSON (a proxy's error page, a cut stream)
-        return Verdict.RETRY
-    if code in ACCEPTED_CODES:
-        return Verdict.ACCEPTED if status == 200 else Verdict.RETRY
-    return _classify_code(code)
-
-
-def _classify_code(code: int) -> Verdict:
-    if code in THROTTLED_CODES:
-        return Verdict.THROTTLED
-    if code in _TIKTOK_SIDE_CODES or code in _TIKTOK_SIDE_EXTRA:
-        return Verdict.RETRY
-    if code in PAUSE_CODES:
-        return Verdict.PAUSE
-    if code == TOO_LARGE_CODE:
-        return Verdict.TOO_LARGE
-    if code in _CONTENT_CODES:
-        return Verdict.REJECT_CONTENT
-    return Verdict.RETRY
 
 
 def event_source_of(source: Source | None) -> EventSource:
@@ -159,7 +82,7 @@ class TikTokClient:
     ) -> None:
         self._session = session
         self._api_url = api_url
-        # None keeps the session's own timeout (runtime.py sets one).
+        # None keeps the session's own timeout (wiring.py sets one).
         self._timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
 
     @property
@@ -174,7 +97,7 @@ class TikTokClient:
         payloads: Sequence[bytes],
         *,
         event_source: str = "web",
-    ) -> TikTokAnswer:
+    ) -> Answer:
         body = build_body(event_source_id, test_event_code, payloads, event_source)
         headers = {
             "Access-Token": access_token.reveal(),
@@ -196,17 +119,17 @@ class TikTokClient:
                 return parse_answer(response.status, raw, retry_after)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # OSError covers ssl.SSLError and socket errors aiohttp lets through.
-            return TikTokAnswer(None, None, "", None, None, _describe_exception(exc))
+            return Answer(None, None, "", None, None, _describe_exception(exc))
 
 
-def redirect_answer(status: int, location: str | None) -> TikTokAnswer:
+def redirect_answer(status: int, location: str | None) -> Answer:
     """A 3xx: the request was not repeated at `location`; the answer says where it pointed."""
     where = _one_line(location) if location else "no Location"
     message = f"redirect to {where} not followed (check GATEWAY_TIKTOK_API_URL)"
-    return TikTokAnswer(status, None, _one_line(message), None, None, None)
+    return Answer(status, None, _one_line(message), None, None, None)
 
 
-def parse_answer(status: int, raw: bytes, retry_after_s: float | None) -> TikTokAnswer:
+def parse_answer(status: int, raw: bytes, retry_after_s: float | None) -> Answer:
     """Read TikTok's JSON answer; a body that is not TikTok's JSON keeps `code` None."""
     data: Any
     try:
@@ -215,11 +138,11 @@ def parse_answer(status: int, raw: bytes, retry_after_s: float | None) -> TikTok
         data = None
     if not isinstance(data, dict):
         snippet = raw[:_MAX_MESSAGE_CHARS].decode("utf-8", "replace").strip()
-        return TikTokAnswer(status, None, _one_line(snippet), None, retry_after_s, None)
+        return Answer(status, None, _one_line(snippet), None, retry_after_s, None)
     code = _as_int(data.get("code"))
     message = data.get("message")
     request_id = data.get("request_id")
-    return TikTokAnswer(
+    return Answer(
         http_status=status,
         code=code,
         message=_one_line(str(message)) if message is not None else "",
@@ -268,3 +191,35 @@ def _describe_exception(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and not detail:
         return "timeout"
     return _one_line(f"{name}: {detail}" if detail else name)
+
+
+class TikTokSender:
+    """The `Client` of the TikTok destination: an integration's batch in TikTok's envelope."""
+
+    def __init__(self, client: TikTokClient) -> None:
+        self._client = client
+
+    async def send(
+        self,
+        integration: Integration,
+        source: Source | None,
+        payloads: Sequence[bytes],
+        *,
+        test_event_code: str | None = None,
+    ) -> Answer:
+        config = tiktok_config(integration)
+        return await self._client.send(
+            event_source_id_of(source, config),
+            config.access_token,
+            test_event_code or config.test_event_code,
+            payloads,
+            event_source=event_source_of(source).value,
+        )
+
+
+def tiktok_config(integration: Integration) -> TikTokConfig:
+    """The integration's config, which the registry made a TikTokConfig for vendor tiktok."""
+    config = integration.config
+    if not isinstance(config, TikTokConfig):
+        raise TypeError(f"integration {integration.id!r} has no TikTok config")
+    return config

@@ -7,54 +7,17 @@ mapping and the field rules are the seed's tables as restated for v1.3 in TIKTOK
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.core.hashing import (
-    hash_city,
-    hash_country,
-    hash_email,
     hash_external_id,
-    hash_name,
-    hash_phone,
-    hash_state,
-    hash_zip_code,
 )
-from gateway.core.hit import Address, Hit, Product, Properties, Traits
-from gateway.core.identity import ADDRESS_KEYS, Identity
-from gateway.core.models import EventSource, Integration, Source, TikTokConfig
-
-
-@dataclass(frozen=True, slots=True)
-class HitContext:
-    """What the collection stage resolved about a hit from the request and the cookies."""
-
-    event_id: str  # the hit's message_id, else generated once per hit ("evt_" + hex)
-    event_time: int  # Unix seconds
-    anonymous_id: str | None = None
-    ttp: str | None = None
-    ttclid: str | None = None  # from the page URL (or a trusted referrer), else the ttclid cookie
-    ip: str | None = None
-    user_agent: str | None = None
-    locale: str | None = None
-    identity: Identity = field(default_factory=Identity)  # the identity cookie's hashes
-
-
-@dataclass(frozen=True, slots=True)
-class Transformed:
-    event_name: str
-    event: dict[str, Any]  # one TikTok `data[]` item
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """An event that must not be sent (and is dead-lettered with `reason`)."""
-
-    event_name: str
-    reason: str
-    event: dict[str, Any]
-
+from gateway.core.hit import Hit, Product, Properties
+from gateway.core.identity import ADDRESS_KEYS, Identity, hit_identity
+from gateway.core.models import EventSource, Integration, Source
+from gateway.destinations.base import HitContext, Rejected, Transformed
+from gateway.destinations.tiktok.config import TikTokConfig
 
 PAGE_VIEW = "PageView"
 SEARCH = "Search"
@@ -95,8 +58,10 @@ def transform(
     hit: Hit, context: HitContext, integration: Integration, source: Source
 ) -> Transformed | Rejected:
     """Build the TikTok event for a `page` or `track` hit (an `identify` hit sends nothing)."""
-    event_name = event_name_of(hit, integration.config)
-    event = build_event(event_name, hit, context, integration.config, source)
+    config = integration.config
+    assert isinstance(config, TikTokConfig)  # the registry gives tiktok integrations no other
+    event_name = event_name_of(hit, config)
+    event = build_event(event_name, hit, context, config, source)
     reason = refusal_reason(event_name, event, source)
     if reason is not None:
         return Rejected(event_name, reason, event)
@@ -233,60 +198,6 @@ def one_or_many(hashes: tuple[str, ...]) -> str | list[str] | None:
     if not hashes:
         return None
     return hashes[0] if len(hashes) == 1 else list(hashes)
-
-
-def hit_traits(hit: Hit) -> list[Traits]:
-    """The hit's own traits, `context.traits` first; the identity cookie comes after them."""
-    candidates = [hit.context.traits if hit.context else None, hit.traits]
-    return [traits for traits in candidates if traits is not None]
-
-
-def hit_identity(hit: Hit, default_region: str | None) -> Identity:
-    """The hashed match keys a hit's own traits carry (its `user_id` stays with external_id)."""
-    return traits_identity(hit_traits(hit), default_region)
-
-
-def traits_identity(
-    candidates: list[Traits], default_region: str | None, user_id: str | None = None
-) -> Identity:
-    """Hash what traits say of a person; key by key, the first traits that have it win.
-
-    Raw values are hashed here and go no further: the identity cookie and the queued event
-    only ever see what this returns.
-    """
-
-    def first(hashes: Iterable[str | None]) -> str | None:
-        return next((value for value in hashes if value is not None), None)
-
-    addresses = [t.address for t in candidates if t.address is not None]
-    return Identity(
-        user_id_hash=hash_external_id(user_id),
-        email_hashes=first_values(candidates, "email", hash_email),
-        phone_hashes=first_values(candidates, "phone", lambda raw: hash_phone(raw, default_region)),
-        first_name=first(hash_name(t.first_name or t.firstName) for t in candidates),
-        last_name=first(hash_name(t.last_name or t.lastName) for t in candidates),
-        city=first(hash_city(a.city) for a in addresses),
-        state=first(hash_state(a.state) for a in addresses),
-        country=first(hash_country(a.country) for a in addresses),
-        zip_code=first(hash_zip_code(postal_code(a)) for a in addresses),
-    )
-
-
-def first_values(
-    candidates: list[Traits], name: str, hash_one: Callable[[str], str | None]
-) -> tuple[str, ...]:
-    """The usable hashes of the first traits whose `name` (a string or a list) yields any."""
-    for traits in candidates:
-        raw: str | list[str] | None = getattr(traits, name)
-        values = [raw] if isinstance(raw, str) else raw or []
-        hashes = tuple(dict.fromkeys(h for h in map(hash_one, values) if h is not None))
-        if hashes:
-            return hashes
-    return ()
-
-
-def postal_code(address: Address) -> str | None:
-    return address.postal_code or address.postalCode
 
 
 # --- page ---------------------------------------------------------------------------------------
