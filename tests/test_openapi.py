@@ -154,6 +154,7 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     assert resp.status == 200
     c.covered.add(("/metrics", "get"))
     await c.call("get", "/v1/admin/openapi.json", 200)
+    await c.call("get", "/v1/admin/destinations", 200)
 
     # sources
     await c.call("get", "/v1/admin/sources", 401, auth=False)

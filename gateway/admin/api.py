@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.admin.debugger import add_debugger
+from gateway.admin.openapi import document_bytes
 from gateway.admin.schema import (
     Selection,
     Unauthorized,
@@ -41,7 +42,6 @@ from gateway.admin.schema import (
 )
 from gateway.admin.ui import add_ui
 from gateway.collect.route import consent_allows
-from gateway.core.assets import asset
 from gateway.core.crypto import constant_time_in, new_token, sha256_hex
 from gateway.core.errors import AdminError, Conflict, Invalid, NotFound, QueueFull, StoreError
 from gateway.core.headers import header_text
@@ -79,6 +79,7 @@ def create_admin_app(context: AdminContext) -> web.Application:
             web.get("/readyz", readyz),
             web.get("/metrics", metrics),
             web.get(f"{p}/openapi.json", openapi),
+            web.get(f"{p}/destinations", list_destinations),
             web.post(f"{p}/sources", create_source),
             web.get(f"{p}/sources", list_sources),
             web.get(f"{p}/sources/{{id}}", get_source),
@@ -290,7 +291,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=await asset("admin/openapi.json"), content_type="application/json")
+    body = await asyncio.to_thread(document_bytes)  # read and built once, off the loop
+    return web.Response(body=body, content_type="application/json")
+
+
+async def list_destinations(request: web.Request) -> web.Response:
+    """The registry's destinations, with the form the UI renders for each one's config."""
+    return _json({"destinations": [d.describe() for d in destinations.REGISTRY.values()]})
 
 
 # -------------------------------------------------------------------------------------- sources

@@ -10,9 +10,12 @@ from collections.abc import Mapping
 
 from gateway.destinations.base import Destination
 from gateway.destinations.tiktok.destination import TikTok
+from gateway.destinations.webhook.destination import Webhook
 
+# One line per destination.
 REGISTRY: Mapping[str, Destination] = {
-    destination.vendor: destination for destination in (TikTok(),)
+    TikTok.vendor: TikTok(),
+    Webhook.vendor: Webhook(),
 }
 
 # What an integration created without a `vendor` is for.

@@ -133,8 +133,10 @@ class Destination(abc.ABC):
     label: ClassVar[str]  # for people (the UI's vendor list)
     description: ClassVar[str]
     form: ClassVar[tuple[FormField, ...]]  # the UI's form for the config
-    # The config's JSON Schema (OpenAPI): what a create body's `config` may hold.
-    config_schema: ClassVar[Mapping[str, Any]]
+    # The config's JSON Schemas for the OpenAPI document, under `<schema_name>Config…`: as the
+    # API shows it ("shown"), as a create body takes it ("create") and as a PATCH does ("patch").
+    schema_name: ClassVar[str]
+    config_schemas: ClassVar[Mapping[str, Mapping[str, Any]]]
 
     # --- configuration (the Management API and the stores) ---
 

@@ -348,3 +348,35 @@ async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) 
     source = await _api(console, "GET", "/v1/admin/sources/src_abc123")
     assert source["event_source"] == "crm"
     assert source["event_source_id"] == "7301234567890123456"
+
+
+async def test_a_webhook_integration_through_the_form_the_registry_describes(
+    console: Console,
+) -> None:
+    page = console.page
+    await console.sign_in()
+    await _seed_source(console)
+    await page.get_by_role("link", name="Integrations").click()
+    await page.get_by_role("link", name="Add Integration").first.click()
+    # The vendor list comes from the registry: TikTok and the webhook.
+    await expect(page.locator(".vendors li")).to_have_count(2)
+    await page.get_by_role("link", name=re.compile("Webhook")).click()
+    await page.get_by_label("URL").fill("ftp://hooks.example/events")
+    await page.get_by_label("Secret").fill("whsec_ui_0123456789")
+    await page.get_by_role("button", name="Save").click()
+    # The API's refusal shows next to the field it names.
+    await expect(page.locator("#main .field-error:not([hidden])")).to_contain_text("http or https")
+    await page.get_by_label("URL").fill("https://hooks.example/events")
+    await page.get_by_role("button", name="Save").click()
+
+    row = page.locator("#integrations tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("webhook https://hooks.example/events")
+    (integration,) = (await _api(console, "GET", "/v1/admin/integrations"))["integrations"]
+    assert integration["vendor"] == "webhook"
+    assert integration["config"]["url"] == "https://hooks.example/events"
+    assert integration["config"]["secret"] == "****6789"
+    stored = await console.gw.wired.store.get_integration(integration["id"])
+    assert stored is not None
+    assert stored.config.secret is not None  # type: ignore[attr-defined]
+    assert stored.config.secret.reveal() == "whsec_ui_0123456789"  # type: ignore[attr-defined]

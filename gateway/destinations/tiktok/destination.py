@@ -26,6 +26,7 @@ from gateway.destinations.tiktok.classify import classify
 from gateway.destinations.tiktok.client import TikTokClient, TikTokSender
 from gateway.destinations.tiktok.config import TikTokConfig
 from gateway.destinations.tiktok.sample import sample_event
+from gateway.destinations.tiktok.schema import CONFIG_SCHEMAS
 from gateway.destinations.tiktok.transform import transform
 
 
@@ -52,7 +53,8 @@ class TikTok(Destination):
         FormField("event_mapping", "Event mapping", "mapping"),
         FormField("limited_data_use", "Limited data use", "boolean"),
     )
-    config_schema: ClassVar[Mapping[str, Any]] = {"$ref": "#/components/schemas/TikTokConfig"}
+    schema_name: ClassVar[str] = "TikTok"
+    config_schemas: ClassVar[Mapping[str, Mapping[str, Any]]] = CONFIG_SCHEMAS
 
     def parse_config(self, data: Any, path: str) -> DestinationConfig:
         return tiktok_config.parse_config(data, path)
