@@ -26,6 +26,7 @@ test: $(VENV)/.test-installed lint typecheck pytest
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
@@ -44,7 +45,7 @@ bench: $(VENV)/.run-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # Retake the UI screenshots the README shows (docs/ui-*.png).
 screenshots: $(VENV)/.test-installed
