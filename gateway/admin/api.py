@@ -1,6 +1,6 @@
 """The Management API (admin port): sources, integrations, dead letters, health and metrics.
 
-Handlers are thin: read the request, call the pure parsers of `admin_schema`, talk to the store
+Handlers are thin: read the request, call the pure parsers of `schema.py`, talk to the store
 and the queue, answer JSON. Every refusal is `{"error": {"code", "message", "field"}}`, made in
 one middleware from the `AdminError` tree; nothing else ever reaches a client, tracebacks least
 of all. Every `/v1/admin/*` call needs an admin Bearer token, compared in constant time.

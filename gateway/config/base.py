@@ -1,8 +1,8 @@
 """The configuration store interface (SQLite now; PostgreSQL later).
 
 The store owns persistence only. Validation happens in the Management API, routing reads go
-through the cache in `route.py`, and access tokens are sealed by the store with a `SecretBox`
-before they touch disk.
+through the cache in `collect/route.py`, and secrets are sealed by the store with a
+`SecretBox` (each destination says what its secrets are) before they touch disk.
 """
 
 from __future__ import annotations

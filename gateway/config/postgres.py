@@ -5,9 +5,9 @@ statements and start-up applies the missing ones, each in its own transaction, w
 PostgreSQL advisory lock, so replicas starting together migrate once and the others wait and
 find the work done. A database migrated by a newer gateway is refused rather than misread.
 
-Access tokens are sealed (`store/sealed.py`) exactly as in SQLite. Every write bumps the
-`config_version` row in the same transaction; the router of every replica polls it twice a
-second, so a change made on one replica reaches the others within a second.
+Secrets are sealed (`config/sealed.py`, by each destination) exactly as in SQLite. Every write
+bumps the `config_version` row in the same transaction; the router of every replica polls it
+twice a second, so a change made on one replica reaches the others within a second.
 
 `schema` (or `?schema=` in the URL) puts the tables in a schema of their own, created if
 needed: several gateways (or test runs) can share one database.

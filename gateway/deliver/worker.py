@@ -1,9 +1,9 @@
-"""The delivery worker: batches queued events per integration and sends them to TikTok.
+"""The delivery worker: batches queued events per integration and sends them to its destination.
 
 One asyncio task (a "lane") per integration that has events. A lane sleeps until a batch is due
 (full, or its oldest event has waited `batch_max_wait_ms`), takes a token from the
 integration's bucket for every request, claims the batch with a lease, and settles every event
-by what `tiktok.classify` says about TikTok's answer:
+by what the destination's `classify` says about its answer:
 
     ACCEPTED        ack
     THROTTLED       release with backoff; the integration's own bucket slows down and gives

@@ -478,7 +478,7 @@ def _match_quality(conn: sqlite3.Connection, integration_id: str, since: float) 
 
 
 def _iso(timestamp: float | None) -> str | None:
-    # admin_schema.iso_utc would do, but the ledger must not import the admin's module.
+    # admin.schema.iso_utc would do, but the ledger must not import the admin's module.
     if timestamp is None:
         return None
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))

@@ -3,7 +3,7 @@ hits (msgspec, one pass), and the server key's check.
 
 Decoding is strict: a wrong type anywhere in a known field is a 400 naming the field's path.
 Unknown fields are ignored (clients send more than the gateway needs); the known ones are what
-`transform.py` reads.
+the destinations read.
 """
 
 from __future__ import annotations
