@@ -38,6 +38,7 @@ $(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
@@ -56,7 +57,7 @@ bench: $(VENV)/.run-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache $(JS_DIR)/node_modules
 
 # Retake the UI screenshots the README shows (docs/ui-*.png).
 screenshots: $(VENV)/.test-installed

@@ -35,7 +35,7 @@ PRODUCERS = (1, 16, 64, 256)
 
 
 def _event(n: int) -> Any:
-    from gateway.models import NewEvent
+    from gateway.core.models import NewEvent
 
     payload = msgspec.json.encode(
         {
@@ -293,9 +293,10 @@ async def log_bench(seconds: float, queue_enqueue: list[dict[str, Any]]) -> dict
 
 
 def _fixtures() -> tuple[Any, Any, list[Any]]:
-    from gateway.hits import decode_hit
-    from gateway.models import Integration, Source, TikTokConfig
-    from gateway.settings import Secret
+    from gateway.collect.protocols.native import decode_hit
+    from gateway.core.models import Integration, Source
+    from gateway.core.settings import Secret
+    from gateway.destinations.tiktok.config import TikTokConfig
 
     source = Source(id=workload.SOURCE_ID, name="Bench", default_phone_region="US")
     integration = Integration(
@@ -325,7 +326,8 @@ def _rate(fn: Callable[[], int], seconds: float) -> float:
 
 
 def transform_bench(seconds: float) -> dict[str, Any]:
-    from gateway.transform import HitContext, transform
+    from gateway.destinations.base import HitContext
+    from gateway.destinations.tiktok.transform import transform
 
     source, integration, hits = _fixtures()
     context = HitContext(
@@ -352,10 +354,10 @@ def transform_bench(seconds: float) -> dict[str, Any]:
 
 
 def _pipeline_rate(source: Any, integration: Any, hits: list[Any], seconds: float) -> float:
-    from gateway.collect import RequestFacts, plan_hits
-    from gateway.cookies import Identity
-    from gateway.hits import decode_hit
-    from gateway.route import Route
+    from gateway.collect.plan import RequestFacts, plan_hits
+    from gateway.collect.protocols.native import decode_hit
+    from gateway.collect.route import Route
+    from gateway.core.identity import Identity
 
     route = Route(source=source, integrations=(integration,))
     facts = RequestFacts(
@@ -385,11 +387,12 @@ def units_bench(seconds: float) -> dict[str, float]:
     from aiohttp import web
     from prometheus_client import CollectorRegistry, Counter
 
-    from gateway.cookies import Identity, open_identity, seal_identity
-    from gateway.crypto import CookieBox, sha256_hex
-    from gateway.hashing import hash_email, hash_phone
-    from gateway.hits import decode_hit
-    from gateway.settings import Secret
+    from gateway.collect.cookies import open_identity, seal_identity
+    from gateway.collect.protocols.native import decode_hit
+    from gateway.core.crypto import CookieBox, sha256_hex
+    from gateway.core.hashing import hash_email, hash_phone
+    from gateway.core.identity import Identity
+    from gateway.core.settings import Secret
 
     box = CookieBox((Secret(workload.SECRET_KEY),), purpose="identity-cookie")
     sealed = seal_identity(box, Identity(user_id_hash="a" * 64, email_hashes=("e" * 64,)))

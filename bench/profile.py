@@ -59,7 +59,7 @@ def parse(raw: str) -> list[tuple[str, list[str], int]]:
 def _thread_label(thread: str) -> str:
     if thread == "MainThread":
         return "event loop (MainThread)"
-    # gateway/sqlite.py names its connection threads after their database: queue-writer_0, ...
+    # gateway/core/sqlite.py names its connection threads after their database: queue-writer_0, ...
     return f"{thread.rsplit('_', 1)[0]} thread"
 
 

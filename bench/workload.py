@@ -163,10 +163,11 @@ def cookie_sets(identity_cookie: str) -> list[str]:
 
 def sealed_identity_cookie() -> str:
     """A `_dfuser` cookie sealed with the bench's secret key, as the gateway would set it."""
-    from gateway.cookies import Identity, seal_identity
-    from gateway.crypto import CookieBox
-    from gateway.hashing import hash_email, hash_external_id
-    from gateway.settings import Secret
+    from gateway.collect.cookies import seal_identity
+    from gateway.core.crypto import CookieBox
+    from gateway.core.hashing import hash_email, hash_external_id
+    from gateway.core.identity import Identity
+    from gateway.core.settings import Secret
 
     box = CookieBox((Secret(SECRET_KEY),), purpose="identity-cookie")
     email_hash = hash_email("customer.7@example.com") or ""

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
-from gateway.demo import DEMO_SOURCE_ID
-from gateway.errors import GatewayError, SettingsError
-from gateway.logs import configure_logging
-from gateway.runtime import Role, make_data_dir, open_runtime, resolve_keys
-from gateway.settings import Settings
+from gateway.collect.demo import DEMO_SOURCE_ID
+from gateway.core.errors import GatewayError, SettingsError
+from gateway.core.logs import configure_logging
+from gateway.core.settings import Settings
+from gateway.serve import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
+from gateway.wiring import Role, make_data_dir, resolve_keys, wire
 
 log = logging.getLogger("gateway")
 
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _migrate_config(args: argparse.Namespace) -> int:
-    from gateway.migrate import migrate_config
+    from gateway.wiring import migrate_config
 
     try:
         settings = Settings.from_sources(os.environ, args.config)
@@ -176,8 +176,8 @@ def _supervise(settings: Settings, role: Role, workers: int) -> int:
 
 async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool) -> None:
     """Run one process's servers until SIGTERM/SIGINT, then shut down without losing events."""
-    from gateway.admin import create_admin_app
-    from gateway.collect import create_collect_app
+    from gateway.admin.api import create_admin_app
+    from gateway.collect.app import create_collect_app
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,16 +186,18 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
 
     # With several processes, one delivers: a token bucket per process would multiply the rate.
     run_worker = role in (Role.ALL, Role.DELIVER) and index == 0
-    async with open_runtime(settings, run_worker=run_worker) as runtime:
+    async with wire(settings, run_worker=run_worker) as wired:
         # Each port counts its own connections; faults from both go to one metric and log.
         limits = ConnectionLimits.from_settings(settings)
-        faults = ClientFaults(runtime.metrics.client_faults)
+        faults = ClientFaults(wired.metrics.client_faults)
         servers: list[tuple[web.Application, str, int]] = []
         if role in (Role.ALL, Role.COLLECT):
-            servers.append((create_collect_app(runtime), settings.host, settings.collect_port))
+            servers.append(
+                (create_collect_app(wired.collect), settings.host, settings.collect_port)
+            )
         if role in (Role.ALL, Role.ADMIN):
             servers.append(
-                (create_admin_app(runtime), settings.admin_bind_host, settings.admin_port)
+                (create_admin_app(wired.admin), settings.admin_bind_host, settings.admin_port)
             )
         runners: list[web.AppRunner] = []
         for app, host, port in servers:
@@ -214,7 +216,7 @@ async def serve(settings: Settings, role: Role, index: int, *, reuse_port: bool)
         log.info("shutting down: no new hits; finishing in-flight work")
         for runner in runners:
             # Closes the listening sockets first, then waits (GATEWAY_SHUTDOWN_TIMEOUT_S at most)
-            # for requests being handled. The delivery worker stops after, in the runtime's exit:
+            # for requests being handled. The delivery worker stops after, in the wiring's exit:
             # its requests to TikTok get the same time to finish; the rest stays queued.
             await runner.cleanup()
     log.info("gateway process %d stopped", index)

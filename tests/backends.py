@@ -19,14 +19,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.crypto import SecretBox
+from gateway.config.base import ConfigStore
+from gateway.config.postgres import PostgresConfigStore
+from gateway.config.sqlite import SQLiteConfigStore
+from gateway.core.crypto import SecretBox
+from gateway.core.settings import Secret
 from gateway.queue.base import Queue
 from gateway.queue.redis import RedisQueue
 from gateway.queue.sqlite import SQLiteQueue
-from gateway.settings import Secret
-from gateway.store.base import ConfigStore
-from gateway.store.postgres import PostgresConfigStore
-from gateway.store.sqlite import SQLiteConfigStore
 
 QUEUE_BACKENDS = ["sqlite", "redis"]
 STORE_BACKENDS = ["sqlite", "postgresql"]

@@ -1,4 +1,4 @@
-"""Shared fixtures: the TikTok double and a whole gateway (runtime + both servers) in-process.
+"""Shared fixtures: the TikTok double and a whole gateway (its wiring + both servers) in-process.
 
 Everything is real: aiohttp servers on loopback ports, SQLite files in `tmp_path`, HTTP calls.
 """
@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from blockbuster import BlockBuster, blockbuster_ctx
 
-from gateway.admin import create_admin_app
-from gateway.collect import create_collect_app
-from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits
-from gateway.runtime import Runtime, open_runtime
-from gateway.settings import Settings
+from gateway.admin.api import create_admin_app
+from gateway.collect.app import create_collect_app
+from gateway.core.settings import Settings
+from gateway.serve import ClientFaults, ConnectionGuard, ConnectionLimits
+from gateway.wiring import Wired, wire
 from tests.guarded_server import GuardedTestServer
 from tests.tiktok_double import TikTokDouble
 
@@ -34,9 +34,9 @@ REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 
 @dataclass
 class Gateway:
-    """A running gateway: its runtime, and clients for the collection and admin ports."""
+    """A running gateway: what `wire` opened, and clients for the collection and admin ports."""
 
-    runtime: Runtime
+    wired: Wired
     collect: TestClient[Any, Any]
     admin: TestClient[Any, Any]
     data_dir: Path
@@ -108,24 +108,24 @@ def make_gateway(tmp_path: Path, tiktok: TikTokDouble) -> MakeGateway:
         env = base_env(tmp_path / "data", tiktok.url)
         env.update(overrides)
         settings = Settings.from_mapping(env)
-        async with open_runtime(settings) as runtime:
+        async with wire(settings) as wired:
             # Served as `gateway serve` serves them: each port its own guard, one fault count.
             limits = ConnectionLimits.from_settings(settings)
-            faults = ClientFaults(runtime.metrics.client_faults)
+            faults = ClientFaults(wired.metrics.client_faults)
 
             def served(app: web.Application) -> GuardedTestServer:
                 guard = ConnectionGuard(limits, faults)
                 return GuardedTestServer(app, guard, shutdown_timeout_s=settings.shutdown_timeout_s)
 
-            collect: TestClient[Any, Any] = TestClient(served(create_collect_app(runtime)))
+            collect: TestClient[Any, Any] = TestClient(served(create_collect_app(wired.collect)))
             admin: TestClient[Any, Any] = TestClient(
-                served(create_admin_app(runtime)),
+                served(create_admin_app(wired.admin)),
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             )
             await collect.start_server()
             await admin.start_server()
             try:
-                yield Gateway(runtime, collect, admin, settings.data_dir)
+                yield Gateway(wired, collect, admin, settings.data_dir)
             finally:
                 await collect.close()
                 await admin.close()

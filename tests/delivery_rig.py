@@ -18,14 +18,15 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from gateway.crypto import SecretBox
-from gateway.deliver import DeliveryWorker
-from gateway.metrics import Metrics
-from gateway.models import Integration, NewEvent, Source, TikTokConfig
+from gateway.config.sqlite import SQLiteConfigStore
+from gateway.core.crypto import SecretBox
+from gateway.core.metrics import Metrics
+from gateway.core.models import Integration, NewEvent, Source
+from gateway.core.settings import Secret, Settings
+from gateway.deliver.worker import DeliveryWorker
+from gateway.destinations.tiktok.client import TikTokClient, TikTokSender
+from gateway.destinations.tiktok.config import TikTokConfig
 from gateway.queue.sqlite import SQLiteQueue
-from gateway.settings import Secret, Settings
-from gateway.store.sqlite import SQLiteConfigStore
-from gateway.tiktok import TikTokClient
 from tests.tiktok_double import TikTokDouble
 
 TOKEN = "tok_delivery_secret_0123456789"
@@ -123,7 +124,11 @@ class DeliveryRig:
         worker = DeliveryWorker(
             self.queue,
             self.store,
-            TikTokClient(self.session, url or self.tiktok.url, timeout_s=timeout_s),
+            {
+                "tiktok": TikTokSender(
+                    TikTokClient(self.session, url or self.tiktok.url, timeout_s=timeout_s)
+                )
+            },
             Settings.from_mapping(env),
             self.metrics,
             clock=self.clock,

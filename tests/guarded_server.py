@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer
 from yarl import URL
 
-from gateway.connections import ConnectionGuard, start_server
+from gateway.serve import ConnectionGuard, start_server
 
 
 class GuardedTestServer(BaseTestServer):

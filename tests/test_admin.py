@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.admin_schema import Invalid, iso_utc, mask_token, parse_new_source
-from gateway.crypto import sha256_hex
-from gateway.models import NewEvent
-from gateway.settings import Secret
+from gateway.admin.schema import iso_utc, parse_new_source
+from gateway.core.crypto import sha256_hex
+from gateway.core.errors import Invalid
+from gateway.core.models import NewEvent
+from gateway.core.settings import Secret
+from gateway.core.validation import mask_secret
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.tiktok_double import Answer, TikTokDouble
 
@@ -83,7 +85,7 @@ async def test_health_and_metrics_need_no_token(gateway: Gateway) -> None:
 
 
 async def test_readyz_answers_503_when_the_store_is_gone(gateway: Gateway) -> None:
-    await gateway.runtime.store.close()
+    await gateway.wired.store.close()
     resp = await gateway.admin.get("/readyz")
     assert resp.status == 503
     body = await resp.json()
@@ -125,7 +127,7 @@ async def test_seed_request_works_verbatim_and_never_shows_the_token(gateway: Ga
         assert "your_access_token" not in text
         assert "access_token" in text  # the mask is there instead
 
-    stored = await gateway.runtime.store.get_integration(created["id"])
+    stored = await gateway.wired.store.get_integration(created["id"])
     assert stored is not None
     assert stored.config.access_token.reveal() == "your_access_token"
 
@@ -136,7 +138,7 @@ async def test_seed_request_works_verbatim_and_never_shows_the_token(gateway: Ga
     ids=["long", "tiny", "short"],
 )
 def test_mask_shows_at_most_four_characters(token: str, mask: str) -> None:
-    assert mask_token(Secret(token)) == mask
+    assert mask_secret(Secret(token)) == mask
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -369,7 +371,7 @@ async def test_source_crud_round_trip(gateway: Gateway) -> None:
     assert created["cookie_domain"] == "shop.example"
     assert created["default_phone_region"] == "DE"
     assert created["consent_default"] == "deny"
-    stored = await gateway.runtime.store.get_source(created["id"])
+    stored = await gateway.wired.store.get_source(created["id"])
     assert stored is not None
     assert stored.server_key_hash == sha256_hex(server_key)
 
@@ -410,12 +412,12 @@ async def test_deleting_a_source_deletes_its_integrations_and_their_events(
 ) -> None:
     await gateway.create_source()
     integration = await gateway.create_integration()
-    await gateway.runtime.queue.dead_letter_new([_event(integration["id"], "evt_1")], "x", None, 1)
-    assert (await gateway.runtime.queue.stats(integration["id"])).dead_lettered == 1
+    await gateway.wired.queue.dead_letter_new([_event(integration["id"], "evt_1")], "x", None, 1)
+    assert (await gateway.wired.queue.stats(integration["id"])).dead_lettered == 1
 
     assert (await gateway.admin.delete("/v1/admin/sources/src_test")).status == 204
     assert (await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}")).status == 404
-    assert await gateway.runtime.queue.list_dead_letters(integration["id"]) == []
+    assert await gateway.wired.queue.list_dead_letters(integration["id"]) == []
 
 
 # -------------------------------------------------------------------------------- integrations
@@ -453,13 +455,13 @@ async def test_integration_crud_round_trip(gateway: Gateway) -> None:
     assert patched["status"]["state"] == "disabled"
     assert patched["config"]["pixel_code"] == "CTESTPIXEL0000000001"
     assert patched["config"]["test_event_code"] == "TEST123"
-    stored = await gateway.runtime.store.get_integration(created["id"])
+    stored = await gateway.wired.store.get_integration(created["id"])
     assert stored is not None
     assert stored.config.access_token.reveal() == TEST_TOKEN
 
     resp = await gateway.admin.patch(path, json={"config": {"access_token": "tok_new_abcdefgh"}})
     assert (await resp.json())["config"]["access_token"] == "****efgh"
-    stored = await gateway.runtime.store.get_integration(created["id"])
+    stored = await gateway.wired.store.get_integration(created["id"])
     assert stored is not None
     assert stored.config.access_token.reveal() == "tok_new_abcdefgh"
     assert stored.config.test_event_code == "TEST123"
@@ -477,11 +479,11 @@ async def test_integration_crud_round_trip(gateway: Gateway) -> None:
 async def test_writes_reach_routing_at_once(gateway: Gateway) -> None:
     await gateway.create_source()
     created = await gateway.create_integration()
-    route = await gateway.runtime.router.route("src_test")
+    route = await gateway.wired.router.route("src_test")
     assert route is not None
     assert [i.id for i in route.integrations] == [created["id"]]
     await gateway.admin.patch(f"/v1/admin/integrations/{created['id']}", json={"enabled": False})
-    route = await gateway.runtime.router.route("src_test")
+    route = await gateway.wired.router.route("src_test")
     assert route is not None
     assert route.integrations == ()
 
@@ -516,7 +518,7 @@ async def test_patching_config_resumes_a_paused_integration(gateway: Gateway) ->
     body = await resp.json()
     assert body["status"]["state"] == "active"
     assert body["status"]["paused_reason"] is None
-    stored = await gateway.runtime.store.get_integration(created["id"])
+    stored = await gateway.wired.store.get_integration(created["id"])
     assert stored is not None
     assert stored.paused_reason is None
 
@@ -539,7 +541,7 @@ async def test_status_counts_have_their_shape(gateway: Gateway) -> None:
         "queue_bytes_bound": 2 * 2**30,
     }
     assert 0 < queue_bytes < 2**20  # an empty SQLite queue: its schema's pages
-    await gateway.runtime.queue.dead_letter_new(
+    await gateway.wired.queue.dead_letter_new(
         [_event(created["id"], "evt_1")], "missing_value_or_currency", None, time.time()
     )
     got = await (await gateway.admin.get(f"/v1/admin/integrations/{created['id']}")).json()
@@ -619,7 +621,7 @@ async def test_replay_rechecks_consent_and_delivers_with_the_same_event_id(
     await gateway.create_source()
     created = await gateway.create_integration()
     iid = created["id"]
-    await gateway.runtime.queue.dead_letter_new(
+    await gateway.wired.queue.dead_letter_new(
         [
             _event(iid, "evt_granted", {"advertising": True}),
             _event(iid, "evt_refused", {"advertising": False}),
@@ -657,7 +659,7 @@ async def test_replay_by_ids_reports_unknown_ids(gateway: Gateway) -> None:
     created = await gateway.create_integration()
     iid = created["id"]
     await gateway.admin.post(f"/v1/admin/integrations/{iid}/pause")  # keep replayed ones queued
-    await gateway.runtime.queue.dead_letter_new(
+    await gateway.wired.queue.dead_letter_new(
         [_event(iid, "evt_a"), _event(iid, "evt_b")], "rejected", None, time.time()
     )
     items = await _dead_letters(gateway, iid)
@@ -683,7 +685,7 @@ async def test_replay_and_purge_by_filter_keep_event_ids(
     await gateway.admin.post(f"/v1/admin/integrations/{iid}/pause")  # replayed ones stay queued
     now = time.time()
     purchase = _event(iid, "evt_purchase")
-    queue = gateway.runtime.queue
+    queue = gateway.wired.queue
     await queue.dead_letter_new(
         [_event(iid, "evt_yesterday")], "rejected", "40002: x", now - 86_400
     )
@@ -747,7 +749,7 @@ async def test_purge_needs_an_explicit_selection(gateway: Gateway) -> None:
     await gateway.create_source()
     created = await gateway.create_integration()
     iid = created["id"]
-    await gateway.runtime.queue.dead_letter_new(
+    await gateway.wired.queue.dead_letter_new(
         [_event(iid, f"evt_{n}") for n in range(4)], "rejected", None, time.time()
     )
     items = await _dead_letters(gateway, iid)
@@ -767,7 +769,7 @@ async def test_dead_letter_paging_is_validated(gateway: Gateway) -> None:
     await gateway.create_source()
     created = await gateway.create_integration()
     url = f"/v1/admin/integrations/{created['id']}/dead-letters"
-    await gateway.runtime.queue.dead_letter_new(
+    await gateway.wired.queue.dead_letter_new(
         [_event(created["id"], f"evt_{n}") for n in range(3)], "rejected", None, time.time()
     )
     body = await (await gateway.admin.get(url, params={"limit": "2", "offset": "1"})).json()

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.settings import Settings
+from gateway.core.settings import Settings
 from tests.conftest import Gateway
 from tests.processes import gateway_env, running_gateway
 from tests.tiktok_double import TikTokDouble

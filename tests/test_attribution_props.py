@@ -114,7 +114,7 @@ async def test_a_total_beyond_a_float_is_refused_at_collection(
     )
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "invalid_field"
-    assert await gateway.runtime.queue.depth() == 0
+    assert await gateway.wired.queue.depth() == 0
 
 
 # -- 3. recommended properties and the passthrough -----------------------------------------------
@@ -197,7 +197,7 @@ async def test_a_hostile_passthrough_is_refused_with_a_4xx_and_nothing_is_stored
         error = (await resp.json())["error"]
         assert error["code"] == "invalid_field"
         assert "properties.tiktok" in error["message"]
-    assert await gateway.runtime.queue.depth() == 0
+    assert await gateway.wired.queue.depth() == 0
     assert tiktok.requests == []
 
 
@@ -278,7 +278,7 @@ async def test_event_source_through_the_management_api(gateway: Gateway) -> None
     )
     assert resp.status == 422
     assert (await resp.json())["error"]["field"] == "event_source_id"
-    assert await gateway.runtime.store.get_source("src_crm") is None
+    assert await gateway.wired.store.get_source("src_crm") is None
 
     resp = await admin.post(
         "/v1/admin/sources", json={**base, "event_source": "crm", "event_source_id": CRM_SET_ID}

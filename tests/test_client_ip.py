@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import SettingsError
-from gateway.settings import Settings
+from gateway.core.errors import SettingsError
+from gateway.core.settings import Settings
 from tests.conftest import MakeGateway
 from tests.nginx import Snippet, lb_location, running_nginx, sidecar_snippet
 from tests.test_collect import events_of, hit

@@ -48,7 +48,7 @@ async def events_of(tiktok: TikTokDouble, count: int) -> list[dict[str, Any]]:
 
 
 async def queue_depth(gw: Gateway) -> int:
-    return await gw.runtime.queue.depth()
+    return await gw.wired.queue.depth()
 
 
 # -- cookies ----
@@ -951,7 +951,7 @@ async def test_identify_with_names_address_and_several_emails(
     assert resp.status == 200
     sealed = set_cookies(resp)["_dfuser"].value
     # The sealed identity holds hashes only: no raw value, and nothing but 64-hex strings.
-    plaintext = gateway.runtime.cookie_box.open(sealed, ttl_s=3600)
+    plaintext = gateway.wired.cookie_box.open(sealed, ttl_s=3600)
     assert plaintext is not None
     values = [v for v in json.loads(plaintext).values()]
     flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
@@ -991,7 +991,7 @@ async def test_identity_cookie_of_an_older_gateway_still_reads(
     await setup(gateway)
     # What gateways before hashed user ids sealed: the raw user id and one email hash.
     legacy = json.dumps({"u": "u-42", "e": sha("jane@example.com")}).encode()
-    sealed = gateway.runtime.cookie_box.seal(legacy)
+    sealed = gateway.wired.cookie_box.seal(legacy)
     resp = await gateway.collect.post(
         "/v1/t",
         json=hit(event="Product Viewed", anonymous_id="anon-3"),
@@ -1004,7 +1004,7 @@ async def test_identity_cookie_of_an_older_gateway_still_reads(
     # The browser gets it back sealed anew, without the raw user id.
     resealed = set_cookies(resp)["_dfuser"].value
     assert resealed != sealed
-    plaintext = gateway.runtime.cookie_box.open(resealed, ttl_s=3600)
+    plaintext = gateway.wired.cookie_box.open(resealed, ttl_s=3600)
     assert plaintext is not None and b"u-42" not in plaintext
     assert json.loads(plaintext) == {"x": sha("u-42"), "e": sha("jane@example.com")}
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.collect import create_collect_app
-from gateway.connections import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
-from gateway.errors import SettingsError
-from gateway.logs import ThrottledLog
-from gateway.runtime import Runtime, open_runtime
-from gateway.settings import Settings
+from gateway.collect.app import create_collect_app
+from gateway.core.errors import SettingsError
+from gateway.core.logs import ThrottledLog
+from gateway.core.settings import Settings
+from gateway.serve import ClientFaults, ConnectionGuard, ConnectionLimits, start_server
+from gateway.wiring import Wired, wire
 from tests.conftest import ADMIN_TOKEN, Gateway, MakeGateway, base_env
 from tests.tiktok_double import TikTokDouble
 
@@ -42,11 +42,11 @@ POST_HEAD = (
 @dataclass
 class Served:
     port: int
-    runtime: Runtime
+    wired: Wired
     guard: ConnectionGuard
 
     def faults(self, kind: str) -> float:
-        value = self.runtime.metrics.registry.get_sample_value(
+        value = self.wired.metrics.registry.get_sample_value(
             "gateway_client_faults_total", {"kind": kind}
         )
         return value or 0.0
@@ -56,15 +56,15 @@ class Served:
 async def serving(tmp_path: Path, tiktok: TikTokDouble, **env: str) -> AsyncIterator[Served]:
     """The collection app on a loopback port, behind the same guard `gateway serve` uses."""
     settings = Settings.from_mapping({**base_env(tmp_path / "data", tiktok.url), **env})
-    async with open_runtime(settings, run_worker=False) as runtime:
+    async with wire(settings, run_worker=False) as wired:
         guard = ConnectionGuard(
-            ConnectionLimits.from_settings(settings), ClientFaults(runtime.metrics.client_faults)
+            ConnectionLimits.from_settings(settings), ClientFaults(wired.metrics.client_faults)
         )
         runner, site = await start_server(
-            create_collect_app(runtime), "127.0.0.1", 0, guard, shutdown_timeout_s=1.0
+            create_collect_app(wired.collect), "127.0.0.1", 0, guard, shutdown_timeout_s=1.0
         )
         try:
-            yield Served(site.port, runtime, guard)
+            yield Served(site.port, wired, guard)
         finally:
             await runner.cleanup()
 
@@ -297,7 +297,7 @@ def test_throttled_log_says_how_many_lines_it_skipped(caplog: pytest.LogCaptureF
 
 
 def gateway_faults(gw: Gateway, kind: str) -> float:
-    value = gw.runtime.metrics.registry.get_sample_value(
+    value = gw.wired.metrics.registry.get_sample_value(
         "gateway_client_faults_total", {"kind": kind}
     )
     return value or 0.0
@@ -356,7 +356,7 @@ async def test_admin_body_cut_short_is_an_aborted_client_fault(
         await writer.drain()
         writer.close()
         await wait_until(lambda: gateway_faults(gw, "aborted") == 1, "the abort counted")
-        assert await gw.runtime.store.get_source("src_cut") is None
+        assert await gw.wired.store.get_source("src_cut") is None
 
     noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert [f"{r.name}: {r.getMessage()}" for r in noisy] == []

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.crypto import CookieBox
-from gateway.settings import Secret
+from gateway.core.crypto import CookieBox
+from gateway.core.settings import Secret
 
 KEY = Secret("cookie-test-key-0123456789-abcdefghij")
 OTHER = Secret("another-test-key-0123456789-abcdefghij")

@@ -8,7 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.ledger import Observation, SQLiteLedger, hit_summary
+from gateway.ledger.base import Observation, hit_summary
+from gateway.ledger.sqlite import SQLiteLedger
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.tiktok_double import TikTokDouble
 
@@ -47,9 +48,9 @@ async def test_did_this_order_reach_tiktok(gateway: Gateway, tiktok: TikTokDoubl
     await _hit(
         gateway, "ORD-7", event="Order Completed", properties={"total": 9, "currency": "EUR"}
     )
-    assert gateway.runtime.worker is not None
-    await gateway.runtime.worker.drain(10)
-    await gateway.runtime.ledger.flush()
+    assert gateway.wired.worker is not None
+    await gateway.wired.worker.drain(10)
+    await gateway.wired.ledger.flush()
 
     resp = await gateway.admin.get("/v1/admin/events/ORD-7")
     assert resp.status == 200
@@ -69,7 +70,7 @@ async def test_recent_records_filter_by_event_name(gateway: Gateway) -> None:
     await gateway.create_integration()
     await _hit(gateway, "m-1")
     await _hit(gateway, "m-2", event="Product Viewed")
-    await gateway.runtime.ledger.flush()
+    await gateway.wired.ledger.flush()
     for event in ("Product Viewed", "ViewContent"):
         resp = await gateway.admin.get("/v1/admin/events", params={"event": event})
         assert [r["event_id"] for r in (await resp.json())["records"]] == ["m-2"]
@@ -131,7 +132,7 @@ async def test_a_stream_resumes_after_its_last_event_id(gateway: Gateway) -> Non
     await gateway.create_integration()
     await _hit(gateway, "m-1")
     await _hit(gateway, "m-2")
-    await gateway.runtime.ledger.flush()
+    await gateway.wired.ledger.flush()
     first = (await (await gateway.admin.get("/v1/admin/events?event_id=m-1")).json())["records"]
     resp = await gateway.admin.get(
         "/v1/admin/events/stream", headers={"Last-Event-ID": str(first[0]["seq"])}
@@ -151,7 +152,7 @@ async def test_open_streams_do_not_hold_shutdown_up(make_gateway: Any) -> None:
 
 
 def _streams_open(gateway: Gateway) -> float:
-    value = gateway.runtime.metrics.registry.get_sample_value("gateway_admin_streams_open")
+    value = gateway.wired.metrics.registry.get_sample_value("gateway_admin_streams_open")
     assert value is not None
     return value
 
@@ -186,7 +187,7 @@ async def test_match_quality_shows_which_user_fields_events_carry(gateway: Gatew
     integration = await gateway.create_integration()
     await _hit(gateway, "m-1", traits={"email": "a@example.com"})
     await _hit(gateway, "m-2")
-    await gateway.runtime.ledger.flush()
+    await gateway.wired.ledger.flush()
     resp = await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}/match-quality")
     body = await resp.json()
     assert body["events"] == 2
@@ -221,7 +222,7 @@ async def test_match_quality_counts_names_address_and_identified_visitors(
     gateway.collect.session.cookie_jar.clear()
     await _hit(gateway, "q-3")  # anonymous only
     await _hit(gateway, "q-4", anonymous_id="a-4")  # anonymous only
-    await gateway.runtime.ledger.flush()
+    await gateway.wired.ledger.flush()
     resp = await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}/match-quality")
     assert resp.status == 200
     body = await resp.json()

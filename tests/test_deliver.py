@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from gateway.backoff import backoff_delay, retry_at
+from gateway.deliver.backoff import backoff_delay, retry_at
+from gateway.deliver.ratelimit import Pacing, TokenBucket
 from gateway.queue.sqlite import SQLiteQueue
-from gateway.ratelimit import Pacing, TokenBucket
 from tests.delivery_rig import INTEGRATION, PIXEL, TOKEN, DeliveryRig, open_rig
 from tests.tiktok_double import Answer, TikTokDouble
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gateway.cli import build_parser
-from gateway.settings import _KNOWN, Settings
+from gateway.core.settings import _KNOWN, Settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"

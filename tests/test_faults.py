@@ -178,8 +178,8 @@ async def test_full_queue_answers_503_and_drops_nothing_accepted(
         assert (await gw.admin.post(f"/v1/admin/integrations/{iid}/resume")).status == 200
         await tiktok.wait_for(lambda: len(tiktok.accepted) >= len(accepted), timeout=20)
         assert sorted(tiktok.accepted_ids()) == sorted(accepted)
-        assert gw.runtime.worker is not None
-        await gw.runtime.worker.drain(timeout_s=10)
+        assert gw.wired.worker is not None
+        await gw.wired.worker.drain(timeout_s=10)
         # And with room again, collection accepts again.
         assert (await gw.collect.post("/v1/t", json=hit(f"m-{bound}-after"))).status == 200
         print(
@@ -478,7 +478,7 @@ async def test_rejected_token_pauses_at_once_keeps_all_and_delivers_after_patch(
 async def test_one_invalid_event_in_500_costs_about_log2_requests(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.deliver")
+    caplog.set_level(logging.INFO, logger="gateway.deliver.worker")
     await rig.add_integration()
     worker = await rig.start_worker(batch_max_events=500, batch_max_wait_ms=1000)
     ids = await rig.enqueue(500, worker)

@@ -4,7 +4,8 @@ Collection: every endpoint gets generated hits (valid-ish and junk), batches, ra
 bytes, under generated headers (content types, encodings that tell the truth or lie, cookies,
 Authorization, User-Agent and Origin with arbitrary bytes), sent over a bare socket so nothing
 cleans the bytes up on the way. Admin: schemathesis generates requests (valid and invalid) for
-every operation of `gateway/openapi.json`, authenticated or not, on real and made-up ids.
+every operation of the OpenAPI document (as `gateway/admin/openapi.py` builds it), authenticated
+or not, on real and made-up ids.
 
 Properties: never a 5xx; nothing logged at ERROR or with a traceback; a refused request stores
 nothing (queued events and dead letters unchanged, configuration unchanged); /healthz answers
@@ -27,7 +28,6 @@ import sys
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import brotli
@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core import NotSet
 
-import gateway
+from gateway.admin.openapi import document
 from tests.conftest import ADMIN_TOKEN, Gateway, MakeGateway
 
 if sys.version_info >= (3, 14):
@@ -370,8 +370,8 @@ async def _send_raw(gw: Gateway, case: CollectCase) -> tuple[int, bytes]:
 
 async def _stored(gw: Gateway, integration_id: str) -> tuple[int, int]:
     """Events queued and dead letters: what a refused request must leave as it was."""
-    stats = await gw.runtime.queue.stats(integration_id)
-    return await gw.runtime.queue.depth(), stats.dead_lettered
+    stats = await gw.wired.queue.stats(integration_id)
+    return await gw.wired.queue.depth(), stats.dead_lettered
 
 
 async def _prepared(gw: Gateway) -> tuple[str, str]:
@@ -419,7 +419,7 @@ async def test_fuzz_collection_endpoints(make_gateway: MakeGateway, log_watch: L
 MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
-OPENAPI = json.loads((Path(gateway.__file__).parent / "openapi.json").read_text())
+OPENAPI = document()  # as served: the static part and the registry's destinations
 # Values a generator that follows the schema rarely makes, and which broke parsers before:
 # digits int() reads but a regex of [0-9] does not, numbers past 64 bits or Python's digit
 # limit, and bodies nested past the recursion limit or not UTF-8.
@@ -508,8 +508,8 @@ async def _send_admin(gw: Gateway, case: AdminCase) -> tuple[int, str]:
 
 
 async def _configuration(gw: Gateway) -> tuple[Any, ...]:
-    sources = await gw.runtime.store.list_sources()
-    integrations = await gw.runtime.store.list_integrations()
+    sources = await gw.wired.store.list_sources()
+    integrations = await gw.wired.store.list_integrations()
     return (sorted(repr(s) for s in sources), sorted(repr(i) for i in integrations))
 
 
@@ -558,7 +558,7 @@ async def test_fuzz_admin_api(make_gateway: MakeGateway, log_watch: LogWatch) ->
 
 async def _recreate(gw: Gateway) -> None:
     """Put the fuzzed source and integration back after a case deleted one of them."""
-    if await gw.runtime.store.get_source(SOURCE) is None:
+    if await gw.wired.store.get_source(SOURCE) is None:
         await gw.create_source(id=SOURCE, consent_default="grant")
-    if not await gw.runtime.store.list_integrations():
+    if not await gw.wired.store.list_integrations():
         await gw.create_integration(source_id=SOURCE, consent_categories=[])

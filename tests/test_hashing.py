@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.hashing import (
+from gateway.core.hashing import (
     country_code,
     hash_city,
     hash_country,

@@ -216,7 +216,7 @@ async def test_a_compression_bomb_hits_the_body_size_limit(gateway: Gateway, enc
     await setup(gateway)
     # 64 MB of spaces inside a valid hit compress to at most about 64 KB.
     bomb = COMPRESSORS[encoding](b'{"source_id": "src_test",' + b" " * (64 << 20) + b"}")
-    assert len(bomb) < gateway.runtime.settings.max_body_bytes
+    assert len(bomb) < gateway.wired.settings.max_body_bytes
     resp = await _post_encoded(gateway, bomb, encoding)
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "payload_too_large"
@@ -276,7 +276,7 @@ async def test_email_and_phone_in_page_urls_never_reach_disk_logs_or_tiktok(
         "&ttclid=E.C.P.click1&contact=REDACTED&mobile=REDACTED&ref=REDACTED#done",
         "referrer": "https://shop.example/signup?e-mail=REDACTED&step=2",
     }
-    await gateway.runtime.ledger.flush()
+    await gateway.wired.ledger.flush()
     needles = [
         EMAIL,
         quote(EMAIL),

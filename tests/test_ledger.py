@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.ledger import (
+from gateway.collect.route import consent_allows
+from gateway.core.models import ConsentDefault, Integration
+from gateway.core.settings import Secret
+from gateway.destinations.tiktok.config import TikTokConfig
+from gateway.ledger.base import (
     DELIVERED,
     DENIED,
     GRANTED,
@@ -24,14 +28,11 @@ from gateway.ledger import (
     Filters,
     Observation,
     Outcome,
-    SQLiteLedger,
     TikTokReply,
     explain_consent,
     hit_summary,
 )
-from gateway.models import ConsentDefault, Integration, TikTokConfig
-from gateway.route import consent_allows
-from gateway.settings import Secret
+from gateway.ledger.sqlite import SQLiteLedger
 from tests.conftest import Gateway
 from tests.tiktok_double import Answer, TikTokDouble
 
@@ -170,7 +171,7 @@ async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Pat
 async def test_a_long_buffer_is_written_in_steps_in_order(
     ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.ledger.WRITE_BATCH", 7)
+    monkeypatch.setattr("gateway.ledger.sqlite.WRITE_BATCH", 7)
     answer = TikTokReply(200, 0, "OK", "req-1")
     for i in range(20):
         ledger.observe([_observation(f"e{i}")])
@@ -346,8 +347,8 @@ async def test_a_hit_leaves_a_record_per_integration_with_pii_hashed(
         },
     )
     assert resp.status == 200
-    await gateway.runtime.ledger.flush()
-    records = {r["integration_id"]: r for r in await gateway.runtime.ledger.records(Filters(), 10)}
+    await gateway.wired.ledger.flush()
+    records = {r["integration_id"]: r for r in await gateway.wired.ledger.records(Filters(), 10)}
     assert set(records) == {sent["id"], kept_out["id"]}
 
     record = records[sent["id"]]
@@ -385,8 +386,8 @@ async def test_a_source_without_integrations_says_so(gateway: Gateway) -> None:
     await gateway.create_source()
     resp = await gateway.collect.post("/v1/p", json={"source_id": "src_test", "message_id": "m-1"})
     assert resp.status == 200
-    await gateway.runtime.ledger.flush()
-    (record,) = await gateway.runtime.ledger.records(Filters(), 10)
+    await gateway.wired.ledger.flush()
+    (record,) = await gateway.wired.ledger.records(Filters(), 10)
     assert record["integration_id"] is None
     assert record["consent"]["decision"] == "no_integration"
     assert record["delivery"]["status"] == NOT_SENT
@@ -396,8 +397,8 @@ async def test_a_source_without_integrations_says_so(gateway: Gateway) -> None:
 
 
 async def _records(gateway: Gateway, event_id: str) -> list[dict[str, Any]]:
-    await gateway.runtime.ledger.flush()
-    return await gateway.runtime.ledger.records(Filters(event_id=event_id), 10)
+    await gateway.wired.ledger.flush()
+    return await gateway.wired.ledger.records(Filters(event_id=event_id), 10)
 
 
 async def _send_page(gateway: Gateway, message_id: str) -> None:
@@ -415,7 +416,7 @@ async def _send_page(gateway: Gateway, message_id: str) -> None:
 async def test_delivery_outcomes_reach_the_ledger(gateway: Gateway, tiktok: TikTokDouble) -> None:
     await gateway.create_source()
     await gateway.create_integration()
-    worker = gateway.runtime.worker
+    worker = gateway.wired.worker
     assert worker is not None
 
     tiktok.play(Answer(status=503, message="down"))
@@ -442,7 +443,7 @@ async def test_a_rejected_event_is_dead_lettered_in_the_ledger_with_tiktoks_answ
 ) -> None:
     await gateway.create_source()
     await gateway.create_integration()
-    worker = gateway.runtime.worker
+    worker = gateway.wired.worker
     assert worker is not None
     tiktok.reject_event_ids.add("m-bad")
     await _send_page(gateway, "m-bad")

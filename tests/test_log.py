@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import QueueFull, StoreError
+from gateway.core.errors import QueueFull, StoreError
 from gateway.log import HitLog, LogRecord, open_log
 from gateway.log.base import FailedItem, entry_order, record_bytes
 from gateway.log.redis import RedisHitLog

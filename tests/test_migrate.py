@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.crypto import SecretBox
-from gateway.settings import Secret
-from gateway.store.postgres import PostgresConfigStore
-from gateway.store.sqlite import SQLiteConfigStore
+from gateway.config.postgres import PostgresConfigStore
+from gateway.config.sqlite import SQLiteConfigStore
+from gateway.core.crypto import SecretBox
+from gateway.core.settings import Secret
 from tests.backends import (
     POSTGRES_URL,
     drop_postgres_schema,

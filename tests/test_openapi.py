@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # n
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from gateway.models import NewEvent
+from gateway.core.models import NewEvent
 from tests.conftest import Gateway
 
 DOC_URI = "urn:gateway:openapi"
@@ -154,6 +154,7 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     assert resp.status == 200
     c.covered.add(("/metrics", "get"))
     await c.call("get", "/v1/admin/openapi.json", 200)
+    await c.call("get", "/v1/admin/destinations", 200)
 
     # sources
     await c.call("get", "/v1/admin/sources", 401, auth=False)
@@ -242,7 +243,7 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     )
     now = int(time.time())
     payload = b'{"event":"PageView","event_time":%d,"event_id":"evt_%d","user":{},"page":{}}'
-    await gw.runtime.queue.dead_letter_new(
+    await gw.wired.queue.dead_letter_new(
         [
             NewEvent(iid, "evt_1", "PageView", now, payload % (now, 1), {"advertising": True}),
             NewEvent(iid, "evt_2", "PageView", now, payload % (now, 2), None),
@@ -328,7 +329,7 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
         },
     )
     assert resp.status == 200
-    await gw.runtime.ledger.flush()
+    await gw.wired.ledger.flush()
     events = "/v1/admin/events"
     listing = await c.call("get", events, 200)
     assert listing["records"][0]["event_id"] == "ORD-42"

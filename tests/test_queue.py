@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.errors import QueueFull
-from gateway.models import ClaimedEvent, IntegrationStats, NewEvent, ReadyInfo
+from gateway.core.errors import QueueFull
+from gateway.core.models import ClaimedEvent, IntegrationStats, NewEvent, ReadyInfo
 from gateway.queue.base import Queue
 from gateway.queue.group import GroupCommitting
 from gateway.queue.sqlite import SQLiteQueue

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.models import NewEvent
+from gateway.core.models import NewEvent
 from gateway.queue.redis import RedisQueue, split_queue_url
 from tests.backends import REDIS_URL, drop_redis_prefix, require_service, unique_name
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from gateway.ratelimit import TokenBucket
-from gateway.ratelimit_redis import SharedBuckets
+from gateway.deliver.ratelimit import TokenBucket
+from gateway.deliver.ratelimit_redis import SharedBuckets
 from tests.backends import REDIS_URL, drop_redis_prefix, require_service, unique_name
 
 Open = Callable[..., Awaitable[SharedBuckets]]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.tiktok import TikTokAnswer, Verdict, classify
+from gateway.destinations.base import Answer as GatewayAnswer
+from gateway.destinations.base import Verdict
+from gateway.destinations.tiktok.classify import classify
 from tests.delivery_rig import INTEGRATION, TOKEN, open_rig
 from tests.tiktok_double import Answer, TikTokDouble
 
@@ -44,5 +46,5 @@ async def test_redirect_is_not_followed_and_pauses_with_the_location(
 
 
 def test_a_redirect_pauses() -> None:
-    answer = TikTokAnswer(302, None, "redirect to x not followed", None, None, None)
+    answer = GatewayAnswer(302, None, "redirect to x not followed", None, None, None)
     assert classify(answer) is Verdict.PAUSE

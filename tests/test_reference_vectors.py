@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from gateway.hits import decode_hit
-from gateway.models import EventSource, Integration, Source, TikTokConfig
-from gateway.settings import Secret
-from gateway.transform import HitContext, Rejected, Transformed, map_event_name, transform
+from gateway.collect.protocols.native import decode_hit
+from gateway.core.models import EventSource, Integration, Source
+from gateway.core.settings import Secret
+from gateway.destinations.base import HitContext, Rejected, Transformed
+from gateway.destinations.tiktok.config import TikTokConfig
+from gateway.destinations.tiktok.transform import map_event_name, transform
 
 SEGMENT_TESTS = (
     "segmentio/action-destinations: packages/destination-actions/src/destinations/"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.cookies import IDENTITY
+from gateway.collect.cookies import IDENTITY
 from tests.conftest import Gateway, MakeGateway
 from tests.tiktok_double import TikTokDouble
 
@@ -70,7 +70,7 @@ async def events_of(tiktok: TikTokDouble, count: int) -> list[dict[str, Any]]:
 
 
 async def nothing_queued(gw: Gateway) -> bool:
-    return await gw.runtime.queue.depth() == 0
+    return await gw.wired.queue.depth() == 0
 
 
 # -- paths and answers ----
@@ -219,7 +219,7 @@ async def test_category_preferences_decide_consent(
         body = call(type="page", context=context)
         resp = await post(gw, "/v1/p", body, **basic("src_test"))
         assert resp.status == 200
-        assert (await gw.runtime.queue.depth() == 1) is sent
+        assert (await gw.wired.queue.depth() == 1) is sent
 
 
 # -- alias, group, screen ----
@@ -237,7 +237,7 @@ async def test_alias_group_and_screen_are_accepted_and_shown_but_not_sent(
     resp = await post(gateway, "/v1/batch", {"batch": calls, "writeKey": "src_test"})
     assert resp.status == 200
     assert await nothing_queued(gateway)
-    await gateway.runtime.ledger.flush()
+    await gateway.wired.ledger.flush()
     for message_id, kind in (("m-alias", "alias"), ("m-group", "group"), ("m-screen", "screen")):
         resp = await gateway.admin.get(f"/v1/admin/events/{message_id}")
         (record,) = (await resp.json())["records"]

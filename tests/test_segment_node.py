@@ -121,4 +121,4 @@ async def test_analytics_node_with_a_wrong_key_is_refused(
             "sk_wrong",
             [{"method": "track", "params": {"userId": "u", "event": "Signed Up"}}],
         )
-    assert await gateway.runtime.queue.depth() == 0
+    assert await gateway.wired.queue.depth() == 0

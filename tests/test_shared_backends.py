@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.config.postgres import PostgresConfigStore
 from gateway.queue.redis import RedisQueue
-from gateway.store.postgres import PostgresConfigStore
 from tests.conftest import MakeGateway
 from tests.tiktok_double import TikTokDouble
 
@@ -12,8 +12,8 @@ async def test_gateway_on_redis_and_postgresql(
     make_gateway: MakeGateway, tiktok: TikTokDouble, shared_urls: dict[str, str]
 ) -> None:
     async with make_gateway(**shared_urls) as gw:
-        assert isinstance(gw.runtime.queue, RedisQueue)
-        assert isinstance(gw.runtime.store, PostgresConfigStore)
+        assert isinstance(gw.wired.queue, RedisQueue)
+        assert isinstance(gw.wired.store, PostgresConfigStore)
         await gw.create_source(consent_default="grant")
         created = await gw.create_integration()
         for n in range(3):

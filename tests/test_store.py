@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import Conflict, NotFound
-from gateway.models import ConsentDefault, Integration, IntegrationState, Source, TikTokConfig
-from gateway.settings import Secret
-from gateway.store.base import ConfigStore
+from gateway.config.base import ConfigStore
+from gateway.core.errors import Conflict, NotFound
+from gateway.core.models import ConsentDefault, Integration, IntegrationState, Source
+from gateway.core.settings import Secret
+from gateway.destinations.tiktok.config import TikTokConfig
 from tests.backends import OpenStore
 
 TOKEN = "tok_plaintext_never_on_disk_0123456789"

@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.models import EventSource
-from gateway.store.base import ConfigStore
-from gateway.store.postgres import MIGRATIONS, PostgresConfigStore
-from gateway.store.sqlite import SQLiteConfigStore
+from gateway.config.base import ConfigStore
+from gateway.config.postgres import MIGRATIONS, PostgresConfigStore
+from gateway.config.sqlite import SQLiteConfigStore
+from gateway.core.models import EventSource
 from tests.backends import (
     POSTGRES_URL,
     drop_postgres_schema,

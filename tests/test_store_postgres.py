@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
-from gateway.errors import StoreError
-from gateway.route import Router
-from gateway.store.postgres import SCHEMA_VERSION, PostgresConfigStore, split_database_url
+from gateway.collect.route import Router
+from gateway.config.postgres import SCHEMA_VERSION, PostgresConfigStore, split_database_url
+from gateway.core.errors import StoreError
 from tests.backends import (
     POSTGRES_URL,
     drop_postgres_schema,

@@ -10,15 +10,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.settings import Secret
-from gateway.tiktok import (
-    TikTokAnswer,
-    TikTokClient,
-    Verdict,
-    build_body,
-    classify,
-    parse_retry_after,
-)
+from gateway.core.settings import Secret
+from gateway.destinations.base import Answer as GatewayAnswer
+from gateway.destinations.base import Verdict
+from gateway.destinations.tiktok.classify import classify
+from gateway.destinations.tiktok.client import TikTokClient, build_body, parse_retry_after
 from tests.tiktok_double import Answer, TikTokDouble, check_request
 
 TOKEN = "tok_live_abcdef0123456789"
@@ -26,8 +22,8 @@ TOKEN = "tok_live_abcdef0123456789"
 
 def _answer(
     status: int | None = 200, code: int | None = 0, transport_error: str | None = None
-) -> TikTokAnswer:
-    return TikTokAnswer(status, code, "", None, None, transport_error)
+) -> GatewayAnswer:
+    return GatewayAnswer(status, code, "", None, None, transport_error)
 
 
 CLASSIFY_TABLE = [
@@ -77,7 +73,7 @@ CLASSIFY_TABLE = [
 
 
 @pytest.mark.parametrize(("answer", "verdict"), CLASSIFY_TABLE)
-def test_classify(answer: TikTokAnswer, verdict: Verdict) -> None:
+def test_classify(answer: GatewayAnswer, verdict: Verdict) -> None:
     assert classify(answer) is verdict
 
 

@@ -8,17 +8,14 @@ from typing import Any
 
 import pytest
 
-from gateway.cookies import Identity
-from gateway.hits import Hit, HitType, decode_hit
-from gateway.models import Integration, Source, TikTokConfig
-from gateway.settings import Secret
-from gateway.transform import (
-    HitContext,
-    Rejected,
-    Transformed,
-    map_event_name,
-    transform,
-)
+from gateway.collect.protocols.native import decode_hit
+from gateway.core.hit import Hit, HitType
+from gateway.core.identity import Identity
+from gateway.core.models import Integration, Source
+from gateway.core.settings import Secret
+from gateway.destinations.base import HitContext, Rejected, Transformed
+from gateway.destinations.tiktok.config import TikTokConfig
+from gateway.destinations.tiktok.transform import map_event_name, transform
 
 # TikTok's hashing examples (TIKTOK.md), as literals.
 EMAIL_RAW, EMAIL_HASH = (

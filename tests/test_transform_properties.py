@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.models import EventSource, Source
-from gateway.transform import Rejected, Transformed
+from gateway.core.models import EventSource, Source
+from gateway.destinations.base import Rejected, Transformed
 from tests.test_transform import run, sent, track
 
 

@@ -33,7 +33,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
+from gateway.core.redisconn import connect
 from gateway.log import redis_lua
 from gateway.log.base import (
     TIME_SLACK_S,
@@ -49,7 +50,6 @@ from gateway.log.base import (
 )
 from gateway.queue.group import GroupCommit, GroupCommitting
 from gateway.queue.redis import split_queue_url
-from gateway.redisconn import connect
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ it passed and how many of its source's records that was (`passed`): its lag is
 One delivering process per data dir reads and commits (the queue's rule), so a handle keeps the
 position it handed out in memory and only `commit` writes the cursor; any process may append.
 
-Every call runs on a connection thread (`gateway.sqlite.ThreadConnection`): one writer, one
+Every call runs on a connection thread (`gateway.core.sqlite.ThreadConnection`): one writer, one
 reader, so a debugger page never waits behind a commit. Appends use group commit.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
+from gateway.core.sqlite import ThreadConnection, immediate, snapshot
 from gateway.log.base import (
     RECORD_OVERHEAD_BYTES,
     TIME_SLACK_S,
@@ -39,7 +40,6 @@ from gateway.log.base import (
     record_bytes,
 )
 from gateway.queue.group import GroupCommit, GroupCommitting
-from gateway.sqlite import ThreadConnection, immediate, snapshot
 
 SCHEMA_VERSION = 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 
-from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+from gateway.core.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
 
 # Told, on the event loop, after each commit of this queue instance's enqueues: the integration,
 # how many of its events the commit stored, and the enqueue time of the first of them.

@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from prometheus_client.registry import Collector
 
-from gateway.errors import QueueFull, StoreError
-from gateway.metrics import CountedElsewhere
+from gateway.core.errors import QueueFull, StoreError
+from gateway.core.metrics import CountedElsewhere
 
 Item = TypeVar("Item")
 

@@ -34,12 +34,12 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.errors import StoreError
-from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+from gateway.core.errors import StoreError
+from gateway.core.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+from gateway.core.redisconn import connect
 from gateway.queue import redis_lua
 from gateway.queue.base import Queue
 from gateway.queue.group import GroupCommit, GroupCommitting
-from gateway.redisconn import connect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,11 +26,11 @@ from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
-from gateway.errors import StoreError
-from gateway.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+from gateway.core.errors import StoreError
+from gateway.core.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
+from gateway.core.sqlite import ThreadConnection, immediate, snapshot
 from gateway.queue.base import EnqueueListener, Queue
 from gateway.queue.group import GroupCommit, GroupCommitting
-from gateway.sqlite import ThreadConnection, immediate, snapshot
 
 P = ParamSpec("P")
 T = TypeVar("T")

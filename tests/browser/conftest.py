@@ -261,7 +261,7 @@ class Shop:
 
 
 def hits_handled(gw: Gateway, hit_type: str) -> int:
-    value = gw.runtime.metrics.registry.get_sample_value("gateway_hits_total", {"type": hit_type})
+    value = gw.wired.metrics.registry.get_sample_value("gateway_hits_total", {"type": hit_type})
     return int(value or 0)
 
 

@@ -55,7 +55,7 @@ async def test_a_wrong_token_shows_an_error_and_is_not_kept(console: Console) ->
 
     await console.sign_in()  # the right one works, and is kept for this tab only
     assert await page.evaluate("Object.values(sessionStorage)") == [
-        console.gw.runtime.admin_tokens[0].reveal()
+        console.gw.wired.admin_tokens[0].reveal()
     ]
     assert await page.evaluate("localStorage.length") == 0
     assert "token" not in page.url.lower()
@@ -113,7 +113,7 @@ async def test_add_a_source_and_the_seeds_integration_through_the_forms(console:
     assert integration["config"]["pixel_code"] == SEED_PIXEL
     assert integration["config"]["test_event_code"] is None
     assert integration["consent_categories"] == ["advertising"]
-    stored = await console.gw.runtime.store.get_integration(integration["id"])
+    stored = await console.gw.wired.store.get_integration(integration["id"])
     assert stored is not None and stored.config.access_token.reveal() == SEED_TOKEN
 
 
@@ -152,7 +152,7 @@ async def test_edit_keeps_the_token_write_only_then_pause_disable_and_delete(
     await page.get_by_label("Test event code").fill("TEST123")
     await page.get_by_role("button", name="Save").click()
     await expect(page.locator("#integrations")).to_be_visible()
-    stored = await console.gw.runtime.store.get_integration(iid)
+    stored = await console.gw.wired.store.get_integration(iid)
     assert stored is not None
     assert stored.config.test_event_code == "TEST123"
     assert stored.config.access_token.reveal() == SEED_TOKEN  # kept: the field was left empty
@@ -161,7 +161,7 @@ async def test_edit_keeps_the_token_write_only_then_pause_disable_and_delete(
     await page.get_by_label("Access token").fill("a_new_access_token")
     await page.get_by_role("button", name="Save").click()
     await expect(page.locator("#integrations")).to_be_visible()
-    stored = await console.gw.runtime.store.get_integration(iid)
+    stored = await console.gw.wired.store.get_integration(iid)
     assert stored is not None and stored.config.access_token.reveal() == "a_new_access_token"
 
     await page.get_by_role("button", name="Pause TikTok Events API").click()
@@ -272,7 +272,7 @@ async def test_a_dead_letter_is_replayed_from_its_screen(console: Console) -> No
         },
     )
     assert resp.status == 200
-    worker = console.gw.runtime.worker
+    worker = console.gw.wired.worker
     assert worker is not None
     await worker.drain(10)
 
@@ -301,7 +301,7 @@ async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> 
     await _seed_source(console)
     await console.open()
     await expect(page.get_by_label("Admin token")).to_be_focused()
-    await page.keyboard.type(console.gw.runtime.admin_tokens[0].reveal())
+    await page.keyboard.type(console.gw.wired.admin_tokens[0].reveal())
     await page.keyboard.press("Enter")
     await page.get_by_role("heading", name="Integrations").wait_for()
 
@@ -348,3 +348,35 @@ async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) 
     source = await _api(console, "GET", "/v1/admin/sources/src_abc123")
     assert source["event_source"] == "crm"
     assert source["event_source_id"] == "7301234567890123456"
+
+
+async def test_a_webhook_integration_through_the_form_the_registry_describes(
+    console: Console,
+) -> None:
+    page = console.page
+    await console.sign_in()
+    await _seed_source(console)
+    await page.get_by_role("link", name="Integrations").click()
+    await page.get_by_role("link", name="Add Integration").first.click()
+    # The vendor list comes from the registry: TikTok and the webhook.
+    await expect(page.locator(".vendors li")).to_have_count(2)
+    await page.get_by_role("link", name=re.compile("Webhook")).click()
+    await page.get_by_label("URL").fill("ftp://hooks.example/events")
+    await page.get_by_label("Secret").fill("whsec_ui_0123456789")
+    await page.get_by_role("button", name="Save").click()
+    # The API's refusal shows next to the field it names.
+    await expect(page.locator("#main .field-error:not([hidden])")).to_contain_text("http or https")
+    await page.get_by_label("URL").fill("https://hooks.example/events")
+    await page.get_by_role("button", name="Save").click()
+
+    row = page.locator("#integrations tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("webhook https://hooks.example/events")
+    (integration,) = (await _api(console, "GET", "/v1/admin/integrations"))["integrations"]
+    assert integration["vendor"] == "webhook"
+    assert integration["config"]["url"] == "https://hooks.example/events"
+    assert integration["config"]["secret"] == "****6789"
+    stored = await console.gw.wired.store.get_integration(integration["id"])
+    assert stored is not None
+    assert stored.config.secret is not None  # type: ignore[attr-defined]
+    assert stored.config.secret.reveal() == "whsec_ui_0123456789"  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@
 import { request, token, whenUnauthorized } from "./api.js";
 import { clear, clearNotices, h, notify } from "./dom.js";
 import { leave } from "./shared.js";
-import { showIntegrations, showIntegrationForm, showVendorChoice } from "./integrations.js";
+import { showDestinationForm, showIntegrations, showIntegrationForm, showVendorChoice } from "./integrations.js";
 import { showSources, showSourceForm } from "./sources.js";
 import { showDeadLetters } from "./deadletters.js";
 import { showDebugger } from "./debugger.js";
@@ -17,6 +17,7 @@ const signOutButton = document.getElementById("sign-out");
 const routes = [
   [/^#\/integrations\/new$/, () => showVendorChoice(main)],
   [/^#\/integrations\/new\/tiktok$/, () => showIntegrationForm(main, null)],
+  [/^#\/integrations\/new\/([\w-]+)$/, (vendor) => showDestinationForm(main, vendor, null)],
   [/^#\/integrations\/([\w-]+)$/, (id) => showIntegrationForm(main, id)],
   [/^#\/sources\/new$/, () => showSourceForm(main, null)],
   [/^#\/sources\/([\w-]+)$/, (id) => showSourceForm(main, id)],

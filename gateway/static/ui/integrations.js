@@ -1,4 +1,5 @@
-// Integrations: the list with each one's delivery status, and the TikTok Events API form.
+// Integrations: the list with each one's delivery status, the TikTok Events API form, and a
+// form built from the registry's description for every other destination.
 
 import { api } from "./api.js";
 import {
@@ -106,7 +107,7 @@ export async function showIntegrations(main) {
           "th",
           { scope: "row" },
           h("a", { href: `#/integrations/${integration.id}` }, name),
-          h("div", { class: "sub" }, `${sourceNames.get(integration.source_id) || integration.source_id} · pixel ${integration.config.pixel_code}`),
+          h("div", { class: "sub" }, `${sourceNames.get(integration.source_id) || integration.source_id} · ${where(integration)}`),
         ),
         h("td", {}, stateBadge(integration)),
         h("td", { class: "num" }, s.queued),
@@ -157,7 +158,15 @@ export async function showIntegrations(main) {
   onLeave(() => clearInterval(timer));
 }
 
-export function showVendorChoice(main) {
+// What the list says an integration delivers to.
+function where(integration) {
+  if (integration.vendor === "tiktok") return `pixel ${integration.config.pixel_code}`;
+  return `${integration.vendor} ${integration.config.url || ""}`.trim();
+}
+
+// The destinations come from the gateway's registry: one card each.
+export async function showVendorChoice(main) {
+  const { destinations } = await api.get("/v1/admin/destinations");
   clear(
     main,
     h("h1", {}, "Add Integration"),
@@ -165,19 +174,117 @@ export function showVendorChoice(main) {
     h(
       "ul",
       { class: "vendors" },
-      h(
-        "li",
-        {},
+      destinations.map((d) =>
         h(
-          "a",
-          { class: "vendor card", href: "#/integrations/new/tiktok" },
-          h("strong", {}, "TikTok Events API"),
-          h("span", {}, "Server-side events for a TikTok pixel: page views, carts, checkouts, purchases."),
+          "li",
+          {},
+          h(
+            "a",
+            { class: "vendor card", href: `#/integrations/new/${d.vendor}` },
+            h("strong", {}, d.vendor === "tiktok" ? "TikTok Events API" : d.label),
+            h("span", {}, d.description),
+          ),
         ),
       ),
     ),
     h("a", { href: "#/integrations" }, "Back to integrations"),
   );
+}
+
+const INPUT_TYPES = { text: "text", url: "url", secret: "password", number: "number", integer: "number" };
+
+// A destination other than TikTok: its form is the registry's field list.
+export async function showDestinationForm(main, vendor, current) {
+  const { destinations } = await api.get("/v1/admin/destinations");
+  const destination = destinations.find((d) => d.vendor === vendor);
+  if (!destination) throw new Error(`This gateway has no destination “${vendor}”.`);
+  const { sources } = await sourcesAndIntegrations();
+  const creating = current === null;
+  const config = current ? current.config : {};
+  if (creating && !sources.length) {
+    clear(main, h("h1", {}, destination.label), h("p", { class: "card" }, "Add a source first: ", h("a", { href: "#/sources/new" }, "Add a source")));
+    return;
+  }
+  const source = h("select", { required: true, disabled: !creating });
+  for (const s of sources) source.append(h("option", { value: s.id }, `${s.name} (${s.id})`));
+  source.value = current ? current.source_id : sources[0].id;
+  const name = h("input", { type: "text", value: current ? current.name : destination.label, required: true });
+  const enabled = h("input", { type: "checkbox", checked: current ? current.enabled : true });
+  const inputs = new Map();
+  const fields = destination.form
+    .filter((f) => f.kind !== "mapping")
+    .map((f) => {
+      let input;
+      if (f.kind === "boolean") {
+        input = h("input", { type: "checkbox", checked: !!config[f.name] });
+      } else {
+        // A secret is write-only: never filled in; the API's mask says one is saved.
+        const value = f.kind === "secret" || config[f.name] == null ? "" : String(config[f.name]);
+        input = h("input", { type: INPUT_TYPES[f.kind] || "text", value, autocomplete: "off", spellcheck: "false", step: f.kind === "number" ? "any" : undefined });
+        if (f.kind === "secret" && config[f.name]) input.placeholder = `${config[f.name]} (saved; type a new one to replace it)`;
+        if (f.required && !(f.kind === "secret" && !creating)) input.required = true;
+      }
+      inputs.set(f.name, [f, input]);
+      return f.kind === "boolean"
+        ? h("div", { class: "field check-field" }, h("label", { class: "check" }, input, f.label))
+        : field(f.label, input, { name: `config.${f.name}`, hint: f.hint });
+    });
+
+  const valueOf = (f, input) => {
+    if (f.kind === "boolean") return input.checked;
+    const text = input.value.trim();
+    if (text === "") return null;
+    return f.kind === "number" || f.kind === "integer" ? Number(text) : text;
+  };
+  const save = h("button", { type: "submit" }, "Save");
+  const form = h(
+    "form",
+    { class: "card form", novalidate: true, "data-vendor": vendor },
+    h("p", { class: "form-error", role: "alert", tabindex: "-1", hidden: true }),
+    field("Source", source, { name: "source_id" }),
+    field("Name", name, { name: "name" }),
+    ...fields,
+    h("div", { class: "field check-field" }, h("label", { class: "check" }, enabled, "Enabled")),
+    h("div", { class: "actions" }, save, h("a", { class: "button secondary", href: "#/integrations" }, "Cancel")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFieldErrors(form);
+    const wanted = {};
+    for (const [key, [f, input]] of inputs) {
+      const value = valueOf(f, input);
+      if (value !== null && (creating || value !== (config[key] ?? null))) wanted[key] = value;
+    }
+    save.disabled = true;
+    try {
+      if (creating) {
+        const body = { source_id: source.value, vendor, name: name.value.trim(), enabled: enabled.checked, config: wanted };
+        const created = await api.post("/v1/admin/integrations", body);
+        notify(`Integration “${created.name}” saved.`);
+      } else {
+        const patch = {};
+        if (name.value.trim() !== current.name) patch.name = name.value.trim();
+        if (enabled.checked !== current.enabled) patch.enabled = enabled.checked;
+        if (Object.keys(wanted).length) patch.config = wanted;
+        if (!Object.keys(patch).length) {
+          notify("Nothing changed.");
+          return;
+        }
+        await api.patch(`/v1/admin/integrations/${current.id}`, patch);
+        notify(`Integration “${name.value.trim()}” saved.`);
+      }
+      location.hash = "#/integrations";
+    } catch (error) {
+      showError(form, error);
+    } finally {
+      save.disabled = false;
+    }
+  });
+  const parts = [h("h1", {}, creating ? `Add Integration: ${destination.label}` : `Edit ${current.name}`)];
+  if (!creating) parts.push(integrationSummary(current));
+  parts.push(form);
+  clear(main, parts);
+  (creating ? source : name).focus();
 }
 
 function numberOrNull(input) {
@@ -187,6 +294,7 @@ function numberOrNull(input) {
 export async function showIntegrationForm(main, id) {
   const { sources, integrations } = await sourcesAndIntegrations();
   const current = id ? await api.get(`/v1/admin/integrations/${id}`) : null;
+  if (current && current.vendor !== "tiktok") return showDestinationForm(main, current.vendor, current);
   const creating = current === null;
   if (creating && !sources.length) {
     clear(

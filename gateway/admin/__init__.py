@@ -1,0 +1,1 @@
+"""The admin port: Management API, OpenAPI document, event debugger, UI."""

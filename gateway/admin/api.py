@@ -1,0 +1,535 @@
+"""The Management API (admin port): sources, integrations, dead letters, health and metrics.
+
+Handlers are thin: read the request, call the pure parsers of `schema.py`, talk to the store
+and the queue, answer JSON. Every refusal is `{"error": {"code", "message", "field"}}`, made in
+one middleware from the `AdminError` tree; nothing else ever reaches a client, tracebacks least
+of all. Every `/v1/admin/*` call needs an admin Bearer token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway import destinations
+from gateway.admin.context import AdminContext
+from gateway.admin.debugger import add_debugger
+from gateway.admin.openapi import document_bytes
+from gateway.admin.schema import (
+    Selection,
+    Unauthorized,
+    dead_letter_json,
+    error_body,
+    integration_json,
+    now_iso,
+    parse_json,
+    parse_new_integration,
+    parse_new_source,
+    parse_page,
+    parse_selection,
+    patch_integration,
+    patch_source,
+    selection_from_query,
+    source_json,
+)
+from gateway.admin.ui import add_ui
+from gateway.collect.route import consent_allows
+from gateway.core.crypto import constant_time_in, new_token, sha256_hex
+from gateway.core.errors import AdminError, Conflict, Invalid, NotFound, QueueFull, StoreError
+from gateway.core.headers import header_text
+from gateway.core.metrics import CONTENT_TYPE_LATEST
+from gateway.core.models import (
+    ConsentDefault,
+    DeadLetter,
+    Integration,
+    IntegrationState,
+    QueueUsage,
+    Source,
+)
+from gateway.ledger.base import QUEUED, outcomes
+
+log = logging.getLogger(__name__)
+
+CONTEXT: Final = web.AppKey("admin", AdminContext)
+
+ADMIN_PREFIX = "/v1/admin"
+PAUSED_BY_ADMIN = "paused by admin"
+READY_TIMEOUT_S = 2.0
+_LIST_CHUNK = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_admin_app(context: AdminContext) -> web.Application:
+    app = web.Application(middlewares=[_errors, _bearer_auth])
+    app[CONTEXT] = context
+    app.on_response_prepare.append(_add_security_headers)
+    p = ADMIN_PREFIX
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", metrics),
+            web.get(f"{p}/openapi.json", openapi),
+            web.get(f"{p}/destinations", list_destinations),
+            web.post(f"{p}/sources", create_source),
+            web.get(f"{p}/sources", list_sources),
+            web.get(f"{p}/sources/{{id}}", get_source),
+            web.patch(f"{p}/sources/{{id}}", update_source),
+            web.delete(f"{p}/sources/{{id}}", delete_source),
+            web.post(f"{p}/integrations", create_integration),
+            web.get(f"{p}/integrations", list_integrations),
+            web.get(f"{p}/integrations/{{id}}", get_integration),
+            web.patch(f"{p}/integrations/{{id}}", update_integration),
+            web.delete(f"{p}/integrations/{{id}}", delete_integration),
+            web.post(f"{p}/integrations/{{id}}/pause", pause_integration),
+            web.post(f"{p}/integrations/{{id}}/resume", resume_integration),
+            web.post(f"{p}/integrations/{{id}}/test", test_integration),
+            web.get(f"{p}/integrations/{{id}}/dead-letters", list_dead_letters),
+            web.post(f"{p}/integrations/{{id}}/dead-letters/replay", replay_dead_letters),
+            web.delete(f"{p}/integrations/{{id}}/dead-letters", purge_dead_letters),
+        ]
+    )
+    add_debugger(app, context, p)
+    add_ui(app)
+    return app
+
+
+# ---------------------------------------------------------------------------------- middleware
+
+
+def _error(
+    status: int, code: str, message: str, field: str | None = None, **headers: str
+) -> web.Response:
+    return web.json_response(error_body(code, message, field), status=status, headers=headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+# On every answer of the admin port (API, errors, 401s, metrics, event streams, UI files): it
+# carries tokens' owners' data, so no sniffing, no framing and no caching anywhere.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """A response-prepare hook rather than a middleware: it also reaches the answers aiohttp
+    makes itself and the streamed ones, whose headers are sent before a middleware sees them."""
+    response.headers.update(SECURITY_HEADERS)
+
+
+# The admin port's HTTP answer to each kind of refusal (the errors themselves carry none).
+_STATUS_BY_KIND: tuple[tuple[type[AdminError], int], ...] = (
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 422),
+)
+
+
+def admin_status(exc: AdminError) -> int:
+    """The HTTP status of a refused Management API request (400 unless a kind says more)."""
+    for kind, status in _STATUS_BY_KIND:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every refusal into the JSON error shape; unexpected failures into a bare 500."""
+    try:
+        return await handler(request)
+    except AdminError as exc:
+        status = admin_status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        return _error(status, exc.code, exc.message, exc.field, **headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return _error(exc.status, code, exc.reason, **headers)
+    except QueueFull as exc:
+        return _error(503, "queue_full", str(exc), **{"Retry-After": str(exc.retry_after_s)})
+    except StoreError:
+        log.warning("store failed during %s %s", request.method, request.path, exc_info=True)
+        return _error(503, "store_unavailable", "the configuration store is unavailable")
+    except Exception as exc:
+        if _client_fault(request, exc):
+            raise  # the connection handler counts it (aborted or malformed), no traceback
+        log.exception("admin request failed: %s %s", request.method, request.path)
+        return _error(500, "internal_error", "internal error")
+
+
+def _client_fault(request: web.Request, exc: Exception) -> bool:
+    """A body the client cut short (it has gone) or sent broken (bad chunks or encoding)."""
+    if isinstance(exc, web.RequestPayloadError):
+        return True
+    # A connection error with the client still there is a backend's socket: the gateway's fault.
+    return isinstance(exc, ConnectionError) and request.transport is None
+
+
+@web.middleware
+async def _bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
+        authorization = header_text(request.headers, "Authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("an admin Bearer token is required")
+        if not constant_time_in(token.strip(), request.app[CONTEXT].admin_tokens):
+            raise Unauthorized("the admin token is not valid")
+    return await handler(request)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+async def _body(request: web.Request) -> Any:
+    return parse_json(await request.read())
+
+
+def _now() -> str:
+    return now_iso(time.time())
+
+
+async def _source_or_404(context: AdminContext, source_id: str) -> Source:
+    source = await context.store.get_source(source_id)
+    if source is None:
+        raise NotFound("source", source_id)
+    return source
+
+
+async def _integration_or_404(context: AdminContext, integration_id: str) -> Integration:
+    integration = await context.store.get_integration(integration_id)
+    if integration is None:
+        raise NotFound("integration", integration_id)
+    return integration
+
+
+async def _integration_view(
+    context: AdminContext, integration: Integration, usage: QueueUsage | None = None
+) -> dict[str, Any]:
+    usage = usage or await queue_usage(context)
+    return integration_json(integration, await context.queue.stats(integration.id), usage)
+
+
+async def queue_usage(context: AdminContext) -> QueueUsage:
+    """The queue's depth and size against its bounds; the gauges of /metrics follow."""
+    depth = await context.queue.depth()
+    size = await context.queue.size_bytes()
+    context.metrics.queue_depth.set(depth)
+    if size is not None:
+        context.metrics.queue_bytes.set(size)
+    settings = context.settings
+    bytes_bound = settings.queue_max_bytes if size is not None else None
+    return QueueUsage(depth, settings.queue_max_events, size, bytes_bound)
+
+
+async def _changed(
+    context: AdminContext, integration: Integration | None = None, *, wake: bool = False
+) -> None:
+    """After every write: routing sees it at once, the paused gauge follows, and an integration
+    that may deliver again (`wake`) gets the worker's attention for the events it kept."""
+    await context.router.invalidate()
+    if integration is None:
+        return
+    paused = integration.state is IntegrationState.PAUSED
+    context.metrics.integration_paused.labels(integration.id).set(1 if paused else 0)
+    if wake and integration.state is IntegrationState.ACTIVE and context.wake is not None:
+        context.wake(integration.id)
+
+
+def _forget(context: AdminContext, integration_id: str) -> None:
+    with contextlib.suppress(KeyError):
+        context.metrics.integration_paused.remove(integration_id)
+
+
+# ----------------------------------------------------------------------------- health, metrics
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    checks: dict[str, str] = {}
+    probes: dict[str, Callable[[], Awaitable[int]]] = {
+        "store": context.store.config_version,
+        "queue": context.queue.depth,
+    }
+    for name, probe in probes.items():
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await probe()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready"; the class name is enough
+            log.warning("readiness check %s failed", name, exc_info=True)
+            checks[name] = f"unavailable ({type(exc).__name__})"
+    ready = all(v == "ok" for v in checks.values())
+    return _json(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    try:
+        await queue_usage(context)
+    except Exception:  # the other metrics are still worth serving
+        log.warning("queue depth unavailable for /metrics", exc_info=True)
+    response = web.Response(body=context.metrics.render())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def openapi(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(document_bytes)  # read and built once, off the loop
+    return web.Response(body=body, content_type="application/json")
+
+
+async def list_destinations(request: web.Request) -> web.Response:
+    """The registry's destinations, with the form the UI renders for each one's config."""
+    return _json({"destinations": [d.describe() for d in destinations.REGISTRY.values()]})
+
+
+# -------------------------------------------------------------------------------------- sources
+
+
+async def create_source(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    source = parse_new_source(await _body(request), lambda: "src_" + secrets.token_hex(6), _now())
+    if await context.store.get_source(source.id) is not None:
+        raise Conflict("conflict", f"a source with id {source.id!r} already exists", "id")
+    server_key = new_token("sk_")
+    created = await context.store.create_source(
+        dataclasses.replace(source, server_key_hash=sha256_hex(server_key))
+    )
+    await _changed(context)
+    # The only time the key is shown: the store keeps its hash.
+    return _json(source_json(created, server_key=server_key), 201)
+
+
+async def list_sources(request: web.Request) -> web.Response:
+    sources = await request.app[CONTEXT].store.list_sources()
+    return _json({"sources": [source_json(s) for s in sources]})
+
+
+async def get_source(request: web.Request) -> web.Response:
+    source = await _source_or_404(request.app[CONTEXT], request.match_info["id"])
+    return _json(source_json(source))
+
+
+async def update_source(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    current = await _source_or_404(context, request.match_info["id"])
+    updated = await context.store.update_source(patch_source(current, await _body(request), _now()))
+    await _changed(context)
+    envelope = ("event_source", "event_source_id")
+    if context.refresh is not None and any(
+        getattr(updated, name) != getattr(current, name) for name in envelope
+    ):
+        # The envelope of the next request follows at once, not at the next version poll.
+        context.refresh()
+    return _json(source_json(updated))
+
+
+async def delete_source(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    source_id = request.match_info["id"]
+    integrations = await context.store.list_integrations(source_id)
+    if not await context.store.delete_source(source_id):
+        raise NotFound("source", source_id)
+    await _changed(context)
+    for integration in integrations:
+        await context.queue.drop_integration(integration.id)
+        _forget(context, integration.id)
+    return web.Response(status=204)
+
+
+# --------------------------------------------------------------------------------- integrations
+
+
+async def create_integration(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = parse_new_integration(
+        await _body(request), lambda: "int_" + secrets.token_hex(6), _now()
+    )
+    unknown = Invalid(
+        "unknown_source", f"source {integration.source_id!r} does not exist", "source_id"
+    )
+    if await context.store.get_source(integration.source_id) is None:
+        raise unknown
+    try:
+        created = await context.store.create_integration(integration)
+    except NotFound:  # the source was deleted a moment ago
+        raise unknown from None
+    await _changed(context, created)
+    return _json(await _integration_view(context, created), 201)
+
+
+async def list_integrations(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integrations = await context.store.list_integrations(request.query.get("source_id") or None)
+    usage = await queue_usage(context)
+    views = [await _integration_view(context, i, usage) for i in integrations]
+    return _json({"integrations": views})
+
+
+async def get_integration(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    return _json(await _integration_view(context, integration))
+
+
+async def update_integration(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    current = await _integration_or_404(context, request.match_info["id"])
+    patched = patch_integration(current, await _body(request), _now())
+    updated = await context.store.update_integration(patched)
+    if updated.paused_reason != patched.paused_reason:
+        # Stores may keep the paused flag apart from the record: set it explicitly.
+        await context.store.set_paused(updated.id, patched.paused_reason)
+        updated = await _integration_or_404(context, updated.id)
+    await _changed(context, updated, wake=current.state is not IntegrationState.ACTIVE)
+    return _json(await _integration_view(context, updated))
+
+
+async def delete_integration(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration_id = request.match_info["id"]
+    if not await context.store.delete_integration(integration_id):
+        raise NotFound("integration", integration_id)
+    await _changed(context)
+    await context.queue.drop_integration(integration_id)
+    _forget(context, integration_id)
+    return web.Response(status=204)
+
+
+async def _set_paused(request: web.Request, reason: str | None) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    await context.store.set_paused(integration.id, reason)
+    integration = await _integration_or_404(context, integration.id)
+    await _changed(context, integration, wake=reason is None)
+    return _json(await _integration_view(context, integration))
+
+
+async def pause_integration(request: web.Request) -> web.Response:
+    return await _set_paused(request, PAUSED_BY_ADMIN)
+
+
+async def resume_integration(request: web.Request) -> web.Response:
+    return await _set_paused(request, None)
+
+
+async def test_integration(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    destination = destinations.get(integration.vendor)
+    source = await context.store.get_source(integration.source_id)
+    sample = destination.sample_event(integration, time.time())
+    answer = await context.clients[integration.vendor].send(integration, source, [sample])
+    return _json(
+        {
+            "sent": answer.transport_error is None,
+            "tiktok": {
+                "http_status": answer.http_status,
+                "code": answer.code,
+                "message": answer.message,
+                "request_id": answer.request_id,
+            },
+            "error": answer.transport_error,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------- dead letters
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    limit, offset = parse_page(request.query)
+    items = await context.queue.list_dead_letters(integration.id, limit, offset)
+    return _json(
+        {"dead_letters": [dead_letter_json(d) for d in items], "limit": limit, "offset": offset}
+    )
+
+
+async def _selected(
+    context: AdminContext, integration_id: str, selection: Selection
+) -> list[DeadLetter]:
+    """Every dead letter of the integration the selection names, read page by page."""
+    found: list[DeadLetter] = []
+    offset = 0
+    while True:
+        page = await context.queue.list_dead_letters(integration_id, _LIST_CHUNK, offset)
+        found.extend(d for d in page if selection.matches(d))
+        if len(page) < _LIST_CHUNK:
+            return found
+        offset += len(page)
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    selection = parse_selection(await _body(request))
+    source = await context.store.get_source(integration.source_id)
+    default = source.consent_default if source is not None else ConsentDefault.DENY
+    candidates = await _selected(context, integration.id, selection)
+    allowed = [d.id for d in candidates if consent_allows(integration, d.consent, default)]
+    skipped: list[dict[str, Any]] = [
+        {"id": d.id, "reason": "consent"}
+        for d in candidates
+        if not consent_allows(integration, d.consent, default)
+    ]
+    if selection.ids is not None:
+        known = {str(d.id) for d in candidates}
+        skipped += [{"id": i, "reason": "not_found"} for i in selection.ids if i not in known]
+    replayed = (
+        await context.queue.replay_dead_letters(integration.id, allowed, time.time())
+        if allowed
+        else []
+    )
+    if replayed and context.wake is not None:
+        context.wake(integration.id)
+    # The debugger shows them queued again until the worker has sent them.
+    context.ledger.settle(
+        outcomes(integration.id, replayed, QUEUED, time.time(), reason="replayed from dead letters")
+    )
+    return _json({"replayed": len(replayed), "skipped": skipped})
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    raw = await request.read()
+    if raw.strip():
+        data = parse_json(raw)
+    else:
+        data = selection_from_query(request.query, request.query.getall("ids", []))
+    selection = parse_selection(data)
+    if selection.everything:
+        purged = await context.queue.purge_dead_letters(integration.id, None)
+    else:
+        ids = [d.id for d in await _selected(context, integration.id, selection)]
+        purged = await context.queue.purge_dead_letters(integration.id, ids) if ids else 0
+    return _json({"purged": purged})

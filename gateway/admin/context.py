@@ -1,0 +1,34 @@
+"""What the admin surface is given: the stores it manages and hooks into delivery.
+
+Built by `gateway.wiring`. The delivery worker is reached only through `wake` and `refresh`
+(None when this process runs no worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from gateway.collect.route import Router
+from gateway.config.base import ConfigStore
+from gateway.core.metrics import Metrics
+from gateway.core.settings import Secret, Settings
+from gateway.destinations.base import Client
+from gateway.ledger.base import Ledger
+from gateway.queue.base import Queue
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    settings: Settings
+    metrics: Metrics
+    store: ConfigStore
+    queue: Queue
+    ledger: Ledger
+    router: Router
+    admin_tokens: tuple[Secret, ...]
+    clients: Mapping[str, Client]  # per vendor: the integration test's sample send
+    # Send an integration's waiting events now (after a resume or a replay).
+    wake: Callable[[str], None] | None = None
+    # Re-read the configuration now (a source's envelope changed).
+    refresh: Callable[[], None] | None = None

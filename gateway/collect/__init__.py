@@ -1,0 +1,1 @@
+"""Collection: the hit endpoints, wire protocols, cookies and identity, routing."""

@@ -1,0 +1,329 @@
+"""Collection surface (the public port): HTTP in, cookies, identity, consent, then enqueue.
+
+The hot path is short: a protocol (`protocols/`) reads and validates the body into hits; they
+are routed through the cached configuration, planned and transformed per integration
+(`plan.py`), stored (group commit) and answered. TikTok is never
+called from here; the delivery worker does that later.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import hdrs, web
+
+from gateway.collect import cookies
+from gateway.collect.context import CollectContext
+from gateway.collect.demo import handle_demo
+from gateway.collect.plan import Plan, RequestFacts, accept_language_locale, plan_hits
+from gateway.collect.protocols import native, segment
+from gateway.collect.redact import redact_url
+from gateway.collect.route import Route
+from gateway.collect.visitor import client_ip, is_https
+from gateway.core.assets import asset
+from gateway.core.errors import HitError, PayloadTooLarge, QueueFull
+from gateway.core.headers import header_text
+from gateway.core.hit import Hit, HitType
+from gateway.core.models import NewEvent
+
+log = logging.getLogger(__name__)
+
+CONTEXT = web.AppKey("collect", CollectContext)
+
+_OK_BODY = b'{"ok":true}'
+# analytics-next adds X-Retry-Count when it retries a call, RudderStack's JavaScript SDK an
+# AnonymousId header to every call (protocols/segment.py).
+_CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Retry-Count, AnonymousId"
+
+
+def create_collect_app(context: CollectContext) -> web.Application:
+    app = web.Application(
+        client_max_size=context.settings.max_body_bytes,
+        middlewares=[_error_middleware],
+    )
+    app[CONTEXT] = context
+    # Each protocol adds its routes here; all of them end in `collect_hits`.
+    for path, hit_type in native.ENDPOINTS:
+        app.router.add_post(path, functools.partial(handle_native_hits, path_type=hit_type))
+        app.router.add_route("OPTIONS", path, handle_preflight)
+    app[segment.WRITE_KEYS] = segment.WriteKeys(context.router.store)
+    for path, segment_type in segment.SEGMENT_ONLY_PATHS:
+        app.router.add_post(path, functools.partial(handle_segment, kind=segment_type))
+        app.router.add_route("OPTIONS", path, handle_preflight)
+    app.router.add_get("/df.js", handle_tag)
+    app.router.add_get("/demo", handle_demo)
+    app.router.add_get("/healthz", handle_health)
+    return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# The collection port's HTTP answer to each refusal code (the errors themselves carry none).
+_STATUS_BY_CODE = {
+    "payload_too_large": 413,
+    "unsupported_encoding": 415,
+    "unsupported_media_type": 415,
+    "unauthorized": 401,
+}
+
+
+def hit_status(code: str) -> int:
+    """The HTTP status of a refused hit: 400 unless its code says otherwise."""
+    return _STATUS_BY_CODE.get(code, 400)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HitError as exc:
+        request.app[CONTEXT].metrics.hits_rejected.labels(exc.code).inc()
+        response = _error(hit_status(exc.code), exc.code, exc.message)
+        if isinstance(exc, native.UnreadableBody):
+            response.force_close()  # where this body ends and the next request starts is lost
+        return response
+    except QueueFull as exc:
+        request.app[CONTEXT].metrics.hits_rejected.labels("queue_full").inc()
+        response = _error(503, "queue_full", "the gateway is at capacity; retry later")
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        request.app[CONTEXT].metrics.hits_rejected.labels("payload_too_large").inc()
+        limit = request.app[CONTEXT].settings.max_body_bytes
+        return _error(413, "payload_too_large", f"body is larger than {limit} bytes")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = msgspec.json.encode({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def handle_tag(request: web.Request) -> web.Response:
+    return web.Response(
+        body=await asset("static/df.js"),
+        content_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+async def handle_preflight(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    response = web.Response(status=204)
+    origin = request.headers.get("Origin")
+    if origin and origin in await context.router.allowed_origins():
+        _add_cors(response, origin)
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+async def handle_native_hits(request: web.Request, path_type: HitType | None) -> web.Response:
+    context = request.app[CONTEXT]
+    settings = context.settings
+    body = await native.read_body(request, settings.max_body_bytes)
+    authorization = header_text(request.headers, hdrs.AUTHORIZATION)
+    if segment.speaks_segment(authorization, body):  # a Segment client on a path both use
+        return await _handle_segment_body(request, body, path_type)
+    hits = native.decode_body(body, request, path_type, settings.max_batch_hits)
+    route = await _route_for(context, hits)
+    from_server = native.authenticate_server(authorization, route)
+    return await collect_hits(request, hits, route, from_server)
+
+
+async def handle_segment(request: web.Request, kind: segment.SegmentType | None) -> web.Response:
+    """A path only Segment's and RudderStack's clients use (`/v1/track`, `/b`, ...)."""
+    try:
+        body = await native.read_body(request, request.app[CONTEXT].settings.max_body_bytes)
+    except HitError as exc:
+        if isinstance(exc, native.UnreadableBody):
+            raise  # the middleware closes the connection
+        return _segment_refusal(request, exc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONTEXT].settings.max_body_bytes
+        return _segment_refusal(request, PayloadTooLarge(limit))
+    return await _handle_segment_body(request, body, kind)
+
+
+async def _handle_segment_body(
+    request: web.Request, body: bytes, kind: segment.SegmentType | None
+) -> web.Response:
+    """Segment's wire format: the write key picks the source and the rules."""
+    context = request.app[CONTEXT]
+    try:
+        content_type = request.content_type if request.headers.get("Content-Type") else ""
+        if content_type not in native.ACCEPTED_CONTENT_TYPES:
+            raise HitError("unsupported_media_type", "send application/json or text/plain")
+        if not body:
+            raise HitError("malformed_json", "body is empty")
+        calls = segment.decode_request(
+            body,
+            header_text(request.headers, hdrs.AUTHORIZATION),
+            kind,
+            context.settings.max_batch_hits,
+            query_key=request.query.get("writeKey"),
+        )
+        route, from_server = await request.app[segment.WRITE_KEYS].resolve(
+            calls.write_key, context.router.route, secret_allowed=not calls.key_in_url
+        )
+        has_dfid = cookies.safe_cookie_value(request.cookies.get(cookies.ANONYMOUS_ID)) is not None
+        hits = segment.to_hits(calls, route, from_server, has_dfid)
+        return await collect_hits(request, hits, route, from_server, segment.OK_BODY)
+    except HitError as exc:
+        return _segment_refusal(request, exc)
+
+
+def _segment_refusal(request: web.Request, exc: HitError) -> web.Response:
+    request.app[CONTEXT].metrics.hits_rejected.labels(exc.code).inc()
+    return segment.error_response(exc, hit_status(exc.code))
+
+
+async def collect_hits(
+    request: web.Request,
+    hits: list[Hit],
+    route: Route,
+    from_server: bool,
+    ok_body: bytes = _OK_BODY,
+) -> web.Response:
+    """Whatever the protocol: plan the decoded hits, store them, record them, answer."""
+    context = request.app[CONTEXT]
+    _redact_pages(hits, route.source.default_phone_region)
+    facts = _request_facts(request, context, route, from_server)
+    plan = plan_hits(hits, route, facts, context.settings.event_max_age_days)
+
+    if plan.events:
+        await context.events.enqueue(plan.events)
+        if context.notify is not None:
+            for integration_id in {e.integration_id for e in plan.events}:
+                context.notify(integration_id)
+    await _set_aside(context, plan, facts.received_at)
+    _count(context, hits, plan)
+    context.observe(plan.observed)  # buffered: the debugger never slows a hit down
+
+    response = web.Response(body=ok_body, content_type="application/json")
+    origin = request.headers.get("Origin")
+    if origin and origin in route.source.allowed_origins:
+        _add_cors(response, origin)
+    if plan.any_allowed and not facts.from_server:
+        _set_cookies(response, request, route, facts, plan)
+    return response
+
+
+async def _route_for(context: CollectContext, hits: list[Hit]) -> Route:
+    source_ids = {hit.source_id for hit in hits}
+    if None in source_ids:
+        raise HitError("invalid_field", "source_id is required")
+    if len(source_ids) > 1:
+        raise HitError("invalid_field", "all hits of a batch must share one source_id")
+    source_id = str(next(iter(source_ids)))
+    route = await context.router.route(source_id)
+    if route is None:
+        raise HitError("unknown_source", f"source {source_id!r} does not exist")
+    return route
+
+
+def _redact_pages(hits: list[Hit], phone_region: str | None) -> None:
+    """Email, phone and secrets out of page URLs before anything stores, logs or sends them.
+
+    `ttclid` is never redacted, so the click is still read from the URL afterwards.
+    """
+    for hit in hits:
+        page = hit.context.page if hit.context else None
+        if page is None:
+            continue
+        if page.url:
+            page.url = redact_url(page.url, phone_region)
+        if page.referrer:
+            page.referrer = redact_url(page.referrer, phone_region)
+
+
+def _request_facts(
+    request: web.Request, context: CollectContext, route: Route, from_server: bool
+) -> RequestFacts:
+    settings = context.settings
+    headers = request.headers
+    peer = request.remote
+    jar = request.cookies
+    raw_identity = jar.get(cookies.IDENTITY)
+    identity, outdated = context.identity_codec.open(raw_identity)
+    return RequestFacts(
+        ip=client_ip(peer, headers, settings.trusted_proxies, settings.client_ip_header),
+        user_agent=header_text(headers, hdrs.USER_AGENT),
+        locale=accept_language_locale(header_text(headers, hdrs.ACCEPT_LANGUAGE)),
+        secure=is_https(
+            request.scheme, peer, headers, settings.trusted_proxies, settings.client_ip_header
+        ),
+        ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
+        anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
+        ttclid_cookie=cookies.safe_click_id(jar.get(cookies.TTCLID)),
+        identity=identity,
+        # An outdated cookie (it held the raw user id) is not re-sent but sealed anew.
+        identity_cookie=raw_identity if not (identity.empty or outdated) else None,
+        from_server=from_server,
+        received_at=time.time(),
+    )
+
+
+async def _set_aside(context: CollectContext, plan: Plan, now: float) -> None:
+    """Events that must not be sent (e.g. a purchase without value) become dead letters."""
+    by_reason: dict[str, list[NewEvent]] = {}
+    for event, reason in plan.rejected:
+        by_reason.setdefault(reason, []).append(event)
+    for reason, events in by_reason.items():
+        await context.events.dead_letter_new(events, reason, None, now)
+        for event in events:
+            context.metrics.events_skipped.labels(event.integration_id, reason).inc()
+            context.metrics.events_dead_lettered.labels(event.integration_id, reason).inc()
+
+
+def _count(context: CollectContext, hits: list[Hit], plan: Plan) -> None:
+    metrics = context.metrics
+    for hit in hits:
+        metrics.hit_counter(hit.type or "unknown").inc()
+    for event in plan.events:
+        metrics.enqueued_counter(event.integration_id).inc()
+
+
+def _add_cors(response: web.StreamResponse, origin: str) -> None:
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Vary"] = "Origin"
+
+
+def _set_cookies(
+    response: web.StreamResponse,
+    request: web.Request,
+    route: Route,
+    facts: RequestFacts,
+    plan: Plan,
+) -> None:
+    def add(name: str, value: str, max_age: int, http_only: bool) -> None:
+        response.headers.add(
+            hdrs.SET_COOKIE,
+            cookies.set_cookie_value(
+                name, value, max_age, secure=facts.secure, domain=domain, http_only=http_only
+            ),
+        )
+
+    domain = route.source.cookie_domain
+    if plan.ttp:
+        add(cookies.TTP, plan.ttp, cookies.THIRTEEN_MONTHS_S, http_only=False)
+    if plan.anonymous_id:
+        add(cookies.ANONYMOUS_ID, plan.anonymous_id, cookies.THIRTEEN_MONTHS_S, http_only=True)
+    if plan.ttclid_clicked:
+        # Written only on a click: its 30 days run from the click, not from the last visit.
+        add(cookies.TTCLID, plan.ttclid_clicked, cookies.THIRTY_DAYS_S, http_only=False)
+    if not plan.identity.empty:
+        # Sealing costs an encryption: re-send the cookie as it came unless identify changed it.
+        sealed = facts.identity_cookie if not plan.identity_changed else None
+        sealed = sealed or request.app[CONTEXT].identity_codec.seal(plan.identity)
+        add(cookies.IDENTITY, sealed, cookies.THIRTEEN_MONTHS_S, http_only=True)

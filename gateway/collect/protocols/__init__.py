@@ -1,0 +1,1 @@
+"""Wire protocols: each decodes and validates a request body into hits."""

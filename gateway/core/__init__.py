@@ -1,0 +1,1 @@
+"""Destination-neutral building blocks: settings, errors, models, metrics, crypto, PII hashing."""

@@ -1,0 +1,204 @@
+"""The Destination interface: what delivery, the Management API, the UI and the OpenAPI document
+use of a destination, whatever it is.
+
+A destination is a folder under `gateway/destinations/` with one class implementing
+`Destination`, and one line in the registry (`gateway/destinations/__init__.py`). Nothing else
+in the gateway names a destination: collection asks it to transform a hit, the config stores to
+seal and open its config, the Management API to validate and mask it, delivery to send a batch
+and to classify the answer.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+import aiohttp
+
+from gateway.core.crypto import SecretBox
+from gateway.core.hit import Hit
+from gateway.core.identity import Identity
+from gateway.core.models import DestinationConfig, Integration, Source
+from gateway.core.settings import Settings
+
+
+class Verdict(enum.StrEnum):
+    """What an answer means for the events that were in the request."""
+
+    ACCEPTED = "accepted"  # remove from the queue
+    THROTTLED = "throttled"  # retry later, and slow down
+    RETRY = "retry"  # destination- or network-side fault: retry with backoff
+    PAUSE = "pause"  # credentials or permission: pause the integration, keep its events
+    REJECT_CONTENT = "reject_content"  # some event is bad: isolate it, dead-letter it
+    TOO_LARGE = "too_large"  # split the batch and resend
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A destination's answer to one request, as delivery, the ledger and the API see it."""
+
+    http_status: int | None
+    code: int | None  # the destination's own result code, when it has one
+    message: str
+    request_id: str | None
+    retry_after_s: float | None
+    transport_error: str | None
+
+    def describe(self) -> str:
+        """A short text for a queue's `last_error` or a dead letter's answer."""
+        if self.transport_error is not None:
+            return f"transport error: {self.transport_error}"
+        if self.code is not None:
+            return f"{self.code}: {self.message}" if self.message else str(self.code)
+        if self.message:
+            return f"HTTP {self.http_status}: {self.message}"
+        return f"HTTP {self.http_status}"
+
+
+@dataclass(frozen=True, slots=True)
+class HitContext:
+    """What the collection stage resolved about a hit from the request and the cookies."""
+
+    event_id: str  # the hit's message_id, else generated once per hit ("evt_" + hex)
+    event_time: int  # Unix seconds
+    anonymous_id: str | None = None
+    ttp: str | None = None
+    ttclid: str | None = None  # from the page URL (or a trusted referrer), else the ttclid cookie
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str | None = None
+    identity: Identity = field(default_factory=Identity)  # the identity cookie's hashes
+
+
+@dataclass(frozen=True, slots=True)
+class Transformed:
+    event_name: str
+    event: dict[str, Any]  # one event as the destination takes it (stored as JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event that must not be sent (and is dead-lettered with `reason`)."""
+
+    event_name: str
+    reason: str
+    event: dict[str, Any]
+
+
+FieldKind = Literal["text", "secret", "url", "number", "integer", "boolean", "mapping"]
+
+
+@dataclass(frozen=True, slots=True)
+class FormField:
+    """One field of a destination's config, as the UI's form renders it."""
+
+    name: str
+    label: str
+    kind: FieldKind = "text"
+    required: bool = False
+    hint: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "kind": self.kind,
+            "required": self.required,
+            "hint": self.hint,
+        }
+
+
+class Client(Protocol):
+    """A destination's sender, bound to the process's HTTP session."""
+
+    async def send(
+        self,
+        integration: Integration,
+        source: Source | None,
+        payloads: Sequence[bytes],
+        *,
+        test_event_code: str | None = None,
+    ) -> Answer:
+        """One request with these events (each payload one stored event, already JSON)."""
+        ...
+
+
+class Destination(abc.ABC):
+    """Everything the gateway needs to know of one kind of destination."""
+
+    vendor: ClassVar[str]  # the `vendor` of its integrations
+    label: ClassVar[str]  # for people (the UI's vendor list)
+    description: ClassVar[str]
+    form: ClassVar[tuple[FormField, ...]]  # the UI's form for the config
+    # The config's JSON Schemas for the OpenAPI document, under `<schema_name>Config…`: as the
+    # API shows it ("shown"), as a create body takes it ("create") and as a PATCH does ("patch").
+    schema_name: ClassVar[str]
+    config_schemas: ClassVar[Mapping[str, Mapping[str, Any]]]
+
+    # --- configuration (the Management API and the stores) ---
+
+    @abc.abstractmethod
+    def parse_config(self, data: Any, path: str) -> DestinationConfig:
+        """A new integration's config from its JSON; `Invalid` (4xx) names the field."""
+
+    @abc.abstractmethod
+    def patch_config(
+        self, current: DestinationConfig, data: Any, path: str
+    ) -> DestinationConfig | None:
+        """`current` updated by a PATCH's `config`; a secret left out (or repeated as the mask
+        a GET showed) is kept. None when the PATCH names nothing to change."""
+
+    @abc.abstractmethod
+    def public_config(self, config: DestinationConfig) -> dict[str, Any]:
+        """The config as the API shows it: secrets masked."""
+
+    @abc.abstractmethod
+    def seal_config(self, box: SecretBox, config: DestinationConfig) -> str:
+        """The config as the stores write it: JSON with every secret sealed."""
+
+    @abc.abstractmethod
+    def open_config(
+        self, box: SecretBox, raw: str | bytes, integration_id: str
+    ) -> DestinationConfig:
+        """The stored config read back (`StoreError` when a secret cannot be opened)."""
+
+    # --- the event path ---
+
+    def sendable(self, hit: Hit, integration: Integration) -> Hit | None:
+        """The hit this destination makes an event of, or None when it sends nothing for it.
+
+        `page` and `track` hits are sent; the calls a protocol only records (Segment's alias,
+        group and screen) are not, unless a destination says otherwise.
+        """
+        del integration  # a destination that maps more calls reads its config here
+        return hit if hit.type in ("page", "track") else None
+
+    @abc.abstractmethod
+    def transform(
+        self, hit: Hit, context: HitContext, integration: Integration, source: Source
+    ) -> Transformed | Rejected:
+        """The destination's event for a `page` or `track` hit (pure: no I/O)."""
+
+    @abc.abstractmethod
+    def client(self, session: aiohttp.ClientSession, settings: Settings) -> Client:
+        """The sender, on the process's shared HTTP session."""
+
+    @abc.abstractmethod
+    def classify(self, answer: Answer) -> Verdict:
+        """What an answer means for the events of the request."""
+
+    @abc.abstractmethod
+    def sample_event(self, integration: Integration, now: float) -> bytes:
+        """One harmless event for the Management API's `…/test` send."""
+
+    def describe(self) -> dict[str, Any]:
+        """The destination as the Management API lists it (the UI builds its form from it)."""
+        return {
+            "vendor": self.vendor,
+            "label": self.label,
+            "description": self.description,
+            "form": [f.as_json() for f in self.form],
+        }

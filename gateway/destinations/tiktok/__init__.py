@@ -1,0 +1,1 @@
+"""TikTok Events API: config, transform, HTTP client and answer classification."""

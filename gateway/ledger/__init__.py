@@ -1,0 +1,1 @@
+"""The per-event ledger the event debugger reads."""

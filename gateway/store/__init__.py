@@ -1,5 +1,0 @@
-"""Configuration storage (sources, integrations): one interface, one module per backend."""
-
-from gateway.store.base import ConfigStore
-
-__all__ = ["ConfigStore"]
