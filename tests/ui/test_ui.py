@@ -43,6 +43,7 @@ async def _seed_integration(console: Console) -> dict[str, Any]:
 
 
 async def test_a_wrong_token_shows_an_error_and_is_not_kept(console: Console) -> None:
+    console.expect_console_error("status of 401")  # the refusal this test provokes
     page = console.page
     await console.open()
     await page.get_by_label("Admin token").fill("not-the-admin-token-000")
@@ -118,6 +119,7 @@ async def test_add_a_source_and_the_seeds_integration_through_the_forms(console:
 
 
 async def test_validation_errors_show_next_to_their_field(console: Console) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await _seed_source(console)
     await console.sign_in()
@@ -297,6 +299,7 @@ async def test_a_dead_letter_is_replayed_from_its_screen(console: Console) -> No
 
 
 async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await _seed_source(console)
     await console.open()
@@ -330,6 +333,7 @@ async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> 
 
 
 async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await _seed_source(console)
     await console.sign_in()
@@ -353,6 +357,7 @@ async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) 
 async def test_a_webhook_integration_through_the_form_the_registry_describes(
     console: Console,
 ) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await console.sign_in()
     await _seed_source(console)
