@@ -53,7 +53,8 @@ async function route() {
         notify(error.message, "error");
       }
       const heading = main.querySelector("h1");
-      if (heading) {
+      // A screen opened on the field to fix (?field=) keeps that focus.
+      if (heading && !document.activeElement?.hasAttribute("data-focus-asked")) {
         heading.setAttribute("tabindex", "-1");
         heading.focus({ preventScroll: true });
       }

@@ -525,6 +525,8 @@ export async function showIntegrationForm(main, id, focusField = null) {
   clear(main, parts);
   const wantedField = focusField && form.querySelector(`[data-field="${CSS.escape(focusField)}"]`);
   if (wantedField) {
+    wantedField.setAttribute("data-focus-asked", "");
+    wantedField.addEventListener("blur", () => wantedField.removeAttribute("data-focus-asked"), { once: true });
     wantedField.scrollIntoView({ block: "center" });
     wantedField.focus();
   } else {
