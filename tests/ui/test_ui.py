@@ -587,7 +587,6 @@ async def test_sign_in_shows_no_navigation_and_notices_stay_on_their_screen(
 
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("navigation")).to_be_hidden()
-    await console.screenshot("ui-sign-in.png")
 
 
 @pytest.mark.gateway_settings(GATEWAY_PUBLIC_URL="https://collect.shop.example")
