@@ -331,3 +331,36 @@ async def test_search_keeps_to_its_time_range_and_refuses_bad_input(gateway: Gat
         assert (await resp.json())["error"]["field"] == field
     resp = await gateway.admin.post("/v1/admin/events/search", data=b"[")
     assert resp.status == 400
+
+
+async def test_search_reaches_past_the_newest_thousand_records(gateway: Gateway) -> None:
+    """The ledger pages forward from a `seq`: the search walks back window by window."""
+    await gateway.create_source()
+
+    def observation(event_id: str) -> Observation:
+        return Observation(
+            event_id=event_id,
+            integration_id=None,
+            source_id="src_test",
+            hit=hit_summary("track", "Product Added", "src_test", None, None, True),
+            decision="no_integration",
+            decision_reason="none",
+            tiktok_event=None,
+            payload=None,
+            status="not_sent",
+            reason=None,
+            received_at=time.time(),
+        )
+
+    gateway.wired.ledger.observe([observation("evt-needle")])
+    gateway.wired.ledger.observe([observation(f"evt-hay-{i}") for i in range(2500)])
+    await gateway.wired.ledger.flush()
+    found = await _search(gateway, q="evt-needle")
+    assert [r["event_id"] for r in found["records"]] == ["evt-needle"]
+    assert found["complete"] is True
+    newest = await _search(gateway, q="Product Added", limit=3)
+    assert [r["event_id"] for r in newest["records"]] == [
+        "evt-hay-2499",
+        "evt-hay-2498",
+        "evt-hay-2497",
+    ]

@@ -635,6 +635,8 @@ async def test_a_phone_reaches_the_navigation_the_integrations_actions_and_event
     await page.get_by_role("link", name="Event debugger").click()
     row = page.locator('#events tr[data-event-id="PHONE-1"]')
     await expect(row).to_have_attribute("data-status", "delivered")
+    await within_screen(row.get_by_role("button", name=re.compile("Details of PHONE-1")))
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     await row.get_by_role("button", name=re.compile("Details of PHONE-1")).click()
     heading = page.locator("#event-details").get_by_role("heading", name="Event PHONE-1")
     await expect(heading).to_be_focused()

@@ -161,21 +161,21 @@ export async function showDebugger(main) {
             "data-test": isTest(record) ? "true" : null,
             class: keyOf(record) === selected ? "selected" : "",
           },
-          h("td", { title: formatTime(record.received_at || d.updated_at) }, formatClock(record.received_at || d.updated_at)),
+          h("td", { title: formatTime(record.received_at || d.updated_at), "data-label": "Received" }, formatClock(record.received_at || d.updated_at)),
           h("th", { scope: "row" }, h("code", {}, record.event_id)),
           h(
             "td",
-            {},
+            { "data-label": "Event" },
             record.event || (record.hit && record.hit.type) || "—",
             isTest(record) ? h("span", { class: "badge badge-test", title: "Sent by “Send a test event”, with a test event code" }, "Test") : null,
             record.tiktok_event ? h("div", { class: "sub" }, `→ ${record.tiktok_event}`) : null,
           ),
-          h("td", {}, integration),
-          h("td", {}, consent ? h("span", { class: `badge badge-${consent.decision}`, title: consent.reason }, consent.decision.replace("_", " ")) : "—"),
-          h("td", {}, h("span", { class: `badge badge-${d.status}` }, STATUS_LABELS[d.status] || d.status)),
-          h("td", { class: "num" }, d.attempts),
-          h("td", { class: "answer" }, answerText(d)),
-          h("td", {}, open),
+          h("td", { "data-label": "Integration" }, integration),
+          h("td", { "data-label": "Consent" }, consent ? h("span", { class: `badge badge-${consent.decision}`, title: consent.reason }, consent.decision.replace("_", " ")) : "—"),
+          h("td", { "data-label": "Delivery" }, h("span", { class: `badge badge-${d.status}` }, STATUS_LABELS[d.status] || d.status)),
+          h("td", { class: "num", "data-label": "Attempts" }, d.attempts),
+          h("td", { class: "answer", "data-label": "TikTok's answer" }, answerText(d)),
+          h("td", { class: "row-actions" }, open),
         );
       }),
     );
@@ -390,10 +390,10 @@ export async function showDebugger(main) {
       { class: "debugger" },
       h(
         "div",
-        { class: "table-wrap" },
+        { class: "table-wrap stacked" },
         h(
           "table",
-          { class: "list", id: "events" },
+          { class: "list stacked", id: "events" },
           h("caption", { class: "visually-hidden" }, "Recent events"),
           h(
             "thead",
