@@ -226,7 +226,7 @@ export async function showDebugger(main) {
     drawRows();
     if (focus) {
       // On a narrow screen the details sit below the table: bring them into view.
-      details.scrollIntoView({ block: "start" });
+      if (matchMedia("(max-width: 900px)").matches) details.scrollIntoView({ block: "start" });
       details.querySelector("h2").focus({ preventScroll: true });
     }
   }
