@@ -530,6 +530,7 @@ async def test_status_counts_have_their_shape(gateway: Gateway) -> None:
     assert created["status"] == {
         "state": "active",
         "paused_reason": None,
+        "pause_hint": None,
         "queued": 0,
         "delivered": 0,
         "failed": 0,
@@ -584,14 +585,143 @@ async def test_test_send_reaches_tiktok_with_the_test_event_code(
     assert abs(event["event_time"] - time.time()) < 60
 
 
-async def test_test_send_returns_tiktoks_refusal(gateway: Gateway, tiktok: TikTokDouble) -> None:
+async def test_test_send_returns_tiktoks_refusal_as_not_accepted(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
     await gateway.create_source()
     created = await gateway.create_integration()
     tiktok.play(Answer(code=40001, message="No permission to operate pixel code"))
-    body = await (await gateway.admin.post(f"/v1/admin/integrations/{created['id']}/test")).json()
+    resp = await gateway.admin.post(
+        f"/v1/admin/integrations/{created['id']}/test", json={"test_event_code": "TEST1"}
+    )
+    body = await resp.json()
     assert body["sent"] is True
+    assert body["accepted"] is False  # the UI never shows this one in green
     assert body["tiktok"]["code"] == 40001
-    assert body["tiktok"]["message"] == "No permission to operate pixel code"
+    assert body["answer"]["message"] == "No permission to operate pixel code"
+    # A test's refusal is its own: the integration is not paused by it.
+    got = await (await gateway.admin.get(f"/v1/admin/integrations/{created['id']}")).json()
+    assert got["status"]["state"] == "active"
+    await gateway.wired.ledger.flush()
+    (record,) = (await (await gateway.admin.get(f"/v1/admin/events/{body['event_id']}")).json())[
+        "records"
+    ]
+    assert record["hit"]["test"] is True
+    assert record["delivery"]["status"] == "rejected"
+
+
+async def test_a_test_send_without_a_test_event_code_is_refused_and_nothing_is_sent(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    created = await gateway.create_integration()  # no test event code saved
+    for body in (None, {}, {"test_event_code": "  "}):
+        resp = await gateway.admin.post(f"/v1/admin/integrations/{created['id']}/test", json=body)
+        error = await _error(resp, 422)
+        assert error["code"] == "test_event_code_required"
+        assert error["field"] == "test_event_code"
+    resp = await gateway.admin.post(
+        f"/v1/admin/integrations/{created['id']}/test", json={"test_event_code": 7}
+    )
+    assert (await _error(resp, 422))["field"] == "test_event_code"
+    assert tiktok.requests == []
+
+
+async def test_a_test_send_shows_its_request_and_is_a_test_in_the_debugger_only(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    created = await gateway.create_integration(
+        config={
+            "pixel_code": "CTESTPIXEL0000000001",
+            "access_token": TEST_TOKEN,
+            "test_event_code": "SAVED1",
+        }
+    )
+    resp = await gateway.admin.post(
+        f"/v1/admin/integrations/{created['id']}/test", json={"test_event_code": "TYPED2"}
+    )
+    text = await resp.text()
+    assert resp.status == 200, text
+    assert TEST_TOKEN not in text
+    body = await resp.json()
+    assert body["accepted"] is True
+    assert body["test_event_code"] == "TYPED2"  # the dialog's code wins over the saved one
+    [request] = tiktok.requests
+    assert request.body["test_event_code"] == "TYPED2"
+    assert body["request"]["body"] == request.body  # exactly what TikTok received
+    assert body["answer"]["code"] == 0 and body["answer"]["request_id"]
+
+    await gateway.wired.ledger.flush()
+    listing = await (await gateway.admin.get("/v1/admin/events")).json()
+    (record,) = listing["records"]
+    assert record["event_id"] == body["event_id"]
+    assert record["hit"]["type"] == "test" and record["hit"]["test"] is True
+    assert record["hit"]["test_event_code"] == "TYPED2"
+    assert record["hit"]["request"] == request.body
+    assert record["delivery"]["status"] == "delivered"
+    # Real counters and match quality do not count a test.
+    got = await (await gateway.admin.get(f"/v1/admin/integrations/{created['id']}")).json()
+    assert (got["status"]["delivered"], got["status"]["failed"]) == (0, 0)
+    quality = await (
+        await gateway.admin.get(f"/v1/admin/integrations/{created['id']}/match-quality")
+    ).json()
+    assert quality["events"] == 0
+
+
+async def test_an_unsaved_form_can_be_tested_and_nothing_is_stored(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    form = {
+        "vendor": "tiktok",
+        "source_id": "src_test",
+        "config": {"pixel_code": "CUNSAVED000000000001", "access_token": "unsaved_token_1"},
+    }
+    resp = await gateway.admin.post("/v1/admin/integrations/test", json=form)
+    assert (await _error(resp, 422))["code"] == "test_event_code_required"
+    bad = {**form, "config": {"pixel_code": "no!", "access_token": "x"}, "test_event_code": "T1"}
+    resp = await gateway.admin.post("/v1/admin/integrations/test", json=bad)
+    assert (await _error(resp, 422))["field"] == "config.pixel_code"
+    resp = await gateway.admin.post(
+        "/v1/admin/integrations/test",
+        json={**form, "source_id": "src_nope", "test_event_code": "T1"},
+    )
+    assert (await _error(resp, 422))["code"] == "unknown_source"
+    assert tiktok.requests == []
+
+    resp = await gateway.admin.post(
+        "/v1/admin/integrations/test", json={**form, "test_event_code": "T1"}
+    )
+    text = await resp.text()
+    assert resp.status == 200, text
+    assert "unsaved_token_1" not in text
+    [request] = tiktok.requests
+    assert request.headers["Access-Token"] == "unsaved_token_1"
+    assert request.body["event_source_id"] == "CUNSAVED000000000001"
+    assert request.body["test_event_code"] == "T1"
+    assert (await (await gateway.admin.get("/v1/admin/integrations")).json())["integrations"] == []
+
+
+async def test_an_edit_form_is_tested_with_the_saved_token_when_left_empty(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    created = await gateway.create_integration()
+    resp = await gateway.admin.post(
+        "/v1/admin/integrations/test",
+        json={
+            "integration_id": created["id"],
+            "config": {"pixel_code": "CEDITED0000000000001"},
+            "test_event_code": "T2",
+        },
+    )
+    assert resp.status == 200, await resp.text()
+    [request] = tiktok.requests
+    assert request.headers["Access-Token"] == TEST_TOKEN
+    assert request.body["event_source_id"] == "CEDITED0000000000001"
+    stored = await (await gateway.admin.get(f"/v1/admin/integrations/{created['id']}")).json()
+    assert stored["config"]["pixel_code"] != "CEDITED0000000000001"  # the test saved nothing
 
 
 # -------------------------------------------------------------------------------- dead letters
@@ -786,3 +916,59 @@ async def test_oversized_body_is_a_json_413(gateway: Gateway) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert (await _error(resp, 413))["code"] == "payload_too_large"
+
+
+# ------------------------------------------------------------------------ a pause explained
+
+
+async def test_a_bad_token_pause_says_why_where_to_fix_it_and_counts_the_failed_request(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    created = await gateway.create_integration()
+    tiktok.play(Answer(code=40001, message="No permission to operate pixel code"))
+    resp = await gateway.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_test",
+            "event": "Product Added",
+            "message_id": "evt_tok",
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+    worker = gateway.wired.worker
+    assert worker is not None
+    await worker.drain(timeout_s=10)
+    await gateway.wired.ledger.flush()
+    got = await (await gateway.admin.get(f"/v1/admin/integrations/{created['id']}")).json()
+    status = got["status"]
+    assert status["state"] == "paused"
+    hint = status["pause_hint"]
+    assert "TikTok rejected the access token" in hint["message"]
+    assert "paste a new one" in hint["message"]
+    assert hint["field"] == "config.access_token"
+    assert hint["resume_expected_to_fail"] is True
+    assert hint["failed_requests"] == 1
+
+    # An admin's own pause needs no explanation.
+    await gateway.admin.post(f"/v1/admin/integrations/{created['id']}/resume")
+    await gateway.admin.post(f"/v1/admin/integrations/{created['id']}/pause")
+    got = await (await gateway.admin.get(f"/v1/admin/integrations/{created['id']}")).json()
+    assert got["status"]["pause_hint"] is None
+
+
+# ------------------------------------------------------------------------------- public URL
+
+
+async def test_the_snippets_address_is_the_public_url_setting_else_the_requests_host(
+    gateway: Gateway, make_gateway: Any
+) -> None:
+    got = await (await gateway.admin.get("/v1/admin/public-url")).json()
+    assert got["configured"] is False
+    assert got["public_url"].startswith("http://")
+    resp = await gateway.admin.get("/v1/admin/public-url", headers={"Host": "gw.internal.example"})
+    assert (await resp.json())["public_url"] == "http://gw.internal.example"
+    async with make_gateway(GATEWAY_PUBLIC_URL="https://collect.shop.example/") as other:
+        got = await (await other.admin.get("/v1/admin/public-url")).json()
+    assert got == {"public_url": "https://collect.shop.example", "configured": True}

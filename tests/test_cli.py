@@ -35,6 +35,8 @@ pytestmark = pytest.mark.slow
         ("GATEWAY_BATCH_MAX_EVENTS", "5000", "GATEWAY_BATCH_MAX_EVENTS"),
         ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33", "GATEWAY_TRUSTED_PROXIES"),
         ("GATEWAY_TIKTOK_API_URL", "ftp://x", "GATEWAY_TIKTOK_API_URL"),
+        ("GATEWAY_PUBLIC_URL", "collect.shop.example", "GATEWAY_PUBLIC_URL"),
+        ("GATEWAY_PUBLIC_URL", "https://collect.shop.example/?x=1", "GATEWAY_PUBLIC_URL"),
         ("GATEWAY_ADMIN_TOKEN", "short", "GATEWAY_ADMIN_TOKEN"),
         ("GATEWAY_LOG_FORMAT", "xml", "GATEWAY_LOG_FORMAT"),
         ("GATEWAY_COLECT_PORT", "8080", "GATEWAY_COLECT_PORT"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -234,3 +236,131 @@ async def test_match_quality_counts_names_address_and_identified_visitors(
     assert signals["external_id"] == {"events": 4, "share": 1.0}
     assert signals["external_id_user"] == {"events": 2, "share": 0.5}
     assert signals["external_id_anonymous"] == {"events": 2, "share": 0.5}
+
+
+# ------------------------------------------------------------------------------------- search
+
+
+async def _search(gateway: Gateway, **body: Any) -> dict[str, Any]:
+    resp = await gateway.admin.post("/v1/admin/events/search", json=body)
+    assert resp.status == 200, await resp.text()
+    return dict(await resp.json())
+
+
+async def test_one_search_term_finds_ids_orders_names_users_and_click_ids(
+    gateway: Gateway, caplog: Any
+) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    await _hit(
+        gateway,
+        "evt-order",
+        event="Order Completed",
+        user_id="customer-42",
+        traits={"email": "Jane.Doe@Example.com"},
+        properties={"order_id": "ORD-991", "total": 10, "currency": "USD"},
+    )
+    await _hit(gateway, "evt-other", event="Product Viewed")  # before the ttclid cookie is set
+    await _hit(
+        gateway,
+        "evt-click",
+        context={
+            "consent": {"advertising": True},
+            "page": {"url": "https://shop.example/p?ttclid=E.C.P.click-7"},
+        },
+    )
+    await gateway.wired.ledger.flush()
+
+    async def ids(q: str) -> list[str]:
+        return [r["event_id"] for r in (await _search(gateway, q=q))["records"]]
+
+    assert await ids("evt-order") == ["evt-order"]  # event_id
+    assert await ids("ORD-991") == ["evt-order"]  # order_id
+    assert await ids("completepayment") == ["evt-order"]  # TikTok's event name, any case
+    assert await ids("Product Viewed") == ["evt-other"]  # the hit's event name
+    assert await ids(" jane.doe@example.COM ") == ["evt-order"]  # email, normalised and hashed
+    assert await ids("customer-42") == ["evt-order"]  # external_id (the user id)
+    email_hash = hashlib.sha256(b"jane.doe@example.com").hexdigest()
+    assert await ids(email_hash) == ["evt-order"]  # a hash the operator already has
+    assert await ids("E.C.P.click-7") == ["evt-click"]  # ttclid
+    assert await ids("nothing-like-it") == []
+    assert sorted(await ids("")) == ["evt-click", "evt-order", "evt-other"]
+    # The raw address was hashed, never logged.
+    assert "jane.doe@example" not in caplog.text.lower()
+
+
+async def test_search_keeps_to_its_time_range_and_refuses_bad_input(gateway: Gateway) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    old = time.time() - 30 * 3600
+    gateway.wired.ledger.observe(
+        [
+            Observation(
+                event_id="evt-yesterday",
+                integration_id=None,
+                source_id="src_test",
+                hit=hit_summary("track", "Product Added", "src_test", None, None, True),
+                decision="no_integration",
+                decision_reason="old",
+                tiktok_event=None,
+                payload=None,
+                status="not_sent",
+                reason=None,
+                received_at=old,
+            )
+        ]
+    )
+    await _hit(gateway, "evt-now")
+    await gateway.wired.ledger.flush()
+    day = await _search(gateway, q="Product Added")
+    assert [r["event_id"] for r in day["records"]] == ["evt-now"]
+    assert day["hours"] == 24 and day["complete"] is True
+    two_days = await _search(gateway, q="Product Added", hours=48)
+    assert [r["event_id"] for r in two_days["records"]] == ["evt-now", "evt-yesterday"]
+
+    for body, field in (
+        ({"q": 5}, "q"),
+        ({"q": "x" * 201}, "q"),
+        ({"hours": 0}, "hours"),
+        ({"hours": 10_000}, "hours"),
+        ({"hours": "24"}, "hours"),
+        ({"nope": 1}, "nope"),
+    ):
+        resp = await gateway.admin.post("/v1/admin/events/search", json=body)
+        assert resp.status == 422, (body, await resp.text())
+        assert (await resp.json())["error"]["field"] == field
+    resp = await gateway.admin.post("/v1/admin/events/search", data=b"[")
+    assert resp.status == 400
+
+
+async def test_search_reaches_past_the_newest_thousand_records(gateway: Gateway) -> None:
+    """The ledger pages forward from a `seq`: the search walks back window by window."""
+    await gateway.create_source()
+
+    def observation(event_id: str) -> Observation:
+        return Observation(
+            event_id=event_id,
+            integration_id=None,
+            source_id="src_test",
+            hit=hit_summary("track", "Product Added", "src_test", None, None, True),
+            decision="no_integration",
+            decision_reason="none",
+            tiktok_event=None,
+            payload=None,
+            status="not_sent",
+            reason=None,
+            received_at=time.time(),
+        )
+
+    gateway.wired.ledger.observe([observation("evt-needle")])
+    gateway.wired.ledger.observe([observation(f"evt-hay-{i}") for i in range(2500)])
+    await gateway.wired.ledger.flush()
+    found = await _search(gateway, q="evt-needle")
+    assert [r["event_id"] for r in found["records"]] == ["evt-needle"]
+    assert found["complete"] is True
+    newest = await _search(gateway, q="Product Added", limit=3)
+    assert [r["event_id"] for r in newest["records"]] == [
+        "evt-hay-2499",
+        "evt-hay-2498",
+        "evt-hay-2497",
+    ]

@@ -228,11 +228,29 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     await c.call("patch", one, 404, path="/v1/admin/integrations/int_missing", json={})
     for action in ("pause", "resume", "test"):
         template = f"/v1/admin/integrations/{{id}}/{action}"
-        await c.call("post", template, 200, path=f"/v1/admin/integrations/{iid}/{action}")
+        code = {"test_event_code": "TEST1"} if action == "test" else None
+        await c.call(
+            "post", template, 200, path=f"/v1/admin/integrations/{iid}/{action}", json=code
+        )
         await c.call("post", template, 404, path=f"/v1/admin/integrations/int_missing/{action}")
         await c.call(
             "post", template, 401, path=f"/v1/admin/integrations/{iid}/{action}", auth=False
         )
+
+    test = "/v1/admin/integrations/{id}/test"
+    bad_code = {"test_event_code": 5}
+    await c.call("post", test, 422, path=f"/v1/admin/integrations/{iid}/test", json=bad_code)
+    await c.call("post", test, 400, path=f"/v1/admin/integrations/{iid}/test", data=b"{")
+    unsaved = "/v1/admin/integrations/test"
+    form = {"vendor": "tiktok", "source_id": "src_abc123", "config": seed["config"]}
+    await c.call("post", unsaved, 200, json={**form, "test_event_code": "TEST1"})
+    await c.call("post", unsaved, 200, json={"integration_id": iid, "test_event_code": "T"})
+    await c.call("post", unsaved, 422, json=form)
+    await c.call("post", unsaved, 404, json={"integration_id": "int_missing"})
+    await c.call("post", unsaved, 400, data=b"[")
+    await c.call("post", unsaved, 401, json=form, auth=False)
+    await c.call("get", "/v1/admin/public-url", 200)
+    await c.call("get", "/v1/admin/public-url", 401, auth=False)
 
     # dead letters
     await c.call(
@@ -363,6 +381,12 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     record = json.loads(seen[-1].removeprefix("data: "))
     c.check("/v1/admin/events/{event_id}", "get", 200, {"event_id": "ORD-42", "records": [record]})
     c.covered.add((stream, "get"))
+    search = "/v1/admin/events/search"
+    found = await c.call("post", search, 200, json={"q": "ORD-42", "hours": 1})
+    assert [r["event_id"] for r in found["records"]] == ["ORD-42"]
+    await c.call("post", search, 422, json={"hours": 0})
+    await c.call("post", search, 400, data=b"{")
+    await c.call("post", search, 401, json={}, auth=False)
     quality = "/v1/admin/integrations/{id}/match-quality"
     answer = await c.call("get", quality, 200, path=f"/v1/admin/integrations/{iid}/match-quality")
     assert answer["events"] == 1 and answer["signals"]["email"] == {"events": 1, "share": 1.0}

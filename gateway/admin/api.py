@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway import destinations
 from gateway.admin.context import AdminContext
-from gateway.admin.debugger import add_debugger
+from gateway.admin.debugger import add_debugger, failed_requests, note_test_send
 from gateway.admin.openapi import document_bytes
 from gateway.admin.schema import (
     Selection,
@@ -54,6 +54,8 @@ from gateway.core.models import (
     QueueUsage,
     Source,
 )
+from gateway.core.validation import expect
+from gateway.destinations.base import Verdict
 from gateway.ledger.base import QUEUED, outcomes
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ def create_admin_app(context: AdminContext) -> web.Application:
             web.post(f"{p}/integrations/{{id}}/pause", pause_integration),
             web.post(f"{p}/integrations/{{id}}/resume", resume_integration),
             web.post(f"{p}/integrations/{{id}}/test", test_integration),
+            web.post(f"{p}/integrations/test", test_unsaved_integration),
+            web.get(f"{p}/public-url", public_url),
             web.get(f"{p}/integrations/{{id}}/dead-letters", list_dead_letters),
             web.post(f"{p}/integrations/{{id}}/dead-letters/replay", replay_dead_letters),
             web.delete(f"{p}/integrations/{{id}}/dead-letters", purge_dead_letters),
@@ -227,7 +231,27 @@ async def _integration_view(
     context: AdminContext, integration: Integration, usage: QueueUsage | None = None
 ) -> dict[str, Any]:
     usage = usage or await queue_usage(context)
-    return integration_json(integration, await context.queue.stats(integration.id), usage)
+    view = integration_json(integration, await context.queue.stats(integration.id), usage)
+    view["status"]["pause_hint"] = await _pause_hint(context, integration)
+    return view
+
+
+async def _pause_hint(context: AdminContext, integration: Integration) -> dict[str, Any] | None:
+    """Why the destination paused it, the fix, the field, how many requests failed so, and
+    whether a resume without the fix is expected to pause again (an admin's pause has none)."""
+    if integration.state is not IntegrationState.PAUSED:
+        return None
+    hint = destinations.get(integration.vendor).explain_pause(integration.paused_reason)
+    if hint is None:
+        return None
+    return {
+        "message": hint.message,
+        "field": hint.field,
+        # A PATCH of the config resumes the integration, so a pause that is still there has
+        # not seen its fix yet.
+        "resume_expected_to_fail": hint.resume_fails,
+        "failed_requests": await failed_requests(context, integration.id),
+    }
 
 
 async def queue_usage(context: AdminContext) -> QueueUsage:
@@ -441,24 +465,117 @@ async def resume_integration(request: web.Request) -> web.Response:
 
 
 async def test_integration(request: web.Request) -> web.Response:
+    """One sample event to a saved integration, with the body's or the integration's test code."""
     context = request.app[CONTEXT]
     integration = await _integration_or_404(context, request.match_info["id"])
+    data = await _optional_body(request)
+    code = parse_test_event_code(data, _saved_test_code(integration))
+    return await _test_send(context, integration, code)
+
+
+async def test_unsaved_integration(request: web.Request) -> web.Response:
+    """The form's test before saving: `{vendor, source_id, config, test_event_code}` for a new
+    integration, or `{integration_id, config, test_event_code}` with the form's changes to a
+    saved one (its secrets kept when the form leaves them empty). Nothing is stored."""
+    context = request.app[CONTEXT]
+    data = expect(await _body(request), dict, "a JSON object", "the body")
+    saved_id = data.get("integration_id")
+    if saved_id is not None:
+        if not isinstance(saved_id, str):
+            raise Invalid("invalid_type", "integration_id must be a string", "integration_id")
+        current = await _integration_or_404(context, saved_id)
+        destination = destinations.get(current.vendor)
+        config = destination.patch_config(current.config, data.get("config", {}), "config")
+        integration = dataclasses.replace(current, config=config or current.config)
+    else:
+        body = {k: data[k] for k in ("vendor", "source_id", "config") if k in data}
+        integration = parse_new_integration({**body, "name": "unsaved"}, lambda: "", _now())
+        if await context.store.get_source(integration.source_id) is None:
+            raise Invalid(
+                "unknown_source", f"source {integration.source_id!r} does not exist", "source_id"
+            )
+    code = parse_test_event_code(data, _saved_test_code(integration))
+    return await _test_send(context, integration, code)
+
+
+def _saved_test_code(integration: Integration) -> str | None:
+    code = getattr(integration.config, "test_event_code", None)
+    return code if isinstance(code, str) and code else None
+
+
+def parse_test_event_code(data: Any, saved: str | None) -> str | None:
+    """The body's `test_event_code` (1 to 64 characters), else the integration's."""
+    raw = data.get("test_event_code") if isinstance(data, dict) else None
+    if raw is None:
+        return saved
+    if not isinstance(raw, str):
+        raise Invalid("invalid_type", "test_event_code must be a string", "test_event_code")
+    code = raw.strip()
+    if not code:
+        return saved
+    if len(code) > 64:
+        raise Invalid(
+            "invalid_value", "test_event_code must be at most 64 characters", "test_event_code"
+        )
+    return code
+
+
+async def _test_send(
+    context: AdminContext, integration: Integration, code: str | None
+) -> web.Response:
     destination = destinations.get(integration.vendor)
+    if destination.has_test_mode and code is None:
+        # Without a code the sample would land in the pixel's production data.
+        raise Invalid(
+            "test_event_code_required",
+            "a test send needs a test event code (Events Manager > your pixel > Test events), "
+            "so that the sample never reaches production data",
+            "test_event_code",
+        )
     source = await context.store.get_source(integration.source_id)
-    sample = destination.sample_event(integration, time.time())
-    answer = await context.clients[integration.vendor].send(integration, source, [sample])
+    now = time.time()
+    sample = destination.sample_event(integration, now)
+    body = destination.request_body(integration, source, [sample], test_event_code=code)
+    client = context.clients[integration.vendor]
+    answer = await client.send(integration, source, [sample], test_event_code=code)
+    accepted = destination.classify(answer) is Verdict.ACCEPTED
+    event_id = note_test_send(context, integration, sample, body, code, answer, accepted, now)
+    reply = {
+        "http_status": answer.http_status,
+        "code": answer.code,
+        "message": answer.message,
+        "request_id": answer.request_id,
+    }
     return _json(
         {
             "sent": answer.transport_error is None,
-            "tiktok": {
-                "http_status": answer.http_status,
-                "code": answer.code,
-                "message": answer.message,
-                "request_id": answer.request_id,
-            },
+            "accepted": accepted,
+            "event_id": event_id,
+            "test_event_code": code,
+            "request": {"body": body},
+            "answer": reply,
+            "tiktok": reply,  # the name this answer had before other destinations
             "error": answer.transport_error,
         }
     )
+
+
+async def _optional_body(request: web.Request) -> Any:
+    raw = await request.read()
+    return parse_json(raw) if raw.strip() else {}
+
+
+async def public_url(request: web.Request) -> web.Response:
+    """The collection endpoint's public address for snippets: GATEWAY_PUBLIC_URL, else this
+    request's scheme and host (with the collection port in place of an explicit admin port)."""
+    settings = request.app[CONTEXT].settings
+    if settings.public_url:
+        return _json({"public_url": settings.public_url, "configured": True})
+    host = request.host
+    admin_port = f":{settings.admin_port}"
+    if host.endswith(admin_port):
+        host = host[: -len(admin_port)] + f":{settings.collect_port}"
+    return _json({"public_url": f"{request.scheme}://{host}", "configured": False})
 
 
 # --------------------------------------------------------------------------------- dead letters

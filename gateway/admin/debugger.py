@@ -5,6 +5,13 @@ match quality of an integration.
     GET /v1/admin/events?source_id=&integration_id=&event=&event_id=&limit=&after=
     GET /v1/admin/events/stream?(same filters)           Server-Sent Events, one per change
     GET /v1/admin/integrations/{id}/match-quality?hours=
+    POST /v1/admin/events/search  {"q", "hours", "source_id", "integration_id", "limit"}
+
+Search takes one term and finds it wherever the debugger keeps it: an event_id, an order_id,
+an event name (the hit's or TikTok's), a ttclid, or a user: an email address or an external id
+(user id), hashed here as collection hashes them and matched against the hashed payloads; a
+SHA-256 the operator already has matches as is. It is a POST so the term (perhaps an email
+address) travels in a body, which no access log or proxy log records, never in the URL.
 
 The stream tails the ledger's `seq` (one counter for every process sharing the data directory),
 so it shows what any `--workers` process collected or delivered. It is authenticated like every
@@ -21,14 +28,29 @@ import json
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
 
 from gateway.admin.context import AdminContext
-from gateway.admin.schema import int_param, iso_utc
+from gateway.admin.schema import int_param, iso_utc, parse_json
 from gateway.core.errors import AdminError, Invalid, NotFound
-from gateway.ledger.base import MATCH_SIGNALS, Filters
+from gateway.core.hashing import hash_email, hash_external_id
+from gateway.core.models import Integration
+from gateway.core.validation import expect
+from gateway.destinations.base import Answer
+from gateway.ledger.base import (
+    DELIVERED,
+    GRANTED,
+    MATCH_SIGNALS,
+    PAUSED,
+    REJECTED,
+    Filters,
+    Observation,
+    Outcome,
+    reply,
+)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -142,15 +164,216 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
             }
         )
 
+    async def search_events(request: web.Request) -> web.Response:
+        retention = context.settings.ledger_retention_hours
+        search, filters, limit = parse_search(parse_json(await request.read()), retention)
+        found, complete = await _search(context, search, filters, limit)
+        return web.json_response(
+            {
+                "records": found,
+                "hours": search.hours,
+                "since": iso_utc(search.since),
+                # False: the scan stopped at its bound before the start of the time range.
+                "complete": complete,
+            }
+        )
+
     app.router.add_routes(
         [
             web.get(f"{prefix}/events", list_events),
+            web.post(f"{prefix}/events/search", search_events),
             # Before {event_id}, which would otherwise take "stream" for an id.
             web.get(f"{prefix}/events/stream", stream_events),
             web.get(f"{prefix}/events/{{event_id}}", get_event),
             web.get(f"{prefix}/integrations/{{id}}/match-quality", match_quality),
         ]
     )
+
+
+async def failed_requests(context: AdminContext, integration_id: str) -> int:
+    """How many requests the destination refused in the way that paused the integration, among
+    the records still kept: the events of one request share the moment their outcome was noted."""
+    records = await context.ledger.records(Filters(integration_id=integration_id), MAX_LIMIT)
+    moments = {r["delivery"]["updated_at"] for r in records if r["delivery"]["status"] == PAUSED}
+    return len(moments)
+
+
+TEST_SEND = "test"  # a debugger record's `hit.type` for a Management API test send
+
+
+def note_test_send(
+    context: AdminContext,
+    integration: Integration,
+    sample: bytes,
+    body: Any,
+    test_event_code: str | None,
+    answer: Answer,
+    accepted: bool,
+    now: float,
+) -> str:
+    """Show a test send in the debugger, marked as one; the queue's counters never see it.
+
+    The request body rides in the record's hit summary (a sample holds no personal data), not
+    as its payload: match quality counts payloads, and a sample says nothing of real visitors.
+    """
+    try:
+        event = json.loads(sample)
+    except ValueError:
+        event = {}
+    event_id = str(event.get("event_id") or f"test_{int(now * 1000)}")
+    event_name = event.get("event") if isinstance(event.get("event"), str) else None
+    integration_id = integration.id or None  # an unsaved form's test has no id yet
+    status = DELIVERED if accepted else REJECTED
+    reason = "test send accepted" if accepted else f"test send refused: {answer.describe()}"
+    hit = {
+        "type": TEST_SEND,
+        "event": event_name,
+        "source_id": integration.source_id,
+        "page_url": None,
+        "consent": None,
+        "from_server": True,
+        "test": True,
+        "test_event_code": test_event_code,
+        "request": body,
+    }
+    context.ledger.observe(
+        [
+            Observation(
+                event_id=event_id,
+                integration_id=integration_id,
+                source_id=integration.source_id,
+                hit=hit,
+                decision=GRANTED,
+                decision_reason="a test send from the Management API",
+                tiktok_event=event_name,
+                payload=None,
+                status=status,
+                reason=reason,
+                received_at=now,
+            )
+        ]
+    )
+    context.ledger.settle(
+        [Outcome(event_id, integration_id or "", status, 1, now, reason, reply(answer))]
+    )
+    return event_id
+
+
+SEARCH_SCAN_MAX = 100_000  # records a search reads at most (100 reads of the ledger)
+_SCAN_WINDOW = MAX_LIMIT  # `seq` numbers per read: at most one page of records
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """One box's term, and what it may be stored as."""
+
+    text: str  # compared as typed: event_id, order_id, ttclid; event names ignore case
+    hashes: frozenset[str]  # a user term hashed as collection hashes email and external_id
+    hours: int
+    since: float
+    since_iso: str
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        if not self.text:
+            return True
+        text = self.text
+        if record.get("event_id") == text:
+            return True
+        names = (record.get("event"), record.get("tiktok_event"))
+        if any(isinstance(n, str) and n.casefold() == text.casefold() for n in names):
+            return True
+        payload = record.get("payload") or {}
+        properties = payload.get("properties") or {}
+        if isinstance(properties, dict) and properties.get("order_id") == text:
+            return True
+        user = payload.get("user") or {}
+        if not isinstance(user, dict):
+            return False
+        if user.get("ttclid") == text:
+            return True
+        return any(_values(user.get(key)) & self.hashes for key in _USER_KEYS)
+
+
+_USER_KEYS = ("email", "external_id", "phone")
+
+
+def _values(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, list):
+        return {v for v in value if isinstance(v, str)}
+    return set()
+
+
+def parse_search(data: Any, retention_hours: int) -> tuple[Search, Filters, int]:
+    """The search body: `q` (up to 200 characters), `hours` (1..retention, default 24),
+    `source_id`, `integration_id` and `limit` (1..1000, default 100)."""
+    obj = expect(data, dict, "a JSON object", "the body")
+    unknown = sorted(set(obj) - {"q", "hours", "source_id", "integration_id", "limit"})
+    if unknown:
+        raise Invalid("unknown_field", f"{unknown[0]} is not a search field", unknown[0])
+
+    def text(name: str) -> str:
+        value = obj.get(name) or ""
+        if not isinstance(value, str):
+            raise Invalid("invalid_type", f"{name} must be a string", name)
+        if len(value) > 200:
+            raise Invalid("invalid_value", f"{name} must be at most 200 characters", name)
+        return value.strip()
+
+    def whole(name: str, low: int, high: int, default: int) -> int:
+        value = obj.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid("invalid_type", f"{name} must be a whole number", name)
+        if not low <= value <= high:
+            raise Invalid("invalid_value", f"{name} must be between {low} and {high}", name)
+        return value
+
+    q = text("q")
+    hours = whole("hours", 1, retention_hours, min(24, retention_hours))
+    limit = whole("limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
+    # Hashed here, never stored or logged: the raw term lives only in this request.
+    hashes = {h for h in (hash_email(q), hash_external_id(q)) if h} if q else set()
+    since = time.time() - hours * 3600
+    search = Search(q, frozenset(hashes), hours, since, iso_utc(since) or "")
+    filters = Filters(
+        source_id=text("source_id") or None, integration_id=text("integration_id") or None
+    )
+    return search, filters, limit
+
+
+async def _search(
+    context: AdminContext, search: Search, filters: Filters, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Newest first, window by window of `seq` (the ledger pages only forward from a `seq`),
+    until `limit` matches, the start of the time range, or `SEARCH_SCAN_MAX`."""
+    found: list[dict[str, Any]] = []
+    end = await context.ledger.last_seq()
+    scanned = 0
+    while end > 0:
+        if scanned >= SEARCH_SCAN_MAX:
+            return found, False
+        start = max(end - _SCAN_WINDOW, 0)
+        page = await context.ledger.records(filters, _SCAN_WINDOW, start)
+        window = [r for r in page if r["seq"] <= end]
+        scanned += _SCAN_WINDOW
+        window.sort(key=lambda r: r["seq"], reverse=True)
+        for record in window:
+            if _changed_at(record) >= search.since_iso and search.matches(record):
+                found.append(record)
+                if len(found) >= limit:
+                    return found, True
+        if window and all(_changed_at(r) < search.since_iso for r in window):
+            break  # records are written in time order: older windows are older still
+        end = start
+    return found, True
+
+
+def _changed_at(record: Mapping[str, Any]) -> str:
+    """When the record last changed, as the ISO text the ledger gives (it sorts as time)."""
+    return str(record["delivery"]["updated_at"] or record.get("received_at") or "")
 
 
 def parse_event_query(query: Mapping[str, str]) -> tuple[Filters, int, int | None]:

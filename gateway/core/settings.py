@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class Settings:
     admin_tokens: tuple[Secret, ...] = ()
     secret_keys: tuple[Secret, ...] = ()
     tiktok_api_url: str = DEFAULT_TIKTOK_API_URL
+    # The collection endpoint's public address for snippets; None: the request's own host.
+    public_url: str | None = None
     trusted_proxies: tuple[Network, ...] = field(
         default_factory=lambda: (
             ipaddress.ip_network("127.0.0.1/32"),
@@ -132,6 +135,7 @@ class Settings:
                 "GATEWAY_DATABASE_URL", _url(("sqlite", "postgresql", "postgres")), None
             ),
             queue_url=get("GATEWAY_QUEUE_URL", _url(("sqlite", "redis", "rediss")), None),
+            public_url=get("GATEWAY_PUBLIC_URL", _public_url, None),
             admin_tokens=get("GATEWAY_ADMIN_TOKEN", _secret_list(min_length=16), ()),
             secret_keys=get("GATEWAY_SECRET_KEY", _secret_list(min_length=32), ()),
             tiktok_api_url=get(
@@ -200,6 +204,7 @@ _KNOWN = frozenset(
         "GATEWAY_ADMIN_TOKEN",
         "GATEWAY_SECRET_KEY",
         "GATEWAY_TIKTOK_API_URL",
+        "GATEWAY_PUBLIC_URL",
         "GATEWAY_TRUSTED_PROXIES",
         "GATEWAY_BATCH_MAX_EVENTS",
         "GATEWAY_BATCH_MAX_WAIT_MS",
@@ -313,6 +318,16 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, Any], str]:
         return value
 
     return cast
+
+
+def _public_url(name: str, raw: Any) -> str:
+    """An http(s) origin, perhaps with a path prefix; kept without its trailing slash, since
+    snippets append `/df.js` to it."""
+    url = _url(("http", "https"))(name, raw)
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname or parsed.query or parsed.fragment:
+        raise SettingsError(name, "must be an http(s) address such as https://collect.shop.example")
+    return url.rstrip("/")
 
 
 def _secret_list(min_length: int) -> Callable[[str, Any], tuple[Secret, ...]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
@@ -86,6 +87,16 @@ class Rejected:
     event_name: str
     reason: str
     event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PauseHint:
+    """Why a destination paused an integration, in words an operator can act on."""
+
+    message: str  # what went wrong and what to do ("TikTok rejected the access token: ...")
+    field: str | None  # the config field that fixes it ("config.access_token"), if one does
+    # True when resuming without changing that field is expected to pause again at once.
+    resume_fails: bool = True
 
 
 FieldKind = Literal["text", "secret", "url", "number", "integer", "boolean", "mapping"]
@@ -193,6 +204,31 @@ class Destination(abc.ABC):
     @abc.abstractmethod
     def sample_event(self, integration: Integration, now: float) -> bytes:
         """One harmless event for the Management API's `…/test` send."""
+
+    @property
+    def has_test_mode(self) -> bool:
+        """Whether its test sends can be kept out of production data with a test event code
+        (a config field of that name): the Management API then refuses a test send without one."""
+        return any(f.name == "test_event_code" for f in self.form)
+
+    def request_body(
+        self,
+        integration: Integration,
+        source: Source | None,
+        payloads: Sequence[bytes],
+        *,
+        test_event_code: str | None = None,
+    ) -> Any:
+        """The JSON body `Client.send` posts for these payloads, for people to read (a test
+        send shows it). Never a secret: those travel in headers."""
+        del integration, source, test_event_code
+        return {"events": [json.loads(p) for p in payloads]}
+
+    def explain_pause(self, reason: str | None) -> PauseHint | None:
+        """What a pause reason this destination's answers gave means, or None when it has
+        nothing to add (a pause by an admin, a reason it does not know)."""
+        del reason
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The destination as the Management API lists it (the UI builds its form from it)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,11 @@ class Console:
     page: Page
     errors: list[str]
     shots_dir: Path
+    # Console errors a test provokes on purpose (the browser logs every 4xx answer as one).
+    expected: list[str] = field(default_factory=list)
+
+    def expect_console_error(self, text: str) -> None:
+        self.expected.append(text)
 
     @property
     def url(self) -> str:
@@ -69,19 +74,26 @@ async def console(
     make_gateway: MakeGateway,
     tiktok: TikTokDouble,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Console]:
     browser = await launch_chromium(chromium)
     try:
-        async with make_gateway() as gw:
+        marker = request.node.get_closest_marker("gateway_settings")
+        async with make_gateway(**(marker.kwargs if marker else {})) as gw:
             context = await browser.new_context(viewport=LAPTOP, locale="en-US", timezone_id="UTC")
             page = await context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
+            # A console error fails the test too (a refused request the UI did not handle, a
+            # CSP violation, a failed module load), unless the test expects it (`expected`).
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.set_default_timeout(10_000)
             try:
-                yield Console(gw, tiktok, page, errors, tmp_path)
+                console = Console(gw, tiktok, page, errors, tmp_path)
+                yield console
             finally:
                 await context.close()
-            assert errors == [], "the UI threw"
+            unexpected = [e for e in errors if not any(x in e for x in console.expected)]
+            assert unexpected == [], "the UI threw or logged a console error"
     finally:
         await browser.close()

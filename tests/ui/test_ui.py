@@ -6,6 +6,7 @@ TikTok double) whether what the UI did is what was stored. Screens are saved int
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ except ImportError:  # the `console` fixture skips with the reason (fails under 
     expect = None
 
 from tests.browser.conftest import tag_stub
+from tests.tiktok_double import Answer
 from tests.ui.conftest import Console
 
 pytestmark = pytest.mark.slow
@@ -43,6 +45,7 @@ async def _seed_integration(console: Console) -> dict[str, Any]:
 
 
 async def test_a_wrong_token_shows_an_error_and_is_not_kept(console: Console) -> None:
+    console.expect_console_error("status of 401")  # the refusal this test provokes
     page = console.page
     await console.open()
     await page.get_by_label("Admin token").fill("not-the-admin-token-000")
@@ -118,6 +121,7 @@ async def test_add_a_source_and_the_seeds_integration_through_the_forms(console:
 
 
 async def test_validation_errors_show_next_to_their_field(console: Console) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await _seed_source(console)
     await console.sign_in()
@@ -297,6 +301,7 @@ async def test_a_dead_letter_is_replayed_from_its_screen(console: Console) -> No
 
 
 async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await _seed_source(console)
     await console.open()
@@ -330,6 +335,7 @@ async def test_sign_in_and_edit_a_source_with_the_keyboard(console: Console) -> 
 
 
 async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await _seed_source(console)
     await console.sign_in()
@@ -353,6 +359,7 @@ async def test_a_source_becomes_a_crm_source_through_the_form(console: Console) 
 async def test_a_webhook_integration_through_the_form_the_registry_describes(
     console: Console,
 ) -> None:
+    console.expect_console_error("status of 422")  # the refusal this test provokes
     page = console.page
     await console.sign_in()
     await _seed_source(console)
@@ -380,3 +387,259 @@ async def test_a_webhook_integration_through_the_form_the_registry_describes(
     assert stored is not None
     assert stored.config.secret is not None  # type: ignore[attr-defined]
     assert stored.config.secret.reveal() == "whsec_ui_0123456789"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------- issue 14: the debugger people can trust
+
+PHONE = {"width": 390, "height": 844}
+
+
+async def _order(console: Console, message_id: str, **context: Any) -> None:
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": message_id,
+            "user_id": "customer-42",
+            "traits": {"email": "Jane.Doe@Example.com"},
+            "properties": {"order_id": f"ORDER-{message_id}", "total": 10, "currency": "USD"},
+            "context": {"consent": {"advertising": True}, **context},
+        },
+    )
+    assert resp.status == 200, await resp.text()
+
+
+async def test_a_test_send_needs_its_code_shows_the_request_and_a_refusal_in_red(
+    console: Console,
+) -> None:
+    """Item 2: from the unsaved form, with a test event code, the exact body, never green when
+    refused, and the debugger marks it as a test."""
+    page = console.page
+    console.expect_console_error("status of 422")  # the send without a code, refused
+    await _seed_source(console)
+    await console.sign_in()
+    await console.go("#/integrations/new/tiktok")
+    await page.get_by_label("Pixel code").fill(SEED_PIXEL)
+    await page.get_by_label("Access token").fill(SEED_TOKEN)
+    await page.get_by_role("button", name="Send a test event…").click()
+    dialog = page.get_by_role("dialog", name="Send a test event")
+    code = dialog.get_by_label("Test event code")
+    await expect(code).to_be_focused()
+    await expect(code).to_have_value("")  # the form has none: nothing prefilled
+    await dialog.get_by_role("button", name="Send test event").click()
+    await expect(code).to_have_attribute("aria-invalid", "true")
+    assert console.tiktok.requests == []  # nothing left without a code
+
+    await code.fill("TEST777")
+    await dialog.get_by_role("button", name="Send test event").click()
+    outcome = dialog.locator(".test-outcome")
+    await expect(outcome).to_have_attribute("data-accepted", "true")
+    await expect(outcome).to_have_class(re.compile(r"\bok\b"))
+    [request] = console.tiktok.requests
+    assert request.body["test_event_code"] == "TEST777"
+    shown = await dialog.locator("pre.json").first.inner_text()
+    assert json.loads(shown) == request.body  # the exact body TikTok received
+    assert SEED_TOKEN not in await page.content()
+    await console.screenshot("ui-test-send.png")
+
+    # A refusal is red, and says why.
+    console.tiktok.play(Answer(code=40001, message="No permission to operate pixel code"))
+    await dialog.get_by_role("button", name="Send test event").click()
+    await expect(outcome).to_have_attribute("data-accepted", "false")
+    await expect(outcome).to_have_class(re.compile(r"\bfailed\b"))
+    await expect(outcome).to_contain_text("40001")
+    await expect(page.get_by_role("alert")).to_contain_text("Test event refused")
+    await dialog.get_by_role("button", name="Close").click()
+    # Nothing was saved by testing.
+    assert (await _api(console, "GET", "/v1/admin/integrations"))["integrations"] == []
+
+    await page.get_by_role("link", name="Event debugger").click()
+    rows = page.locator("#events tr[data-test='true']")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("Test")
+    await expect(
+        page.locator("#events tr[data-status='rejected'][data-test='true']")
+    ).to_have_count(1)
+
+
+async def test_a_bad_token_pause_explains_the_fix_links_the_field_and_warns_on_resume(
+    console: Console,
+) -> None:
+    """Item 3."""
+    page = console.page
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    console.tiktok.play(Answer(code=40001, message="No permission to operate pixel code"))
+    await _order(console, "BAD-TOKEN-1")
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    await console.gw.wired.ledger.flush()
+
+    await console.sign_in()
+    row = page.locator("#integrations tbody tr")
+    await expect(row).to_contain_text("Paused")
+    hint = row.locator("[data-pause-hint]")
+    await expect(hint).to_contain_text("TikTok rejected the access token")
+    await expect(hint).to_contain_text("paste a new one")
+    await expect(hint).to_contain_text("1 request refused")
+    await expect(row.locator("td[data-label='Last error']")).to_contain_text("40001")
+    await expect(row.locator("td[data-label='Failed']")).to_contain_text("1 request refused")
+    await console.screenshot("ui-paused.png")
+
+    # Resume warns first; cancelling keeps it paused.
+    await page.get_by_role("button", name="Resume TikTok Events API").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("pause TikTok Events API again")
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(page.get_by_role("status")).to_contain_text("stays paused")
+    state = (await _api(console, "GET", f"/v1/admin/integrations/{integration['id']}"))["status"]
+    assert state["state"] == "paused"
+
+    # The link opens the form on the access token field.
+    await hint.get_by_role("link", name="Paste a new access token").click()
+    await expect(page.get_by_label("Access token")).to_be_focused()
+    await page.get_by_label("Access token").fill("a_fresh_access_token")
+    await page.get_by_role("button", name="Save").click()
+    await expect(row).to_contain_text("Active")
+    await worker.drain(10)
+    assert console.tiktok.accepted_ids() == ["BAD-TOKEN-1"]
+
+
+async def test_one_search_box_finds_orders_users_and_click_ids_in_a_time_range(
+    console: Console,
+) -> None:
+    """Item 7."""
+    page = console.page
+    await _seed_source(console)
+    await _seed_integration(console)
+    await _order(console, "S-1")
+    await _order(console, "S-2", page={"url": "https://shop.example/t?ttclid=E.C.P.search-me"})
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    await console.gw.wired.ledger.flush()
+    await console.sign_in()
+    await page.get_by_role("link", name="Event debugger").click()
+    box = page.get_by_role("searchbox", name="Search")
+    rows = page.locator("#events tbody tr[data-event-id]")
+
+    async def search(text: str) -> None:
+        await box.fill(text)
+        await box.press("Enter")
+        await expect(page.get_by_role("status").filter(has_text="Searched")).to_be_visible()
+
+    await search("ORDER-S-1")  # an order id
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_have_attribute("data-event-id", "S-1")
+    await search("E.C.P.search-me")  # a ttclid
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_have_attribute("data-event-id", "S-2")
+    await search("jane.doe@example.com 48h")  # a user, by email, in a wider range
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("#live-state")).to_contain_text("last 48 h")
+    await console.screenshot("ui-search.png")
+    await search("customer-42")  # a user, by user id
+    await expect(rows).to_have_count(2)
+    await search("CompletePayment")  # an event name
+    await expect(rows).to_have_count(2)
+    await search("S-2")  # an event id
+    await expect(rows).to_have_count(1)
+    await search("ORD-NOWHERE 6h")
+    await expect(page.locator("#events-empty")).to_have_text(
+        "Nothing matches “ORD-NOWHERE” in the last 6 hours."
+    )
+    await search("")  # back to the live view
+    await expect(page.locator("#live-state")).to_have_text("Live")
+    await expect(rows).to_have_count(2)
+
+
+async def test_sign_in_shows_no_navigation_and_notices_stay_on_their_screen(
+    console: Console,
+) -> None:
+    """Item 8: the sign-in screen, and notices."""
+    page = console.page
+    console.expect_console_error("status of 422")
+    await _seed_source(console)
+    await console.open()
+    await expect(page.get_by_role("navigation")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    await console.sign_in()
+    await expect(page.get_by_role("navigation")).to_be_visible()
+
+    # An error on one screen is gone on the next.
+    await console.go("#/integrations/new/tiktok")
+    await page.get_by_label("Pixel code").fill("not a pixel!")
+    await page.get_by_label("Access token").fill(SEED_TOKEN)
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Not saved")
+    await page.get_by_role("link", name="Sources").click()
+    await expect(page.get_by_role("heading", name="Sources")).to_be_visible()
+    await expect(page.locator("#alert")).to_be_hidden()
+    # A notice raised as the UI moves on ("saved", then the list) is shown there, once.
+    await console.go("#/sources/src_abc123")
+    await page.get_by_label("Name", exact=True).fill("My shop, renamed")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_contain_text("saved")
+    await page.get_by_role("link", name="Dead letters").click()
+    await expect(page.locator("#status")).to_be_hidden()
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("navigation")).to_be_hidden()
+
+
+@pytest.mark.gateway_settings(GATEWAY_PUBLIC_URL="https://collect.shop.example")
+async def test_the_install_snippet_uses_the_public_url_setting(console: Console) -> None:
+    page = console.page
+    await _seed_source(console)
+    await console.sign_in()
+    await console.go("#/sources/src_abc123")
+    await expect(page.locator("#snippet")).to_contain_text(
+        '<script async src="https://collect.shop.example/df.js" data-source-id="src_abc123"'
+    )
+    await expect(page.get_by_text("Set by GATEWAY_PUBLIC_URL")).to_be_visible()
+
+
+async def test_a_phone_reaches_the_navigation_the_integrations_actions_and_event_details(
+    console: Console,
+) -> None:
+    """Item 8: 390 px wide."""
+    page = console.page
+    await page.set_viewport_size(PHONE)
+    await _seed_source(console)
+    await _seed_integration(console)
+    await _order(console, "PHONE-1")
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    await console.sign_in()
+
+    async def within_screen(locator: Any) -> None:
+        await expect(locator).to_be_visible()
+        box = await locator.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+
+    for name in ("Integrations", "Sources", "Dead letters", "Event debugger"):
+        await within_screen(page.get_by_role("navigation").get_by_role("link", name=name))
+    await within_screen(page.get_by_role("link", name="Edit TikTok Events API"))
+    for name in ("Disable", "Pause", "Delete"):
+        await within_screen(page.get_by_role("button", name=f"{name} TikTok Events API"))
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await console.screenshot("ui-phone-integrations.png")
+
+    await page.get_by_role("button", name="Pause TikTok Events API").click()
+    await expect(page.locator("#integrations tbody tr")).to_contain_text("Paused")
+
+    await page.get_by_role("link", name="Event debugger").click()
+    row = page.locator('#events tr[data-event-id="PHONE-1"]')
+    await expect(row).to_have_attribute("data-status", "delivered")
+    await within_screen(row.get_by_role("button", name=re.compile("Details of PHONE-1")))
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await row.get_by_role("button", name=re.compile("Details of PHONE-1")).click()
+    heading = page.locator("#event-details").get_by_role("heading", name="Event PHONE-1")
+    await expect(heading).to_be_focused()
+    await within_screen(heading)
+    await within_screen(page.locator("#event-details").get_by_role("button", name="Close"))
+    await console.screenshot("ui-phone-debugger.png")

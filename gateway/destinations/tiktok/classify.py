@@ -6,7 +6,9 @@ function; an answer the table does not know is retried, never dropped.
 
 from __future__ import annotations
 
-from gateway.destinations.base import Answer, Verdict
+import re
+
+from gateway.destinations.base import Answer, PauseHint, Verdict
 
 ACCEPTED_CODES = frozenset({0, 20001})
 THROTTLED_CODES = frozenset({40100, 40132, 61000})
@@ -52,3 +54,30 @@ def _classify_code(code: int) -> Verdict:
     if code in _CONTENT_CODES:
         return Verdict.REJECT_CONTENT
     return Verdict.RETRY
+
+
+# The pause codes that mean the token (or what it may do) is wrong: a new token fixes them.
+# 40001 is also TikTok's answer for a token without permission on the pixel (TIKTOK.md).
+_TOKEN_CODES = frozenset({40001, 40102, 40104, 40105})
+_PAUSE_CODE = re.compile(r"^(\d{5})\b")
+
+
+def explain_pause(reason: str | None) -> PauseHint | None:
+    """The fix for a pause TikTok's answer caused (its reason starts with TikTok's code)."""
+    match = _PAUSE_CODE.match(reason or "")
+    if match is None:
+        return None
+    code = int(match.group(1))
+    if code in _TOKEN_CODES:
+        return PauseHint(
+            f"TikTok rejected the access token ({reason}): paste a new one, made in Events "
+            "Manager for this pixel.",
+            "config.access_token",
+        )
+    if code in PAUSE_CODES:
+        return PauseHint(
+            f"TikTok refused this pixel's permissions ({reason}): check in Events Manager that "
+            "the access token may send events for this pixel, then paste it again.",
+            "config.access_token",
+        )
+    return None

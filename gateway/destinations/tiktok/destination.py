@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import aiohttp
@@ -18,13 +19,20 @@ from gateway.destinations.base import (
     Destination,
     FormField,
     HitContext,
+    PauseHint,
     Rejected,
     Transformed,
     Verdict,
 )
 from gateway.destinations.tiktok import config as tiktok_config
-from gateway.destinations.tiktok.classify import classify
-from gateway.destinations.tiktok.client import TikTokClient, TikTokSender
+from gateway.destinations.tiktok.classify import classify, explain_pause
+from gateway.destinations.tiktok.client import (
+    TikTokClient,
+    TikTokSender,
+    build_body,
+    event_source_id_of,
+    event_source_of,
+)
 from gateway.destinations.tiktok.config import TikTokConfig
 from gateway.destinations.tiktok.sample import sample_event
 from gateway.destinations.tiktok.schema import CONFIG_SCHEMAS
@@ -102,3 +110,23 @@ class TikTok(Destination):
 
     def sample_event(self, integration: Integration, now: float) -> bytes:
         return sample_event(_own(integration.config).limited_data_use, now)
+
+    def request_body(
+        self,
+        integration: Integration,
+        source: Source | None,
+        payloads: Sequence[bytes],
+        *,
+        test_event_code: str | None = None,
+    ) -> Any:
+        config = _own(integration.config)
+        body = build_body(
+            event_source_id_of(source, config),
+            test_event_code or config.test_event_code,
+            payloads,
+            event_source_of(source).value,
+        )
+        return json.loads(body)
+
+    def explain_pause(self, reason: str | None) -> PauseHint | None:
+        return explain_pause(reason)

@@ -3,7 +3,7 @@
 // and that only in this tab's sessionStorage.
 
 import { request, token, whenUnauthorized } from "./api.js";
-import { clear, clearNotices, h, notify } from "./dom.js";
+import { clear, clearNotices, h, noticesForNewScreen, notify } from "./dom.js";
 import { leave } from "./shared.js";
 import { showDestinationForm, showIntegrations, showIntegrationForm, showVendorChoice } from "./integrations.js";
 import { showSources, showSourceForm } from "./sources.js";
@@ -18,7 +18,8 @@ const routes = [
   [/^#\/integrations\/new$/, () => showVendorChoice(main)],
   [/^#\/integrations\/new\/tiktok$/, () => showIntegrationForm(main, null)],
   [/^#\/integrations\/new\/([\w-]+)$/, (vendor) => showDestinationForm(main, vendor, null)],
-  [/^#\/integrations\/([\w-]+)$/, (id) => showIntegrationForm(main, id)],
+  // ?field=config.access_token: open the form on the field that fixes a paused integration.
+  [/^#\/integrations\/([\w-]+)(?:\?field=([\w.]+))?$/, (id, fieldName) => showIntegrationForm(main, id, fieldName)],
   [/^#\/sources\/new$/, () => showSourceForm(main, null)],
   [/^#\/sources\/([\w-]+)$/, (id) => showSourceForm(main, id)],
   [/^#\/sources$/, () => showSources(main)],
@@ -29,6 +30,7 @@ const routes = [
 
 async function route() {
   leave();
+  noticesForNewScreen();
   if (!token.get()) {
     showSignIn();
     return;
@@ -51,7 +53,8 @@ async function route() {
         notify(error.message, "error");
       }
       const heading = main.querySelector("h1");
-      if (heading) {
+      // A screen opened on the field to fix (?field=) keeps that focus.
+      if (heading && !document.activeElement?.hasAttribute("data-focus-asked")) {
         heading.setAttribute("tabindex", "-1");
         heading.focus({ preventScroll: true });
       }
@@ -110,7 +113,7 @@ function showSignIn(message) {
     try {
       await request("GET", "/v1/admin/sources", undefined, candidate);
       token.set(candidate);
-      notify("Signed in.");
+      notify("Signed in.", "ok", { carry: true });
       if (!location.hash || location.hash === "#/sign-in") location.hash = "#/integrations";
       else route();
     } catch (failure) {

@@ -1,6 +1,9 @@
 // The event debugger: recent hits and what became of them, live, with the match quality of
 // each integration. Records come from the ledger (GET /v1/admin/events), then the stream
-// (GET /v1/admin/events/stream, read with fetch so the token stays in a header).
+// (GET /v1/admin/events/stream, read with fetch so the token stays in a header). One search
+// box finds an event by id, order id, event name, user (email or user id, hashed by the
+// gateway) or ttclid, within a time range typed into the same box ("48h"); a search shows
+// its results instead of the live view (POST /v1/admin/events/search).
 
 import { api, query, readStream } from "./api.js";
 import { act, clear, field, formatClock, formatTime, h, notify, pretty } from "./dom.js";
@@ -37,6 +40,21 @@ const STATUS_LABELS = {
   not_sent: "Not sent",
 };
 
+const DEFAULT_HOURS = 24;
+
+// The box's text: "<term> [N h]". The time range may come first or last ("48h", "last 3 hours").
+export function parseSearch(text) {
+  let hours = DEFAULT_HOURS;
+  const range = /(?:^|\s)(?:last\s+)?(\d{1,5})\s*(?:h|hr|hrs|hours?)\s*$|^\s*(?:last\s+)?(\d{1,5})\s*(?:h|hr|hrs|hours?)(?:\s|$)/i;
+  const match = text.match(range);
+  let term = text;
+  if (match) {
+    hours = Number(match[1] || match[2]);
+    term = text.replace(match[0], " ");
+  }
+  return { q: term.trim(), hours };
+}
+
 function keyOf(record) {
   return `${record.event_id}\u0000${record.integration_id || ""}`;
 }
@@ -70,23 +88,30 @@ export async function showDebugger(main) {
   for (const s of sources) sourcePick.append(h("option", { value: s.id }, s.name));
   const integrationPick = h("select", {}, h("option", { value: "" }, "Any integration"));
   for (const i of integrations) integrationPick.append(h("option", { value: i.id }, i.name));
-  const eventName = h("input", { type: "text", placeholder: "Order Completed or CompletePayment" });
-  const eventId = h("input", { type: "text", placeholder: "ORD-001", spellcheck: "false" });
+  const box = h("input", {
+    type: "search",
+    id: "event-search",
+    placeholder: "ORD-001, Purchase, jane@example.com, E.C.P.… 48h",
+    spellcheck: "false",
+    autocomplete: "off",
+  });
   const handed = sessionStorage.getItem("gateway.debugEventId");
   if (handed) {
-    eventId.value = handed;
+    box.value = handed;
     sessionStorage.removeItem("gateway.debugEventId");
   }
-  const apply = h("button", { type: "submit" }, "Apply filters");
+  let searching = null; // the parsed box while results of a search are shown
+  const apply = h("button", { type: "submit" }, "Search");
   const liveState = h("span", { class: "live", id: "live-state", role: "status" }, "Connecting…");
   const pauseButton = h("button", { type: "button", class: "secondary" }, "Pause live view");
   const filters = h(
     "form",
-    { class: "card filters", "aria-label": "Filters" },
+    { class: "card filters search", "aria-label": "Search and filters", role: "search" },
+    field("Search", box, {
+      hint: "An event ID, order ID, event name, customer email or user ID, or ttclid; add a time range such as 48h (default 24h). Empty: the live view.",
+    }),
     field("Source", sourcePick),
     field("Integration", integrationPick),
-    field("Event name", eventName),
-    field("Event ID", eventId),
     h("div", { class: "actions" }, apply),
   );
 
@@ -95,18 +120,22 @@ export async function showDebugger(main) {
   const quality = h("section", { class: "card", "aria-labelledby": "quality-title" });
 
   function currentFilters() {
-    return {
-      source_id: sourcePick.value,
-      integration_id: integrationPick.value,
-      event: eventName.value.trim(),
-      event_id: eventId.value.trim(),
-    };
+    return { source_id: sourcePick.value, integration_id: integrationPick.value };
+  }
+
+  function isTest(record) {
+    return !!(record.hit && record.hit.test);
   }
 
   function drawRows() {
     const ordered = [...records.values()].sort((a, b) => b.seq - a.seq).slice(0, SHOWN);
     if (!ordered.length) {
-      clear(tbody, h("tr", {}, h("td", { colspan: "9", class: "empty" }, "No event yet. Send a hit (or widen the filters); it appears here within a second.")));
+      const text = searching
+        ? searching.q
+          ? `Nothing matches “${searching.q}” in the last ${searching.hours} hours.`
+          : `Nothing in the last ${searching.hours} hours.`
+        : "No event yet. Send a hit (or widen the filters); it appears here within a second.";
+      clear(tbody, h("tr", {}, h("td", { colspan: "9", class: "empty", id: "events-empty" }, text)));
       return;
     }
     clear(
@@ -126,16 +155,27 @@ export async function showDebugger(main) {
         const consent = record.consent;
         return h(
           "tr",
-          { "data-event-id": record.event_id, "data-status": d.status, class: keyOf(record) === selected ? "selected" : "" },
-          h("td", { title: formatTime(record.received_at || d.updated_at) }, formatClock(record.received_at || d.updated_at)),
+          {
+            "data-event-id": record.event_id,
+            "data-status": d.status,
+            "data-test": isTest(record) ? "true" : null,
+            class: keyOf(record) === selected ? "selected" : "",
+          },
+          h("td", { title: formatTime(record.received_at || d.updated_at), "data-label": "Received" }, formatClock(record.received_at || d.updated_at)),
           h("th", { scope: "row" }, h("code", {}, record.event_id)),
-          h("td", {}, record.event || (record.hit && record.hit.type) || "—", record.tiktok_event ? h("div", { class: "sub" }, `→ ${record.tiktok_event}`) : null),
-          h("td", {}, integration),
-          h("td", {}, consent ? h("span", { class: `badge badge-${consent.decision}`, title: consent.reason }, consent.decision.replace("_", " ")) : "—"),
-          h("td", {}, h("span", { class: `badge badge-${d.status}` }, STATUS_LABELS[d.status] || d.status)),
-          h("td", { class: "num" }, d.attempts),
-          h("td", { class: "answer" }, answerText(d)),
-          h("td", {}, open),
+          h(
+            "td",
+            { "data-label": "Event" },
+            record.event || (record.hit && record.hit.type) || "—",
+            isTest(record) ? h("span", { class: "badge badge-test", title: "Sent by “Send a test event”, with a test event code" }, "Test") : null,
+            record.tiktok_event ? h("div", { class: "sub" }, `→ ${record.tiktok_event}`) : null,
+          ),
+          h("td", { "data-label": "Integration" }, integration),
+          h("td", { "data-label": "Consent" }, consent ? h("span", { class: `badge badge-${consent.decision}`, title: consent.reason }, consent.decision.replace("_", " ")) : "—"),
+          h("td", { "data-label": "Delivery" }, h("span", { class: `badge badge-${d.status}` }, STATUS_LABELS[d.status] || d.status)),
+          h("td", { class: "num", "data-label": "Attempts" }, d.attempts),
+          h("td", { class: "answer", "data-label": "TikTok's answer" }, answerText(d)),
+          h("td", { class: "row-actions" }, open),
         );
       }),
     );
@@ -176,14 +216,19 @@ export async function showDebugger(main) {
       ),
       h("h3", {}, "TikTok's answer"),
       d.answer ? pretty(d.answer) : h("p", {}, "None yet: the event was not sent (or not yet)."),
-      h("h3", {}, "The hit as received (personal data already hashed)"),
+      isTest(record) ? h("p", {}, h("span", { class: "badge badge-test" }, "Test"), " A test send from the integration's form, with test event code ", h("code", {}, record.hit.test_event_code || "—"), ": it is not counted as delivered and not in match quality.") : null,
+      h("h3", {}, isTest(record) ? "The test request" : "The hit as received (personal data already hashed)"),
       pretty(record.hit),
       h("h3", {}, "TikTok payload"),
       record.payload ? pretty(record.payload) : h("p", {}, "Nothing was sent to this integration."),
     );
     details.hidden = false;
     drawRows();
-    if (focus) details.querySelector("h2").focus();
+    if (focus) {
+      // On a narrow screen the details sit below the table: bring them into view.
+      if (matchMedia("(max-width: 900px)").matches) details.scrollIntoView({ block: "start" });
+      details.querySelector("h2").focus({ preventScroll: true });
+    }
   }
 
   function upsert(record) {
@@ -231,6 +276,10 @@ export async function showDebugger(main) {
   async function start() {
     if (controller) controller.abort();
     controller = new AbortController();
+    const parsed = parseSearch(box.value);
+    if (parsed.q || parsed.hours !== DEFAULT_HOURS) return runSearch(parsed);
+    searching = null;
+    pauseButton.hidden = false;
     const { records: recent, cursor } = await api.get(`/v1/admin/events${query({ ...currentFilters(), limit: SHOWN })}`);
     records.clear();
     for (const record of recent) upsert(record);
@@ -240,9 +289,23 @@ export async function showDebugger(main) {
     else liveState.textContent = "Paused";
   }
 
+  // A search shows its results, not the live view. POST: an email typed here never sits in a URL.
+  async function runSearch(parsed) {
+    const found = await api.post("/v1/admin/events/search", { ...currentFilters(), q: parsed.q, hours: parsed.hours, limit: SHOWN });
+    searching = parsed;
+    records.clear();
+    for (const record of found.records) upsert(record);
+    liveState.textContent = `${found.records.length} found in the last ${found.hours} h`;
+    liveState.className = "live";
+    pauseButton.hidden = true;
+    drawRows();
+    drawDetails(false);
+    return found;
+  }
+
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
-    act(apply, start, "Filters applied.");
+    act(apply, start, () => (searching ? `Searched the last ${searching.hours} hours.` : "Showing the live view."));
   });
   pauseButton.addEventListener("click", () => {
     paused = !paused;
@@ -327,10 +390,10 @@ export async function showDebugger(main) {
       { class: "debugger" },
       h(
         "div",
-        { class: "table-wrap" },
+        { class: "table-wrap stacked" },
         h(
           "table",
-          { class: "list", id: "events" },
+          { class: "list stacked", id: "events" },
           h("caption", { class: "visually-hidden" }, "Recent events"),
           h(
             "thead",

@@ -27,9 +27,13 @@ export function clear(el, ...children) {
   return el;
 }
 
-// A visible notice for every action; polite for success, assertive for failures.
+// A visible notice for every action; polite for success, assertive for failures. A notice
+// belongs to the screen it was raised on: the next screen clears it, unless it was raised with
+// `{ carry: true }` just before the code itself moves on ("saved", then back to the list).
 let noticeTimer = null;
-export function notify(message, kind = "ok") {
+let carryNotice = false;
+export function notify(message, kind = "ok", { carry = false } = {}) {
+  carryNotice = carry;
   const region = document.getElementById(kind === "error" ? "alert" : "status");
   const other = document.getElementById(kind === "error" ? "status" : "alert");
   other.textContent = "";
@@ -43,6 +47,12 @@ export function notify(message, kind = "ok") {
       region.hidden = true;
     }, 6000);
   }
+}
+
+// Called by the router on every screen change.
+export function noticesForNewScreen() {
+  if (carryNotice) carryNotice = false;
+  else clearNotices();
 }
 
 export function clearNotices() {
@@ -112,12 +122,13 @@ export function showError(form, error) {
 }
 
 // A modal confirmation (<dialog>: focus moves in, Escape cancels). Resolves true or false.
-export function confirmAction(message, confirmLabel = "Delete") {
+export function confirmAction(message, confirmLabel = "Delete", extra = null) {
   return new Promise((resolve) => {
     const dialog = h(
       "dialog",
       { class: "confirm", "aria-labelledby": "confirm-text" },
       h("p", { id: "confirm-text" }, message),
+      extra,
       h(
         "form",
         { method: "dialog", class: "actions" },

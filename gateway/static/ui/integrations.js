@@ -11,6 +11,7 @@ import {
   formatTime,
   h,
   notify,
+  pretty,
   showError,
 } from "./dom.js";
 import { knownCategories, onLeave, sourcesAndIntegrations } from "./shared.js";
@@ -28,9 +29,52 @@ function stateBadge(integration) {
   );
 }
 
+// A pause the destination caused says what went wrong, the fix and where to make it.
+function pauseHint(integration, { link = true } = {}) {
+  const hint = integration.status.pause_hint;
+  if (!hint) return null;
+  const requests = hint.failed_requests;
+  return h(
+    "p",
+    { class: "pause-hint", "data-pause-hint": integration.id },
+    hint.message,
+    requests ? ` ${requests} request${requests === 1 ? "" : "s"} refused so far; the events wait and are sent once it is fixed.` : "",
+    link && hint.field
+      ? [" ", h("a", { href: `#/integrations/${integration.id}?field=${hint.field}` }, fieldLabel(hint.field))]
+      : null,
+  );
+}
+
+function fieldLabel(path) {
+  return path === "config.access_token" ? "Paste a new access token" : `Fix ${path}`;
+}
+
+// What the Last error column says: the pause's own reason when the queue has none.
+function lastError(status) {
+  return status.last_error || (status.pause_hint ? status.paused_reason : null) || "—";
+}
+
+// Resume, after a warning when the destination is expected to refuse again at once.
+async function resume(integration, button) {
+  const hint = integration.status.pause_hint;
+  if (hint && hint.resume_expected_to_fail) {
+    const sure = await confirmAction(
+      `${hint.message} Resuming without that fix will most likely pause ${integration.name} again at its next request.`,
+      "Resume anyway",
+      hint.field ? h("p", {}, h("a", { href: `#/integrations/${integration.id}?field=${hint.field}` }, fieldLabel(hint.field))) : null,
+    );
+    if (!sure) {
+      notify(`${integration.name} stays paused.`);
+      return false;
+    }
+  }
+  await act(button, () => api.post(`/v1/admin/integrations/${integration.id}/resume`), `${integration.name} resumed.`);
+  return true;
+}
+
 export async function showIntegrations(main) {
   const heading = h("h1", {}, "Integrations");
-  const body = h("div", { class: "table-wrap" });
+  const body = h("div", { class: "table-wrap stacked" });
   const refresh = h("button", { type: "button", class: "secondary" }, "Refresh");
   clear(
     main,
@@ -81,13 +125,14 @@ export async function showIntegrations(main) {
         { type: "button", class: "secondary", "aria-label": `${paused ? "Resume" : "Pause"} ${name}` },
         paused ? "Resume" : "Pause",
       );
-      togglePause.addEventListener("click", () =>
-        act(
-          togglePause,
-          () => api.post(`/v1/admin/integrations/${integration.id}/${paused ? "resume" : "pause"}`),
-          `${name} ${paused ? "resumed" : "paused"}.`,
-        ).then(draw),
-      );
+      togglePause.addEventListener("click", async () => {
+        if (paused) {
+          if (await resume(integration, togglePause)) await draw();
+          return;
+        }
+        await act(togglePause, () => api.post(`/v1/admin/integrations/${integration.id}/pause`), `${name} paused.`);
+        await draw();
+      });
       const remove = h("button", { type: "button", class: "danger", "aria-label": `Delete ${name}` }, "Delete");
       remove.addEventListener("click", async () => {
         const sure = await confirmAction(
@@ -109,17 +154,24 @@ export async function showIntegrations(main) {
           h("a", { href: `#/integrations/${integration.id}` }, name),
           h("div", { class: "sub" }, `${sourceNames.get(integration.source_id) || integration.source_id} · ${where(integration)}`),
         ),
-        h("td", {}, stateBadge(integration)),
-        h("td", { class: "num" }, s.queued),
-        h("td", { class: "num" }, s.delivered),
-        h("td", { class: "num" }, s.failed),
+        h("td", { "data-label": "Status" }, stateBadge(integration), pauseHint(integration)),
+        h("td", { class: "num", "data-label": "Queued" }, s.queued),
+        h("td", { class: "num", "data-label": "Delivered" }, s.delivered),
         h(
           "td",
-          { class: "num" },
+          { class: "num", "data-label": "Failed" },
+          s.failed,
+          s.pause_hint && s.pause_hint.failed_requests
+            ? h("div", { class: "sub" }, `${s.pause_hint.failed_requests} request${s.pause_hint.failed_requests === 1 ? "" : "s"} refused`)
+            : null,
+        ),
+        h(
+          "td",
+          { class: "num", "data-label": "Dead-lettered" },
           s.dead_lettered ? h("a", { href: `#/dead-letters/${integration.id}` }, s.dead_lettered) : "0",
         ),
-        h("td", { class: "error-text" }, s.last_error || "—"),
-        h("td", {}, formatTime(s.last_success_at)),
+        h("td", { class: "error-text", "data-label": "Last error" }, lastError(s)),
+        h("td", { "data-label": "Last success" }, formatTime(s.last_success_at)),
         h(
           "td",
           { class: "row-actions" },
@@ -134,7 +186,7 @@ export async function showIntegrations(main) {
       body,
       h(
         "table",
-        { class: "list", id: "integrations" },
+        { class: "list stacked", id: "integrations" },
         h("caption", { class: "visually-hidden" }, "Integrations and their delivery status"),
         h(
           "thead",
@@ -260,7 +312,7 @@ export async function showDestinationForm(main, vendor, current) {
       if (creating) {
         const body = { source_id: source.value, vendor, name: name.value.trim(), enabled: enabled.checked, config: wanted };
         const created = await api.post("/v1/admin/integrations", body);
-        notify(`Integration “${created.name}” saved.`);
+        notify(`Integration “${created.name}” saved.`, "ok", { carry: true });
       } else {
         const patch = {};
         if (name.value.trim() !== current.name) patch.name = name.value.trim();
@@ -271,7 +323,7 @@ export async function showDestinationForm(main, vendor, current) {
           return;
         }
         await api.patch(`/v1/admin/integrations/${current.id}`, patch);
-        notify(`Integration “${name.value.trim()}” saved.`);
+        notify(`Integration “${name.value.trim()}” saved.`, "ok", { carry: true });
       }
       location.hash = "#/integrations";
     } catch (error) {
@@ -291,7 +343,7 @@ function numberOrNull(input) {
   return input.value.trim() === "" ? null : Number(input.value);
 }
 
-export async function showIntegrationForm(main, id) {
+export async function showIntegrationForm(main, id, focusField = null) {
   const { sources, integrations } = await sourcesAndIntegrations();
   const current = id ? await api.get(`/v1/admin/integrations/${id}`) : null;
   if (current && current.vendor !== "tiktok") return showDestinationForm(main, current.vendor, current);
@@ -365,6 +417,7 @@ export async function showIntegrationForm(main, id) {
   );
 
   const save = h("button", { type: "submit" }, "Save");
+  const testButton = h("button", { type: "button", class: "secondary" }, "Send a test event…");
   const form = h(
     "form",
     { class: "card form", novalidate: true },
@@ -393,8 +446,23 @@ export async function showIntegrationForm(main, id) {
       h("div", { class: "field check-field" }, h("label", { class: "check" }, currentNames, "Use TikTok's current event names (Purchase, Lead)")),
       h("div", { class: "field check-field" }, h("label", { class: "check" }, limitedUse, "Limited data use")),
     ),
-    h("div", { class: "actions" }, save, h("a", { class: "button secondary", href: "#/integrations" }, "Cancel")),
+    h("div", { class: "actions" }, save, testButton, h("a", { class: "button secondary", href: "#/integrations" }, "Cancel")),
   );
+
+  // The test send works on what the form holds now, saved or not.
+  testButton.addEventListener("click", () => {
+    const wanted = {
+      pixel_code: pixel.value.trim(),
+      test_event_code: testCode.value.trim() || null,
+      use_current_event_names: currentNames.checked,
+      limited_data_use: limitedUse.checked,
+    };
+    if (accessToken.value.trim()) wanted.access_token = accessToken.value.trim();
+    const unsaved = creating
+      ? { vendor: "tiktok", source_id: source.value, config: wanted }
+      : { integration_id: current.id, config: wanted };
+    openTestDialog(form, unsaved, testCode.value.trim() || config.test_event_code || "");
+  });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -422,7 +490,7 @@ export async function showIntegrationForm(main, id) {
         if (wanted.rate_limit_rps === null) delete body.config.rate_limit_rps;
         if (wanted.rate_limit_burst === null) delete body.config.rate_limit_burst;
         const created = await api.post("/v1/admin/integrations", body);
-        notify(`Integration “${created.name}” saved.`);
+        notify(`Integration “${created.name}” saved.`, "ok", { carry: true });
       } else {
         // Only what changed: a PATCH with config also resumes a paused integration.
         const patch = {};
@@ -441,7 +509,7 @@ export async function showIntegrationForm(main, id) {
           return;
         }
         await api.patch(`/v1/admin/integrations/${current.id}`, patch);
-        notify(`Integration “${name.value.trim()}” saved.`);
+        notify(`Integration “${name.value.trim()}” saved.`, "ok", { carry: true });
       }
       location.hash = "#/integrations";
     } catch (error) {
@@ -452,25 +520,112 @@ export async function showIntegrationForm(main, id) {
   });
 
   const parts = [h("h1", {}, creating ? "Add Integration: TikTok Events API" : `Edit ${current.name}`)];
-  if (!creating) parts.push(integrationSummary(current));
+  if (!creating) parts.push(integrationSummary(current, form));
   parts.push(form);
   clear(main, parts);
-  (creating ? pixel : name).focus();
+  const wantedField = focusField && form.querySelector(`[data-field="${CSS.escape(focusField)}"]`);
+  if (wantedField) {
+    wantedField.setAttribute("data-focus-asked", "");
+    wantedField.addEventListener("blur", () => wantedField.removeAttribute("data-focus-asked"), { once: true });
+    wantedField.scrollIntoView({ block: "center" });
+    wantedField.focus();
+  } else {
+    (creating ? pixel : name).focus();
+  }
 }
 
-function integrationSummary(integration) {
+// The test send's dialog: the test event code (required: without one the sample would land in
+// the pixel's production data), then the exact request body and TikTok's answer. Green only
+// when TikTok accepted the event.
+function openTestDialog(form, unsaved, prefill) {
+  const code = h("input", { type: "text", id: "test-send-code", value: prefill, autocomplete: "off", spellcheck: "false", required: true, placeholder: "TEST12345" });
+  const result = h("div", { class: "test-result", "aria-live": "polite" });
+  const send = h("button", { type: "submit" }, "Send test event");
+  const close = h("button", { type: "button", class: "secondary", value: "close" }, "Close");
+  const dialog = h(
+    "dialog",
+    { class: "test-send", "aria-labelledby": "test-send-title" },
+    h("h2", { id: "test-send-title" }, "Send a test event"),
+    h(
+      "p",
+      { class: "hint" },
+      "One PageView from a made-up visitor (IP 203.0.113.10), sent with the form as it is now, saved or not. It shows in Events Manager › Test events and in the event debugger, marked as a test; it never counts as delivered.",
+    ),
+  );
+  const testForm = h(
+    "form",
+    { novalidate: true },
+    field("Test event code", code, { name: "test_event_code", hint: "From TikTok Events Manager › your pixel › Test events. Required: a test never goes to production data." }),
+    h("div", { class: "actions" }, send, close),
+  );
+  dialog.append(testForm, result);
+  close.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => dialog.remove());
+  testForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFieldErrors(testForm);
+    if (!code.value.trim()) {
+      showError(testForm, { field: "test_event_code", message: "Enter the test event code from Events Manager." });
+      return;
+    }
+    send.disabled = true;
+    try {
+      const answer = await api.post("/v1/admin/integrations/test", { ...unsaved, test_event_code: code.value.trim() });
+      const a = answer.answer;
+      const said = answer.error
+        ? `Not sent: ${answer.error}`
+        : `TikTok answered HTTP ${a.http_status}, code ${a.code}: ${a.message || "(no message)"}`;
+      clear(
+        result,
+        h(
+          "p",
+          { class: `test-outcome ${answer.accepted ? "ok" : "failed"}`, "data-accepted": String(answer.accepted) },
+          answer.accepted ? "Accepted. " : "Refused. ",
+          said,
+        ),
+        h("h3", {}, "The request body (the access token travels in a header and is never shown)"),
+        pretty(answer.request.body),
+        h("h3", {}, "TikTok's answer"),
+        pretty(a),
+        h("p", {}, h("a", { href: "#/debugger" }, `See ${answer.event_id} in the event debugger`)),
+      );
+      notify(answer.accepted ? "Test event accepted by TikTok." : `Test event refused: ${said}`, answer.accepted ? "ok" : "error");
+    } catch (error) {
+      if (error.field && error.field.startsWith("config")) {
+        dialog.close();
+        showError(form, error);
+      } else {
+        showError(testForm, error);
+      }
+    } finally {
+      send.disabled = false;
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  code.focus();
+}
+
+function integrationSummary(integration, form = null) {
   const s = integration.status;
   const result = h("div", { class: "test-result", "aria-live": "polite" });
-  const test = h("button", { type: "button", class: "secondary" }, "Send a test event");
-  test.addEventListener("click", async () => {
-    const answer = await act(test, () => api.post(`/v1/admin/integrations/${integration.id}/test`));
+  // TikTok's form has its own test (with a test event code); other destinations test here.
+  const test = form ? null : h("button", { type: "button", class: "secondary" }, "Send a test event");
+  test?.addEventListener("click", async () => {
+    const answer = await act(test, () => api.post(`/v1/admin/integrations/${integration.id}/test`, {}));
     if (!answer) return;
-    const t = answer.tiktok;
-    const text = answer.error
-      ? `Not sent: ${answer.error}`
-      : `TikTok answered HTTP ${t.http_status}, code ${t.code}: ${t.message || "(no message)"}`;
-    clear(result, h("p", {}, text));
-    notify(answer.error ? "The test event could not be sent." : "Test event sent; TikTok's answer is shown.", answer.error ? "error" : "ok");
+    const a = answer.answer;
+    const text = answer.error ? `Not sent: ${answer.error}` : `Answered HTTP ${a.http_status}: ${a.message || "(no message)"}`;
+    clear(result, h("p", { class: `test-outcome ${answer.accepted ? "ok" : "failed"}` }, text), pretty(answer.request.body));
+    notify(answer.accepted ? "Test event accepted." : `Test event refused: ${text}`, answer.accepted ? "ok" : "error");
+  });
+  const hint = s.pause_hint;
+  const fix = hint && hint.field && form ? form.querySelector(`[data-field="${CSS.escape(hint.field)}"]`) : null;
+  const fixLink = fix ? h("a", { href: `#/integrations/${integration.id}?field=${hint.field}` }, fieldLabel(hint.field)) : null;
+  fixLink?.addEventListener("click", (event) => {
+    event.preventDefault();
+    fix.scrollIntoView({ block: "center" });
+    fix.focus();
   });
   return h(
     "section",
@@ -479,11 +634,16 @@ function integrationSummary(integration) {
       "dl",
       { class: "facts" },
       h("dt", {}, "Status"),
-      h("dd", {}, stateBadge(integration)),
+      h("dd", {}, stateBadge(integration), hint ? [pauseHint(integration, { link: false }), fixLink ? h("p", { class: "pause-hint" }, fixLink) : null] : null),
       h("dt", {}, "Queued / delivered / failed / dead-lettered"),
-      h("dd", {}, `${s.queued} / ${s.delivered} / ${s.failed} / ${s.dead_lettered}`),
+      h(
+        "dd",
+        {},
+        `${s.queued} / ${s.delivered} / ${s.failed} / ${s.dead_lettered}`,
+        hint && hint.failed_requests ? ` (${hint.failed_requests} request${hint.failed_requests === 1 ? "" : "s"} refused)` : "",
+      ),
       h("dt", {}, "Last error"),
-      h("dd", {}, s.last_error || "—"),
+      h("dd", {}, lastError(s)),
       h("dt", {}, "Last success"),
       h("dd", {}, formatTime(s.last_success_at)),
     ),

@@ -10,10 +10,14 @@ export const TAG_STUB =
 
 const COLLECT_KEY = "gateway.collectAddress";
 
-function defaultCollectAddress() {
-  // The collection server usually shares the admin's host on its default port (8080); the
-  // operator corrects it to the address the site reaches (https://collect.shop.example).
-  return sessionStorage.getItem(COLLECT_KEY) || `${location.protocol}//${location.hostname}:8080`;
+// The gateway says where its collection endpoint is public (GATEWAY_PUBLIC_URL, else the
+// address this page was reached at, with the collection port); the operator may still correct
+// it for this tab.
+async function defaultCollectAddress() {
+  const typed = sessionStorage.getItem(COLLECT_KEY);
+  if (typed) return { address: typed, configured: false };
+  const { public_url: address, configured } = await api.get("/v1/admin/public-url");
+  return { address, configured };
 }
 
 export function snippetFor(sourceId, collectAddress) {
@@ -85,8 +89,9 @@ export async function showSources(main) {
   );
 }
 
-function snippetSection(sourceId) {
-  const address = h("input", { type: "url", value: defaultCollectAddress(), spellcheck: "false" });
+async function snippetSection(sourceId) {
+  const { address: initial, configured } = await defaultCollectAddress();
+  const address = h("input", { type: "url", value: initial, spellcheck: "false" });
   const code = h("pre", { class: "snippet", id: "snippet", tabindex: "0" }, h("code", {}, snippetFor(sourceId, address.value)));
   address.addEventListener("input", () => {
     sessionStorage.setItem(COLLECT_KEY, address.value);
@@ -112,7 +117,9 @@ function snippetSection(sourceId) {
     h("h2", { id: "snippet-title" }, "Install on your site"),
     h("p", {}, "Paste this into the ", h("code", {}, "<head>"), " of every page. It sends a page view on load; call ", h("code", {}, "_df.track(…)"), " for carts and orders and ", h("code", {}, "_df.consent({advertising: true})"), " once the visitor agrees."),
     field("Gateway address (as your site reaches the collection port)", address, {
-      hint: "For example https://collect.shop.example, or https://shop.example/df behind your web server.",
+      hint: configured
+        ? "Set by GATEWAY_PUBLIC_URL. Change it here only for this snippet."
+        : "Taken from the address of this page; set GATEWAY_PUBLIC_URL to the one your site reaches (for example https://collect.shop.example, or https://shop.example/df behind your web server).",
     }),
     code,
     h("div", { class: "actions" }, copy),
@@ -178,10 +185,10 @@ export async function showSourceForm(main, id) {
         if (sourceId.value.trim()) body.id = sourceId.value.trim();
         const created = await api.post("/v1/admin/sources", body);
         notify(`Source “${created.name}” saved.`);
-        showCreated(main, created);
+        await showCreated(main, created);
       } else {
         await api.patch(`/v1/admin/sources/${current.id}`, body);
-        notify(`Source “${body.name}” saved.`);
+        notify(`Source “${body.name}” saved.`, "ok", { carry: true });
         location.hash = "#/sources";
       }
     } catch (error) {
@@ -192,12 +199,13 @@ export async function showSourceForm(main, id) {
   });
 
   const parts = [h("h1", {}, creating ? "Add Source" : `Edit ${current.name}`), form];
-  if (!creating) parts.push(snippetSection(current.id));
+  if (!creating) parts.push(await snippetSection(current.id));
   clear(main, parts);
   (creating ? name : name).focus();
 }
 
-function showCreated(main, source) {
+async function showCreated(main, source) {
+  const snippet = await snippetSection(source.id);
   clear(
     main,
     h("h1", {}, `Source “${source.name}” added`),
@@ -208,7 +216,7 @@ function showCreated(main, source) {
       h("p", {}, "A shop's backend sends hits with ", h("code", {}, "Authorization: Bearer <server key>"), ". Keep it now: the gateway stores only its hash."),
       h("pre", { class: "snippet", tabindex: "0" }, h("code", {}, source.server_key)),
     ),
-    snippetSection(source.id),
+    snippet,
     h(
       "div",
       { class: "actions" },
