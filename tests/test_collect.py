@@ -680,6 +680,21 @@ async def test_burst_is_coalesced_into_batches_each_event_once(
         print(f"burst: {len(ids)} hits -> {len(sizes)} TikTok requests, sizes {sorted(sizes)[-5:]}")
 
 
+async def test_a_source_id_a_client_makes_up_never_reaches_the_log_even_at_debug(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The routing table's cache logged every key it looked up at DEBUG: a client may send
+    # anything as its source id, an email address included.
+    caplog.set_level("DEBUG")
+    await setup(gateway)
+    made_up = "someone.private@mail.example"
+    for source_id in (made_up, "src_test"):
+        resp = await gateway.collect.post("/v1/p", json={"source_id": source_id})
+        assert resp.status in (200, 400)
+    assert made_up not in caplog.text
+    assert "src_test" not in caplog.text  # nor a real one: the cache says nothing at DEBUG
+
+
 async def test_raw_pii_never_reaches_disk_or_logs(
     gateway: Gateway, tiktok: TikTokDouble, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -23,6 +23,10 @@ from gateway.config.base import ConfigStore
 from gateway.core.models import ConsentDefault, Integration, Source
 
 log = logging.getLogger(__name__)
+# aiocache logs every key it is asked for at DEBUG, and the routing table's keys are source ids
+# as clients send them (anything, an email address included): never at DEBUG, whatever the
+# process's log level.
+logging.getLogger("aiocache").setLevel(logging.INFO)
 
 # Entries live long: invalidation, not expiry, is what keeps them fresh. The TTL only bounds
 # how long a missed notification could matter.
