@@ -155,9 +155,11 @@ def build_user(hit: Hit, context: HitContext, source: Source) -> dict[str, Any]:
         "external_id": external_ids(hit, context, known) or None,
         "email": one_or_many(known.email_hashes),
         "phone": one_or_many(known.phone_hashes),
+        **{name: getattr(known, name) for name in ADDRESS_KEYS},
+        "ip": context.ip,
+        "user_agent": context.user_agent,
+        "locale": context.locale,
     }
-    user.update((name, getattr(known, name)) for name in ADDRESS_KEYS)
-    user.update(ip=context.ip, user_agent=context.user_agent, locale=context.locale)
     return without_empty(user)
 
 
