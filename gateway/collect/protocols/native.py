@@ -196,14 +196,19 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise
 
 
-def decode_body(
-    body: bytes, request: web.Request, path_type: HitType | None, max_hits: int
-) -> list[Hit]:
+def check_body(body: bytes, request: web.Request) -> None:
+    """What both protocols ask of a body before decoding it: a JSON (or beacon) type, and bytes."""
     content_type = request.content_type if request.headers.get("Content-Type") else ""
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise HitError("unsupported_media_type", "send application/json or text/plain")
     if not body:
         raise HitError("malformed_json", "body is empty")
+
+
+def decode_body(
+    body: bytes, request: web.Request, path_type: HitType | None, max_hits: int
+) -> list[Hit]:
+    check_body(body, request)
     if path_type is None:
         return decode_batch(body, max_hits)
     return [decode_hit(body, path_type)]
