@@ -387,7 +387,7 @@ def units_bench(seconds: float) -> dict[str, float]:
     from aiohttp import web
     from prometheus_client import CollectorRegistry, Counter
 
-    from gateway.collect.cookies import open_identity, seal_identity
+    from gateway.collect.cookies import open_sealed_identity, seal_identity
     from gateway.collect.protocols.native import decode_hit
     from gateway.core.crypto import CookieBox, sha256_hex
     from gateway.core.hashing import hash_email, hash_phone
@@ -421,7 +421,7 @@ def units_bench(seconds: float) -> dict[str, float]:
         "sha256_hex": lambda: sha256_hex("customer.7@example.com"),
         "hash_email": lambda: hash_email("  Customer.7@Example.com "),
         "hash_phone": lambda: hash_phone("+1 (415) 555-0107", "US"),
-        "open_identity_cookie": lambda: open_identity(box, sealed),
+        "open_identity_cookie": lambda: open_sealed_identity(box, sealed),
         "seal_identity_cookie": lambda: seal_identity(box, Identity(user_id_hash="a" * 64)),
         "aiohttp_response_with_set_cookie": set_cookie,
         "prometheus_labels_inc": lambda: counter.labels("track").inc(),

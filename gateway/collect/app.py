@@ -133,7 +133,7 @@ async def handle_native_hits(request: web.Request, path_type: HitType | None) ->
     body = await native.read_body(request, settings.max_body_bytes)
     authorization = header_text(request.headers, hdrs.AUTHORIZATION)
     if segment.speaks_segment(authorization, body):  # a Segment client on a path both use
-        return await _handle_segment_body(request, body, path_type)
+        return await _handle_segment_body(request, body, path_type, authorization)
     hits = native.decode_body(body, request, path_type, settings.max_batch_hits)
     route = await _route_for(context, hits)
     from_server = native.authenticate_server(authorization, route)
@@ -151,23 +151,20 @@ async def handle_segment(request: web.Request, kind: segment.SegmentType | None)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONTEXT].settings.max_body_bytes
         return _segment_refusal(request, PayloadTooLarge(limit))
-    return await _handle_segment_body(request, body, kind)
+    authorization = header_text(request.headers, hdrs.AUTHORIZATION)
+    return await _handle_segment_body(request, body, kind, authorization)
 
 
 async def _handle_segment_body(
-    request: web.Request, body: bytes, kind: segment.SegmentType | None
+    request: web.Request, body: bytes, kind: segment.SegmentType | None, authorization: str | None
 ) -> web.Response:
     """Segment's wire format: the write key picks the source and the rules."""
     context = request.app[CONTEXT]
     try:
-        content_type = request.content_type if request.headers.get("Content-Type") else ""
-        if content_type not in native.ACCEPTED_CONTENT_TYPES:
-            raise HitError("unsupported_media_type", "send application/json or text/plain")
-        if not body:
-            raise HitError("malformed_json", "body is empty")
+        native.check_body(body, request)
         calls = segment.decode_request(
             body,
-            header_text(request.headers, hdrs.AUTHORIZATION),
+            authorization,
             kind,
             context.settings.max_batch_hits,
             query_key=request.query.get("writeKey"),

@@ -90,14 +90,10 @@ def seal_identity(box: CookieBox, identity: Identity) -> str:
     return box.seal(msgspec.json.encode(sealed))
 
 
-def open_identity(box: CookieBox, value: str | None) -> Identity:
-    """The identity in a cookie; an empty one when it is absent, foreign or tampered with."""
-    return open_sealed_identity(box, value)[0]
-
-
 def open_sealed_identity(box: CookieBox, value: str | None) -> tuple[Identity, bool]:
-    """The identity in a cookie, and whether it must be sealed again: an older gateway's
-    cookie held the raw user id, which the cookie must not carry any longer."""
+    """The identity in a cookie (an empty one when it is absent, foreign or tampered with), and
+    whether it must be sealed again: an older gateway's cookie held the raw user id, which the
+    cookie must not carry any longer."""
     if not value:
         return Identity(), False
     plaintext = box.open(value, ttl_s=THIRTEEN_MONTHS_S)

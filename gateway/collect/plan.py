@@ -205,8 +205,15 @@ def _ttclid_from_page(hit: Hit) -> str | None:
     if page is None:
         return None
     clicked = _ttclid_of(page.url)
-    if clicked is None and page.referrer and referrer_trusted(page.referrer, page.url):
-        clicked = _ttclid_of(page.referrer)
+    referrer = page.referrer
+    # Most referrers hold no click id: look for one before parsing hosts to trust it.
+    if (
+        clicked is None
+        and referrer
+        and "ttclid=" in referrer
+        and referrer_trusted(referrer, page.url)
+    ):
+        clicked = _ttclid_of(referrer)
     return clicked
 
 

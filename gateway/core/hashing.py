@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 
 import phonenumbers
 import pycountry
@@ -69,30 +70,31 @@ def prehashed(value: str) -> str | None:
     return value.lower() if _ANY_CASE_SHA256_HEX.fullmatch(value) else None
 
 
-def hash_email(raw: str | None) -> str | None:
-    """Trim, lowercase, SHA-256; None for anything that cannot be an address."""
+def _hash_normalised(raw: str | None, normalise: Callable[[str], str | None]) -> str | None:
+    """Every field's steps: trim; a value already hashed passes (lower-cased); else SHA-256 of
+    the field's normal form, None when it has none (empty, or not a value of its kind)."""
     if raw is None:
         return None
-    email = raw.strip()
-    already = prehashed(email)
+    value = raw.strip()
+    already = prehashed(value)
     if already:
         return already
-    email = email.lower()
-    if "@" not in email:
-        return None
-    return sha256_hex(email)
+    normal = normalise(value)
+    return sha256_hex(normal) if normal else None
+
+
+def hash_email(raw: str | None) -> str | None:
+    """Trim, lowercase, SHA-256; None for anything that cannot be an address."""
+    return _hash_normalised(raw, _email)
+
+
+def _email(value: str) -> str | None:
+    return value.lower() if "@" in value else None
 
 
 def hash_phone(raw: str | None, default_region: str | None) -> str | None:
     """SHA-256 of the E.164 form (with '+'), only for a possible number; never guessed."""
-    if raw is None:
-        return None
-    phone = raw.strip()
-    already = prehashed(phone)
-    if already:
-        return already
-    e164 = to_e164(phone, default_region)
-    return sha256_hex(e164) if e164 is not None else None
+    return _hash_normalised(raw, lambda phone: to_e164(phone, default_region))
 
 
 def to_e164(phone: str, default_region: str | None) -> str | None:
@@ -118,12 +120,11 @@ def hash_external_id(raw: str | None) -> str | None:
     case-sensitive ("UserABC" and "userabc" may be two accounts), and lower-casing them would
     merge people. (Segment lower-cases; we follow TikTok's template.)
     """
-    if raw is None:
-        return None
-    external_id = raw.strip()
-    if not external_id:
-        return None
-    return prehashed(external_id) or sha256_hex(external_id)
+    return _hash_normalised(raw, _as_is)
+
+
+def _as_is(value: str) -> str:
+    return value
 
 
 def hash_name(raw: str | None) -> str | None:
@@ -146,14 +147,7 @@ def hash_zip_code(raw: str | None) -> str | None:
 
 def hash_country(raw: str | None) -> str | None:
     """SHA-256 of the lower-case ISO 3166-1 alpha-2 code; None when the country is unknown."""
-    if raw is None:
-        return None
-    value = raw.strip()
-    already = prehashed(value)
-    if already:
-        return already
-    code = country_code(value)
-    return sha256_hex(code) if code else None
+    return _hash_normalised(raw, country_code)
 
 
 def country_code(value: str) -> str | None:
@@ -168,11 +162,4 @@ def compact(value: str) -> str:
 
 
 def _hash_compacted(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    value = raw.strip()
-    already = prehashed(value)
-    if already:
-        return already
-    compacted = compact(value)
-    return sha256_hex(compacted) if compacted else None
+    return _hash_normalised(raw, compact)

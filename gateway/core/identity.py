@@ -61,6 +61,8 @@ class Identity:
     def filled_from(self, fallback: Identity) -> Identity:
         """This identity, each missing key taken from `fallback` (a hit's traits over the
         cookie: what the hit says of the person wins, key by key)."""
+        if self.empty:  # most hits carry no traits of their own: nothing to merge
+            return fallback
         return Identity(
             user_id_hash=self.user_id_hash or fallback.user_id_hash,
             email_hashes=self.email_hashes or fallback.email_hashes,
@@ -86,7 +88,10 @@ def hit_traits(hit: Hit) -> list[Traits]:
 
 def hit_identity(hit: Hit, default_region: str | None) -> Identity:
     """The hashed match keys a hit's own traits carry (its `user_id` stays with external_id)."""
-    return traits_identity(hit_traits(hit), default_region)
+    traits = hit_traits(hit)
+    if not traits:  # the common case, spared building an identity out of nothing
+        return _NOBODY
+    return traits_identity(traits, default_region)
 
 
 def traits_identity(

@@ -1,4 +1,4 @@
-"""SQLite plumbing shared by the embedded queue and the embedded configuration store.
+"""SQLite plumbing shared by the embedded queue, hit log, ledger and configuration store.
 
 sqlite3 blocks (disk I/O, waiting for another process's lock), so each connection lives on a
 thread of its own and the event loop awaits its results.
@@ -254,3 +254,18 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.execute("COMMIT")
+
+
+def split_script(script: str) -> list[str]:
+    """A schema's statements one by one, for running inside our own transaction
+    (`executescript` would commit it)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements

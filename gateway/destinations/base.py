@@ -59,6 +59,24 @@ class Answer:
         return f"HTTP {self.http_status}"
 
 
+# An answer's message and a transport error are one short line: they are stored with every
+# event of the request and shown in the debugger.
+MAX_MESSAGE_CHARS = 300
+
+
+def one_line(text: str) -> str:
+    """`text` with its whitespace runs as single spaces, at most MAX_MESSAGE_CHARS long."""
+    return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+
+
+def describe_transport_error(exc: BaseException) -> str:
+    """A network fault as an answer's `transport_error`: the exception's class and text, which
+    name the host and the OS error (no request header, so no secret, is part of them)."""
+    detail = str(exc).strip()
+    name = type(exc).__name__
+    return one_line(f"{name}: {detail}" if detail else name)
+
+
 @dataclass(frozen=True, slots=True)
 class HitContext:
     """What the collection stage resolved about a hit from the request and the cookies."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import StoreError
-from gateway.core.sqlite import ThreadConnection, immediate, snapshot
+from gateway.core.sqlite import ThreadConnection, immediate, snapshot, split_script
 from gateway.log.base import (
     RECORD_OVERHEAD_BYTES,
     TIME_SLACK_S,
@@ -347,27 +347,13 @@ class SQLiteHitLog(GroupCommitting, HitLog):
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     with immediate(conn):
-        for statement in _split_script(_SCHEMA):
+        for statement in split_script(_SCHEMA):
             conn.execute(statement)
         (version,) = conn.execute(
             "SELECT value FROM log_meta WHERE key = 'schema_version'"
         ).fetchone()
     if version > SCHEMA_VERSION:
         raise StoreError(f"hit log schema {version} is newer than this gateway ({SCHEMA_VERSION})")
-
-
-def _split_script(script: str) -> list[str]:
-    """Split the schema into statements; `executescript` would commit our transaction."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return statements
 
 
 def _insert_groups(

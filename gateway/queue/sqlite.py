@@ -28,7 +28,7 @@ import msgspec
 
 from gateway.core.errors import StoreError
 from gateway.core.models import ClaimedEvent, DeadLetter, IntegrationStats, NewEvent, ReadyInfo
-from gateway.core.sqlite import ThreadConnection, immediate, snapshot
+from gateway.core.sqlite import ThreadConnection, immediate, snapshot, split_script
 from gateway.queue.base import EnqueueListener, Queue
 from gateway.queue.group import GroupCommit, GroupCommitting
 
@@ -360,25 +360,11 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     # Processes starting together may race here; IF NOT EXISTS inside one IMMEDIATE transaction
     # makes the second one a no-op.
     with immediate(conn):
-        for statement in _split_script(_SCHEMA):
+        for statement in split_script(_SCHEMA):
             conn.execute(statement)
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if version[0] > SCHEMA_VERSION:
         raise StoreError(f"queue schema {version[0]} is newer than this gateway ({SCHEMA_VERSION})")
-
-
-def _split_script(script: str) -> list[str]:
-    """Split the schema into statements; `executescript` would commit our transaction."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return statements
 
 
 def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:

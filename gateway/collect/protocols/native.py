@@ -45,7 +45,7 @@ MAX_PASSTHROUGH_BYTES = 8192
 
 def decode_hit(body: bytes, path_type: HitType | None) -> Hit:
     """Decode one hit; the endpoint's type applies when the body names none."""
-    hit = _decode(_hit_decoder, body)
+    hit = decode_strictly(_hit_decoder, body)
     if hit.type is None:
         if path_type is None:
             raise HitError("invalid_field", "type is required")
@@ -55,7 +55,7 @@ def decode_hit(body: bytes, path_type: HitType | None) -> Hit:
 
 
 def decode_batch(body: bytes, max_hits: int) -> list[Hit]:
-    batch = _decode(_batch_decoder, body).batch
+    batch = decode_strictly(_batch_decoder, body).batch
     if not batch:
         raise HitError("invalid_field", "batch must hold at least one hit")
     if len(batch) > max_hits:
@@ -140,7 +140,8 @@ def passthrough_problem(value: Any) -> str | None:
     return None
 
 
-def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+def decode_strictly(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """`body` decoded, or the HitError (400) that says what is wrong with it; both protocols'."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -195,14 +196,19 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise
 
 
-def decode_body(
-    body: bytes, request: web.Request, path_type: HitType | None, max_hits: int
-) -> list[Hit]:
+def check_body(body: bytes, request: web.Request) -> None:
+    """What both protocols ask of a body before decoding it: a JSON (or beacon) type, and bytes."""
     content_type = request.content_type if request.headers.get("Content-Type") else ""
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise HitError("unsupported_media_type", "send application/json or text/plain")
     if not body:
         raise HitError("malformed_json", "body is empty")
+
+
+def decode_body(
+    body: bytes, request: web.Request, path_type: HitType | None, max_hits: int
+) -> list[Hit]:
+    check_body(body, request)
     if path_type is None:
         return decode_batch(body, max_hits)
     return [decode_hit(body, path_type)]

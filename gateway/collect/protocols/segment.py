@@ -19,12 +19,12 @@ import datetime as dt
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar, cast
+from typing import Annotated, Literal, cast
 
 import msgspec
 from aiohttp import web
 
-from gateway.collect.protocols.native import validate_hit
+from gateway.collect.protocols.native import decode_strictly, validate_hit
 from gateway.collect.route import Route
 from gateway.config.base import ConfigStore
 from gateway.core.crypto import sha256_hex
@@ -41,7 +41,6 @@ from gateway.core.hit import (
 from gateway.core.models import Integration, Source
 
 SegmentType = Literal["track", "page", "identify", "screen", "alias", "group"]
-T = TypeVar("T")
 # What `WriteKeys` needs of the router: `Router.route`.
 RouteLookup = Callable[[str], Awaitable[Route | None]]
 
@@ -168,7 +167,7 @@ def decode_request(
     """
     if len(body) > MAX_BATCH_BYTES:
         raise PayloadTooLarge(MAX_BATCH_BYTES)
-    envelope = _decode(_envelope_decoder, body)
+    envelope = decode_strictly(_envelope_decoder, body)
     key = basic_auth_user(authorization) or envelope.writeKey
     key_in_url = key is None and query_key is not None
     key = key or query_key
@@ -192,7 +191,7 @@ def _decode_message(raw: bytes, where: str, kind: SegmentType | None) -> Segment
         raise HitError(
             "event_too_large", f"a message is larger than {MAX_EVENT_BYTES} bytes - at `{where}`"
         )
-    message = _decode(_message_decoder, raw)
+    message = decode_strictly(_message_decoder, raw)
     if message.type is None:
         if kind is None:
             raise HitError("invalid_field", f"type is required - at `{where}.type`")
@@ -360,19 +359,6 @@ def error_response(exc: HitError, status: int) -> web.Response:
     return web.Response(
         status=status, body=msgspec.json.encode(body), content_type="application/json"
     )
-
-
-def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise HitError("invalid_field", str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise HitError("malformed_json", f"body is not valid JSON: {exc}") from None
-    except UnicodeDecodeError:
-        raise HitError("invalid_encoding", "body is not valid UTF-8") from None
-    except RecursionError:
-        raise HitError("too_deep", "body is nested too deeply") from None
 
 
 WRITE_KEYS = web.AppKey("segment_write_keys", WriteKeys)

@@ -25,7 +25,7 @@ import msgspec
 
 from gateway.core.models import EventSource, Integration, Source
 from gateway.core.settings import Secret
-from gateway.destinations.base import Answer
+from gateway.destinations.base import MAX_MESSAGE_CHARS, Answer, describe_transport_error, one_line
 from gateway.destinations.tiktok.config import TikTokConfig
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 # TikTok's answers are small JSON objects; anything longer is an error page we only need the
 # start of.
 _MAX_ANSWER_BYTES = 64 * 1024
-_MAX_MESSAGE_CHARS = 300
 # aiohttp warns about bytes bodies over 1 MiB (a single large write); a BytesIO is sent in
 # chunks that yield to the loop. 1,000 rich events can pass that size.
 _INLINE_BODY_BYTES = 2**20
@@ -124,9 +123,9 @@ class TikTokClient:
 
 def redirect_answer(status: int, location: str | None) -> Answer:
     """A 3xx: the request was not repeated at `location`; the answer says where it pointed."""
-    where = _one_line(location) if location else "no Location"
+    where = one_line(location) if location else "no Location"
     message = f"redirect to {where} not followed (check GATEWAY_TIKTOK_API_URL)"
-    return Answer(status, None, _one_line(message), None, None, None)
+    return Answer(status, None, one_line(message), None, None, None)
 
 
 def parse_answer(status: int, raw: bytes, retry_after_s: float | None) -> Answer:
@@ -137,15 +136,15 @@ def parse_answer(status: int, raw: bytes, retry_after_s: float | None) -> Answer
     except msgspec.DecodeError:
         data = None
     if not isinstance(data, dict):
-        snippet = raw[:_MAX_MESSAGE_CHARS].decode("utf-8", "replace").strip()
-        return Answer(status, None, _one_line(snippet), None, retry_after_s, None)
+        snippet = raw[:MAX_MESSAGE_CHARS].decode("utf-8", "replace").strip()
+        return Answer(status, None, one_line(snippet), None, retry_after_s, None)
     code = _as_int(data.get("code"))
     message = data.get("message")
     request_id = data.get("request_id")
     return Answer(
         http_status=status,
         code=code,
-        message=_one_line(str(message)) if message is not None else "",
+        message=one_line(str(message)) if message is not None else "",
         request_id=str(request_id) if request_id is not None else None,
         retry_after_s=retry_after_s,
         transport_error=None,
@@ -179,18 +178,10 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
-
-
 def _describe_exception(exc: BaseException) -> str:
-    # The exception's text names the host and the OS error; the request (and its token) is not
-    # part of any of these exceptions' messages.
-    detail = str(exc).strip()
-    name = type(exc).__name__
-    if isinstance(exc, TimeoutError) and not detail:
-        return "timeout"
-    return _one_line(f"{name}: {detail}" if detail else name)
+    if isinstance(exc, TimeoutError) and not str(exc).strip():
+        return "timeout"  # the client's own deadline (`GATEWAY_TIKTOK_TIMEOUT_S`)
+    return describe_transport_error(exc)
 
 
 class TikTokSender:

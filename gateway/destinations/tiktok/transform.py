@@ -155,9 +155,11 @@ def build_user(hit: Hit, context: HitContext, source: Source) -> dict[str, Any]:
         "external_id": external_ids(hit, context, known) or None,
         "email": one_or_many(known.email_hashes),
         "phone": one_or_many(known.phone_hashes),
+        **{name: getattr(known, name) for name in ADDRESS_KEYS},
+        "ip": context.ip,
+        "user_agent": context.user_agent,
+        "locale": context.locale,
     }
-    user.update((name, getattr(known, name)) for name in ADDRESS_KEYS)
-    user.update(ip=context.ip, user_agent=context.user_agent, locale=context.locale)
     return without_empty(user)
 
 
@@ -210,7 +212,8 @@ def build_properties(properties: Properties | None, event_name: str = "") -> dic
     )
     # Last and unchanged: vertical fields (travel, vehicle, ...) need no code here. The hit's
     # decoder has already bounded its size; a null is an absent field, as everywhere above.
-    built.update((k, v) for k, v in (properties.tiktok or {}).items() if v is not None)
+    if properties.tiktok:
+        built.update((k, v) for k, v in properties.tiktok.items() if v is not None)
     return built
 
 
@@ -279,6 +282,8 @@ def event_value(properties: Properties, contents: list[dict[str, Any]]) -> float
     revenue): the next source is used, and a purchase left without one is not sent.
     """
     for value in (properties.total, properties.revenue, properties.value):
+        if value is None:  # most hits name none of them
+            continue
         usable = attributable_value(value)
         if usable is not None:
             return usable

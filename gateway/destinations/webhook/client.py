@@ -11,12 +11,11 @@ from collections.abc import Sequence
 import aiohttp
 
 from gateway.core.models import Integration, Source
-from gateway.destinations.base import Answer, Verdict
+from gateway.destinations.base import Answer, Verdict, describe_transport_error, one_line
 from gateway.destinations.webhook.config import WebhookConfig
 
 SECRET_HEADER = "X-Webhook-Secret"
 _MAX_ANSWER_BYTES = 4096
-_MAX_MESSAGE_CHARS = 300
 
 
 def build_body(payloads: Sequence[bytes]) -> bytes:
@@ -52,18 +51,13 @@ class WebhookSender:
                 return Answer(
                     http_status=response.status,
                     code=None,
-                    message=_one_line(raw.decode("utf-8", "replace")),
+                    message=one_line(raw.decode("utf-8", "replace")),
                     request_id=None,
                     retry_after_s=_retry_after(response.headers.get("Retry-After")),
                     transport_error=None,
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            # The exception names the host and the OS error; the secret header is in none.
-            detail = str(exc).strip()
-            name = type(exc).__name__
-            return Answer(
-                None, None, "", None, None, _one_line(f"{name}: {detail}" if detail else name)
-            )
+            return Answer(None, None, "", None, None, describe_transport_error(exc))
 
 
 def classify(answer: Answer) -> Verdict:
@@ -91,7 +85,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(0.0, seconds) if seconds is not None and seconds < 86400 else None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
