@@ -313,6 +313,17 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
         path="/v1/admin/integrations/int_missing/dead-letters/replay",
         json={"all": True},
     )
+    fix = "/v1/admin/integrations/{id}/dead-letters/{dead_letter_id}/fix"
+    at = f"/v1/admin/integrations/{iid}/dead-letters/{listing['dead_letters'][1]['id']}/fix"
+    shown = await c.call(
+        "post", fix, 200, path=at, json={"preview": True, "changes": {"event": "ViewContent"}}
+    )
+    assert shown["payload"]["event"] == "ViewContent" and shown["replayed"] is False
+    await c.call("post", fix, 409, path=at, json={"changes": {"event": "ViewContent"}})
+    await c.call("post", fix, 422, path=at, json={"changes": {"value": "x"}})
+    await c.call("post", fix, 400, path=at, data=b"{")
+    missing_fix = f"/v1/admin/integrations/{iid}/dead-letters/999999/fix"
+    await c.call("post", fix, 404, path=missing_fix, json={"changes": {"value": 1}})
     await c.call("delete", dl, 422, path=f"/v1/admin/integrations/{iid}/dead-letters")
     await c.call("delete", dl, 400, path=f"/v1/admin/integrations/{iid}/dead-letters", data=b"{")
     by_filter = await c.call(
