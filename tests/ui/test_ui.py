@@ -643,3 +643,64 @@ async def test_a_phone_reaches_the_navigation_the_integrations_actions_and_event
     await within_screen(heading)
     await within_screen(page.locator("#event-details").get_by_role("button", name="Close"))
     await console.screenshot("ui-phone-debugger.png")
+
+
+async def test_replay_keeps_a_still_failing_purchase_then_fix_previews_and_replays_it(
+    console: Console,
+) -> None:
+    page = console.page
+    tiktok = console.tiktok
+    await _seed_source(console)
+    iid = (await _seed_integration(console))["id"]
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": "ORD-NOVALUE",
+            "properties": {"order_id": "A-1001"},
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+
+    await console.sign_in()
+    await page.get_by_role("link", name="Dead letters").click()
+    row = page.locator("#dead-letters tbody tr")
+    await expect(row).to_contain_text("missing_value_or_currency")
+    await row.get_by_role("button", name="Replay ORD-NOVALUE").click()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "1 still failing (missing_value_or_currency)"
+    )
+    await expect(row).to_have_count(1)  # still a dead letter
+    assert tiktok.requests == []
+
+    await row.get_by_role("button", name="Fix ORD-NOVALUE").click()
+    dialog = page.get_by_role("dialog")
+    outcome = dialog.locator(".test-outcome")
+    await expect(outcome).to_contain_text("still failing: missing_value_or_currency")
+    await expect(dialog.locator("pre.json")).to_contain_text('"order_id": "A-1001"')
+    console.expect_console_error("422")
+    await dialog.get_by_label("Value").fill("lots")
+    await dialog.get_by_role("button", name="Preview").click()
+    await expect(dialog.get_by_text("changes.value must be a number")).to_be_visible()
+    await dialog.get_by_label("Value").fill("49.9")
+    await dialog.get_by_label("Currency").fill("eur")
+    await dialog.get_by_role("button", name="Preview").click()
+    await expect(outcome).to_contain_text("Passes the checks")
+    await expect(dialog.locator("pre.json")).to_contain_text('"currency": "EUR"')
+    await expect(dialog.locator("pre.json")).to_contain_text('"value": 49.9')
+    await console.screenshot("ui-dead-letter-fix.png")
+    assert tiktok.requests == []  # previews send nothing
+
+    await dialog.get_by_role("button", name="Fix and replay").click()
+    await expect(page.get_by_role("status")).to_contain_text("ORD-NOVALUE fixed")
+    await expect(page.get_by_text("No dead letters")).to_be_visible()
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    [sent] = [a.event for a in tiktok.accepted if a.event["event_id"] == "ORD-NOVALUE"]
+    assert sent["properties"]["value"] == 49.9
+    assert sent["properties"]["currency"] == "EUR"
+    listing = await _api(console, "GET", f"/v1/admin/integrations/{iid}/dead-letters")
+    assert listing["dead_letters"] == []

@@ -63,7 +63,7 @@ def check_event(payload: bytes, source: Source | None) -> str | None:
 def apply_changes(payload: bytes, changes: Any, path: str) -> tuple[str, bytes]:
     """(event name, payload) of the stored event with `changes` applied; a null removes a
     field. `Invalid` names the first refused field; the event_id is never changed."""
-    if not isinstance(changes, Mapping) or not changes:
+    if not isinstance(changes, Mapping):  # empty is allowed: it shows the event as stored
         raise Invalid("invalid_value", f"{path} must be an object naming fields to change", path)
     event = decode(payload)
     if event is None:
