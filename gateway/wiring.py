@@ -39,6 +39,7 @@ from gateway.core.settings import Secret, Settings
 from gateway.core.sqlite import PRIVATE_FILE_MODE
 from gateway.deliver.worker import DeliveryWorker
 from gateway.ledger.base import Ledger
+from gateway.ledger.refused import RefusedHits
 from gateway.ledger.sqlite import SQLiteLedger
 from gateway.queue.base import Queue
 from gateway.queue.group import GroupCommitting
@@ -215,6 +216,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
             await worker.start()
             # Stop first (it is pushed last): drain in-flight requests before the queue closes.
             stack.push_async_callback(worker.stop)
+        refused = RefusedHits()  # one ring per process, seen by both surfaces
         yield Wired(
             settings=settings,
             metrics=metrics,
@@ -232,6 +234,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 identity_codec=IdentityCodec(cookie_box),
                 observe=ledger.observe,
                 notify=worker.notify if worker else None,
+                refused=refused,
             ),
             admin=AdminContext(
                 settings=settings,
@@ -244,6 +247,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 clients=clients,
                 wake=worker.wake if worker else None,
                 refresh=worker.refresh if worker else None,
+                refused=refused,
             ),
             worker=worker,
             generated_admin_token=generated,

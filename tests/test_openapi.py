@@ -398,6 +398,10 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     await c.call("post", search, 422, json={"hours": 0})
     await c.call("post", search, 400, data=b"{")
     await c.call("post", search, 401, json={}, auth=False)
+    refused = await c.call("get", "/v1/admin/refused", 200, path="/v1/admin/refused?limit=5")
+    assert refused["capacity"] == 1000
+    await c.call("get", "/v1/admin/refused", 422, path="/v1/admin/refused?limit=0")
+    await c.call("get", "/v1/admin/refused", 401, auth=False)
     quality = "/v1/admin/integrations/{id}/match-quality"
     answer = await c.call("get", quality, 200, path=f"/v1/admin/integrations/{iid}/match-quality")
     assert answer["events"] == 1 and answer["signals"]["email"] == {"events": 1, "share": 1.0}

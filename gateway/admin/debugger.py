@@ -5,6 +5,7 @@ match quality of an integration.
     GET /v1/admin/events?source_id=&integration_id=&event=&event_id=&limit=&after=
     GET /v1/admin/events/stream?(same filters)           Server-Sent Events, one per change
     GET /v1/admin/integrations/{id}/match-quality?hours=
+    GET /v1/admin/refused?source_id=&limit=             requests collection refused (in memory)
     POST /v1/admin/events/search  {"q", "hours", "source_id", "integration_id", "limit"}
 
 Search takes one term and finds it wherever the debugger keeps it: an event_id, an order_id,
@@ -164,6 +165,20 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
             }
         )
 
+    async def refused_requests(request: web.Request) -> web.Response:
+        source_id = request.query.get("source_id") or None
+        limit = int_param(request.query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+        ring = context.refused
+        found = ring.recent(source_id, limit)
+        return web.json_response(
+            {
+                "refused": [{**r.as_json(), "at": iso_utc(r.at)} for r in found],
+                # The ring is this process's memory: bounded, and empty after a restart.
+                "capacity": ring.capacity,
+                "total": ring.total,
+            }
+        )
+
     async def search_events(request: web.Request) -> web.Response:
         retention = context.settings.ledger_retention_hours
         search, filters, limit = parse_search(parse_json(await request.read()), retention)
@@ -186,6 +201,7 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
             web.get(f"{prefix}/events/stream", stream_events),
             web.get(f"{prefix}/events/{{event_id}}", get_event),
             web.get(f"{prefix}/integrations/{{id}}/match-quality", match_quality),
+            web.get(f"{prefix}/refused", refused_requests),
         ]
     )
 

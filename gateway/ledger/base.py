@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.core.identity import ADDRESS_KEYS, Identity
 from gateway.core.models import ConsentDefault, Integration
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ PAUSED = "paused"  # the integration was paused; the event waits for a resume
 REJECTED = "rejected"  # its batch was refused for content; isolation decides its fate
 DEAD_LETTERED = "dead_lettered"  # set aside with a reason; replay sends it again
 NOT_SENT = "not_sent"  # consent kept it from this integration, or the source has none
+IDENTIFIED = "identified"  # an identify hit: nothing sent, its hashed traits kept for later
 
 GRANTED = "granted"
 DENIED = "denied"
@@ -250,3 +252,14 @@ def hit_summary(
         "consent": dict(consent) if consent is not None else None,
         "from_server": from_server,
     }
+
+
+def hashed_identity(identity: Identity) -> dict[str, Any]:
+    """What an identify hit taught, as the debugger shows it: hashes only (never a raw trait)."""
+    fields: dict[str, Any] = {
+        "user_id": identity.user_id_hash,
+        "email": list(identity.email_hashes) or None,
+        "phone": list(identity.phone_hashes) or None,
+        **{name: getattr(identity, name) for name in ADDRESS_KEYS},
+    }
+    return {name: value for name, value in fields.items() if value}
