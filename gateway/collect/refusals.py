@@ -36,10 +36,13 @@ _peek = msgspec.json.Decoder(_Peek)
 
 
 def recorder(ring: RefusedHits) -> Middleware:
-    """A collection middleware (the outermost) noting every answer of 400 or more."""
+    """A collection middleware (the outermost) noting every answer of 400 or more to a hit or a
+    preflight; a GET (the tag, the demo, a stray /favicon.ico) is not a hit and is left out."""
 
     @web.middleware
     async def record_refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD"):
+            return await handler(request)
         try:
             response = await handler(request)
         except web.HTTPException as exc:

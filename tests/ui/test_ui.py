@@ -6,6 +6,7 @@ TikTok double) whether what the UI did is what was stored. Screens are saved int
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -704,3 +705,55 @@ async def test_replay_keeps_a_still_failing_purchase_then_fix_previews_and_repla
     assert sent["properties"]["currency"] == "EUR"
     listing = await _api(console, "GET", f"/v1/admin/integrations/{iid}/dead-letters")
     assert listing["dead_letters"] == []
+
+
+async def test_refused_requests_per_source_and_identify_hits_show_in_the_debugger(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    await _seed_integration(console)
+    collect = console.gw.collect
+    unknown = {"source_id": "src_gone", "event": "Order Completed"}
+    assert (await collect.post("/v1/t", json=unknown)).status == 400
+    no_event = {"source_id": "src_abc123", "type": "track", "traits": {"email": "x@example.com"}}
+    assert (await collect.post("/v1/batch", json={"batch": [no_event]})).status == 400
+    identify = {
+        "source_id": "src_abc123",
+        "message_id": "ID-001",
+        "user_id": "customer-7",
+        "traits": {"email": "Jane@Example.com"},
+        "context": {"consent": {"advertising": True}},
+    }
+    assert (await collect.post("/v1/i", json=identify)).status == 200
+    await console.gw.wired.ledger.flush()
+
+    await console.sign_in()
+    await page.get_by_role("link", name="Event debugger").click()
+    refused = page.locator("#refused-requests tbody tr")
+    await expect(refused).to_have_count(2)
+    await expect(refused.first).to_contain_text("invalid_field")
+    await expect(refused.first).to_contain_text("POST /v1/batch")
+    await expect(refused.last).to_contain_text("HTTP 400")
+    await expect(refused.last).to_contain_text("unknown_source")
+    await expect(refused.last).to_contain_text("src_gone")
+    await expect(page.locator("#refused")).not_to_contain_text("x@example.com")
+
+    row = page.locator('#events tr[data-event-id="ID-001"]')
+    await expect(row).to_contain_text("Identify (hashed traits kept)")
+    await row.get_by_role("button", name=re.compile("Details of ID-001")).click()
+    details = page.locator("#event-details")
+    jane = hashlib.sha256(b"jane@example.com").hexdigest()
+    await expect(details).to_contain_text('"identity"')
+    await expect(details).to_contain_text(jane)
+    text = await details.inner_text()
+    for raw in ("Jane@Example.com", "jane@example.com", "customer-7"):
+        assert raw not in text
+    await page.locator("#refused").scroll_into_view_if_needed()
+    await console.screenshot("ui-refused.png")
+
+    # Per source: the picker narrows the list to the shop's own refusals.
+    await page.get_by_label("Source").select_option(label="My shop")
+    await expect(page.get_by_role("heading", name="Refused requests of My shop")).to_be_visible()
+    await expect(refused).to_have_count(1)
+    await expect(refused.first).to_contain_text("invalid_field")
