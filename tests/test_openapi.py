@@ -398,6 +398,12 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     await c.call("post", search, 422, json={"hours": 0})
     await c.call("post", search, 400, data=b"{")
     await c.call("post", search, 401, json={}, auth=False)
+    timeline = "/v1/admin/integrations/{id}/timeline"
+    day = await c.call("get", timeline, 200, path=f"/v1/admin/integrations/{iid}/timeline?hours=24")
+    assert len(day["points"]) == 144
+    await c.call("get", timeline, 422, path=f"/v1/admin/integrations/{iid}/timeline?hours=3")
+    await c.call("get", timeline, 404, path="/v1/admin/integrations/int_missing/timeline")
+    await c.call("get", timeline, 401, path=f"/v1/admin/integrations/{iid}/timeline", auth=False)
     refused = await c.call("get", "/v1/admin/refused", 200, path="/v1/admin/refused?limit=5")
     assert refused["capacity"] == 1000
     await c.call("get", "/v1/admin/refused", 422, path="/v1/admin/refused?limit=0")

@@ -16,6 +16,7 @@ from gateway.core.settings import Secret, Settings
 from gateway.destinations.base import Client
 from gateway.ledger.base import Ledger
 from gateway.ledger.refused import RefusedHits
+from gateway.ledger.requests import RequestStats
 from gateway.queue.base import Queue
 
 
@@ -35,3 +36,5 @@ class AdminContext:
     refresh: Callable[[], None] | None = None
     # The requests collection refused in this process (shared with the collect context).
     refused: RefusedHits = field(default_factory=RefusedHits)
+    # Batch sizes and latencies of the requests this process's worker sent, per minute.
+    request_stats: RequestStats = field(default_factory=RequestStats)

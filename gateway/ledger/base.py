@@ -139,6 +139,22 @@ class MatchQuality:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+# The outcomes a timeline counts, each event once at its latest status.
+OUTCOME_DELIVERED = "delivered"
+OUTCOME_FAILED = "failed"  # TikTok or the network failed it; it is being retried (or paused)
+OUTCOME_DEAD_LETTERED = "dead_lettered"
+OUTCOME_DENIED = "denied"  # consent kept it from the integration
+OUTCOMES = (OUTCOME_DELIVERED, OUTCOME_FAILED, OUTCOME_DEAD_LETTERED, OUTCOME_DENIED)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineBucket:
+    """One time bucket of an integration's timeline."""
+
+    outcomes: dict[str, int]  # per OUTCOMES name, by when the event reached it
+    quality: MatchQuality  # the events received in the bucket that were stored to send
+
+
 class Answer(Protocol):
     """A destination's answer as `destinations.base.Answer` carries it (no HTTP client here)."""
 
@@ -233,6 +249,13 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         """How many events sent to the integration since then carried each of `MATCH_SIGNALS`."""
+
+    @abc.abstractmethod
+    async def timeline(
+        self, integration_id: str, since: float, bucket_s: int, count: int
+    ) -> list[TimelineBucket]:
+        """`count` buckets of `bucket_s` seconds from `since`: each event counted once, at its
+        latest outcome, and the match quality of the events received in each bucket."""
 
 
 def hit_summary(
