@@ -757,3 +757,72 @@ async def test_refused_requests_per_source_and_identify_hits_show_in_the_debugge
     await expect(page.get_by_role("heading", name="Refused requests of My shop")).to_be_visible()
     await expect(refused).to_have_count(1)
     await expect(refused.first).to_contain_text("invalid_field")
+
+
+async def test_charts_show_outcomes_batches_latency_and_match_quality_over_time(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    iid = integration["id"]
+
+    async def hit(message_id: str, consent: bool, event: str = "Product Viewed") -> None:
+        body = {
+            "source_id": "src_abc123",
+            "event": event,
+            "message_id": message_id,
+            "properties": {"product_id": "SKU-A"},
+            "context": {
+                "consent": {"advertising": consent},
+                "page": {"url": "https://shop.example/p?ttclid=E.C.P.chart"},
+            },
+        }
+        assert (await console.gw.collect.post("/v1/t", json=body)).status == 200
+
+    for n in range(3):
+        await hit(f"view-{n}", True)
+    await hit("no-consent", False)
+    await hit("no-value", True, "Order Completed")
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    await console.gw.wired.ledger.flush()
+
+    # What the charts must show, as the API says it (the worker may batch the views in one
+    # request or two, and a minute may turn between the hits).
+    timeline = await _api(console, "GET", f"/v1/admin/integrations/{iid}/timeline?hours=1")
+    assert timeline["totals"] == {"delivered": 3, "failed": 0, "dead_lettered": 1, "denied": 1}
+    sent = [p for p in timeline["points"] if p["requests"]]
+    requests = sum(p["requests"] for p in sent)
+    batch = sum(p["batch_size_avg"] for p in sent) / len(sent)
+    figures = f"{requests} request{'' if requests == 1 else 's'} · {batch:.1f} events per request"
+
+    await console.sign_in()
+    activity = page.locator("#activity")
+    item = activity.locator(f'.activity-item[data-integration="{iid}"]')
+    delivered = item.locator("rect.seg.s-delivered")
+    await expect(delivered).to_have_count(len([p for p in timeline["points"] if p["delivered"]]))
+    await expect(item.locator("rect.seg.s-denied")).to_have_count(1)
+    await expect(item.locator("rect.seg.s-dead")).to_have_count(1)
+    await expect(item).to_contain_text(figures)
+    await expect(delivered.locator("title").first).to_contain_text("delivered")
+    await activity.scroll_into_view_if_needed()
+    await console.screenshot("ui-activity.png")
+    await activity.get_by_role("button", name="Last day").click()
+    await expect(activity.get_by_role("button", name="Last day")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(item.locator(".chart-title")).to_have_text("Events per 10 minutes by outcome")
+    await expect(item.locator("rect.seg.s-denied")).to_have_count(1)
+
+    await page.get_by_role("link", name="Edit TikTok Events API").click()
+    panel = page.locator("#activity")
+    await expect(panel.locator("figure.chart")).to_have_count(4)
+    await expect(panel).to_contain_text("3 delivered, 0 failed, 1 dead-lettered, 1 denied")
+    await expect(panel.locator('path.line[data-series="ttclid"]')).to_have_count(1)
+    await expect(panel.locator('path.line[data-series="latency_avg"]')).to_have_count(1)
+    await expect(panel.locator('path.line[data-series="batch_max"]')).to_have_count(1)
+    await expect(panel.locator('path.line[data-series="email"]')).to_have_count(1)
+    await panel.scroll_into_view_if_needed()
+    await console.screenshot("ui-integration-activity.png")
