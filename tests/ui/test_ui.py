@@ -749,6 +749,7 @@ async def test_refused_requests_per_source_and_identify_hits_show_in_the_debugge
     text = await details.inner_text()
     for raw in ("Jane@Example.com", "jane@example.com", "customer-7"):
         assert raw not in text
+    await expect(page.locator("#match-quality")).to_be_visible()
     await page.locator("#refused").scroll_into_view_if_needed()
     await console.screenshot("ui-refused.png")
 

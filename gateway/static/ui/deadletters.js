@@ -1,7 +1,7 @@
 // Dead letters: per integration, with the reason and TikTok's answer; replay one or all.
 
 import { api, query } from "./api.js";
-import { act, clear, clearFieldErrors, confirmAction, field, formatTime, h, notify, pretty, showError } from "./dom.js";
+import { act, clear, clearFieldErrors, clearNotices, confirmAction, field, formatTime, h, notify, pretty, showError } from "./dom.js";
 import { sourcesAndIntegrations } from "./shared.js";
 
 function replayMessage(result) {
@@ -105,6 +105,7 @@ async function openFixDialog(base, item, done) {
     try {
       const answer = await api.post(url, { preview, changes: changes() });
       if (preview) {
+        clearNotices(); // an earlier refusal's notice no longer applies
         showPreview(answer);
         return;
       }
