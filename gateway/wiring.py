@@ -39,6 +39,8 @@ from gateway.core.settings import Secret, Settings
 from gateway.core.sqlite import PRIVATE_FILE_MODE
 from gateway.deliver.worker import DeliveryWorker
 from gateway.ledger.base import Ledger
+from gateway.ledger.refused import RefusedHits
+from gateway.ledger.requests import RequestStats
 from gateway.ledger.sqlite import SQLiteLedger
 from gateway.queue.base import Queue
 from gateway.queue.group import GroupCommitting
@@ -207,14 +209,23 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
         stack.push_async_callback(router.stop)
 
         worker: DeliveryWorker | None = None
+        request_stats = RequestStats()  # the worker notes each request; the timeline reads it
         if run_worker:
             shared = await _open_shared_buckets(settings, stack)
             worker = DeliveryWorker(
-                queue, store, clients, settings, metrics, ledger=ledger, shared_buckets=shared
+                queue,
+                store,
+                clients,
+                settings,
+                metrics,
+                ledger=ledger,
+                shared_buckets=shared,
+                request_stats=request_stats,
             )
             await worker.start()
             # Stop first (it is pushed last): drain in-flight requests before the queue closes.
             stack.push_async_callback(worker.stop)
+        refused = RefusedHits()  # one ring per process, seen by both surfaces
         yield Wired(
             settings=settings,
             metrics=metrics,
@@ -232,6 +243,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 identity_codec=IdentityCodec(cookie_box),
                 observe=ledger.observe,
                 notify=worker.notify if worker else None,
+                refused=refused,
             ),
             admin=AdminContext(
                 settings=settings,
@@ -244,6 +256,8 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 clients=clients,
                 wake=worker.wake if worker else None,
                 refresh=worker.refresh if worker else None,
+                refused=refused,
+                request_stats=request_stats,
             ),
             worker=worker,
             generated_admin_token=generated,

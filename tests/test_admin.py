@@ -797,7 +797,9 @@ async def test_replay_by_ids_reports_unknown_ids(gateway: Gateway) -> None:
     resp = await gateway.admin.post(url, json={"ids": [items[0]["id"], "999999"]})
     assert await resp.json() == {
         "replayed": 1,
+        "replayed_event_ids": ["evt_a"],
         "skipped": [{"id": "999999", "reason": "not_found"}],
+        "still_failing": [],
     }
     resp = await gateway.admin.post(url, json={"event_id": "evt_b"})
     assert (await resp.json())["replayed"] == 1

@@ -313,6 +313,17 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
         path="/v1/admin/integrations/int_missing/dead-letters/replay",
         json={"all": True},
     )
+    fix = "/v1/admin/integrations/{id}/dead-letters/{dead_letter_id}/fix"
+    at = f"/v1/admin/integrations/{iid}/dead-letters/{listing['dead_letters'][1]['id']}/fix"
+    shown = await c.call(
+        "post", fix, 200, path=at, json={"preview": True, "changes": {"event": "ViewContent"}}
+    )
+    assert shown["payload"]["event"] == "ViewContent" and shown["replayed"] is False
+    await c.call("post", fix, 409, path=at, json={"changes": {"event": "ViewContent"}})
+    await c.call("post", fix, 422, path=at, json={"changes": {"value": "x"}})
+    await c.call("post", fix, 400, path=at, data=b"{")
+    missing_fix = f"/v1/admin/integrations/{iid}/dead-letters/999999/fix"
+    await c.call("post", fix, 404, path=missing_fix, json={"changes": {"value": 1}})
     await c.call("delete", dl, 422, path=f"/v1/admin/integrations/{iid}/dead-letters")
     await c.call("delete", dl, 400, path=f"/v1/admin/integrations/{iid}/dead-letters", data=b"{")
     by_filter = await c.call(
@@ -387,6 +398,16 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     await c.call("post", search, 422, json={"hours": 0})
     await c.call("post", search, 400, data=b"{")
     await c.call("post", search, 401, json={}, auth=False)
+    timeline = "/v1/admin/integrations/{id}/timeline"
+    day = await c.call("get", timeline, 200, path=f"/v1/admin/integrations/{iid}/timeline?hours=24")
+    assert len(day["points"]) == 144
+    await c.call("get", timeline, 422, path=f"/v1/admin/integrations/{iid}/timeline?hours=3")
+    await c.call("get", timeline, 404, path="/v1/admin/integrations/int_missing/timeline")
+    await c.call("get", timeline, 401, path=f"/v1/admin/integrations/{iid}/timeline", auth=False)
+    refused = await c.call("get", "/v1/admin/refused", 200, path="/v1/admin/refused?limit=5")
+    assert refused["capacity"] == 1000
+    await c.call("get", "/v1/admin/refused", 422, path="/v1/admin/refused?limit=0")
+    await c.call("get", "/v1/admin/refused", 401, auth=False)
     quality = "/v1/admin/integrations/{id}/match-quality"
     answer = await c.call("get", quality, 200, path=f"/v1/admin/integrations/{iid}/match-quality")
     assert answer["events"] == 1 and answer["signals"]["email"] == {"events": 1, "share": 1.0}

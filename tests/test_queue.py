@@ -270,6 +270,7 @@ async def test_dead_letter_list_replay_purge(queue: Queue) -> None:
         now + 1,
     )
     assert first.consent == consent
+    assert first.payload == event(1).payload  # what replay checks again before sending
     assert [d.event_id for d in await queue.list_dead_letters(A, limit=1, offset=1)] == [
         "evt-int_a-2"
     ]

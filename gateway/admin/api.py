@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import secrets
 import time
@@ -30,6 +31,7 @@ from gateway.admin.schema import (
     error_body,
     integration_json,
     now_iso,
+    parse_fix,
     parse_json,
     parse_new_integration,
     parse_new_source,
@@ -51,12 +53,13 @@ from gateway.core.models import (
     DeadLetter,
     Integration,
     IntegrationState,
+    NewEvent,
     QueueUsage,
     Source,
 )
 from gateway.core.validation import expect
-from gateway.destinations.base import Verdict
-from gateway.ledger.base import QUEUED, outcomes
+from gateway.destinations.base import Destination, Verdict
+from gateway.ledger.base import DEAD_LETTERED, QUEUED, outcomes
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,9 @@ def create_admin_app(context: AdminContext) -> web.Application:
             web.get(f"{p}/public-url", public_url),
             web.get(f"{p}/integrations/{{id}}/dead-letters", list_dead_letters),
             web.post(f"{p}/integrations/{{id}}/dead-letters/replay", replay_dead_letters),
+            web.post(
+                f"{p}/integrations/{{id}}/dead-letters/{{dead_letter_id}}/fix", fix_dead_letter
+            ),
             web.delete(f"{p}/integrations/{{id}}/dead-letters", purge_dead_letters),
         ]
     )
@@ -612,7 +618,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     source = await context.store.get_source(integration.source_id)
     default = source.consent_default if source is not None else ConsentDefault.DENY
     candidates = await _selected(context, integration.id, selection)
-    allowed = [d.id for d in candidates if consent_allows(integration, d.consent, default)]
+    allowed = [d for d in candidates if consent_allows(integration, d.consent, default)]
     skipped: list[dict[str, Any]] = [
         {"id": d.id, "reason": "consent"}
         for d in candidates
@@ -621,9 +627,15 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     if selection.ids is not None:
         known = {str(d.id) for d in candidates}
         skipped += [{"id": i, "reason": "not_found"} for i in selection.ids if i not in known]
+    # The destination's own checks again: what collection set aside for a missing field must
+    # not go out the same way it came in.
+    destination = destinations.get(integration.vendor)
+    failing = {d.id: _recheck(destination, integration, source, d) for d in allowed}
+    still_failing = [d for d in allowed if failing[d.id] is not None]
+    sendable = [d.id for d in allowed if failing[d.id] is None]
     replayed = (
-        await context.queue.replay_dead_letters(integration.id, allowed, time.time())
-        if allowed
+        await context.queue.replay_dead_letters(integration.id, sendable, time.time())
+        if sendable
         else []
     )
     if replayed and context.wake is not None:
@@ -632,7 +644,94 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     context.ledger.settle(
         outcomes(integration.id, replayed, QUEUED, time.time(), reason="replayed from dead letters")
     )
-    return _json({"replayed": len(replayed), "skipped": skipped})
+    for dead_letter in still_failing:
+        context.ledger.settle(
+            outcomes(
+                integration.id,
+                [dead_letter],
+                DEAD_LETTERED,
+                time.time(),
+                reason=f"still failing: {failing[dead_letter.id]}",
+            )
+        )
+    return _json(
+        {
+            "replayed": len(replayed),
+            "replayed_event_ids": [d.event_id for d in replayed],
+            "skipped": skipped,
+            "still_failing": [
+                {
+                    "id": d.id,
+                    "event_id": d.event_id,
+                    "reason": failing[d.id],
+                    "message": f"still failing: {failing[d.id]}",
+                }
+                for d in still_failing
+            ],
+        }
+    )
+
+
+def _recheck(
+    destination: Destination, integration: Integration, source: Source | None, dead: DeadLetter
+) -> str | None:
+    """Why the dead letter would still be refused, or None when it may be sent."""
+    if dead.payload is None:  # a backend that cannot show it: trust the operator, as before
+        return None
+    return destination.check_event(dead.payload, integration, source)
+
+
+async def fix_dead_letter(request: web.Request) -> web.Response:
+    """Correct a dead letter's fields, show the event that would be sent, and (unless a
+    preview) send it: queued again under the same event_id, the dead letter gone."""
+    context = request.app[CONTEXT]
+    integration = await _integration_or_404(context, request.match_info["id"])
+    body = parse_fix(await _body(request))
+    dead = await _dead_letter_or_404(context, integration.id, request.match_info["dead_letter_id"])
+    if dead.payload is None:
+        raise Conflict("not_supported", "this queue cannot show the stored event")
+    destination = destinations.get(integration.vendor)
+    event_name, payload = destination.fix_event(dead.payload, body.changes, "changes")
+    source = await context.store.get_source(integration.source_id)
+    reason = destination.check_event(payload, integration, source)
+    default = source.consent_default if source is not None else ConsentDefault.DENY
+    answer: dict[str, Any] = {
+        "dead_letter": dead_letter_json(dead),
+        "event_name": event_name,
+        "payload": json.loads(payload),
+        "still_failing": None if reason is None else f"still failing: {reason}",
+        "consent": consent_allows(integration, dead.consent, default),
+        "replayed": False,
+    }
+    if body.preview:
+        return _json(answer)
+    if reason is not None:
+        raise Conflict("still_failing", f"still failing: {reason}; the event stays a dead letter")
+    if not answer["consent"]:
+        raise Conflict("consent", "the hit's consent does not allow this integration")
+    # Queued first, then the dead letter removed: a crash between the two leaves a dead letter
+    # of an event already sent (TikTok drops the duplicate by event_id), never a lost event.
+    fixed = NewEvent(
+        integration.id, dead.event_id, event_name, dead.event_time, payload, dead.consent
+    )
+    await context.queue.enqueue([fixed])
+    await context.queue.purge_dead_letters(integration.id, [dead.id])
+    if context.wake is not None:
+        context.wake(integration.id)
+    context.ledger.settle(
+        outcomes(integration.id, [dead], QUEUED, time.time(), reason="replayed after a fix")
+    )
+    answer["replayed"] = True
+    return _json(answer)
+
+
+async def _dead_letter_or_404(
+    context: AdminContext, integration_id: str, dead_letter_id: str
+) -> DeadLetter:
+    found = await _selected(context, integration_id, Selection(ids=(dead_letter_id,)))
+    if not found:
+        raise NotFound("dead letter", dead_letter_id)
+    return found[0]
 
 
 async def purge_dead_letters(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ Built by `gateway.wiring`. The delivery worker is reached only through `wake` an
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.collect.route import Router
 from gateway.config.base import ConfigStore
@@ -15,6 +15,8 @@ from gateway.core.metrics import Metrics
 from gateway.core.settings import Secret, Settings
 from gateway.destinations.base import Client
 from gateway.ledger.base import Ledger
+from gateway.ledger.refused import RefusedHits
+from gateway.ledger.requests import RequestStats
 from gateway.queue.base import Queue
 
 
@@ -32,3 +34,7 @@ class AdminContext:
     wake: Callable[[str], None] | None = None
     # Re-read the configuration now (a source's envelope changed).
     refresh: Callable[[], None] | None = None
+    # The requests collection refused in this process (shared with the collect context).
+    refused: RefusedHits = field(default_factory=RefusedHits)
+    # Batch sizes and latencies of the requests this process's worker sent, per minute.
+    request_stats: RequestStats = field(default_factory=RequestStats)

@@ -5,6 +5,8 @@ match quality of an integration.
     GET /v1/admin/events?source_id=&integration_id=&event=&event_id=&limit=&after=
     GET /v1/admin/events/stream?(same filters)           Server-Sent Events, one per change
     GET /v1/admin/integrations/{id}/match-quality?hours=
+    GET /v1/admin/integrations/{id}/timeline?hours=1|24  outcomes, batches, latency, match quality
+    GET /v1/admin/refused?source_id=&limit=             requests collection refused (in memory)
     POST /v1/admin/events/search  {"q", "hours", "source_id", "integration_id", "limit"}
 
 Search takes one term and finds it wherever the debugger keeps it: an event_id, an order_id,
@@ -44,13 +46,16 @@ from gateway.ledger.base import (
     DELIVERED,
     GRANTED,
     MATCH_SIGNALS,
+    OUTCOMES,
     PAUSED,
     REJECTED,
     Filters,
     Observation,
     Outcome,
+    TimelineBucket,
     reply,
 )
+from gateway.ledger.requests import RequestFigures
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -164,6 +169,50 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
             }
         )
 
+    async def timeline(request: web.Request) -> web.Response:
+        integration_id = request.match_info["id"]
+        if await context.store.get_integration(integration_id) is None:
+            raise NotFound("integration", integration_id)
+        hours = _timeline_hours(request.query)
+        bucket_s = TIMELINE_BUCKET_S[hours]
+        count = hours * 3600 // bucket_s
+        # Buckets end at the next whole bucket, so the last one is the one still filling.
+        until = (int(time.time()) // bucket_s + 1) * bucket_s
+        since = until - count * bucket_s
+        buckets = await context.ledger.timeline(integration_id, since, bucket_s, count)
+        requests = context.request_stats.buckets(integration_id, since, bucket_s, count)
+        points = [
+            _timeline_point(since + i * bucket_s, bucket, figures)
+            for i, (bucket, figures) in enumerate(zip(buckets, requests, strict=True))
+        ]
+        return web.json_response(
+            {
+                "integration_id": integration_id,
+                "hours": hours,
+                "bucket_seconds": bucket_s,
+                "since": iso_utc(since),
+                "until": iso_utc(until),
+                "outcomes": list(OUTCOMES),
+                "signals": list(TIMELINE_SIGNALS),
+                "totals": {name: sum(b.outcomes[name] for b in buckets) for name in OUTCOMES},
+                "points": points,
+            }
+        )
+
+    async def refused_requests(request: web.Request) -> web.Response:
+        source_id = request.query.get("source_id") or None
+        limit = int_param(request.query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+        ring = context.refused
+        found = ring.recent(source_id, limit)
+        return web.json_response(
+            {
+                "refused": [{**r.as_json(), "at": iso_utc(r.at)} for r in found],
+                # The ring is this process's memory: bounded, and empty after a restart.
+                "capacity": ring.capacity,
+                "total": ring.total,
+            }
+        )
+
     async def search_events(request: web.Request) -> web.Response:
         retention = context.settings.ledger_retention_hours
         search, filters, limit = parse_search(parse_json(await request.read()), retention)
@@ -186,8 +235,49 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
             web.get(f"{prefix}/events/stream", stream_events),
             web.get(f"{prefix}/events/{{event_id}}", get_event),
             web.get(f"{prefix}/integrations/{{id}}/match-quality", match_quality),
+            web.get(f"{prefix}/integrations/{{id}}/timeline", timeline),
+            web.get(f"{prefix}/refused", refused_requests),
         ]
     )
+
+
+# A timeline's window and its bucket: a minute over the last hour, ten minutes over the day.
+TIMELINE_BUCKET_S: Final = {1: 60, 24: 600}
+# The match keys a timeline follows (the ones an operator can act on).
+TIMELINE_SIGNALS: Final = ("ttclid", "ttp", "email", "phone", "external_id_user", "ip")
+
+
+def _timeline_hours(query: Mapping[str, str]) -> int:
+    raw = query.get("hours", "1").strip()
+    if raw not in ("1", "24"):
+        raise Invalid("invalid_value", "hours must be 1 or 24", "hours")
+    return int(raw)
+
+
+def _timeline_point(at: float, bucket: TimelineBucket, figures: RequestFigures) -> dict[str, Any]:
+    quality = bucket.quality
+    return {
+        "at": iso_utc(at),
+        **bucket.outcomes,
+        "requests": figures.requests,
+        "batch_size_avg": round(figures.events / figures.requests, 2) if figures.requests else None,
+        "batch_size_max": figures.batch_max if figures.requests else None,
+        "latency_ms_avg": _ms(figures.latency_avg_s),
+        "latency_ms_max": _ms(figures.latency_max_s),
+        "match": {
+            "events": quality.events,
+            "shares": {
+                name: round(quality.counts.get(name, 0) / quality.events, 4)
+                if quality.events
+                else None
+                for name in TIMELINE_SIGNALS
+            },
+        },
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 async def failed_requests(context: AdminContext, integration_id: str) -> int:

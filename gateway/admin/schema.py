@@ -426,6 +426,34 @@ def parse_selection(data: Any) -> Selection:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """A fix-then-replay request: the corrections, and whether only to show their result."""
+
+    changes: Mapping[str, Any]
+    preview: bool
+
+
+def _preview(value: Any, path: str) -> bool:
+    return bool(expect(value, bool, "true or false", path))
+
+
+def _changes(value: Any, path: str) -> Mapping[str, Any]:
+    # The destination checks each field (it knows what its events hold); here only the shape.
+    changes: dict[str, Any] = expect(value, dict, "an object of fields to change", path)
+    return changes
+
+
+FIX_FIELDS: Mapping[str, Validator] = {"changes": _changes, "preview": _preview}
+
+
+def parse_fix(data: Any) -> Fix:
+    """`{"changes": {...}, "preview": true|false}`; without `preview` the fix is sent."""
+    values = parse_object(data, FIX_FIELDS)
+    require(values, ("changes",))
+    return Fix(changes=values["changes"], preview=values.get("preview", False))
+
+
 def selection_from_query(query: Mapping[str, str], ids: list[str]) -> dict[str, Any]:
     """The JSON-body form of `?ids=1,2&ids=3`, `?event_id=...`, `?all=true` or the filter's
     fields (`?reason=rejected&since=...`)."""

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import hdrs, web
 
-from gateway.collect import cookies
+from gateway.collect import cookies, refusals
 from gateway.collect.context import CollectContext
 from gateway.collect.demo import handle_demo
 from gateway.collect.plan import Plan, RequestFacts, accept_language_locale, plan_hits
@@ -43,7 +43,7 @@ _CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Retry-Count, AnonymousId"
 def create_collect_app(context: CollectContext) -> web.Application:
     app = web.Application(
         client_max_size=context.settings.max_body_bytes,
-        middlewares=[_error_middleware],
+        middlewares=[refusals.recorder(context.refused), _error_middleware],
     )
     app[CONTEXT] = context
     # Each protocol adds its routes here; all of them end in `collect_hits`.

@@ -8,7 +8,7 @@ through `notify`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.collect.cookies import IdentityCodec
@@ -17,6 +17,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.models import NewEvent
 from gateway.core.settings import Settings
 from gateway.ledger.base import Observation
+from gateway.ledger.refused import RefusedHits
 
 
 class EventWriter(Protocol):
@@ -41,3 +42,5 @@ class CollectContext:
     # Wakes the in-process delivery worker for an integration with new events (None when this
     # process runs no worker).
     notify: Callable[[str], None] | None = None
+    # The requests this process refused, for the debugger (in memory, bounded).
+    refused: RefusedHits = field(default_factory=RefusedHits)

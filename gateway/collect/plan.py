@@ -24,11 +24,13 @@ from gateway.destinations.base import HitContext, Rejected
 from gateway.ledger.base import (
     DEAD_LETTERED,
     DENIED,
+    IDENTIFIED,
     NO_INTEGRATION,
     NOT_SENT,
     QUEUED,
     Observation,
     explain_consent,
+    hashed_identity,
     hit_summary,
 )
 
@@ -92,8 +94,9 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     if plan.anonymous_id is None and not facts.from_server:
         plan.anonymous_id = anonymous_id
     if hit.type == "identify":
-        if allowed:
-            _apply_identify(hit, route, plan)
+        learned = _apply_identify(hit, route, plan) if allowed else None
+        # Recorded too (hashed traits only), so the debugger shows what identify taught.
+        _observe(hit, route, facts, hit.message_id or ids.new_event_id(), {}, plan, learned)
         return
     ttclid_clicked = _ttclid_from_page(hit)
     if ttclid_clicked and allowed:
@@ -145,6 +148,7 @@ def _observe(
     event_id: str,
     stored: dict[str, tuple[NewEvent, str | None]],
     plan: Plan,
+    learned: Identity | None = None,
 ) -> None:
     """The ledger's records of one hit: every integration of its source, sent or not."""
     consent = hit.context.consent if hit.context else None
@@ -152,12 +156,16 @@ def _observe(
     summary = hit_summary(
         hit.type, hit.event, route.source.id, page.url if page else None, consent, facts.from_server
     )
+    if learned is not None:
+        summary["identity"] = hashed_identity(learned)
     # Match quality tells identified visitors from anonymous ones (external_id's first entry).
     user_id_known = hit.user_id is not None or plan.identity.user_id_hash is not None
 
     def record(integration_id: str | None, decision: str, why: str) -> Observation:
         event, reason = stored.get(integration_id or "", (None, None))
-        if event is None:  # consent kept it from this integration, or there is none
+        if event is None and learned is not None and decision != DENIED:
+            status, reason = IDENTIFIED, "identify: later events of this visitor carry its traits"
+        elif event is None:  # consent kept it from this integration, or there is none
             status, reason = NOT_SENT, ("consent" if decision == DENIED else None)
         else:  # stored: queued, or set aside at once (a purchase without value)
             status = DEAD_LETTERED if reason else QUEUED
@@ -183,7 +191,7 @@ def _observe(
         plan.observed.append(record(integration.id, decision, why))
 
 
-def _apply_identify(hit: Hit, route: Route, plan: Plan) -> None:
+def _apply_identify(hit: Hit, route: Route, plan: Plan) -> Identity:
     candidates = [hit.traits, hit.context.traits if hit.context else None]
     learned = traits_identity(
         [traits for traits in candidates if traits is not None],
@@ -197,6 +205,7 @@ def _apply_identify(hit: Hit, route: Route, plan: Plan) -> None:
     else:
         plan.identity = plan.identity.merged_with(learned)
     plan.identity_changed = True
+    return learned
 
 
 def _ttclid_from_page(hit: Hit) -> str | None:

@@ -155,3 +155,5 @@ class DeadLetter:
     last_attempt_at: float | None
     dead_lettered_at: float
     consent: dict[str, bool] | None = None
+    # The stored event as it would be sent (already hashed): replay checks it again.
+    payload: bytes | None = None

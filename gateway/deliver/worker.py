@@ -54,6 +54,7 @@ from gateway.deliver.ratelimit import RECOVERY_S, Pacing, TokenBucket
 from gateway.deliver.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.destinations.base import Answer, Client, Verdict
 from gateway.ledger.base import Ledger, outcomes, status_of
+from gateway.ledger.requests import RequestStats
 from gateway.queue.base import Queue
 
 if TYPE_CHECKING:  # redis is imported only by deployments that configure it
@@ -124,8 +125,11 @@ class DeliveryWorker:
         throttle_recovery_s: float = RECOVERY_S,
         ledger: Ledger | None = None,
         shared_buckets: SharedBuckets | None = None,
+        request_stats: RequestStats | None = None,
     ) -> None:
         self._queue = queue
+        # The timeline's batch sizes and latencies, per minute in memory (never waited on).
+        self._request_stats = request_stats
         # With a Redis queue: the cluster's buckets, taken after this process's own.
         self._shared = shared_buckets
         self._ledger = ledger
@@ -519,6 +523,8 @@ class DeliveryWorker:
         self._metrics.tiktok_requests.labels(lane.integration_id, verdict.value).inc()
         self._metrics.tiktok_request_seconds.observe(elapsed)
         self._metrics.batch_size.observe(len(events))
+        if self._request_stats is not None:
+            self._request_stats.note(lane.integration_id, self._clock(), len(events), elapsed)
         if verdict is Verdict.THROTTLED:
             self._pacing.throttled(lane.integration_id, answer.retry_after_s)
             if self._shared is not None and lane.bucket is not None:

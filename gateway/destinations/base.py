@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import aiohttp
 
 from gateway.core.crypto import SecretBox
+from gateway.core.errors import Invalid
 from gateway.core.hit import Hit
 from gateway.core.identity import Identity
 from gateway.core.models import DestinationConfig, Integration, Source
@@ -210,6 +211,22 @@ class Destination(abc.ABC):
         self, hit: Hit, context: HitContext, integration: Integration, source: Source
     ) -> Transformed | Rejected:
         """The destination's event for a `page` or `track` hit (pure: no I/O)."""
+
+    def check_event(
+        self, payload: bytes, integration: Integration, source: Source | None
+    ) -> str | None:
+        """Why a stored event (a dead letter's payload) may not be sent as it is, or None.
+
+        Replay asks before it sends a dead letter again, with collection's rules, so what was
+        set aside for a missing field stays set aside. A destination with no such rules sends."""
+        del payload, integration, source
+        return None
+
+    def fix_event(self, payload: bytes, changes: Any, path: str) -> tuple[str, bytes]:
+        """(event name, payload) of a stored event with an operator's corrections applied;
+        `Invalid` names the refused field. The event's id is kept."""
+        del payload, changes
+        raise Invalid("not_supported", "this destination's events cannot be corrected", path)
 
     @abc.abstractmethod
     def client(self, session: aiohttp.ClientSession, settings: Settings) -> Client:

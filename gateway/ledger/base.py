@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.core.identity import ADDRESS_KEYS, Identity
 from gateway.core.models import ConsentDefault, Integration
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ PAUSED = "paused"  # the integration was paused; the event waits for a resume
 REJECTED = "rejected"  # its batch was refused for content; isolation decides its fate
 DEAD_LETTERED = "dead_lettered"  # set aside with a reason; replay sends it again
 NOT_SENT = "not_sent"  # consent kept it from this integration, or the source has none
+IDENTIFIED = "identified"  # an identify hit: nothing sent, its hashed traits kept for later
 
 GRANTED = "granted"
 DENIED = "denied"
@@ -135,6 +137,22 @@ class Filters:
 class MatchQuality:
     events: int
     counts: dict[str, int] = field(default_factory=dict)
+
+
+# The outcomes a timeline counts, each event once at its latest status.
+OUTCOME_DELIVERED = "delivered"
+OUTCOME_FAILED = "failed"  # TikTok or the network failed it; it is being retried (or paused)
+OUTCOME_DEAD_LETTERED = "dead_lettered"
+OUTCOME_DENIED = "denied"  # consent kept it from the integration
+OUTCOMES = (OUTCOME_DELIVERED, OUTCOME_FAILED, OUTCOME_DEAD_LETTERED, OUTCOME_DENIED)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineBucket:
+    """One time bucket of an integration's timeline."""
+
+    outcomes: dict[str, int]  # per OUTCOMES name, by when the event reached it
+    quality: MatchQuality  # the events received in the bucket that were stored to send
 
 
 class Answer(Protocol):
@@ -232,6 +250,13 @@ class Ledger(abc.ABC):
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         """How many events sent to the integration since then carried each of `MATCH_SIGNALS`."""
 
+    @abc.abstractmethod
+    async def timeline(
+        self, integration_id: str, since: float, bucket_s: int, count: int
+    ) -> list[TimelineBucket]:
+        """`count` buckets of `bucket_s` seconds from `since`: each event counted once, at its
+        latest outcome, and the match quality of the events received in each bucket."""
+
 
 def hit_summary(
     hit_type: str | None,
@@ -250,3 +275,14 @@ def hit_summary(
         "consent": dict(consent) if consent is not None else None,
         "from_server": from_server,
     }
+
+
+def hashed_identity(identity: Identity) -> dict[str, Any]:
+    """What an identify hit taught, as the debugger shows it: hashes only (never a raw trait)."""
+    fields: dict[str, Any] = {
+        "user_id": identity.user_id_hash,
+        "email": list(identity.email_hashes) or None,
+        "phone": list(identity.phone_hashes) or None,
+        **{name: getattr(identity, name) for name in ADDRESS_KEYS},
+    }
+    return {name: value for name, value in fields.items() if value}

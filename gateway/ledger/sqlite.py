@@ -27,8 +27,19 @@ from prometheus_client.registry import Collector
 from gateway.core.metrics import CountedElsewhere
 from gateway.core.sqlite import ThreadConnection, immediate
 from gateway.ledger.base import (
+    DEAD_LETTERED,
+    DELIVERED,
     EXTERNAL_ID_ANONYMOUS,
     EXTERNAL_ID_USER,
+    NOT_SENT,
+    OUTCOME_DEAD_LETTERED,
+    OUTCOME_DELIVERED,
+    OUTCOME_DENIED,
+    OUTCOME_FAILED,
+    OUTCOMES,
+    PAUSED,
+    REJECTED,
+    RETRYING,
     SIGNALS,
     USER_ID_BIT,
     Filters,
@@ -37,6 +48,7 @@ from gateway.ledger.base import (
     Observation,
     Outcome,
     TikTokReply,
+    TimelineBucket,
 )
 
 log = logging.getLogger(__name__)
@@ -271,6 +283,11 @@ class SQLiteLedger(Ledger):
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         return await self._reader.run(_match_quality, integration_id, since)
 
+    async def timeline(
+        self, integration_id: str, since: float, bucket_s: int, count: int
+    ) -> list[TimelineBucket]:
+        return await self._reader.run(_timeline, integration_id, since, bucket_s, count)
+
     def metrics(self) -> Collector:
         """Prometheus counters read at scrape time: `gateway_ledger_records_written_total` and
         `gateway_ledger_records_dropped_total` (lost to a full buffer: the writer fell behind)."""
@@ -469,8 +486,51 @@ def _match_quality(conn: sqlite3.Connection, integration_id: str, since: float) 
         " WHERE integration_id = ? AND payload IS NOT NULL AND received_at >= ?",
         (integration_id, since),
     ).fetchone()
-    total = int(row[0])
-    *per_signal, with_user_id = (int(value or 0) for value in row[1:])
+    return _quality_of(row)
+
+
+# Which statuses make which outcome of a timeline. Only records with a payload are events stored
+# to send (test sends and identify hits have none); `not_sent` ones were kept back by consent.
+_OUTCOME_SQL = {
+    OUTCOME_DELIVERED: f"status = '{DELIVERED}' AND payload IS NOT NULL",
+    OUTCOME_FAILED: f"status IN ('{RETRYING}', '{REJECTED}', '{PAUSED}') AND payload IS NOT NULL",
+    OUTCOME_DEAD_LETTERED: f"status = '{DEAD_LETTERED}' AND payload IS NOT NULL",
+    OUTCOME_DENIED: f"status = '{NOT_SENT}' AND reason = 'consent'",
+}
+
+
+def _timeline(
+    conn: sqlite3.Connection, integration_id: str, since: float, bucket_s: int, count: int
+) -> list[TimelineBucket]:
+    until = since + bucket_s * count
+    sums = ", ".join(f"sum({_OUTCOME_SQL[name]})" for name in OUTCOMES)
+    outcome_rows = conn.execute(
+        f"SELECT CAST((updated_at - ?) / ? AS INTEGER) AS bucket, {sums} FROM records"
+        " WHERE integration_id = ? AND updated_at >= ? AND updated_at < ? GROUP BY bucket",
+        (since, bucket_s, integration_id, since, until),
+    ).fetchall()
+    bits = [1 << i for i in range(len(SIGNALS))] + [USER_ID_BIT]
+    signal_sums = ", ".join(f"sum((signals & {bit}) != 0)" for bit in bits)
+    quality_rows = conn.execute(
+        f"SELECT CAST((received_at - ?) / ? AS INTEGER) AS bucket, count(*), {signal_sums}"
+        " FROM records WHERE integration_id = ? AND payload IS NOT NULL"
+        " AND received_at >= ? AND received_at < ? GROUP BY bucket",
+        (since, bucket_s, integration_id, since, until),
+    ).fetchall()
+    outcomes = {int(r[0]): [int(v or 0) for v in r[1:]] for r in outcome_rows}
+    quality = {int(r[0]): _quality_of(r[1:]) for r in quality_rows}
+    return [
+        TimelineBucket(
+            outcomes=dict(zip(OUTCOMES, outcomes.get(i, [0] * len(OUTCOMES)), strict=True)),
+            quality=quality.get(i, MatchQuality(events=0, counts={})),
+        )
+        for i in range(count)
+    ]
+
+
+def _quality_of(row: Sequence[Any]) -> MatchQuality:
+    total, *rest = (int(value or 0) for value in row)
+    *per_signal, with_user_id = rest
     counts = dict(zip(SIGNALS, per_signal, strict=True))
     counts[EXTERNAL_ID_USER] = with_user_id
     counts[EXTERNAL_ID_ANONYMOUS] = counts["external_id"] - with_user_id

@@ -470,4 +470,5 @@ def _dead_letter(ident: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
         last_attempt_at=_float_or_none(fields.get(b"l")),
         dead_lettered_at=float(fields[b"d"]),
         consent=_consent_decoder.decode(consent) if consent else None,
+        payload=fields.get(b"p"),
     )

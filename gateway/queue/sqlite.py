@@ -310,7 +310,7 @@ class SQLiteQueue(GroupCommitting, Queue):
     ) -> list[DeadLetter]:
         rows = await self._reader.run(
             _fetch_all,
-            f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE integration_id = ?"
+            f"SELECT {_DEAD_LETTER_COLUMNS}, payload FROM dead_letters WHERE integration_id = ?"
             " ORDER BY id LIMIT ? OFFSET ?",
             (integration_id, limit, offset),
         )
@@ -721,6 +721,7 @@ def _dead_letter_from_row(row: Sequence[Any]) -> DeadLetter:
         last_attempt_at=row[9],
         dead_lettered_at=row[10],
         consent=None if row[11] is None else _consent_decoder.decode(row[11]),
+        payload=row[12] if len(row) > 12 else None,
     )
 
 

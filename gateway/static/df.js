@@ -5,8 +5,10 @@
  *   <script async src="https://collect.shop.example/df.js" data-source-id="src_abc123" data-auto-page="true"></script>
  * _df.page(props?, opts?), _df.track(event, props?, opts?), _df.identify(userId, traits?, opts?)
  * return the hit's message_id (TikTok's event_id; opts.message_id sets it, opts.callback gets
- * it); _df.consent({advertising: true}) sets what later hits carry. The tag touches no cookie or
- * storage (the gateway sets the cookies), so it works where cookies are blocked.
+ * it); _df.consent({advertising: true}) sets what later hits carry. _df.answers(fn) (for a test
+ * page: it sends with fetch, not a beacon) calls fn({status, message_ids, error}) per request.
+ * The tag touches no cookie or storage (the gateway sets the cookies), so it works where cookies
+ * are blocked.
  */
 (function (w, d, n) {
   "use strict";
@@ -25,7 +27,8 @@
   // ".../df.js?v=2" -> "...": the hit endpoints live beside the tag, whatever the host or path.
   var base = script ? script.src.replace(/[?#].*$/, "").replace(/\/[^\/]*$/, "") : "";
   var consent = null;
-  var pending = []; // [endpoint, JSON] of the hits made in the current task
+  var pending = []; // [endpoint, JSON, message_id] of the hits made in the current task
+  var listeners = []; // _df.answers: who hears each request's HTTP answer
   var noop = function () {};
 
   function uuid() {
@@ -50,7 +53,29 @@
     return value && typeof value == "object" ? value : undefined;
   }
 
-  function post(url, body) {
+  function tell(ids, status, text) {
+    var error = null;
+    try {
+      error = JSON.parse(text).error || null;
+    } catch (e) {}
+    for (var i = 0; i < listeners.length; i++) guard(listeners[i])({ status: status, message_ids: ids, error: error });
+  }
+
+  function post(url, body, ids) {
+    if (listeners.length && w.fetch) {
+      // A beacon's answer cannot be read: a page that asked for the answers gets a fetch.
+      w.fetch(url, { method: "POST", body: body, keepalive: true, credentials: "include" }).then(
+        function (r) {
+          return r.text().then(function (t) {
+            tell(ids, r.status, t);
+          });
+        },
+        function () {
+          tell(ids, 0, "");
+        }
+      );
+      return;
+    }
     try {
       if (n.sendBeacon && n.sendBeacon(url, body)) return;
     } catch (e) {} // a refused beacon (too large, or a page policy): fall through
@@ -70,10 +95,14 @@
   function flush() {
     var hits = pending;
     var bodies = [];
+    var ids = [];
     pending = [];
-    for (var i = 0; i < hits.length; i++) bodies.push(hits[i][1]);
-    if (hits.length == 1) post(base + "/v1/" + hits[0][0], bodies[0]);
-    else if (hits.length) post(base + "/v1/batch", '{"batch":[' + bodies.join(",") + "]}");
+    for (var i = 0; i < hits.length; i++) {
+      bodies.push(hits[i][1]);
+      ids.push(hits[i][2]);
+    }
+    if (hits.length == 1) post(base + "/v1/" + hits[0][0], bodies[0], ids);
+    else if (hits.length) post(base + "/v1/batch", '{"batch":[' + bodies.join(",") + "]}", ids);
   }
 
   function send(type, hit, options) {
@@ -91,7 +120,7 @@
       if (w.Promise) w.Promise.resolve().then(guard(flush));
       else setTimeout(guard(flush), 0);
     }
-    pending.push([ENDPOINTS[type], body]);
+    pending.push([ENDPOINTS[type], body, hit.message_id]);
     if (pending.length >= MAX_BATCH) flush();
     if (typeof options.callback == "function") options.callback(hit.message_id);
     return hit.message_id;
@@ -126,6 +155,9 @@
       // Only booleans: the gateway refuses anything else, and "false" must never read as true.
       for (key in object(categories)) if (typeof categories[key] == "boolean") next[key] = categories[key];
       consent = next;
+    }),
+    answers: guard(function (listener) {
+      if (typeof listener == "function") listeners.push(listener);
     }),
     // ["track", "Product Added", {...}]: how the stub queues a call, and a tag manager's way in.
     push: guard(function (call) {

@@ -59,3 +59,36 @@ async def test_demo_shop_sends_page_view_product_view_cart_and_purchase(
             assert visitor.errors == []
         finally:
             await browser.close()
+
+
+async def test_the_demo_lists_each_hits_http_answer_refused_ones_too(
+    chromium: BrowserType, make_gateway: MakeGateway, tiktok: TikTokDouble
+) -> None:
+    async with make_gateway() as gw:
+        await gw.create_source(id="src_abc123", allowed_origins=[])
+        await gw.create_integration(source_id="src_abc123")
+        origin = str(gw.collect.make_url("")).rstrip("/")
+        browser = await launch_chromium(chromium)
+        try:
+            visitor = Visitor(await browser.new_context(), origin)
+            page = await visitor.open(f"{origin}/demo")
+            auto = page.locator("#log li[data-auto]")
+            await auto.locator(".answer").wait_for()
+            assert "HTTP 200" in await auto.inner_text()
+            await page.click("#purchase")
+            sent = page.locator("#log li[data-id]").last
+            await sent.locator(".answer").wait_for()
+            assert "HTTP 200" in await sent.inner_text()
+
+            # A source that does not exist: the page says the gateway refused the hit, and why.
+            refused = await visitor.open(f"{origin}/demo?source_id=src_missing")
+            auto = refused.locator("#log li[data-auto]")
+            await auto.locator(".answer.refused").wait_for()
+            text = await auto.inner_text()
+            assert "HTTP 400 unknown_source" in text
+            assert await auto.get_attribute("data-status") == "400"
+            assert visitor.errors == []
+        finally:
+            await browser.close()
+        listed = await (await gw.admin.get("/v1/admin/refused")).json()
+        assert [r["source_id"] for r in listed["refused"]] == ["src_missing"]

@@ -6,6 +6,7 @@ TikTok double) whether what the UI did is what was stored. Screens are saved int
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -528,7 +529,9 @@ async def test_one_search_box_finds_orders_users_and_click_ids_in_a_time_range(
     async def search(text: str) -> None:
         await box.fill(text)
         await box.press("Enter")
-        await expect(page.get_by_role("status").filter(has_text="Searched")).to_be_visible()
+        # An empty box goes back to the live view, which says so instead.
+        said = "Searched" if text else "Showing the live view"
+        await expect(page.get_by_role("status").filter(has_text=said)).to_be_visible()
 
     await search("ORDER-S-1")  # an order id
     await expect(rows).to_have_count(1)
@@ -643,3 +646,186 @@ async def test_a_phone_reaches_the_navigation_the_integrations_actions_and_event
     await within_screen(heading)
     await within_screen(page.locator("#event-details").get_by_role("button", name="Close"))
     await console.screenshot("ui-phone-debugger.png")
+
+
+async def test_replay_keeps_a_still_failing_purchase_then_fix_previews_and_replays_it(
+    console: Console,
+) -> None:
+    page = console.page
+    tiktok = console.tiktok
+    await _seed_source(console)
+    iid = (await _seed_integration(console))["id"]
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": "ORD-NOVALUE",
+            "properties": {"order_id": "A-1001"},
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+
+    await console.sign_in()
+    await page.get_by_role("link", name="Dead letters").click()
+    row = page.locator("#dead-letters tbody tr")
+    await expect(row).to_contain_text("missing_value_or_currency")
+    await row.get_by_role("button", name="Replay ORD-NOVALUE").click()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "1 still failing (missing_value_or_currency)"
+    )
+    await expect(row).to_have_count(1)  # still a dead letter
+    assert tiktok.requests == []
+
+    await row.get_by_role("button", name="Fix ORD-NOVALUE").click()
+    dialog = page.get_by_role("dialog")
+    outcome = dialog.locator(".test-outcome")
+    await expect(outcome).to_contain_text("still failing: missing_value_or_currency")
+    await expect(dialog.locator("pre.json")).to_contain_text('"order_id": "A-1001"')
+    console.expect_console_error("422")
+    await dialog.get_by_label("Value").fill("lots")
+    await dialog.get_by_role("button", name="Preview").click()
+    await expect(dialog.get_by_text("changes.value must be a number")).to_be_visible()
+    await dialog.get_by_label("Value").fill("49.9")
+    await dialog.get_by_label("Currency").fill("eur")
+    await dialog.get_by_role("button", name="Preview").click()
+    await expect(outcome).to_contain_text("Passes the checks")
+    await expect(dialog.locator("pre.json")).to_contain_text('"currency": "EUR"')
+    await expect(dialog.locator("pre.json")).to_contain_text('"value": 49.9')
+    await console.screenshot("ui-dead-letter-fix.png")
+    assert tiktok.requests == []  # previews send nothing
+
+    await dialog.get_by_role("button", name="Fix and replay").click()
+    await expect(page.get_by_role("status")).to_contain_text("ORD-NOVALUE fixed")
+    await expect(page.get_by_text("No dead letters")).to_be_visible()
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    [sent] = [a.event for a in tiktok.accepted if a.event["event_id"] == "ORD-NOVALUE"]
+    assert sent["properties"]["value"] == 49.9
+    assert sent["properties"]["currency"] == "EUR"
+    listing = await _api(console, "GET", f"/v1/admin/integrations/{iid}/dead-letters")
+    assert listing["dead_letters"] == []
+
+
+async def test_refused_requests_per_source_and_identify_hits_show_in_the_debugger(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    await _seed_integration(console)
+    collect = console.gw.collect
+    unknown = {"source_id": "src_gone", "event": "Order Completed"}
+    assert (await collect.post("/v1/t", json=unknown)).status == 400
+    no_event = {"source_id": "src_abc123", "type": "track", "traits": {"email": "x@example.com"}}
+    assert (await collect.post("/v1/batch", json={"batch": [no_event]})).status == 400
+    identify = {
+        "source_id": "src_abc123",
+        "message_id": "ID-001",
+        "user_id": "customer-7",
+        "traits": {"email": "Jane@Example.com"},
+        "context": {"consent": {"advertising": True}},
+    }
+    assert (await collect.post("/v1/i", json=identify)).status == 200
+    await console.gw.wired.ledger.flush()
+
+    await console.sign_in()
+    await page.get_by_role("link", name="Event debugger").click()
+    refused = page.locator("#refused-requests tbody tr")
+    await expect(refused).to_have_count(2)
+    await expect(refused.first).to_contain_text("invalid_field")
+    await expect(refused.first).to_contain_text("POST /v1/batch")
+    await expect(refused.last).to_contain_text("HTTP 400")
+    await expect(refused.last).to_contain_text("unknown_source")
+    await expect(refused.last).to_contain_text("src_gone")
+    await expect(page.locator("#refused")).not_to_contain_text("x@example.com")
+
+    row = page.locator('#events tr[data-event-id="ID-001"]')
+    await expect(row).to_contain_text("Identify (hashed traits kept)")
+    await row.get_by_role("button", name=re.compile("Details of ID-001")).click()
+    details = page.locator("#event-details")
+    jane = hashlib.sha256(b"jane@example.com").hexdigest()
+    await expect(details).to_contain_text('"identity"')
+    await expect(details).to_contain_text(jane)
+    text = await details.inner_text()
+    for raw in ("Jane@Example.com", "jane@example.com", "customer-7"):
+        assert raw not in text
+    await expect(page.locator("#match-quality")).to_be_visible()
+    await page.locator("#refused").scroll_into_view_if_needed()
+    await console.screenshot("ui-refused.png")
+
+    # Per source: the picker narrows the list to the shop's own refusals.
+    await page.get_by_label("Source").select_option(label="My shop")
+    await expect(page.get_by_role("heading", name="Refused requests of My shop")).to_be_visible()
+    await expect(refused).to_have_count(1)
+    await expect(refused.first).to_contain_text("invalid_field")
+
+
+async def test_charts_show_outcomes_batches_latency_and_match_quality_over_time(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    iid = integration["id"]
+
+    async def hit(message_id: str, consent: bool, event: str = "Product Viewed") -> None:
+        body = {
+            "source_id": "src_abc123",
+            "event": event,
+            "message_id": message_id,
+            "properties": {"product_id": "SKU-A"},
+            "context": {
+                "consent": {"advertising": consent},
+                "page": {"url": "https://shop.example/p?ttclid=E.C.P.chart"},
+            },
+        }
+        assert (await console.gw.collect.post("/v1/t", json=body)).status == 200
+
+    for n in range(3):
+        await hit(f"view-{n}", True)
+    await hit("no-consent", False)
+    await hit("no-value", True, "Order Completed")
+    worker = console.gw.wired.worker
+    assert worker is not None
+    await worker.drain(10)
+    await console.gw.wired.ledger.flush()
+
+    # What the charts must show, as the API says it (the worker may batch the views in one
+    # request or two, and a minute may turn between the hits).
+    timeline = await _api(console, "GET", f"/v1/admin/integrations/{iid}/timeline?hours=1")
+    assert timeline["totals"] == {"delivered": 3, "failed": 0, "dead_lettered": 1, "denied": 1}
+    sent = [p for p in timeline["points"] if p["requests"]]
+    requests = sum(p["requests"] for p in sent)
+    batch = sum(p["batch_size_avg"] for p in sent) / len(sent)
+    figures = f"{requests} request{'' if requests == 1 else 's'} · {batch:.1f} events per request"
+
+    await console.sign_in()
+    activity = page.locator("#activity")
+    item = activity.locator(f'.activity-item[data-integration="{iid}"]')
+    delivered = item.locator("rect.seg.s-delivered")
+    await expect(delivered).to_have_count(len([p for p in timeline["points"] if p["delivered"]]))
+    await expect(item.locator("rect.seg.s-denied")).to_have_count(1)
+    await expect(item.locator("rect.seg.s-dead")).to_have_count(1)
+    await expect(item).to_contain_text(figures)
+    await expect(delivered.locator("title").first).to_contain_text("delivered")
+    await activity.scroll_into_view_if_needed()
+    await console.screenshot("ui-activity.png")
+    await activity.get_by_role("button", name="Last day").click()
+    await expect(activity.get_by_role("button", name="Last day")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(item.locator(".chart-title")).to_have_text("Events per 10 minutes by outcome")
+    await expect(item.locator("rect.seg.s-denied")).to_have_count(1)
+
+    await page.get_by_role("link", name="Edit TikTok Events API").click()
+    panel = page.locator("#activity")
+    await expect(panel.locator("figure.chart")).to_have_count(4)
+    await expect(panel).to_contain_text("3 delivered, 0 failed, 1 dead-lettered, 1 denied")
+    await expect(panel.locator('path.line[data-series="ttclid"]')).to_have_count(1)
+    await expect(panel.locator('path.line[data-series="latency_avg"]')).to_have_count(1)
+    await expect(panel.locator('path.line[data-series="batch_max"]')).to_have_count(1)
+    await expect(panel.locator('path.line[data-series="email"]')).to_have_count(1)
+    await panel.scroll_into_view_if_needed()
+    await console.screenshot("ui-integration-activity.png")

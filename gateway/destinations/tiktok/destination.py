@@ -25,6 +25,7 @@ from gateway.destinations.base import (
     Verdict,
 )
 from gateway.destinations.tiktok import config as tiktok_config
+from gateway.destinations.tiktok import repair
 from gateway.destinations.tiktok.classify import classify, explain_pause
 from gateway.destinations.tiktok.client import (
     TikTokClient,
@@ -101,6 +102,15 @@ class TikTok(Destination):
         self, hit: Hit, context: HitContext, integration: Integration, source: Source
     ) -> Transformed | Rejected:
         return transform(hit, context, integration, source)
+
+    def check_event(
+        self, payload: bytes, integration: Integration, source: Source | None
+    ) -> str | None:
+        del integration
+        return repair.check_event(payload, source)
+
+    def fix_event(self, payload: bytes, changes: Any, path: str) -> tuple[str, bytes]:
+        return repair.apply_changes(payload, changes, path)
 
     def client(self, session: aiohttp.ClientSession, settings: Settings) -> Client:
         return TikTokSender(TikTokClient(session, settings.tiktok_api_url))

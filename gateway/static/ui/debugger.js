@@ -38,6 +38,7 @@ const STATUS_LABELS = {
   rejected: "Rejected",
   dead_lettered: "Dead-lettered",
   not_sent: "Not sent",
+  identified: "Identify (hashed traits kept)",
 };
 
 const DEFAULT_HOURS = 24;
@@ -118,6 +119,7 @@ export async function showDebugger(main) {
   const tbody = h("tbody", {});
   const details = h("aside", { class: "card details", id: "event-details", "aria-labelledby": "details-title", hidden: true });
   const quality = h("section", { class: "card", "aria-labelledby": "quality-title" });
+  const refused = h("section", { class: "card", id: "refused", "aria-labelledby": "refused-title" });
 
   function currentFilters() {
     return { source_id: sourcePick.value, integration_id: integrationPick.value };
@@ -320,6 +322,66 @@ export async function showDebugger(main) {
     }
   });
 
+  // Requests the collection port refused store nothing, so the ledger has no record of them:
+  // the gateway keeps the latest in memory, summarised (never a body or a key).
+  async function drawRefused() {
+    const sourceId = currentFilters().source_id;
+    const found = await api.get(`/v1/admin/refused${query({ source_id: sourceId, limit: 50 })}`);
+    const refresh = h("button", { type: "button", class: "secondary small" }, "Refresh");
+    refresh.addEventListener("click", () => act(refresh, drawRefused, "Refused requests refreshed."));
+    const sourceName = sources.find((s) => s.id === sourceId)?.name;
+    const head = h(
+      "div",
+      { class: "title-row" },
+      h("h2", { id: "refused-title" }, sourceName ? `Refused requests of ${sourceName}` : "Refused requests"),
+      refresh,
+    );
+    const explain = h(
+      "p",
+      { class: "hint" },
+      `Hits the gateway answered with an error (unknown source, a malformed body, a wrong server key…): nothing of them was stored or sent. The last ${found.capacity} of this process are kept in memory; a restart forgets them.`,
+    );
+    if (!found.refused.length) {
+      clear(refused, head, explain, h("p", { class: "empty" }, "No refused request."));
+      return;
+    }
+    clear(
+      refused,
+      head,
+      explain,
+      h(
+        "div",
+        { class: "table-wrap stacked" },
+        h(
+          "table",
+          { class: "list stacked", id: "refused-requests" },
+          h("caption", { class: "visually-hidden" }, "Refused requests"),
+          h("thead", {}, h("tr", {}, ["Received", "Source", "Request", "Answer", "Error", "Hits"].map((l) => h("th", { scope: "col" }, l)))),
+          h(
+            "tbody",
+            {},
+            found.refused.map((r) =>
+              h(
+                "tr",
+                { "data-code": r.code },
+                h("td", { "data-label": "Received" }, formatClock(r.at)),
+                h("td", { "data-label": "Source" }, r.source_id || "—"),
+                h("td", { "data-label": "Request" }, h("code", {}, `${r.method} ${r.path}`)),
+                h("td", { "data-label": "Answer" }, h("span", { class: "badge badge-paused" }, `HTTP ${r.status}`)),
+                h("td", { "data-label": "Error", class: "error-text" }, h("strong", {}, r.code), ": ", r.message),
+                h(
+                  "td",
+                  { "data-label": "Hits" },
+                  r.summary.hits ? `${r.summary.hits} (${[...r.summary.types, ...r.summary.events].join(", ") || "—"})` : "—",
+                ),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
   // New events change the shares: redraw them shortly after, once per burst.
   let qualityTimer = null;
   function qualitySoon() {
@@ -405,12 +467,15 @@ export async function showDebugger(main) {
       ),
       details,
     ),
+    refused,
     quality,
   );
   onLeave(() => {
     if (controller) controller.abort();
     clearTimeout(qualityTimer);
   });
+  sourcePick.addEventListener("change", () => drawRefused().catch((error) => notify(error.message, "error")));
   await start();
+  drawRefused().catch((error) => notify(error.message, "error"));
   drawQuality().catch((error) => notify(error.message, "error"));
 }

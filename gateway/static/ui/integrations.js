@@ -14,9 +14,11 @@ import {
   pretty,
   showError,
 } from "./dom.js";
+import { activityPanel, drawCompact, windowSwitch } from "./activity.js";
 import { knownCategories, onLeave, sourcesAndIntegrations } from "./shared.js";
 
 const REFRESH_MS = 10000;
+const CHARTS_REFRESH_MS = 30000; // a chart's smallest bucket is a minute
 
 function stateBadge(integration) {
   const { state, paused_reason: reason } = integration.status;
@@ -76,6 +78,8 @@ export async function showIntegrations(main) {
   const heading = h("h1", {}, "Integrations");
   const body = h("div", { class: "table-wrap stacked" });
   const refresh = h("button", { type: "button", class: "secondary" }, "Refresh");
+  const activity = h("section", { class: "card activity", id: "activity", "aria-labelledby": "activity-title", hidden: true });
+  let chartHours = 1;
   clear(
     main,
     h(
@@ -85,7 +89,30 @@ export async function showIntegrations(main) {
       h("div", { class: "actions" }, refresh, h("a", { class: "button", href: "#/integrations/new" }, "Add Integration")),
     ),
     body,
+    activity,
   );
+
+  // Each integration's events by outcome over the last hour or day, side by side.
+  async function drawActivity() {
+    const { integrations } = await sourcesAndIntegrations();
+    activity.hidden = !integrations.length;
+    if (!integrations.length) return;
+    const cards = integrations.map((integration) => h("div", { class: "activity-item", "data-integration": integration.id }));
+    clear(
+      activity,
+      h(
+        "div",
+        { class: "title-row" },
+        h("h2", { id: "activity-title" }, "Activity"),
+        windowSwitch(chartHours, (value) => {
+          chartHours = value;
+          drawActivity().catch((error) => notify(error.message, "error"));
+        }),
+      ),
+      h("div", { class: "charts" }, cards),
+    );
+    await Promise.all(integrations.map((integration, i) => drawCompact(cards[i], integration, chartHours)));
+  }
 
   async function draw() {
     const { sources, integrations } = await sourcesAndIntegrations();
@@ -204,10 +231,15 @@ export async function showIntegrations(main) {
     );
   }
 
-  refresh.addEventListener("click", () => act(refresh, draw, "Integrations refreshed."));
+  refresh.addEventListener("click", () => act(refresh, () => Promise.all([draw(), drawActivity()]), "Integrations refreshed."));
   await draw();
+  drawActivity().catch((error) => notify(error.message, "error"));
   const timer = setInterval(() => draw().catch(() => {}), REFRESH_MS);
-  onLeave(() => clearInterval(timer));
+  const chartsTimer = setInterval(() => drawActivity().catch(() => {}), CHARTS_REFRESH_MS);
+  onLeave(() => {
+    clearInterval(timer);
+    clearInterval(chartsTimer);
+  });
 }
 
 // What the list says an integration delivers to.
@@ -333,7 +365,7 @@ export async function showDestinationForm(main, vendor, current) {
     }
   });
   const parts = [h("h1", {}, creating ? `Add Integration: ${destination.label}` : `Edit ${current.name}`)];
-  if (!creating) parts.push(integrationSummary(current));
+  if (!creating) parts.push(integrationSummary(current), activityPanel(current));
   parts.push(form);
   clear(main, parts);
   (creating ? source : name).focus();
@@ -520,7 +552,7 @@ export async function showIntegrationForm(main, id, focusField = null) {
   });
 
   const parts = [h("h1", {}, creating ? "Add Integration: TikTok Events API" : `Edit ${current.name}`)];
-  if (!creating) parts.push(integrationSummary(current, form));
+  if (!creating) parts.push(integrationSummary(current, form), activityPanel(current));
   parts.push(form);
   clear(main, parts);
   const wantedField = focusField && form.querySelector(`[data-field="${CSS.escape(focusField)}"]`);
