@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,6 +84,26 @@ def explain_consent(
     return GRANTED, "consent given for " + ", ".join(categories)
 
 
+class RawHit:
+    """The whole hit as the gateway decoded it (traits hashed) and the facts of its request.
+
+    One per hit, shared by the records of every integration of its source. Collection hands
+    over how to render it, not the text: the JSON is made once, on the ledger's writer thread
+    (the first record that needs it), so the request path only allocates this object.
+    """
+
+    __slots__ = ("_render", "_text")
+
+    def __init__(self, render: Callable[[], bytes]) -> None:
+        self._render = render
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self._render().decode("utf-8")
+        return self._text
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What collection saw of one hit for one integration (None: the source has none)."""
@@ -100,6 +120,7 @@ class Observation:
     reason: str | None
     received_at: float
     user_id_known: bool = False  # the event's external_id starts with a user id's hash
+    raw: RawHit | None = None  # the whole hit and its request's facts (None: a test send)
 
 
 @dataclass(frozen=True, slots=True)

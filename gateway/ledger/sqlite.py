@@ -64,6 +64,9 @@ WRITE_BATCH = 5000
 # Memory an observation holds besides its payload (the object, the hit summary, strings; about
 # 770 bytes measured with tracemalloc), and an outcome (TikTok's answer is shared by the batch).
 _OBSERVATION_BYTES = 800
+# What a record's raw hit adds: the hit object it keeps until the writer renders it (shared by
+# the records of one hit; counted for each, so the bound errs on the safe side).
+_RAW_BYTES = 600
 _OUTCOME_BYTES = 250
 MAX_PAGE = 1000
 # How long the writer gathers records before a batch goes: long enough that an event's outcome
@@ -101,6 +104,7 @@ CREATE TABLE IF NOT EXISTS records (
     attempts INTEGER NOT NULL DEFAULT 0,
     received_at REAL,  -- NULL while only the delivery worker has written the record
     updated_at REAL NOT NULL,
+    raw TEXT,  -- the whole hit (traits hashed) and its request's facts, as JSON
     PRIMARY KEY (event_id, integration_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_seq ON records (seq);
@@ -116,8 +120,8 @@ DROP INDEX IF EXISTS records_updated;
 _OBSERVE = """
 INSERT INTO records (event_id, integration_id, seq, source_id, hit_event, tiktok_event, hit,
                      decision, decision_reason, payload, signals, status, reason, received_at,
-                     updated_at, answer, attempts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     updated_at, answer, attempts, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id, integration_id) DO UPDATE SET
     seq = excluded.seq, source_id = excluded.source_id, hit_event = excluded.hit_event,
     tiktok_event = excluded.tiktok_event, hit = excluded.hit, decision = excluded.decision,
@@ -128,7 +132,7 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE excluded.answer END,
     attempts = CASE WHEN records.received_at IS NULL THEN records.attempts
                     ELSE excluded.attempts END,
-    received_at = excluded.received_at, updated_at = excluded.updated_at
+    received_at = excluded.received_at, updated_at = excluded.updated_at, raw = excluded.raw
 """
 _SETTLE = """
 INSERT INTO records (event_id, integration_id, seq, status, reason, answer, attempts, updated_at)
@@ -139,7 +143,7 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 _COLUMNS = """seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
-    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at"""
+    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at, raw"""
 
 Entry = Observation | Outcome
 
@@ -148,7 +152,8 @@ def _entry_bytes(entry: Entry) -> int:
     """About the memory one buffered record holds (for `MAX_BUFFERED_BYTES`)."""
     if type(entry) is Observation:
         payload = entry.payload
-        return _OBSERVATION_BYTES + (len(payload) if payload is not None else 0)
+        raw = _RAW_BYTES if entry.raw is not None else 0
+        return _OBSERVATION_BYTES + raw + (len(payload) if payload is not None else 0)
     return _OUTCOME_BYTES
 
 
@@ -312,6 +317,9 @@ class SQLiteLedger(Ledger):
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    if "raw" not in columns:  # a ledger.db written before records kept the raw hit
+        conn.execute("ALTER TABLE records ADD COLUMN raw TEXT")
 
 
 class _Payload(msgspec.Struct):
@@ -374,6 +382,7 @@ def _observe_row(item: Observation, seq: int) -> list[Any]:
         item.received_at,
         None,  # TikTok's answer and the attempts, once an outcome is folded in
         0,
+        item.raw.text() if item.raw is not None else None,
     ]
 
 
@@ -563,6 +572,7 @@ def _record_json(row: Sequence[Any]) -> dict[str, Any]:
         attempts,
         received_at,
         updated_at,
+        raw,
     ) = row
     return {
         "seq": seq,
@@ -573,6 +583,7 @@ def _record_json(row: Sequence[Any]) -> dict[str, Any]:
         "tiktok_event": tiktok_event,
         "received_at": _iso(received_at),
         "hit": json.loads(hit) if hit else None,
+        "raw": json.loads(raw) if raw else None,
         "consent": (
             {"decision": decision, "reason": decision_reason} if decision is not None else None
         ),
