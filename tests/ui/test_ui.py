@@ -195,6 +195,71 @@ async def test_edit_keeps_the_token_write_only_then_pause_disable_and_delete(
     assert resp.status == 404
 
 
+async def test_the_event_detail_shows_hit_request_facts_tiktok_request_and_answer_side_by_side(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    await console.gw.create_integration(
+        source_id="src_abc123",
+        config={"pixel_code": SEED_PIXEL, "access_token": SEED_TOKEN, "test_event_code": "TEST777"},
+    )
+    await console.sign_in()
+    await page.get_by_role("link", name="Event debugger").click()
+    await expect(page.locator("#live-state")).to_have_text("Live")
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": "ORD-SIDE",
+            "traits": {"email": "Jane@Example.com"},
+            "properties": {
+                "order_id": "ORD-SIDE",
+                "total": 129.99,
+                "currency": "USD",
+                "products": [{"product_id": "SKU-A", "price": 49.99, "quantity": 2}],
+            },
+            "context": {"consent": {"advertising": True}},
+        },
+        headers={"User-Agent": "Mozilla/5.0 (SideBySide)", "Cookie": "_ttp=ttp-side-1"},
+    )
+    assert resp.status == 200
+    row = page.locator('#events tr[data-event-id="ORD-SIDE"]')
+    await expect(row).to_have_attribute("data-status", "delivered")
+    await row.get_by_role("button", name=re.compile("Details of ORD-SIDE")).click()
+    details = page.locator("#event-details")
+    hit, facts = details.locator("#pane-hit"), details.locator("#pane-facts")
+    request, answer = details.locator("#pane-request"), details.locator("#pane-answer")
+    await expect(hit).to_contain_text('"total": 129.99')
+    await expect(hit).to_contain_text('"product_id": "SKU-A"')
+    await expect(hit).to_contain_text(hashlib.sha256(b"jane@example.com").hexdigest())
+    await expect(facts).to_contain_text("Mozilla/5.0 (SideBySide)")
+    await expect(facts).to_contain_text("_ttp = ttp-side-1")
+    await expect(facts).to_contain_text(re.compile(r"Cookies set\s*_ttp = ttp-side-1"))
+    await expect(facts).to_contain_text(re.compile(r"\((just now|\d+ s ago)\)"))
+    await expect(request).to_contain_text('"test_event_code": "TEST777"')
+    await expect(request).to_contain_text('"event_source": "web"')
+    await expect(request).to_contain_text(f'"event_source_id": "{SEED_PIXEL}"')
+    await expect(answer).to_contain_text("Request ID")
+    await expect(answer).to_contain_text(re.compile(r"Answered.*ago|Answered.*just now"))
+    text = await details.inner_text()
+    assert "Jane" not in text and "jane@example.com" not in text and SEED_TOKEN not in text
+    # Side by side on a laptop: the four panes share one row.
+    tops = {
+        round((await p.bounding_box() or {"y": -1})["y"]) for p in (hit, facts, request, answer)
+    }
+    assert len(tops) == 1, tops
+    await console.screenshot("ui-event-detail.png")
+
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await request.get_by_role("button", name="Copy TikTok request").click()
+    await expect(request.get_by_role("button", name="Copy TikTok request")).to_have_text("Copied")
+    copied = json.loads(await page.evaluate("navigator.clipboard.readText()"))
+    assert copied["test_event_code"] == "TEST777"
+    assert copied["data"][0]["event_id"] == "ORD-SIDE"
+
+
 async def test_an_event_appears_live_in_the_debugger_with_tiktoks_answer(
     console: Console,
 ) -> None:
