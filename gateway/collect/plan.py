@@ -114,7 +114,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     if hit.type == "identify":
         learned = _apply_identify(hit, route, plan) if allowed else None
         # Recorded too (hashed traits only), so the debugger shows what identify taught.
-        _observe(hit, route, facts, hit.message_id or ids.new_event_id(), {}, plan, learned)
+        _observe(hit, route, facts, hit.message_id or ids.new_event_id(), {}, plan, None, learned)
         return
     ttclid_clicked = _ttclid_from_page(hit)
     if ttclid_clicked and allowed:
@@ -156,7 +156,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         else:
             plan.events.append(event)
             stored[integration.id] = (event, None)
-    _observe(hit, route, facts, context.event_id, stored, plan)
+    _observe(hit, route, facts, context.event_id, stored, plan, context)
 
 
 def _observe(
@@ -166,6 +166,7 @@ def _observe(
     event_id: str,
     stored: dict[str, tuple[NewEvent, str | None]],
     plan: Plan,
+    context: HitContext | None,
     learned: Identity | None = None,
 ) -> None:
     """The ledger's records of one hit: every integration of its source, sent or not."""
@@ -179,7 +180,7 @@ def _observe(
     # Match quality tells identified visitors from anonymous ones (external_id's first entry).
     user_id_known = hit.user_id is not None or plan.identity.user_id_hash is not None
     raw = (
-        raw_hit(hit, plan.request, route.source.default_phone_region)
+        raw_hit(hit, plan.request, route.source.default_phone_region, context)
         if plan.request is not None
         else None
     )

@@ -19,6 +19,7 @@ from gateway.collect import cookies
 from gateway.core.hashing import hash_external_id
 from gateway.core.hit import Hit, Traits
 from gateway.core.identity import traits_identity
+from gateway.destinations.base import HitContext
 from gateway.ledger.base import RawHit, hashed_identity
 
 # What the debugger shows for the identity cookie instead of its value (sealed, but still a
@@ -60,13 +61,37 @@ class RawRequest:
         }
 
 
-def raw_hit(hit: Hit, request: RawRequest, phone_region: str | None) -> RawHit:
+def raw_hit(
+    hit: Hit, request: RawRequest, phone_region: str | None, context: HitContext | None
+) -> RawHit:
     """The raw record of one hit, rendered later on the ledger's writer thread."""
-    return RawHit(functools.partial(render, hit, request, phone_region))
+    return RawHit(functools.partial(render, hit, request, phone_region, context))
 
 
-def render(hit: Hit, request: RawRequest, phone_region: str | None) -> bytes:
-    return msgspec.json.encode({"hit": hashed_hit(hit, phone_region), "request": request.as_json()})
+def render(
+    hit: Hit, request: RawRequest, phone_region: str | None, context: HitContext | None
+) -> bytes:
+    raw: dict[str, Any] = {"hit": hashed_hit(hit, phone_region), "request": request.as_json()}
+    if context is not None:
+        raw["resolved"] = resolved_json(context)
+    return msgspec.json.encode(raw)
+
+
+def resolved_json(context: HitContext) -> dict[str, Any]:
+    """What collection resolved for the hit (ids, cookies, event time, the identity cookie's
+    hashes): re-processing plans the hit again with exactly these, so only the mapping changes.
+    """
+    return {
+        "event_id": context.event_id,
+        "event_time": context.event_time,
+        "anonymous_id": context.anonymous_id,
+        "ttp": context.ttp,
+        "ttclid": context.ttclid,
+        "ip": context.ip,
+        "user_agent": context.user_agent,
+        "locale": context.locale,
+        "identity": hashed_identity(context.identity),
+    }
 
 
 def hashed_hit(hit: Hit, phone_region: str | None) -> dict[str, Any]:

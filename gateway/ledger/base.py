@@ -124,6 +124,17 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredHit:
+    """A record's raw hit, as re-processing reads it back."""
+
+    event_id: str
+    raw: str  # the JSON `RawHit.text` gave
+    tiktok_event: str | None  # the destination's event name it was stored as (None: not sent)
+    status: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class TikTokReply:
     """TikTok's answer to the request that carried an event, as the debugger shows it."""
 
@@ -270,6 +281,13 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         """How many events sent to the integration since then carried each of `MATCH_SIGNALS`."""
+
+    @abc.abstractmethod
+    async def raw_hits(
+        self, integration_id: str, since: float, until: float, limit: int
+    ) -> list[StoredHit]:
+        """The integration's records received in [since, until) that kept their raw hit, oldest
+        first, at most `limit`."""
 
     @abc.abstractmethod
     async def timeline(

@@ -47,6 +47,7 @@ from gateway.ledger.base import (
     MatchQuality,
     Observation,
     Outcome,
+    StoredHit,
     TikTokReply,
     TimelineBucket,
 )
@@ -293,6 +294,12 @@ class SQLiteLedger(Ledger):
     ) -> list[TimelineBucket]:
         return await self._reader.run(_timeline, integration_id, since, bucket_s, count)
 
+    async def raw_hits(
+        self, integration_id: str, since: float, until: float, limit: int
+    ) -> list[StoredHit]:
+        rows = await self._reader.run(_raw_hits, integration_id, since, until, limit)
+        return [StoredHit(*row) for row in rows]
+
     def metrics(self) -> Collector:
         """Prometheus counters read at scrape time: `gateway_ledger_records_written_total` and
         `gateway_ledger_records_dropped_total` (lost to a full buffer: the writer fell behind)."""
@@ -480,6 +487,17 @@ def _select(
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY seq {order} LIMIT ?"
     return conn.execute(sql, [*args, limit]).fetchall()
+
+
+def _raw_hits(
+    conn: sqlite3.Connection, integration_id: str, since: float, until: float, limit: int
+) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT event_id, raw, tiktok_event, status, received_at FROM records"
+        " WHERE integration_id = ? AND raw IS NOT NULL AND received_at >= ? AND received_at < ?"
+        " ORDER BY seq LIMIT ?",
+        (integration_id, since, until, limit),
+    ).fetchall()
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
