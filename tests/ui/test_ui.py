@@ -6,6 +6,7 @@ TikTok double) whether what the UI did is what was stored. Screens are saved int
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -258,6 +259,83 @@ async def test_the_event_detail_shows_hit_request_facts_tiktok_request_and_answe
     copied = json.loads(await page.evaluate("navigator.clipboard.readText()"))
     assert copied["test_event_code"] == "TEST777"
     assert copied["data"][0]["event_id"] == "ORD-SIDE"
+
+
+async def _until_delivered(console: Console, event_ids: list[str], tiktok_event: str) -> None:
+    """Until the ledger shows these events delivered as that TikTok event (the worker notes
+    outcomes behind its back; the test's timeout bounds the wait)."""
+    while True:
+        await console.gw.wired.ledger.flush()
+        records = [
+            (await _api(console, "GET", f"/v1/admin/events/{event_id}"))["records"][0]
+            for event_id in event_ids
+        ]
+        if all(
+            r["delivery"]["status"] == "delivered" and r["tiktok_event"] == tiktok_event
+            for r in records
+        ):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_re_processing_after_a_mapping_change_counts_first_then_queues(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    for message_id in ("SIGN-1", "SIGN-2"):
+        resp = await console.gw.collect.post(
+            "/v1/t",
+            json={
+                "source_id": "src_abc123",
+                "event": "Signed Up",
+                "message_id": message_id,
+                "context": {"consent": {"advertising": True}},
+            },
+        )
+        assert resp.status == 200
+    await console.tiktok.wait_for(lambda: len(console.tiktok.accepted_ids()) == 2)
+    await console.gw.wired.ledger.flush()
+    sent_before = len(console.tiktok.requests)
+    await _api(
+        console,
+        "PATCH",
+        f"/v1/admin/integrations/{integration['id']}",
+        json={"config": {"event_mapping": {"Signed Up": "Subscribe"}}},
+    )
+    await console.sign_in()
+    await page.get_by_role("link", name="Edit TikTok Events API").click()
+    await page.get_by_role("button", name="Re-process…").click()
+    dialog = page.get_by_role("dialog", name="Re-process hits for TikTok Events API")
+    counts = dialog.locator("#reprocess-counts")
+    await expect(counts.locator('[data-count="hits"]')).to_have_text("2")
+    await expect(counts.locator('[data-count="queue"]')).to_have_text("2")
+    await expect(counts.locator('[data-count="skipped_delivered"]')).to_have_text("0")
+    await expect(dialog.locator("#reprocess-retention")).to_have_text(
+        "Raw hits are kept 72 hours: older ones can no longer be re-processed."
+    )
+    assert len(console.tiktok.requests) == sent_before  # the count queued nothing
+    await console.screenshot("ui-reprocess.png")
+
+    await dialog.get_by_role("button", name="Re-process 2 events").click()
+    await expect(dialog.locator("#reprocess-done")).to_have_text(
+        "2 events queued with the current mapping."
+    )
+    await console.tiktok.wait_for(
+        lambda: (
+            sorted(e["event"] for r in console.tiktok.requests for e in r.events).count("Subscribe")
+            == 2
+        )
+    )
+    resent = [e for r in console.tiktok.requests[sent_before:] for e in r.events]
+    assert sorted(e["event_id"] for e in resent) == ["SIGN-1", "SIGN-2"]
+
+    # A new count: both are now delivered under the new name; nothing is left to queue.
+    await _until_delivered(console, ["SIGN-1", "SIGN-2"], "Subscribe")
+    await dialog.get_by_role("button", name="Count (dry run)").click()
+    await expect(counts.locator('[data-count="skipped_delivered"]')).to_have_text("2")
+    await expect(dialog.get_by_role("button", name="Re-process 0 events")).to_be_disabled()
 
 
 async def test_an_event_appears_live_in_the_debugger_with_tiktoks_answer(
