@@ -330,7 +330,11 @@ export async function showDebugger(main) {
       "pane-hit",
       "The hit as received",
       hit,
-      [h("p", { class: "hint" }, "Whole, as decoded; email, phone, names, address and user id are hashed."), pretty(hit)],
+      [
+        h("p", { class: "hint" }, "Whole, as decoded; email, phone, names, address and user id are hashed."),
+        pretty(hit),
+        record.hit && record.hit.identity ? [h("p", { class: "hint" }, "What this identify hit taught (hashed):"), pretty({ identity: record.hit.identity })] : null,
+      ],
     );
   }
 
