@@ -514,3 +514,15 @@ async def test_a_ledger_file_from_before_raw_hits_gains_the_column_and_keeps_its
         assert [s.event_id for s in stored] == ["new-1"]
     finally:
         await ledger.close()
+
+
+async def test_a_raw_hit_that_cannot_be_rendered_costs_only_itself(ledger: SQLiteLedger) -> None:
+    def broken() -> bytes:
+        raise ValueError("not JSON-able")
+
+    ledger.observe([_observation("e-broken", raw=RawHit(broken)), _observation("e-fine")])
+    await ledger.flush()
+    records = {r["event_id"]: r for r in await ledger.records(Filters(), 10)}
+    assert records["e-broken"]["raw"] is None
+    assert records["e-broken"]["payload"]["event_id"] == "e-broken"
+    assert "e-fine" in records

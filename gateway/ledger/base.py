@@ -98,10 +98,16 @@ class RawHit:
         self._render = render
         self._text: str | None = None
 
-    def text(self) -> str:
+    def text(self) -> str | None:
+        """The JSON, made on first use; None if it cannot be made (the record is kept without
+        it rather than the writer's whole batch lost)."""
         if self._text is None:
-            self._text = self._render().decode("utf-8")
-        return self._text
+            try:
+                self._text = self._render().decode("utf-8")
+            except Exception:
+                log.warning("raw hit could not be rendered; its records are kept without it")
+                self._text = ""
+        return self._text or None
 
 
 @dataclass(frozen=True, slots=True)
