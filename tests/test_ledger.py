@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from gateway.ledger.base import (
     Filters,
     Observation,
     Outcome,
+    RawHit,
     TikTokReply,
     explain_consent,
     hit_summary,
@@ -465,3 +467,62 @@ async def test_a_rejected_event_is_dead_lettered_in_the_ledger_with_tiktoks_answ
     (record,) = await _records(gateway, "m-bad")
     assert record["delivery"]["status"] == DELIVERED
     assert record["delivery"]["answer"]["code"] == 0
+
+
+async def test_a_ledger_file_from_before_raw_hits_gains_the_column_and_keeps_its_records(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', 1), ('seq', 1);
+        CREATE TABLE records (
+            event_id TEXT NOT NULL, integration_id TEXT NOT NULL, seq INTEGER NOT NULL,
+            source_id TEXT, hit_event TEXT, tiktok_event TEXT, hit TEXT, decision TEXT,
+            decision_reason TEXT, payload TEXT, signals INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL, reason TEXT, answer TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+            received_at REAL, updated_at REAL NOT NULL, PRIMARY KEY (event_id, integration_id));
+        INSERT INTO records (event_id, integration_id, seq, status, updated_at)
+            VALUES ('old-1', 'int_a', 1, 'delivered', 1700000000.0);
+        """
+    )
+    old.commit()
+    old.close()
+    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
+    await ledger.open()
+    try:
+        rendered: list[int] = []
+
+        def render() -> bytes:
+            rendered.append(1)
+            return b'{"hit": {"event": "Signed Up"}}'
+
+        raw = RawHit(render)  # one per hit, shared by its integrations' records
+        ledger.observe(
+            [_observation("new-1", "int_a", raw=raw), _observation("new-1", "int_b", raw=raw)]
+        )
+        await ledger.flush()
+        records = await ledger.records(Filters(), 10)
+        by_key = {(r["event_id"], r["integration_id"]): r for r in records}
+        assert by_key[("old-1", "int_a")]["raw"] is None
+        assert by_key[("new-1", "int_a")]["raw"] == {"hit": {"event": "Signed Up"}}
+        assert by_key[("new-1", "int_b")]["raw"] == {"hit": {"event": "Signed Up"}}
+        assert rendered == [1]  # rendered once for both records
+        stored = await ledger.raw_hits("int_b", 1_699_999_999.0, 1_700_000_001.0, 10)
+        assert [s.event_id for s in stored] == ["new-1"]
+    finally:
+        await ledger.close()
+
+
+async def test_a_raw_hit_that_cannot_be_rendered_costs_only_itself(ledger: SQLiteLedger) -> None:
+    def broken() -> bytes:
+        raise ValueError("not JSON-able")
+
+    ledger.observe([_observation("e-broken", raw=RawHit(broken)), _observation("e-fine")])
+    await ledger.flush()
+    records = {r["event_id"]: r for r in await ledger.records(Filters(), 10)}
+    assert records["e-broken"]["raw"] is None
+    assert records["e-broken"]["payload"]["event_id"] == "e-broken"
+    assert "e-fine" in records

@@ -404,6 +404,19 @@ async def test_real_answers_match_the_document(contract: Contract) -> None:
     await c.call("get", timeline, 422, path=f"/v1/admin/integrations/{iid}/timeline?hours=3")
     await c.call("get", timeline, 404, path="/v1/admin/integrations/int_missing/timeline")
     await c.call("get", timeline, 401, path=f"/v1/admin/integrations/{iid}/timeline", auth=False)
+    reprocess = "/v1/admin/integrations/{id}/reprocess"
+    window = {"since": "2020-01-01T00:00:00Z", "until": "2099-01-01T00:00:00Z"}
+    counted = await c.call(
+        "post", reprocess, 200, path=f"/v1/admin/integrations/{iid}/reprocess", json=window
+    )
+    assert counted["dry_run"] is True and counted["counts"]["hits"] >= 1
+    reprocess_path = f"/v1/admin/integrations/{iid}/reprocess"
+    await c.call("post", reprocess, 422, path=reprocess_path, json={"since": "2020-01-01"})
+    await c.call("post", reprocess, 400, path=reprocess_path, data=b"{")
+    await c.call(
+        "post", reprocess, 404, path="/v1/admin/integrations/int_missing/reprocess", json=window
+    )
+    await c.call("post", reprocess, 401, path=reprocess_path, json=window, auth=False)
     refused = await c.call("get", "/v1/admin/refused", 200, path="/v1/admin/refused?limit=5")
     assert refused["capacity"] == 1000
     await c.call("get", "/v1/admin/refused", 422, path="/v1/admin/refused?limit=0")

@@ -24,6 +24,7 @@ from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.admin.debugger import add_debugger, failed_requests, note_test_send
 from gateway.admin.openapi import document_bytes
+from gateway.admin.reprocess import add_reprocess
 from gateway.admin.schema import (
     Selection,
     Unauthorized,
@@ -109,6 +110,7 @@ def create_admin_app(context: AdminContext) -> web.Application:
         ]
     )
     add_debugger(app, context, p)
+    add_reprocess(app, context, p)
     add_ui(app)
     return app
 

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.admin.schema import int_param, iso_utc, parse_json
 from gateway.core.errors import AdminError, Invalid, NotFound
@@ -100,6 +101,8 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
         if not records:
             hours = context.settings.ledger_retention_hours
             raise _NoRecord(f"no record of event {event_id!r} in the last {hours} hours")
+        for record in records:
+            record["request"] = await _request_preview(context, record)
         return web.json_response({"event_id": event_id, "records": records})
 
     async def stream_events(request: web.Request) -> web.StreamResponse:
@@ -245,6 +248,22 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
 TIMELINE_BUCKET_S: Final = {1: 60, 24: 600}
 # The match keys a timeline follows (the ones an operator can act on).
 TIMELINE_SIGNALS: Final = ("ttclid", "ttp", "email", "phone", "external_id_user", "ip")
+
+
+async def _request_preview(context: AdminContext, record: Mapping[str, Any]) -> Any:
+    """The body the destination posts for this record's event, envelope included (for TikTok:
+    `event_source`, `event_source_id`, `test_event_code`), built with the integration's current
+    settings; None when nothing was stored to send or the integration is gone. The access token
+    travels in a header and is never part of it."""
+    payload, integration_id = record.get("payload"), record.get("integration_id")
+    if payload is None or not integration_id:
+        return None
+    integration = await context.store.get_integration(integration_id)
+    if integration is None:
+        return None
+    source = await context.store.get_source(integration.source_id)
+    destination = destinations.get(integration.vendor)
+    return destination.request_body(integration, source, [json.dumps(payload).encode()])
 
 
 def _timeline_hours(query: Mapping[str, str]) -> int:

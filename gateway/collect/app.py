@@ -21,6 +21,7 @@ from gateway.collect.context import CollectContext
 from gateway.collect.demo import handle_demo
 from gateway.collect.plan import Plan, RequestFacts, accept_language_locale, plan_hits
 from gateway.collect.protocols import native, segment
+from gateway.collect.rawhit import SEALED
 from gateway.collect.redact import redact_url
 from gateway.collect.route import Route
 from gateway.collect.visitor import client_ip, is_https
@@ -204,7 +205,6 @@ async def collect_hits(
                 context.notify(integration_id)
     await _set_aside(context, plan, facts.received_at)
     _count(context, hits, plan)
-    context.observe(plan.observed)  # buffered: the debugger never slows a hit down
 
     response = web.Response(body=ok_body, content_type="application/json")
     origin = request.headers.get("Origin")
@@ -212,6 +212,8 @@ async def collect_hits(
         _add_cors(response, origin)
     if plan.any_allowed and not facts.from_server:
         _set_cookies(response, request, route, facts, plan)
+    # After the cookies, which the records show; buffered: the debugger never slows a hit down.
+    context.observe(plan.observed)
     return response
 
 
@@ -265,6 +267,7 @@ def _request_facts(
         identity=identity,
         # An outdated cookie (it held the raw user id) is not re-sent but sealed anew.
         identity_cookie=raw_identity if not (identity.empty or outdated) else None,
+        identity_cookie_present=bool(raw_identity),
         from_server=from_server,
         received_at=time.time(),
     )
@@ -303,7 +306,10 @@ def _set_cookies(
     facts: RequestFacts,
     plan: Plan,
 ) -> None:
+    shown = plan.request.cookies_set if plan.request is not None else {}
+
     def add(name: str, value: str, max_age: int, http_only: bool) -> None:
+        shown[name] = SEALED if name == cookies.IDENTITY else value
         response.headers.add(
             hdrs.SET_COOKIE,
             cookies.set_cookie_value(

@@ -14,6 +14,7 @@ import msgspec
 
 from gateway import destinations
 from gateway.collect import cookies
+from gateway.collect.rawhit import RawRequest, raw_hit
 from gateway.collect.route import Route, consent_allows
 from gateway.core import ids
 from gateway.core.errors import HitError
@@ -53,6 +54,7 @@ class RequestFacts:
     identity_cookie: str | None  # the sealed value as received, re-sent when nothing changed
     from_server: bool
     received_at: float
+    identity_cookie_present: bool = False  # a `_dfuser` came (its value is never shown)
 
 
 @dataclass(slots=True)
@@ -69,6 +71,8 @@ class Plan:
     anonymous_id: str | None = None
     # The ledger's records of these hits, one per hit and integration (sent or not).
     observed: list[Observation] = field(default_factory=list)
+    # The request's facts the records show with each raw hit (cookies set are added later).
+    request: RawRequest | None = None
 
 
 def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: int) -> Plan:
@@ -76,6 +80,20 @@ def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: 
     plan = Plan(identity=facts.identity)
     plan.ttp = facts.ttp or (None if facts.from_server else ids.new_uuid())
     plan.anonymous_id = facts.anonymous_id
+    plan.request = RawRequest(
+        received_at=facts.received_at,
+        ip=facts.ip,
+        user_agent=facts.user_agent,
+        locale=facts.locale,
+        from_server=facts.from_server,
+        source_id=route.source.id,
+        cookies_read={
+            cookies.TTP: facts.ttp,
+            cookies.ANONYMOUS_ID: facts.anonymous_id,
+            cookies.TTCLID: facts.ttclid_cookie,
+        },
+        identity_cookie_present=facts.identity_cookie_present,
+    )
     for hit in hits:
         _plan_hit(hit, route, facts, plan, max_age_days)
     return plan
@@ -96,7 +114,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     if hit.type == "identify":
         learned = _apply_identify(hit, route, plan) if allowed else None
         # Recorded too (hashed traits only), so the debugger shows what identify taught.
-        _observe(hit, route, facts, hit.message_id or ids.new_event_id(), {}, plan, learned)
+        _observe(hit, route, facts, hit.message_id or ids.new_event_id(), {}, plan, None, learned)
         return
     ttclid_clicked = _ttclid_from_page(hit)
     if ttclid_clicked and allowed:
@@ -138,7 +156,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         else:
             plan.events.append(event)
             stored[integration.id] = (event, None)
-    _observe(hit, route, facts, context.event_id, stored, plan)
+    _observe(hit, route, facts, context.event_id, stored, plan, context)
 
 
 def _observe(
@@ -148,6 +166,7 @@ def _observe(
     event_id: str,
     stored: dict[str, tuple[NewEvent, str | None]],
     plan: Plan,
+    context: HitContext | None,
     learned: Identity | None = None,
 ) -> None:
     """The ledger's records of one hit: every integration of its source, sent or not."""
@@ -160,6 +179,11 @@ def _observe(
         summary["identity"] = hashed_identity(learned)
     # Match quality tells identified visitors from anonymous ones (external_id's first entry).
     user_id_known = hit.user_id is not None or plan.identity.user_id_hash is not None
+    raw = (
+        raw_hit(hit, plan.request, route.source.default_phone_region, context)
+        if plan.request is not None
+        else None
+    )
 
     def record(integration_id: str | None, decision: str, why: str) -> Observation:
         event, reason = stored.get(integration_id or "", (None, None))
@@ -182,6 +206,7 @@ def _observe(
             reason=reason,
             received_at=facts.received_at,
             user_id_known=user_id_known,
+            raw=raw,
         )
 
     if not route.integrations:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,6 +84,32 @@ def explain_consent(
     return GRANTED, "consent given for " + ", ".join(categories)
 
 
+class RawHit:
+    """The whole hit as the gateway decoded it (traits hashed) and the facts of its request.
+
+    One per hit, shared by the records of every integration of its source. Collection hands
+    over how to render it, not the text: the JSON is made once, on the ledger's writer thread
+    (the first record that needs it), so the request path only allocates this object.
+    """
+
+    __slots__ = ("_render", "_text")
+
+    def __init__(self, render: Callable[[], bytes]) -> None:
+        self._render = render
+        self._text: str | None = None
+
+    def text(self) -> str | None:
+        """The JSON, made on first use; None if it cannot be made (the record is kept without
+        it rather than the writer's whole batch lost)."""
+        if self._text is None:
+            try:
+                self._text = self._render().decode("utf-8")
+            except Exception:
+                log.warning("raw hit could not be rendered; its records are kept without it")
+                self._text = ""
+        return self._text or None
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What collection saw of one hit for one integration (None: the source has none)."""
@@ -100,6 +126,18 @@ class Observation:
     reason: str | None
     received_at: float
     user_id_known: bool = False  # the event's external_id starts with a user id's hash
+    raw: RawHit | None = None  # the whole hit and its request's facts (None: a test send)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHit:
+    """A record's raw hit, as re-processing reads it back."""
+
+    event_id: str
+    raw: str  # the JSON `RawHit.text` gave
+    tiktok_event: str | None  # the destination's event name it was stored as (None: not sent)
+    status: str
+    received_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +287,13 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         """How many events sent to the integration since then carried each of `MATCH_SIGNALS`."""
+
+    @abc.abstractmethod
+    async def raw_hits(
+        self, integration_id: str, since: float, until: float, limit: int
+    ) -> list[StoredHit]:
+        """The integration's records received in [since, until) that kept their raw hit, oldest
+        first, at most `limit`."""
 
     @abc.abstractmethod
     async def timeline(

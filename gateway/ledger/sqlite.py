@@ -47,6 +47,7 @@ from gateway.ledger.base import (
     MatchQuality,
     Observation,
     Outcome,
+    StoredHit,
     TikTokReply,
     TimelineBucket,
 )
@@ -64,6 +65,9 @@ WRITE_BATCH = 5000
 # Memory an observation holds besides its payload (the object, the hit summary, strings; about
 # 770 bytes measured with tracemalloc), and an outcome (TikTok's answer is shared by the batch).
 _OBSERVATION_BYTES = 800
+# What a record's raw hit adds: the hit object it keeps until the writer renders it (shared by
+# the records of one hit; counted for each, so the bound errs on the safe side).
+_RAW_BYTES = 600
 _OUTCOME_BYTES = 250
 MAX_PAGE = 1000
 # How long the writer gathers records before a batch goes: long enough that an event's outcome
@@ -101,6 +105,7 @@ CREATE TABLE IF NOT EXISTS records (
     attempts INTEGER NOT NULL DEFAULT 0,
     received_at REAL,  -- NULL while only the delivery worker has written the record
     updated_at REAL NOT NULL,
+    raw TEXT,  -- the whole hit (traits hashed) and its request's facts, as JSON
     PRIMARY KEY (event_id, integration_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_seq ON records (seq);
@@ -116,8 +121,8 @@ DROP INDEX IF EXISTS records_updated;
 _OBSERVE = """
 INSERT INTO records (event_id, integration_id, seq, source_id, hit_event, tiktok_event, hit,
                      decision, decision_reason, payload, signals, status, reason, received_at,
-                     updated_at, answer, attempts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     updated_at, answer, attempts, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id, integration_id) DO UPDATE SET
     seq = excluded.seq, source_id = excluded.source_id, hit_event = excluded.hit_event,
     tiktok_event = excluded.tiktok_event, hit = excluded.hit, decision = excluded.decision,
@@ -128,7 +133,7 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE excluded.answer END,
     attempts = CASE WHEN records.received_at IS NULL THEN records.attempts
                     ELSE excluded.attempts END,
-    received_at = excluded.received_at, updated_at = excluded.updated_at
+    received_at = excluded.received_at, updated_at = excluded.updated_at, raw = excluded.raw
 """
 _SETTLE = """
 INSERT INTO records (event_id, integration_id, seq, status, reason, answer, attempts, updated_at)
@@ -139,7 +144,7 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 _COLUMNS = """seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
-    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at"""
+    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at, raw"""
 
 Entry = Observation | Outcome
 
@@ -148,7 +153,8 @@ def _entry_bytes(entry: Entry) -> int:
     """About the memory one buffered record holds (for `MAX_BUFFERED_BYTES`)."""
     if type(entry) is Observation:
         payload = entry.payload
-        return _OBSERVATION_BYTES + (len(payload) if payload is not None else 0)
+        raw = _RAW_BYTES if entry.raw is not None else 0
+        return _OBSERVATION_BYTES + raw + (len(payload) if payload is not None else 0)
     return _OUTCOME_BYTES
 
 
@@ -288,6 +294,12 @@ class SQLiteLedger(Ledger):
     ) -> list[TimelineBucket]:
         return await self._reader.run(_timeline, integration_id, since, bucket_s, count)
 
+    async def raw_hits(
+        self, integration_id: str, since: float, until: float, limit: int
+    ) -> list[StoredHit]:
+        rows = await self._reader.run(_raw_hits, integration_id, since, until, limit)
+        return [StoredHit(*row) for row in rows]
+
     def metrics(self) -> Collector:
         """Prometheus counters read at scrape time: `gateway_ledger_records_written_total` and
         `gateway_ledger_records_dropped_total` (lost to a full buffer: the writer fell behind)."""
@@ -312,6 +324,9 @@ class SQLiteLedger(Ledger):
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    if "raw" not in columns:  # a ledger.db written before records kept the raw hit
+        conn.execute("ALTER TABLE records ADD COLUMN raw TEXT")
 
 
 class _Payload(msgspec.Struct):
@@ -374,6 +389,7 @@ def _observe_row(item: Observation, seq: int) -> list[Any]:
         item.received_at,
         None,  # TikTok's answer and the attempts, once an outcome is folded in
         0,
+        item.raw.text() if item.raw is not None else None,
     ]
 
 
@@ -473,6 +489,17 @@ def _select(
     return conn.execute(sql, [*args, limit]).fetchall()
 
 
+def _raw_hits(
+    conn: sqlite3.Connection, integration_id: str, since: float, until: float, limit: int
+) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT event_id, raw, tiktok_event, status, received_at FROM records"
+        " WHERE integration_id = ? AND raw IS NOT NULL AND received_at >= ? AND received_at < ?"
+        " ORDER BY seq LIMIT ?",
+        (integration_id, since, until, limit),
+    ).fetchall()
+
+
 def _last_seq(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
     return int(row[0]) if row else 0
@@ -563,6 +590,7 @@ def _record_json(row: Sequence[Any]) -> dict[str, Any]:
         attempts,
         received_at,
         updated_at,
+        raw,
     ) = row
     return {
         "seq": seq,
@@ -573,6 +601,7 @@ def _record_json(row: Sequence[Any]) -> dict[str, Any]:
         "tiktok_event": tiktok_event,
         "received_at": _iso(received_at),
         "hit": json.loads(hit) if hit else None,
+        "raw": json.loads(raw) if raw else None,
         "consent": (
             {"decision": decision, "reason": decision_reason} if decision is not None else None
         ),

@@ -6,6 +6,7 @@ TikTok double) whether what the UI did is what was stored. Screens are saved int
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -193,6 +194,148 @@ async def test_edit_keeps_the_token_write_only_then_pause_disable_and_delete(
     await expect(page.get_by_text("No integration yet.")).to_be_visible()
     resp = await console.gw.admin.get(f"/v1/admin/integrations/{iid}")
     assert resp.status == 404
+
+
+async def test_the_event_detail_shows_hit_request_facts_tiktok_request_and_answer_side_by_side(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    await console.gw.create_integration(
+        source_id="src_abc123",
+        config={"pixel_code": SEED_PIXEL, "access_token": SEED_TOKEN, "test_event_code": "TEST777"},
+    )
+    await console.sign_in()
+    await page.get_by_role("link", name="Event debugger").click()
+    await expect(page.locator("#live-state")).to_have_text("Live")
+    resp = await console.gw.collect.post(
+        "/v1/t",
+        json={
+            "source_id": "src_abc123",
+            "event": "Order Completed",
+            "message_id": "ORD-SIDE",
+            "traits": {"email": "Jane@Example.com"},
+            "properties": {
+                "order_id": "ORD-SIDE",
+                "total": 129.99,
+                "currency": "USD",
+                "products": [{"product_id": "SKU-A", "price": 49.99, "quantity": 2}],
+            },
+            "context": {"consent": {"advertising": True}},
+        },
+        headers={"User-Agent": "Mozilla/5.0 (SideBySide)", "Cookie": "_ttp=ttp-side-1"},
+    )
+    assert resp.status == 200
+    row = page.locator('#events tr[data-event-id="ORD-SIDE"]')
+    await expect(row).to_have_attribute("data-status", "delivered")
+    await row.get_by_role("button", name=re.compile("Details of ORD-SIDE")).click()
+    details = page.locator("#event-details")
+    hit, facts = details.locator("#pane-hit"), details.locator("#pane-facts")
+    request, answer = details.locator("#pane-request"), details.locator("#pane-answer")
+    await expect(hit).to_contain_text('"total": 129.99')
+    await expect(hit).to_contain_text('"product_id": "SKU-A"')
+    await expect(hit).to_contain_text(hashlib.sha256(b"jane@example.com").hexdigest())
+    await expect(facts).to_contain_text("Mozilla/5.0 (SideBySide)")
+    await expect(facts).to_contain_text("_ttp = ttp-side-1")
+    await expect(facts).to_contain_text(re.compile(r"Cookies set\s*_ttp = ttp-side-1"))
+    await expect(facts).to_contain_text(re.compile(r"\((just now|\d+ s ago)\)"))
+    await expect(request).to_contain_text('"test_event_code": "TEST777"')
+    await expect(request).to_contain_text('"event_source": "web"')
+    await expect(request).to_contain_text(f'"event_source_id": "{SEED_PIXEL}"')
+    await expect(answer).to_contain_text("Request ID")
+    await expect(answer).to_contain_text(re.compile(r"Answered.*ago|Answered.*just now"))
+    text = await details.inner_text()
+    assert "Jane" not in text and "jane@example.com" not in text and SEED_TOKEN not in text
+    # Side by side on a laptop: the four panes share one row.
+    tops = {
+        round((await p.bounding_box() or {"y": -1})["y"]) for p in (hit, facts, request, answer)
+    }
+    assert len(tops) == 1, tops
+    await console.screenshot("ui-event-detail.png")
+
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await request.get_by_role("button", name="Copy TikTok request").click()
+    await expect(request.get_by_role("button", name="Copy TikTok request")).to_have_text("Copied")
+    copied = json.loads(await page.evaluate("navigator.clipboard.readText()"))
+    assert copied["test_event_code"] == "TEST777"
+    assert copied["data"][0]["event_id"] == "ORD-SIDE"
+
+
+async def _until_delivered(console: Console, event_ids: list[str], tiktok_event: str) -> None:
+    """Until the ledger shows these events delivered as that TikTok event (the worker notes
+    outcomes behind its back; the test's timeout bounds the wait)."""
+    while True:
+        await console.gw.wired.ledger.flush()
+        records = [
+            (await _api(console, "GET", f"/v1/admin/events/{event_id}"))["records"][0]
+            for event_id in event_ids
+        ]
+        if all(
+            r["delivery"]["status"] == "delivered" and r["tiktok_event"] == tiktok_event
+            for r in records
+        ):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_re_processing_after_a_mapping_change_counts_first_then_queues(
+    console: Console,
+) -> None:
+    page = console.page
+    await _seed_source(console)
+    integration = await _seed_integration(console)
+    for message_id in ("SIGN-1", "SIGN-2"):
+        resp = await console.gw.collect.post(
+            "/v1/t",
+            json={
+                "source_id": "src_abc123",
+                "event": "Signed Up",
+                "message_id": message_id,
+                "context": {"consent": {"advertising": True}},
+            },
+        )
+        assert resp.status == 200
+    await console.tiktok.wait_for(lambda: len(console.tiktok.accepted_ids()) == 2)
+    await console.gw.wired.ledger.flush()
+    sent_before = len(console.tiktok.requests)
+    await _api(
+        console,
+        "PATCH",
+        f"/v1/admin/integrations/{integration['id']}",
+        json={"config": {"event_mapping": {"Signed Up": "Subscribe"}}},
+    )
+    await console.sign_in()
+    await page.get_by_role("link", name="Edit TikTok Events API").click()
+    await page.get_by_role("button", name="Re-process…").click()
+    dialog = page.get_by_role("dialog", name="Re-process hits for TikTok Events API")
+    counts = dialog.locator("#reprocess-counts")
+    await expect(counts.locator('[data-count="hits"]')).to_have_text("2")
+    await expect(counts.locator('[data-count="queue"]')).to_have_text("2")
+    await expect(counts.locator('[data-count="skipped_delivered"]')).to_have_text("0")
+    await expect(dialog.locator("#reprocess-retention")).to_have_text(
+        "Raw hits are kept 72 hours: older ones can no longer be re-processed."
+    )
+    assert len(console.tiktok.requests) == sent_before  # the count queued nothing
+    await console.screenshot("ui-reprocess.png")
+
+    await dialog.get_by_role("button", name="Re-process 2 events").click()
+    await expect(dialog.locator("#reprocess-done")).to_have_text(
+        "2 events queued with the current mapping."
+    )
+    await console.tiktok.wait_for(
+        lambda: (
+            sorted(e["event"] for r in console.tiktok.requests for e in r.events).count("Subscribe")
+            == 2
+        )
+    )
+    resent = [e for r in console.tiktok.requests[sent_before:] for e in r.events]
+    assert sorted(e["event_id"] for e in resent) == ["SIGN-1", "SIGN-2"]
+
+    # A new count: both are now delivered under the new name; nothing is left to queue.
+    await _until_delivered(console, ["SIGN-1", "SIGN-2"], "Subscribe")
+    await dialog.get_by_role("button", name="Count (dry run)").click()
+    await expect(counts.locator('[data-count="skipped_delivered"]')).to_have_text("2")
+    await expect(dialog.get_by_role("button", name="Re-process 0 events")).to_be_disabled()
 
 
 async def test_an_event_appears_live_in_the_debugger_with_tiktoks_answer(

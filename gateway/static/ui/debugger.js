@@ -56,6 +56,82 @@ export function parseSearch(text) {
   return { q: term.trim(), hours };
 }
 
+// "14:03:07 (3 min ago)": the local time and how long ago, for times an operator compares.
+export function readableTime(iso, now = Date.now()) {
+  if (!iso) return "—";
+  const seconds = Math.round((now - new Date(iso).getTime()) / 1000);
+  const ago = Math.abs(seconds);
+  let relative;
+  if (ago < 5) relative = "just now";
+  else if (ago < 90) relative = `${ago} s`;
+  else if (ago < 90 * 60) relative = `${Math.round(ago / 60)} min`;
+  else if (ago < 36 * 3600) relative = `${Math.round(ago / 3600)} h`;
+  else relative = `${Math.round(ago / 86400)} days`;
+  if (ago >= 5) relative = seconds >= 0 ? `${relative} ago` : `in ${relative}`;
+  return `${formatTime(iso)} (${relative})`;
+}
+
+// Copy text; the Clipboard API needs a secure context (and may be refused), so fall back to a
+// selected text area and the older copy command.
+export async function copyText(text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // refused (no permission, no focus): try the fallback below
+  }
+  const area = h("textarea", { readonly: "", class: "visually-hidden", "aria-hidden": "true" });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  let copied = false;
+  try {
+    copied = document.execCommand("copy");
+  } catch {
+    copied = false;
+  }
+  area.remove();
+  return copied;
+}
+
+function copyButton(label, text) {
+  const button = h("button", { type: "button", class: "secondary small copy", "aria-label": `Copy ${label}` }, "Copy");
+  button.addEventListener("click", async () => {
+    const copied = await copyText(text());
+    button.textContent = copied ? "Copied" : "Copy failed";
+    setTimeout(() => {
+      button.textContent = "Copy";
+    }, 2000);
+  });
+  return button;
+}
+
+// One of the side-by-side panes of an event: a heading, its copy button, its content.
+function pane(id, title, value, content) {
+  return h(
+    "section",
+    { class: "pane", id, "aria-labelledby": `${id}-title` },
+    h("div", { class: "pane-head" }, h("h3", { id: `${id}-title` }, title), value === undefined ? null : copyButton(title, () => JSON.stringify(value, null, 2))),
+    content,
+  );
+}
+
+function factList(pairs) {
+  return h(
+    "dl",
+    { class: "facts" },
+    pairs.filter(([, value]) => value !== undefined).map(([label, value]) => [h("dt", {}, label), h("dd", {}, value === null || value === "" ? "—" : value)]),
+  );
+}
+
+function cookieText(jar) {
+  const entries = Object.entries(jar || {}).filter(([, value]) => value);
+  if (!entries.length) return "none";
+  return entries.map(([name, value]) => h("div", {}, h("code", {}, name), " = ", h("code", {}, String(value))));
+}
+
 function keyOf(record) {
   return `${record.event_id}\u0000${record.integration_id || ""}`;
 }
@@ -81,6 +157,7 @@ export async function showDebugger(main) {
   const { sources, integrations } = await sourcesAndIntegrations();
   const integrationNames = new Map(integrations.map((i) => [i.id, i.name]));
   const records = new Map();
+  const sentBodies = new Map(); // per record: the exact request body (GET /events/{id})
   let selected = null;
   let controller = null;
   let paused = false;
@@ -213,24 +290,106 @@ export async function showDebugger(main) {
             : "—",
         ),
         h("dt", {}, "Delivery"),
-        h("dd", {}, `${STATUS_LABELS[d.status] || d.status}, ${d.attempts} attempt${d.attempts === 1 ? "" : "s"}, ${formatTime(d.updated_at)}`),
+        h("dd", {}, `${STATUS_LABELS[d.status] || d.status}, ${d.attempts} attempt${d.attempts === 1 ? "" : "s"}, ${readableTime(d.updated_at)}`),
         d.reason ? [h("dt", {}, "Reason"), h("dd", {}, d.reason)] : null,
       ),
-      h("h3", {}, "TikTok's answer"),
-      d.answer ? pretty(d.answer) : h("p", {}, "None yet: the event was not sent (or not yet)."),
       isTest(record) ? h("p", {}, h("span", { class: "badge badge-test" }, "Test"), " A test send from the integration's form, with test event code ", h("code", {}, record.hit.test_event_code || "—"), ": it is not counted as delivered and not in match quality.") : null,
-      h("h3", {}, isTest(record) ? "The test request" : "The hit as received (personal data already hashed)"),
-      pretty(record.hit),
-      h("h3", {}, "TikTok payload"),
-      record.payload ? pretty(record.payload) : h("p", {}, "Nothing was sent to this integration."),
+      h("div", { class: "panes" }, rawPane(record), factsPane(record), requestPane(record), answerPane(record)),
     );
     details.hidden = false;
     drawRows();
     if (focus) {
-      // On a narrow screen the details sit below the table: bring them into view.
-      if (matchMedia("(max-width: 900px)").matches) details.scrollIntoView({ block: "start" });
+      details.scrollIntoView({ block: "start" });
       details.querySelector("h2").focus({ preventScroll: true });
     }
+    const key = keyOf(record);
+    if (record.payload && !isTest(record) && !sentBodies.has(key)) {
+      sentBodies.set(key, null); // asked once per record
+      loadSentBody(record).catch((error) => {
+        sentBodies.delete(key); // the next look asks again
+        notify(error.message, "error");
+      });
+    }
+  }
+
+  async function loadSentBody(record) {
+    const found = await api.get(`/v1/admin/events/${encodeURIComponent(record.event_id)}`);
+    for (const r of found.records) {
+      if (r.request) sentBodies.set(keyOf(r), r.request);
+    }
+    // Only its pane changes: redrawing the whole view would take the focus from the heading.
+    const shown = selected && records.get(selected);
+    const old = details.querySelector("#pane-request");
+    if (shown && old && shown.event_id === record.event_id) old.replaceWith(requestPane(shown));
+  }
+
+  function rawPane(record) {
+    if (isTest(record)) return pane("pane-hit", "The test request", record.hit.request, pretty(record.hit.request));
+    const hit = record.raw ? record.raw.hit : record.hit;
+    return pane(
+      "pane-hit",
+      "The hit as received",
+      hit,
+      [
+        h("p", { class: "hint" }, "Whole, as decoded; email, phone, names, address and user id are hashed."),
+        pretty(hit),
+        record.hit && record.hit.identity ? [h("p", { class: "hint" }, "What this identify hit taught (hashed):"), pretty({ identity: record.hit.identity })] : null,
+      ],
+    );
+  }
+
+  function factsPane(record) {
+    const facts = record.raw && record.raw.request;
+    if (!facts) return pane("pane-facts", "Request facts", undefined, h("p", {}, isTest(record) ? "A test send has no visitor request." : "Not kept for this record."));
+    return pane(
+      "pane-facts",
+      "Request facts",
+      facts,
+      factList([
+        ["Received", readableTime(facts.received_at)],
+        ["Source", h("code", {}, facts.source_id)],
+        ["Sent by", facts.from_server ? "a server (server key)" : "a browser"],
+        ["IP", facts.ip],
+        ["User agent", facts.user_agent],
+        ["Locale", facts.locale],
+        ["Cookies read", cookieText(facts.cookies_read)],
+        ["Cookies set", cookieText(facts.cookies_set)],
+      ]),
+    );
+  }
+
+  function requestPane(record) {
+    if (isTest(record)) return pane("pane-request", "TikTok request", record.hit.request, pretty(record.hit.request));
+    if (!record.payload) return pane("pane-request", "TikTok request", undefined, h("p", {}, "Nothing was sent to this integration."));
+    const body = sentBodies.get(keyOf(record));
+    if (!body) return pane("pane-request", "TikTok request", record.payload, [h("p", { class: "hint" }, "Loading the envelope…"), pretty(record.payload)]);
+    return pane(
+      "pane-request",
+      "TikTok request",
+      body,
+      [h("p", { class: "hint" }, "The body as posted, with the integration's current settings; the access token travels in a header and is never shown."), pretty(body)],
+    );
+  }
+
+  function answerPane(record) {
+    const d = record.delivery;
+    const answer = d.answer;
+    if (!answer) return pane("pane-answer", "TikTok's answer", undefined, h("p", {}, "None yet: the event was not sent (or not yet)."));
+    return pane(
+      "pane-answer",
+      "TikTok's answer",
+      answer,
+      [
+        factList([
+          ["Answered", readableTime(d.updated_at)],
+          ["HTTP status", answer.http_status === null ? "— (no answer)" : String(answer.http_status)],
+          ["Code", answer.code === null ? "—" : String(answer.code)],
+          ["Message", answer.message],
+          ["Request ID", answer.request_id ? h("code", {}, answer.request_id) : null],
+        ]),
+        pretty(answer),
+      ],
+    );
   }
 
   function upsert(record) {

@@ -16,6 +16,7 @@ import {
 } from "./dom.js";
 import { activityPanel, drawCompact, windowSwitch } from "./activity.js";
 import { knownCategories, onLeave, sourcesAndIntegrations } from "./shared.js";
+import { openReprocessDialog } from "./reprocess.js";
 
 const REFRESH_MS = 10000;
 const CHARTS_REFRESH_MS = 30000; // a chart's smallest bucket is a minute
@@ -651,6 +652,9 @@ function integrationSummary(integration, form = null) {
     clear(result, h("p", { class: `test-outcome ${answer.accepted ? "ok" : "failed"}` }, text), pretty(answer.request.body));
     notify(answer.accepted ? "Test event accepted." : `Test event refused: ${text}`, answer.accepted ? "ok" : "error");
   });
+  // After a mapping change: plan a time range of raw hits again (a dry-run count first).
+  const reprocess = h("button", { type: "button", class: "secondary" }, "Re-process…");
+  reprocess.addEventListener("click", () => openReprocessDialog(integration));
   const hint = s.pause_hint;
   const fix = hint && hint.field && form ? form.querySelector(`[data-field="${CSS.escape(hint.field)}"]`) : null;
   const fixLink = fix ? h("a", { href: `#/integrations/${integration.id}?field=${hint.field}` }, fieldLabel(hint.field)) : null;
@@ -685,6 +689,7 @@ function integrationSummary(integration, form = null) {
       test,
       h("a", { class: "button secondary", href: `#/dead-letters/${integration.id}` }, "Dead letters"),
       h("a", { class: "button secondary", href: "#/debugger" }, "Event debugger"),
+      reprocess,
     ),
     result,
   );
