@@ -526,3 +526,101 @@ async def test_a_raw_hit_that_cannot_be_rendered_costs_only_itself(ledger: SQLit
     assert records["e-broken"]["raw"] is None
     assert records["e-broken"]["payload"]["event_id"] == "e-broken"
     assert "e-fine" in records
+
+
+def _file_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    wal = path.with_name(path.name + "-wal")
+    return data + (wal.read_bytes() if wal.exists() else b"")
+
+
+async def test_a_hit_s_raw_json_is_stored_once_for_all_its_integrations_records(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
+    await ledger.open()
+    try:
+        raw = RawHit(lambda: b'{"hit": {"event": "Raw-Marker-7f3e"}}')
+        ledger.observe(
+            [_observation("e-1", integration, raw=raw) for integration in ("int_a", "int_b", "c")]
+        )
+        await ledger.flush()
+        records = await ledger.records(Filters(event_id="e-1"), 10)
+        assert [r["raw"] for r in records] == [{"hit": {"event": "Raw-Marker-7f3e"}}] * 3
+        stored = await ledger.raw_hits("int_b", 1_699_999_999.0, 1_700_000_001.0, 10)
+        assert [s.raw for s in stored] == ['{"hit": {"event": "Raw-Marker-7f3e"}}']
+    finally:
+        await ledger.close()
+    # One transaction wrote it: every page is in the file once, so a copy per record would show.
+    assert _file_bytes(path).count(b"Raw-Marker-7f3e") == 1
+
+
+async def test_a_ledger_file_whose_records_kept_their_own_raw_hit_still_shows_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
+    await ledger.open()
+    await ledger.close()
+    old = sqlite3.connect(path)  # a record as the ledger wrote it before raw hits were shared
+    old.execute(
+        "INSERT INTO records (event_id, integration_id, seq, status, received_at, updated_at, raw)"
+        " VALUES ('old-1', 'int_a', 1, 'delivered', 1700000000.0, 1700000000.0, ?)",
+        ('{"hit": {"event": "Old"}}',),
+    )
+    old.commit()
+    old.close()
+    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
+    await ledger.open()
+    try:
+        (record,) = await ledger.records(Filters(event_id="old-1"), 10)
+        assert record["raw"] == {"hit": {"event": "Old"}}
+        stored = await ledger.raw_hits("int_a", 1_699_999_999.0, 1_700_000_001.0, 10)
+        assert [s.raw for s in stored] == ['{"hit": {"event": "Old"}}']
+    finally:
+        await ledger.close()
+
+
+async def test_the_buffer_counts_a_raw_hit_once_for_all_its_records(tmp_path: Path) -> None:
+    def buffered(*hits: list[Observation]) -> int:
+        ledger = SQLiteLedger(
+            tmp_path / "l.db", retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock()
+        )
+        for observations in hits:
+            ledger.observe(observations)
+        return ledger.buffered_bytes
+
+    def hit(event_id: str, records: int, raw: RawHit | None) -> list[Observation]:
+        return [_observation(event_id, f"int_{i}", raw=raw) for i in range(records)]
+
+    one_raw = buffered(hit("e1", 1, RawHit(bytes))) - buffered(hit("e1", 1, None))
+    assert one_raw > 0
+    shared = RawHit(bytes)
+    three_records = buffered(hit("e1", 3, shared)) - buffered(hit("e1", 3, None))
+    assert three_records == one_raw
+    two_hits = buffered(hit("e1", 3, RawHit(bytes)), hit("e2", 2, RawHit(bytes)))
+    assert two_hits - buffered(hit("e1", 3, None), hit("e2", 2, None)) == 2 * one_raw
+
+
+async def test_dropping_and_writing_records_give_back_their_raw_hit_s_bytes_exactly(
+    tmp_path: Path,
+) -> None:
+    ledger = SQLiteLedger(
+        tmp_path / "l.db",
+        retention_s=3600,
+        max_records=1000,
+        linger_s=60.0,
+        max_buffered_bytes=20_000,
+        clock=Clock(),
+    )
+    await ledger.open()
+    try:
+        for i in range(40):  # the oldest are dropped, some hits half-way through their records
+            raw = RawHit(bytes)
+            ledger.observe([_observation(f"e{i}", f"int_{n}", raw=raw) for n in range(3)])
+        assert ledger.dropped > 0
+        await ledger.flush()
+        assert ledger.buffered_bytes == 0
+    finally:
+        await ledger.close()

@@ -26,6 +26,8 @@ from gateway.ledger.base import RawHit, hashed_identity
 # bearer of the visitor's hashed identity: nobody needs to copy it out of the debugger).
 SEALED = "(sealed: not shown)"
 
+_encode = msgspec.json.Encoder().encode
+
 
 @dataclass(slots=True)
 class RawRequest:
@@ -44,6 +46,15 @@ class RawRequest:
     cookies_read: dict[str, str | None]
     identity_cookie_present: bool
     cookies_set: dict[str, str] = field(default_factory=dict)
+    # The encoded facts, made by the first of the request's hits the writer renders (the writer
+    # renders after the response, once `cookies_set` is complete).
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def encoded(self) -> bytes:
+        """`as_json` as JSON, made once for all the request's hits."""
+        if self._encoded is None:
+            self._encoded = _encode(self.as_json())
+        return self._encoded
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -71,10 +82,13 @@ def raw_hit(
 def render(
     hit: Hit, request: RawRequest, phone_region: str | None, context: HitContext | None
 ) -> bytes:
-    raw: dict[str, Any] = {"hit": hashed_hit(hit, phone_region), "request": request.as_json()}
+    """`{"hit": ..., "request": ..., "resolved": ...}`, joined from parts: the writer thread holds
+    the GIL against the event loop while it renders, and the request's part is shared."""
+    parts = [b'{"hit":', _encode(hashed_hit(hit, phone_region)), b',"request":', request.encoded()]
     if context is not None:
-        raw["resolved"] = resolved_json(context)
-    return msgspec.json.encode(raw)
+        parts += [b',"resolved":', _encode(resolved_json(context))]
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def resolved_json(context: HitContext) -> dict[str, Any]:
@@ -94,16 +108,22 @@ def resolved_json(context: HitContext) -> dict[str, Any]:
     }
 
 
-def hashed_hit(hit: Hit, phone_region: str | None) -> dict[str, Any]:
-    """The hit as JSON with every trait and the user id hashed (nothing raw about a person)."""
-    data: dict[str, Any] = msgspec.to_builtins(hit)
+def hashed_hit(hit: Hit, phone_region: str | None) -> Hit:
+    """The hit to encode with every trait and the user id hashed (nothing raw about a person).
+
+    A copy whose `user_id` and traits hold their hashes (a dict where `Traits` was: encoding
+    does not check types), so msgspec encodes it straight from the structs, fields in place;
+    a hit without any of them is encoded as it is.
+    """
+    changes: dict[str, Any] = {}
     if hit.user_id is not None:
-        data["user_id"] = hash_external_id(hit.user_id)
+        changes["user_id"] = hash_external_id(hit.user_id)
     if hit.traits is not None:
-        data["traits"] = _hashed_traits(hit.traits, phone_region)
+        changes["traits"] = _hashed_traits(hit.traits, phone_region)
     if hit.context is not None and hit.context.traits is not None:
-        data["context"]["traits"] = _hashed_traits(hit.context.traits, phone_region)
-    return data
+        traits = _hashed_traits(hit.context.traits, phone_region)
+        changes["context"] = msgspec.structs.replace(hit.context, traits=traits)
+    return msgspec.structs.replace(hit, **changes) if changes else hit
 
 
 def _hashed_traits(traits: Traits, phone_region: str | None) -> dict[str, Any]:

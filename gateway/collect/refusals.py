@@ -1,6 +1,6 @@
 """Noting the requests collection refuses in the debugger's ring (`ledger.refused`).
 
-The outermost middleware of the collection app: it sees the final answer, and for one of 400
+The collection app's error middleware (`collect.app`) sees the final answer, and for one of 400
 or more appends a summary to the ring. Only refused requests pay anything, and nothing waits:
 the body is the one the handler already read, decoded for ids and names only.
 """
@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from gateway.ledger.refused import Refusal, RefusedHits
 
@@ -35,27 +34,21 @@ class _Peek(msgspec.Struct):
 _peek = msgspec.json.Decoder(_Peek)
 
 
-def recorder(ring: RefusedHits) -> Middleware:
-    """A collection middleware (the outermost) noting every answer of 400 or more to a hit or a
-    preflight; a GET (the tag, the demo, a stray /favicon.ico) is not a hit and is left out."""
+def note(
+    ring: RefusedHits, request: web.Request, status: int, answer: bytes | None, reason: str
+) -> None:
+    """Note an answer of 400 or more to a hit or a preflight; a GET (the tag, the demo, a stray
+    /favicon.ico) is not a hit and is left out. Called by the collection app's error middleware
+    only once an answer is a refusal, so a hit that succeeds pays one comparison."""
+    if request.method in ("GET", "HEAD"):
+        return
+    ring.note(_refusal(request, status, answer, reason))
 
-    @web.middleware
-    async def record_refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in ("GET", "HEAD"):
-            return await handler(request)
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status >= 400:
-                ring.note(_refusal(request, exc.status, None, exc.reason))
-            raise
-        if response.status >= 400:
-            body = response.body if isinstance(response, web.Response) else None
-            data = body if isinstance(body, bytes) else None
-            ring.note(_refusal(request, response.status, data, response.reason))
-        return response
 
-    return record_refusals
+def note_response(ring: RefusedHits, request: web.Request, response: web.StreamResponse) -> None:
+    """`note` for an answer made as a response (its body read for the gateway's error)."""
+    body = response.body if isinstance(response, web.Response) else None
+    note(ring, request, response.status, body if isinstance(body, bytes) else None, response.reason)
 
 
 def _refusal(request: web.Request, status: int, answer: bytes | None, reason: str) -> Refusal:

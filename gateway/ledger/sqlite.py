@@ -47,6 +47,7 @@ from gateway.ledger.base import (
     MatchQuality,
     Observation,
     Outcome,
+    RawHit,
     StoredHit,
     TikTokReply,
     TimelineBucket,
@@ -65,8 +66,8 @@ WRITE_BATCH = 5000
 # Memory an observation holds besides its payload (the object, the hit summary, strings; about
 # 770 bytes measured with tracemalloc), and an outcome (TikTok's answer is shared by the batch).
 _OBSERVATION_BYTES = 800
-# What a record's raw hit adds: the hit object it keeps until the writer renders it (shared by
-# the records of one hit; counted for each, so the bound errs on the safe side).
+# What a hit's raw hit adds: the hit object it keeps until the writer renders it (shared by
+# the records of one hit, and counted once for them: see `_raw_bytes`).
 _RAW_BYTES = 600
 _OUTCOME_BYTES = 250
 MAX_PAGE = 1000
@@ -105,8 +106,14 @@ CREATE TABLE IF NOT EXISTS records (
     attempts INTEGER NOT NULL DEFAULT 0,
     received_at REAL,  -- NULL while only the delivery worker has written the record
     updated_at REAL NOT NULL,
-    raw TEXT,  -- the whole hit (traits hashed) and its request's facts, as JSON
+    raw TEXT,  -- a file from before `raw_hits`: the record's own copy of its raw hit
     PRIMARY KEY (event_id, integration_id)
+);
+-- The whole hit (traits hashed) and its request's facts, as JSON: once per hit, shared by the
+-- records of all its integrations (they join on event_id).
+CREATE TABLE IF NOT EXISTS raw_hits (
+    event_id TEXT PRIMARY KEY,
+    raw TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_seq ON records (seq);
 CREATE INDEX IF NOT EXISTS records_integration ON records (integration_id, seq);
@@ -121,8 +128,8 @@ DROP INDEX IF EXISTS records_updated;
 _OBSERVE = """
 INSERT INTO records (event_id, integration_id, seq, source_id, hit_event, tiktok_event, hit,
                      decision, decision_reason, payload, signals, status, reason, received_at,
-                     updated_at, answer, attempts, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     updated_at, answer, attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id, integration_id) DO UPDATE SET
     seq = excluded.seq, source_id = excluded.source_id, hit_event = excluded.hit_event,
     tiktok_event = excluded.tiktok_event, hit = excluded.hit, decision = excluded.decision,
@@ -133,7 +140,11 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE excluded.answer END,
     attempts = CASE WHEN records.received_at IS NULL THEN records.attempts
                     ELSE excluded.attempts END,
-    received_at = excluded.received_at, updated_at = excluded.updated_at, raw = excluded.raw
+    received_at = excluded.received_at, updated_at = excluded.updated_at, raw = NULL
+"""
+_RAW_HIT = """
+INSERT INTO raw_hits (event_id, raw) VALUES (?, ?)
+ON CONFLICT (event_id) DO UPDATE SET raw = excluded.raw
 """
 _SETTLE = """
 INSERT INTO records (event_id, integration_id, seq, status, reason, answer, attempts, updated_at)
@@ -143,19 +154,42 @@ ON CONFLICT (event_id, integration_id) DO UPDATE SET
     answer = coalesce(excluded.answer, records.answer), attempts = excluded.attempts,
     updated_at = excluded.updated_at
 """
-_COLUMNS = """seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
-    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at, raw"""
+# A record's raw hit: its own copy in a file from before `raw_hits`, else its hit's shared one.
+_RAW = "COALESCE(records.raw, raw_hits.raw)"
+_WITH_RAW = "records LEFT JOIN raw_hits USING (event_id)"
+_COLUMNS = f"""seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
+    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at, {_RAW}"""
 
 Entry = Observation | Outcome
 
 
-def _entry_bytes(entry: Entry) -> int:
-    """About the memory one buffered record holds (for `MAX_BUFFERED_BYTES`)."""
+def _entry_bytes(entry: Entry, following: Entry | None) -> int:
+    """About the memory one buffered record holds (for `MAX_BUFFERED_BYTES`); `following` is
+    the entry after it in the buffer (None: the last)."""
     if type(entry) is Observation:
         payload = entry.payload
-        raw = _RAW_BYTES if entry.raw is not None else 0
-        return _OBSERVATION_BYTES + raw + (len(payload) if payload is not None else 0)
+        return (
+            _OBSERVATION_BYTES
+            + _raw_bytes(entry, following)
+            + (len(payload) if payload is not None else 0)
+        )
     return _OUTCOME_BYTES
+
+
+def _raw_bytes(entry: Observation, following: Entry | None) -> int:
+    """A raw hit's memory, counted with the last of its hit's records. They are appended
+    together, so they sit side by side: the one followed by another of the same hit holds none.
+    The same entry counts the same when it is appended, dropped or taken (what follows it then
+    is what followed it when appended, or something of another hit)."""
+    raw = entry.raw
+    if raw is None or (type(following) is Observation and following.raw is raw):
+        return 0
+    return _RAW_BYTES
+
+
+def _entries_bytes(entries: Sequence[Entry], following: Entry | None) -> int:
+    after = [*entries[1:], following]
+    return sum(map(_entry_bytes, entries, after))
 
 
 class SQLiteLedger(Ledger):
@@ -216,7 +250,7 @@ class SQLiteLedger(Ledger):
         await self._writer.close()
 
     def observe(self, observations: Sequence[Observation]) -> None:
-        self._append(observations, sum(map(_entry_bytes, observations)))
+        self._append(observations, _entries_bytes(observations, None))
 
     def settle(self, outcomes: Sequence[Outcome]) -> None:
         self._append(outcomes, _OUTCOME_BYTES * len(outcomes))
@@ -236,13 +270,14 @@ class SQLiteLedger(Ledger):
             log.warning("ledger buffer full: dropping the oldest records (debugger only)")
         buffer = self._buffer
         while self.buffered_bytes > self.max_buffered_bytes and buffer:
-            self.buffered_bytes -= _entry_bytes(buffer.popleft())
+            entry = buffer.popleft()
+            self.buffered_bytes -= _entry_bytes(entry, buffer[0] if buffer else None)
             self.dropped += 1
 
     def _take(self, limit: int) -> list[Entry]:
         buffer = self._buffer
         batch = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
-        self.buffered_bytes -= sum(map(_entry_bytes, batch))
+        self.buffered_bytes -= _entries_bytes(batch, buffer[0] if buffer else None)
         return batch
 
     async def flush(self) -> None:
@@ -389,7 +424,6 @@ def _observe_row(item: Observation, seq: int) -> list[Any]:
         item.received_at,
         None,  # TikTok's answer and the attempts, once an outcome is folded in
         0,
-        item.raw.text() if item.raw is not None else None,
     ]
 
 
@@ -409,6 +443,7 @@ def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
         (seq,) = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
         observed: dict[tuple[str, str], list[Any]] = {}
         steps: list[tuple[bool, list[Any]]] = []  # (is an observation, its row), in order
+        raws: dict[str, RawHit] = {}  # by event_id: one row per hit, whatever its records
         answer: TikTokReply | None = None
         text: str | None = None
         for entry in batch:
@@ -417,6 +452,8 @@ def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
                 row = _observe_row(entry, seq)
                 observed[(row[0], row[1])] = row
                 steps.append((True, row))
+                if entry.raw is not None:
+                    raws[entry.event_id] = entry.raw
                 continue
             assert isinstance(entry, Outcome)
             # The outcomes of one request share TikTok's answer: its text is made once.
@@ -434,7 +471,15 @@ def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
             steps.append((False, [*settled, text, entry.attempts, entry.at]))
         for is_observation, rows in _runs(steps):
             conn.executemany(_OBSERVE if is_observation else _SETTLE, rows)
+        conn.executemany(_RAW_HIT, _raw_rows(raws))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seq,))
+
+
+def _raw_rows(raws: dict[str, RawHit]) -> Iterator[tuple[str, str]]:
+    for event_id, raw in raws.items():
+        text = raw.text()
+        if text is not None:  # one that cannot be rendered is left out, as its records say
+            yield event_id, text
 
 
 def _runs(steps: list[tuple[bool, list[Any]]]) -> Iterator[tuple[bool, list[list[Any]]]]:
@@ -459,6 +504,12 @@ def _sweep(conn: sqlite3.Connection, cutoff: float, max_records: int) -> None:
         ).fetchone()
         if row is not None:
             conn.execute("DELETE FROM records WHERE seq <= ?", (row[0],))
+        # A raw hit goes with the last of its hit's records (a lookup each: records' key starts
+        # with event_id).
+        conn.execute(
+            "DELETE FROM raw_hits WHERE NOT EXISTS"
+            " (SELECT 1 FROM records WHERE records.event_id = raw_hits.event_id)"
+        )
 
 
 def _select(
@@ -482,7 +533,7 @@ def _select(
         where.append("seq > ?")
         args.append(after)
     order = "ASC" if after is not None else "DESC"
-    sql = f"SELECT {_COLUMNS} FROM records"
+    sql = f"SELECT {_COLUMNS} FROM {_WITH_RAW}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY seq {order} LIMIT ?"
@@ -493,9 +544,9 @@ def _raw_hits(
     conn: sqlite3.Connection, integration_id: str, since: float, until: float, limit: int
 ) -> list[tuple[Any, ...]]:
     return conn.execute(
-        "SELECT event_id, raw, tiktok_event, status, received_at FROM records"
-        " WHERE integration_id = ? AND raw IS NOT NULL AND received_at >= ? AND received_at < ?"
-        " ORDER BY seq LIMIT ?",
+        f"SELECT event_id, {_RAW}, tiktok_event, status, received_at FROM {_WITH_RAW}"
+        f" WHERE integration_id = ? AND {_RAW} IS NOT NULL AND received_at >= ?"
+        " AND received_at < ? ORDER BY seq LIMIT ?",
         (integration_id, since, until, limit),
     ).fetchall()
 
