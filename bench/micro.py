@@ -23,7 +23,7 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,10 @@ def _event(n: int) -> Any:
     return NewEvent("int_bench", f"evt_{n:012d}", "ViewContent", int(time.time()), payload, None)
 
 
-async def _enqueue_rate(directory: Path, producers: int, seconds: float) -> dict[str, Any]:
-    from gateway.queue.sqlite import SQLiteQueue
-
-    queue = SQLiteQueue(directory / f"enqueue-{producers}.db", 10**9)
-    await queue.open()
-    events = [[_event(i)] for i in range(1000)]
+async def _produce(
+    write: Callable[[Any], Awaitable[Any]], items: list[Any], producers: int, seconds: float
+) -> tuple[int, float]:
+    """`producers` concurrent callers writing `items` in turn for `seconds`: (calls, elapsed)."""
     deadline = time.perf_counter() + seconds
     done = 0
 
@@ -78,13 +76,22 @@ async def _enqueue_rate(directory: Path, producers: int, seconds: float) -> dict
         nonlocal done
         i = offset
         while time.perf_counter() < deadline:
-            await queue.enqueue(events[i % 1000])
+            await write(items[i % len(items)])
             done += 1
             i += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(produce(p) for p in range(producers)))
-    elapsed = time.perf_counter() - started
+    return done, time.perf_counter() - started
+
+
+async def _enqueue_rate(directory: Path, producers: int, seconds: float) -> dict[str, Any]:
+    from gateway.queue.sqlite import SQLiteQueue
+
+    queue = SQLiteQueue(directory / f"enqueue-{producers}.db", 10**9)
+    await queue.open()
+    events = [[_event(i)] for i in range(1000)]
+    done, elapsed = await _produce(queue.enqueue, events, producers, seconds)
     commits = queue.commits
     await queue.close()
     return {
@@ -158,20 +165,7 @@ def _log_record(n: int) -> Any:
 async def _append_rate(log: Any, producers: int, seconds: float) -> dict[str, Any]:
     await log.open()
     records = [[_log_record(i)] for i in range(1000)]
-    deadline = time.perf_counter() + seconds
-    done = 0
-
-    async def produce(offset: int) -> None:
-        nonlocal done
-        i = offset
-        while time.perf_counter() < deadline:
-            await log.append(records[i % 1000])
-            done += 1
-            i += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(produce(p) for p in range(producers)))
-    elapsed = time.perf_counter() - started
+    done, elapsed = await _produce(log.append, records, producers, seconds)
     commits = log.commits
     await log.close()
     return {
