@@ -1,5 +1,5 @@
-"""Command line: `gateway serve`, `gateway migrate-config`. The only place that reads the
-environment and runs servers."""
+"""Command line: `gateway serve`, `gateway migrate`, `gateway migrate-config`. The only place
+that reads the environment and runs servers."""
 
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="from_url", help="store to read (default: GATEWAY_DATABASE_URL or SQLite)"
     )
     migrate.add_argument("--to", dest="to_url", required=True, help="e.g. postgresql://…")
+    queue = commands.add_parser(
+        "migrate", help="move the former queue file's events onto the hit log (also on start)"
+    )
+    queue.add_argument("--config", type=Path, help="TOML file of settings (environment wins)")
+    queue.add_argument(
+        "--queue-file", type=Path, help="the former queue file (default: queue.db in the data dir)"
+    )
     return parser
 
 
@@ -55,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "migrate-config":
         return _migrate_config(args)
+    if args.command == "migrate":
+        return _migrate_queue(args)
     try:
         settings = Settings.from_sources(os.environ, args.config)
         if args.workers < 1 or args.workers > 64:
@@ -103,6 +112,31 @@ def _migrate_config(args: argparse.Namespace) -> int:
     print(
         f"copied {copied.sources} sources and {copied.integrations} integrations"
         f" ({copied.skipped} already there, left alone)"
+    )
+    return 0
+
+
+def _migrate_queue(args: argparse.Namespace) -> int:
+    from gateway.wiring import migrate_queue
+
+    try:
+        settings = Settings.from_sources(os.environ, args.config)
+        os.umask(0o077)
+        moved = asyncio.run(migrate_queue(settings, args.queue_file))
+    except SettingsError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (GatewayError, ValueError, OSError) as exc:
+        print(f"gateway: migrate failed: {exc}", file=sys.stderr)
+        return 1
+    if moved is None:
+        print("no former queue file to migrate")
+        return 0
+    print(
+        f"moved {sum(moved.queued.values())} queued events and"
+        f" {sum(moved.dead_letters.values())} dead letters onto the hit log"
+        f" ({moved.orphaned} of deleted integrations left behind); the file is now"
+        f" {moved.renamed_to}"
     )
     return 0
 

@@ -18,7 +18,8 @@ import dataclasses
 import enum
 import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,14 +38,15 @@ from gateway.core.crypto import CookieBox, SecretBox, new_token
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Secret, Settings
 from gateway.core.sqlite import PRIVATE_FILE_MODE
+from gateway.deliver.consumers import LogConsumers
+from gateway.deliver.migrate import MigratedQueue, claim_queue_file, migrate_queue_file
 from gateway.deliver.worker import DeliveryWorker
 from gateway.ledger.base import Ledger
 from gateway.ledger.refused import RefusedHits
 from gateway.ledger.requests import RequestStats
 from gateway.ledger.sqlite import SQLiteLedger
-from gateway.queue.base import Queue
+from gateway.log import HitLog, open_log
 from gateway.queue.group import GroupCommitting
-from gateway.queue.sqlite import SQLiteQueue
 
 if TYPE_CHECKING:
     from gateway.deliver.ratelimit_redis import SharedBuckets
@@ -66,7 +68,8 @@ class Wired:
     settings: Settings
     metrics: Metrics
     store: ConfigStore
-    queue: Queue
+    log: HitLog
+    queue: LogConsumers  # the integrations' view of the log (retries, dead letters, counts)
     ledger: Ledger
     router: Router
     cookie_box: CookieBox
@@ -123,14 +126,41 @@ def _open_store(settings: Settings, token_box: SecretBox) -> ConfigStore:
     return PostgresConfigStore(url, token_box)
 
 
-def _open_queue(settings: Settings) -> Queue:
-    url = settings.queue_url
-    if url is None or url.startswith("sqlite://"):
-        path = Path(url.removeprefix("sqlite://")) if url else settings.data_dir / "queue.db"
-        return SQLiteQueue(path, settings.queue_max_events, max_bytes=settings.queue_max_bytes)
-    from gateway.queue.redis import RedisQueue  # imported only when configured
+def _open_log(settings: Settings) -> HitLog:
+    return open_log(
+        settings.queue_url,
+        data_dir=settings.data_dir,
+        max_records=settings.queue_max_events,
+        max_bytes=settings.queue_max_bytes,
+        retention_s=settings.ledger_retention_hours * 3600.0,
+    )
 
-    return RedisQueue(url, settings.queue_max_events)
+
+# How often a process that has the log open deletes what every cursor passed and the debugger's
+# window no longer holds (any process may: a sweep is idempotent).
+SWEEP_EVERY_S = 10.0
+
+
+async def _sweep_forever(hitlog: HitLog) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            swept = await hitlog.sweep(time.time())
+        except Exception:
+            log.exception("hit log sweep failed")
+            continue
+        if swept:
+            log.debug("hit log sweep removed %d records", swept)
+
+
+@contextlib.asynccontextmanager
+async def _sweeping(hitlog: HitLog) -> AsyncIterator[None]:
+    task = asyncio.create_task(_sweep_forever(hitlog), name="hit-log-sweep")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _open_ledger(settings: Settings) -> Ledger:
@@ -180,11 +210,12 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
         await store.open()
         stack.push_async_callback(store.close)
 
-        queue = _open_queue(settings)
-        await queue.open()
-        stack.push_async_callback(queue.close)
-        if isinstance(queue, GroupCommitting):
-            metrics.registry.register(queue.commit_metrics())
+        hitlog = _open_log(settings)
+        await hitlog.open()
+        stack.push_async_callback(hitlog.close)
+        if isinstance(hitlog, GroupCommitting):
+            metrics.registry.register(hitlog.commit_metrics())
+        await stack.enter_async_context(_sweeping(hitlog))
 
         ledger = _open_ledger(settings)
         await ledger.open()
@@ -208,7 +239,11 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
         await router.start()
         stack.push_async_callback(router.stop)
 
+        queue = LogConsumers(hitlog, store, metrics, observe=ledger.observe)
         worker: DeliveryWorker | None = None
+        if run_worker:
+            # The delivering process moves what the former queue file held, once.
+            await _migrate_old_queue(settings, hitlog, store)
         request_stats = RequestStats()  # the worker notes each request; the timeline reads it
         if run_worker:
             shared = await _open_shared_buckets(settings, stack)
@@ -230,6 +265,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
             settings=settings,
             metrics=metrics,
             store=store,
+            log=hitlog,
             queue=queue,
             ledger=ledger,
             router=router,
@@ -238,11 +274,11 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
             collect=CollectContext(
                 settings=settings,
                 router=router,
-                events=queue,
+                log=hitlog,
                 metrics=metrics,
                 identity_codec=IdentityCodec(cookie_box),
                 observe=ledger.observe,
-                notify=worker.notify if worker else None,
+                appended=queue.appended if worker else None,
                 refused=refused,
             ),
             admin=AdminContext(
@@ -255,13 +291,63 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 admin_tokens=admin_tokens,
                 clients=clients,
                 wake=worker.wake if worker else None,
-                refresh=worker.refresh if worker else None,
+                refresh=_refresher(worker, queue),
                 refused=refused,
                 request_stats=request_stats,
             ),
             worker=worker,
             generated_admin_token=generated,
         )
+
+
+def _refresher(worker: DeliveryWorker | None, queue: LogConsumers) -> Callable[[], None] | None:
+    """What the admin API calls after it changed an integration: forget cached configs."""
+    if worker is None:
+        return None
+
+    def refresh() -> None:
+        queue.refresh()
+        worker.refresh()
+
+    return refresh
+
+
+OLD_QUEUE_FILE = "queue.db"
+
+
+async def _migrate_old_queue(
+    settings: Settings, hitlog: HitLog, store: ConfigStore, path: Path | None = None
+) -> MigratedQueue | None:
+    """Move the former queue file's events onto the log (None: there was no file)."""
+    claimed = await asyncio.to_thread(claim_queue_file, path or settings.data_dir / OLD_QUEUE_FILE)
+    if claimed is None:
+        return None
+    moved = await migrate_queue_file(claimed, hitlog, store, time.time())
+    log.info(
+        "moved the former queue file onto the hit log: %d queued events, %d dead letters"
+        " (%d of deleted integrations left behind); the file is now %s",
+        sum(moved.queued.values()),
+        sum(moved.dead_letters.values()),
+        moved.orphaned,
+        moved.renamed_to,
+    )
+    return moved
+
+
+async def migrate_queue(settings: Settings, path: Path | None) -> MigratedQueue | None:
+    """`gateway migrate`: the former queue file (default: the data dir's) onto the hit log."""
+    _, secret_keys_, _ = await asyncio.to_thread(_prepare_data_dir, settings)
+    store = _open_store(settings, SecretBox(secret_keys_, purpose="access-token"))
+    await store.open()
+    try:
+        hitlog = _open_log(settings)
+        await hitlog.open()
+        try:
+            return await _migrate_old_queue(settings, hitlog, store, path)
+        finally:
+            await hitlog.close()
+    finally:
+        await store.close()
 
 
 async def migrate_config(settings: Settings, from_url: str | None, to_url: str) -> Copied:

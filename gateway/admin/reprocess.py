@@ -18,34 +18,27 @@ ledger keeps records (`GATEWAY_LEDGER_RETENTION_HOURS`).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
-from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.admin.schema import _instant, iso_utc, parse_json
-from gateway.collect.route import consent_allows
 from gateway.core.errors import Invalid, NotFound
-from gateway.core.hit import Hit
-from gateway.core.identity import Identity
 from gateway.core.models import Integration, NewEvent, Source
 from gateway.core.validation import expect
-from gateway.destinations.base import Destination, HitContext, Rejected
+from gateway.deliver.record import UnreadableRecord, plan_for, read_record
 from gateway.ledger.base import (
     DELIVERED,
+    DENIED,
     PAUSED,
     QUEUED,
     REJECTED,
     RETRYING,
     Observation,
-    RawHit,
     StoredHit,
-    explain_consent,
-    hit_summary,
 )
 
 # Hits one call plans at most: a wider range is refused (narrow it), never half-queued.
@@ -127,11 +120,10 @@ def parse_reprocess(data: Any) -> tuple[float, float, bool]:
 
 def replan(stored: list[StoredHit], integration: Integration, source: Source | None) -> Replanned:
     """Plan each stored hit again for the integration, with its current settings; no I/O."""
-    destination = destinations.get(integration.vendor)
     out = Replanned()
     for item in stored:
         out.counts["hits"] += 1
-        _replan_one(item, integration, source, destination, out)
+        _replan_one(item, integration, source, out)
     return out
 
 
@@ -139,124 +131,33 @@ def _replan_one(
     item: StoredHit,
     integration: Integration,
     source: Source | None,
-    destination: Destination,
     out: Replanned,
 ) -> None:
-    raw = json.loads(item.raw)
-    resolved = raw.get("resolved")
-    decoded = _decoded_hit(raw.get("hit"))
-    if resolved is None or decoded is None:  # an identify hit: nothing to send
+    try:
+        read = read_record(item.raw.encode(), item.event_id)
+    except UnreadableRecord:
         out.counts["not_sendable"] += 1
         return
-    hit, identity = decoded
-    consent = hit.context.consent if hit.context else None
-    if source is None or not consent_allows(integration, consent, source.consent_default):
+    if source is None:
         out.counts["skipped_consent"] += 1
         return
-    sendable = destination.sendable(hit, integration)
-    if sendable is None:
-        out.counts["not_sendable"] += 1
+    planned = plan_for(read, integration, source, item.received_at, item.raw.encode(), None)
+    event = planned.event
+    if event is None:
+        denied = planned.observation.decision == DENIED
+        out.counts["skipped_consent" if denied else "not_sendable"] += 1
         return
-    context = HitContext(
-        event_id=item.event_id,
-        event_time=int(resolved["event_time"]),
-        anonymous_id=resolved.get("anonymous_id"),
-        ttp=resolved.get("ttp"),
-        ttclid=resolved.get("ttclid"),
-        ip=resolved.get("ip"),
-        user_agent=resolved.get("user_agent"),
-        locale=resolved.get("locale"),
-        identity=identity.filled_from(_identity(resolved.get("identity"))),
-    )
-    result = destination.transform(sendable, context, integration, source)
-    if isinstance(result, Rejected):
+    if planned.rejected is not None:
         out.counts["rejected"] += 1
         return
     if item.status in _PENDING:
         out.counts["skipped_pending"] += 1
         return
-    if item.status == DELIVERED and item.tiktok_event == result.event_name:
+    if item.status == DELIVERED and item.tiktok_event == event.event_name:
         out.counts["skipped_delivered"] += 1
         return
     out.counts["queue"] += 1
-    payload = msgspec.json.encode(result.event)
-    out.events.append(
-        NewEvent(
-            integration.id, item.event_id, result.event_name, context.event_time, payload, consent
-        )
-    )
-    decision, why = explain_consent(integration, consent, source.consent_default)
-    page = hit.context.page if hit.context else None
-    from_server = bool((raw.get("request") or {}).get("from_server"))
-    summary = hit_summary(
-        hit.type, hit.event, source.id, page.url if page else None, consent, from_server
-    )
+    out.events.append(event)
     out.observations.append(
-        Observation(
-            event_id=item.event_id,
-            integration_id=integration.id,
-            source_id=source.id,
-            hit=summary,
-            decision=decision,
-            decision_reason=why,
-            tiktok_event=result.event_name,
-            payload=payload,
-            status=QUEUED,
-            reason="re-processed with the current mapping",
-            received_at=item.received_at,  # stays in its time range (and re-processable)
-            user_id_known=context.identity.user_id_hash is not None,
-            raw=RawHit(item.raw.encode),  # kept as read, so the hit stays re-processable
-        )
-    )
-
-
-def _decoded_hit(data: Any) -> tuple[Hit, Identity] | None:
-    """The stored hit without its hashed traits and user id, and the identity they make."""
-    if not isinstance(data, dict):
-        return None
-    data = dict(data)
-    traits = data.pop("traits", None)
-    user_id_hash = data.pop("user_id", None)
-    context = data.get("context")
-    context_traits = None
-    if isinstance(context, dict):
-        context = dict(context)
-        context_traits = context.pop("traits", None)
-        data["context"] = context
-    try:
-        hit = msgspec.json.decode(msgspec.json.encode(data), type=Hit)
-    except msgspec.ValidationError:
-        return None
-    if hit.type == "identify":
-        return None
-    # The hit's own traits win over the identity cookie's, context.traits first (as collected).
-    identity = _identity(context_traits).filled_from(_identity(traits))
-    if isinstance(user_id_hash, str):
-        identity = Identity(user_id_hash=user_id_hash).filled_from(identity)
-    return hit, identity
-
-
-def _identity(hashes: Any) -> Identity:
-    """An identity from `hashed_identity`'s JSON (hashes only)."""
-    if not isinstance(hashes, dict):
-        return Identity()
-
-    def text(name: str) -> str | None:
-        value = hashes.get(name)
-        return value if isinstance(value, str) else None
-
-    def many(name: str) -> tuple[str, ...]:
-        value = hashes.get(name)
-        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
-    return Identity(
-        user_id_hash=text("user_id"),
-        email_hashes=many("email"),
-        phone_hashes=many("phone"),
-        first_name=text("first_name"),
-        last_name=text("last_name"),
-        city=text("city"),
-        state=text("state"),
-        country=text("country"),
-        zip_code=text("zip_code"),
+        dataclasses.replace(planned.observation, reason="re-processed with the current mapping")
     )

@@ -1,9 +1,9 @@
-"""Collection surface (the public port): HTTP in, cookies, identity, consent, then enqueue.
+"""Collection surface (the public port): HTTP in, cookies, identity, consent, then the hit log.
 
 The hot path is short: a protocol (`protocols/`) reads and validates the body into hits; they
-are routed through the cached configuration, planned and transformed per integration
-(`plan.py`), stored (group commit) and answered. TikTok is never
-called from here; the delivery worker does that later.
+are routed through the cached configuration, planned (`plan.py`: identity, cookies, click ids),
+appended to the hit log once each (group commit) and answered. Nothing is transformed for a
+destination here and TikTok is never called: each integration's delivery reads the log later.
 """
 
 from __future__ import annotations
@@ -19,9 +19,15 @@ from aiohttp import hdrs, web
 from gateway.collect import cookies, refusals
 from gateway.collect.context import CollectContext
 from gateway.collect.demo import handle_demo
-from gateway.collect.plan import Plan, RequestFacts, accept_language_locale, plan_hits
+from gateway.collect.plan import (
+    Plan,
+    RequestFacts,
+    accept_language_locale,
+    no_integration,
+    plan_hits,
+)
 from gateway.collect.protocols import native, segment
-from gateway.collect.rawhit import SEALED
+from gateway.collect.rawhit import SEALED, render
 from gateway.collect.redact import redact_url
 from gateway.collect.route import Route
 from gateway.collect.visitor import client_ip, is_https
@@ -29,7 +35,7 @@ from gateway.core.assets import asset
 from gateway.core.errors import HitError, PayloadTooLarge, QueueFull
 from gateway.core.headers import header_text
 from gateway.core.hit import Hit, HitType
-from gateway.core.models import NewEvent
+from gateway.log.base import LogRecord
 
 log = logging.getLogger(__name__)
 
@@ -212,29 +218,48 @@ async def collect_hits(
     from_server: bool,
     ok_body: bytes = _OK_BODY,
 ) -> web.Response:
-    """Whatever the protocol: plan the decoded hits, store them, record them, answer."""
+    """Whatever the protocol: plan the decoded hits, append them to the hit log, answer.
+
+    Nothing is transformed or sent here: each integration reads the records later and decides
+    with its own settings (`deliver/record.py`). The answer waits only for the append (durable).
+    """
     context = request.app[CONTEXT]
     _redact_pages(hits, route.source.default_phone_region)
     facts = _request_facts(request, context, route, from_server)
     plan = plan_hits(hits, route, facts, context.settings.event_max_age_days)
-
-    if plan.events:
-        await context.events.enqueue(plan.events)
-        if context.notify is not None:
-            for integration_id in {e.integration_id for e in plan.events}:
-                context.notify(integration_id)
-    await _set_aside(context, plan, facts.received_at)
-    _count(context, hits, plan)
+    cookies_to_set = (
+        _cookies(request, route, facts, plan) if plan.any_allowed and not facts.from_server else []
+    )
+    records = _records(plan, route, cookies_to_set)
+    await context.log.append(records)
+    if context.appended is not None and route.integrations:
+        context.appended([i.id for i in route.integrations], len(records), facts.received_at)
+    if not route.integrations:
+        context.observe(no_integration(plan, route, records))
+    _count(context, hits)
 
     response = web.Response(body=ok_body, content_type="application/json")
     origin = request.headers.get("Origin")
     if origin and origin in route.source.allowed_origins:
         _add_cors(response, origin)
-    if plan.any_allowed and not facts.from_server:
-        _set_cookies(response, request, route, facts, plan)
-    # After the cookies, which the records show; buffered: the debugger never slows a hit down.
-    context.observe(plan.observed)
+    for header in cookies_to_set:
+        response.headers.add(hdrs.SET_COOKIE, header)
     return response
+
+
+def _records(plan: Plan, route: Route, cookies_set: list[str]) -> list[LogRecord]:
+    """One record per hit: the hit (traits hashed), the request's facts, what was resolved."""
+    assert plan.request is not None
+    region = route.source.default_phone_region
+    return [
+        LogRecord(
+            source_id=route.source.id,
+            received_at=plan.request.received_at,
+            data=render(planned.hit, plan.request, region, planned.context),
+            event_id=planned.event_id,
+        )
+        for planned in plan.hits
+    ]
 
 
 async def _route_for(context: CollectContext, hits: list[Hit]) -> Route:
@@ -293,24 +318,10 @@ def _request_facts(
     )
 
 
-async def _set_aside(context: CollectContext, plan: Plan, now: float) -> None:
-    """Events that must not be sent (e.g. a purchase without value) become dead letters."""
-    by_reason: dict[str, list[NewEvent]] = {}
-    for event, reason in plan.rejected:
-        by_reason.setdefault(reason, []).append(event)
-    for reason, events in by_reason.items():
-        await context.events.dead_letter_new(events, reason, None, now)
-        for event in events:
-            context.metrics.events_skipped.labels(event.integration_id, reason).inc()
-            context.metrics.events_dead_lettered.labels(event.integration_id, reason).inc()
-
-
-def _count(context: CollectContext, hits: list[Hit], plan: Plan) -> None:
+def _count(context: CollectContext, hits: list[Hit]) -> None:
     metrics = context.metrics
     for hit in hits:
         metrics.hit_counter(hit.type or "unknown").inc()
-    for event in plan.events:
-        metrics.enqueued_counter(event.integration_id).inc()
 
 
 def _add_cors(response: web.StreamResponse, origin: str) -> None:
@@ -319,22 +330,17 @@ def _add_cors(response: web.StreamResponse, origin: str) -> None:
     response.headers["Vary"] = "Origin"
 
 
-def _set_cookies(
-    response: web.StreamResponse,
-    request: web.Request,
-    route: Route,
-    facts: RequestFacts,
-    plan: Plan,
-) -> None:
+def _cookies(request: web.Request, route: Route, facts: RequestFacts, plan: Plan) -> list[str]:
+    """The Set-Cookie values to answer with; the records show them (the identity cookie sealed)."""
     shown = plan.request.cookies_set if plan.request is not None else {}
+    headers: list[str] = []
 
     def add(name: str, value: str, max_age: int, http_only: bool) -> None:
         shown[name] = SEALED if name == cookies.IDENTITY else value
-        response.headers.add(
-            hdrs.SET_COOKIE,
+        headers.append(
             cookies.set_cookie_value(
                 name, value, max_age, secure=facts.secure, domain=domain, http_only=http_only
-            ),
+            )
         )
 
     domain = route.source.cookie_domain
@@ -350,3 +356,4 @@ def _set_cookies(
         sealed = facts.identity_cookie if not plan.identity_changed else None
         sealed = sealed or request.app[CONTEXT].identity_codec.seal(plan.identity)
         add(cookies.IDENTITY, sealed, cookies.THIRTEEN_MONTHS_S, http_only=True)
+    return headers

@@ -1,5 +1,5 @@
-"""Planning a request's hits: identity, consent, click ids, event times, and per integration
-what to store or set aside and what the ledger records; no I/O here.
+"""Planning a request's hits: identity, consent for cookies, click ids and event times, so each
+hit can be appended to the hit log once with what collection resolved for it; no I/O here.
 
 Protocol-neutral: every collection protocol decodes its requests into hits and hands them here.
 """
@@ -10,30 +10,16 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-import msgspec
-
-from gateway import destinations
 from gateway.collect import cookies
-from gateway.collect.rawhit import RawRequest, raw_hit
+from gateway.collect.rawhit import RawRequest
 from gateway.collect.route import Route, consent_allows
 from gateway.core import ids
 from gateway.core.errors import HitError
 from gateway.core.hit import Hit
 from gateway.core.identity import Identity, traits_identity
-from gateway.core.models import NewEvent
-from gateway.destinations.base import HitContext, Rejected
-from gateway.ledger.base import (
-    DEAD_LETTERED,
-    DENIED,
-    IDENTIFIED,
-    NO_INTEGRATION,
-    NOT_SENT,
-    QUEUED,
-    Observation,
-    explain_consent,
-    hashed_identity,
-    hit_summary,
-)
+from gateway.destinations.base import HitContext
+from gateway.ledger.base import NO_INTEGRATION, NOT_SENT, Observation, RawHit, hit_summary
+from gateway.log.base import LogRecord
 
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
 MAX_FUTURE_SKEW_S = 300
@@ -58,25 +44,36 @@ class RequestFacts:
 
 
 @dataclass(slots=True)
-class Plan:
-    """The outcome of a request's hits: what to store, what to set aside, what cookies to set."""
+class PlannedHit:
+    """One hit as the log keeps it: the hit, and what collection resolved for it (None for an
+    identify hit, which sends nothing itself)."""
 
-    events: list[NewEvent] = field(default_factory=list)
-    rejected: list[tuple[NewEvent, str]] = field(default_factory=list)
+    hit: Hit
+    event_id: str
+    context: HitContext | None
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of a request's hits: the records to append and the cookies to set."""
+
+    hits: list[PlannedHit] = field(default_factory=list)
     identity: Identity = field(default_factory=Identity)
     identity_changed: bool = False
     any_allowed: bool = False
     ttclid_clicked: str | None = None
     ttp: str | None = None
     anonymous_id: str | None = None
-    # The ledger's records of these hits, one per hit and integration (sent or not).
-    observed: list[Observation] = field(default_factory=list)
-    # The request's facts the records show with each raw hit (cookies set are added later).
+    # The request's facts every record of it carries (cookies set are added before appending).
     request: RawRequest | None = None
 
 
 def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: int) -> Plan:
-    """Decide, hit by hit and integration by integration, what to store; no I/O here."""
+    """Resolve, hit by hit, identity, cookies, click ids and event times; no I/O here.
+
+    What to send, and to whom, is delivery's to decide (`deliver/record.py`): consent here only
+    decides whether the visitor may be identified and cookied at all (any integration allowed).
+    """
     plan = Plan(identity=facts.identity)
     plan.ttp = facts.ttp or (None if facts.from_server else ids.new_uuid())
     plan.anonymous_id = facts.anonymous_id
@@ -101,9 +98,9 @@ def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: 
 
 def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_days: int) -> None:
     consent = hit.context.consent if hit.context else None
-    allowed = [
-        i for i in route.integrations if consent_allows(i, consent, route.source.consent_default)
-    ]
+    allowed = any(
+        consent_allows(i, consent, route.source.consent_default) for i in route.integrations
+    )
     if allowed:
         plan.any_allowed = True
     anonymous_id = hit.anonymous_id or plan.anonymous_id
@@ -112,9 +109,9 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
     if plan.anonymous_id is None and not facts.from_server:
         plan.anonymous_id = anonymous_id
     if hit.type == "identify":
-        learned = _apply_identify(hit, route, plan) if allowed else None
-        # Recorded too (hashed traits only), so the debugger shows what identify taught.
-        _observe(hit, route, facts, hit.message_id or ids.new_event_id(), {}, plan, None, learned)
+        if allowed:
+            _apply_identify(hit, route, plan)
+        plan.hits.append(PlannedHit(hit, hit.message_id or ids.new_event_id(), None))
         return
     ttclid_clicked = _ttclid_from_page(hit)
     if ttclid_clicked and allowed:
@@ -135,85 +132,7 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         locale=_server_locale(hit, facts) if facts.from_server else facts.locale,
         identity=plan.identity,
     )
-    stored: dict[str, tuple[NewEvent, str | None]] = {}
-    for integration in allowed:
-        destination = destinations.get(integration.vendor)
-        sendable = destination.sendable(hit, integration)
-        if sendable is None:  # e.g. Segment's alias, group and screen: recorded, not sent
-            continue
-        result = destination.transform(sendable, context, integration, route.source)
-        event = NewEvent(
-            integration_id=integration.id,
-            event_id=context.event_id,
-            event_name=result.event_name,
-            event_time=context.event_time,
-            payload=msgspec.json.encode(result.event),
-            consent=consent,
-        )
-        if isinstance(result, Rejected):
-            plan.rejected.append((event, result.reason))
-            stored[integration.id] = (event, result.reason)
-        else:
-            plan.events.append(event)
-            stored[integration.id] = (event, None)
-    _observe(hit, route, facts, context.event_id, stored, plan, context)
-
-
-def _observe(
-    hit: Hit,
-    route: Route,
-    facts: RequestFacts,
-    event_id: str,
-    stored: dict[str, tuple[NewEvent, str | None]],
-    plan: Plan,
-    context: HitContext | None,
-    learned: Identity | None = None,
-) -> None:
-    """The ledger's records of one hit: every integration of its source, sent or not."""
-    consent = hit.context.consent if hit.context else None
-    page = hit.context.page if hit.context else None
-    summary = hit_summary(
-        hit.type, hit.event, route.source.id, page.url if page else None, consent, facts.from_server
-    )
-    if learned is not None:
-        summary["identity"] = hashed_identity(learned)
-    # Match quality tells identified visitors from anonymous ones (external_id's first entry).
-    user_id_known = hit.user_id is not None or plan.identity.user_id_hash is not None
-    raw = (
-        raw_hit(hit, plan.request, route.source.default_phone_region, context)
-        if plan.request is not None
-        else None
-    )
-
-    def record(integration_id: str | None, decision: str, why: str) -> Observation:
-        event, reason = stored.get(integration_id or "", (None, None))
-        if event is None and learned is not None and decision != DENIED:
-            status, reason = IDENTIFIED, "identify: later events of this visitor carry its traits"
-        elif event is None:  # consent kept it from this integration, or there is none
-            status, reason = NOT_SENT, ("consent" if decision == DENIED else None)
-        else:  # stored: queued, or set aside at once (a purchase without value)
-            status = DEAD_LETTERED if reason else QUEUED
-        return Observation(
-            event_id=event_id,
-            integration_id=integration_id,
-            source_id=route.source.id,
-            hit=summary,
-            decision=decision,
-            decision_reason=why,
-            tiktok_event=event.event_name if event else None,
-            payload=event.payload if event else None,
-            status=status,
-            reason=reason,
-            received_at=facts.received_at,
-            user_id_known=user_id_known,
-            raw=raw,
-        )
-
-    if not route.integrations:
-        plan.observed.append(record(None, NO_INTEGRATION, "the source has no enabled integration"))
-    for integration in route.integrations:
-        decision, why = explain_consent(integration, consent, route.source.consent_default)
-        plan.observed.append(record(integration.id, decision, why))
+    plan.hits.append(PlannedHit(hit, context.event_id, context))
 
 
 def _apply_identify(hit: Hit, route: Route, plan: Plan) -> Identity:
@@ -345,3 +264,34 @@ def _server_locale(hit: Hit, facts: RequestFacts) -> str | None:
     if locale is not None and not _LOCALE.fullmatch(locale):
         raise HitError("invalid_field", "context.locale is not a language tag such as en-US")
     return locale
+
+
+def no_integration(plan: Plan, route: Route, records: list[LogRecord]) -> list[Observation]:
+    """The debugger's records of hits whose source has no enabled integration: nobody will read
+    them from the log, so collection says here that nothing was sent."""
+    from_server = plan.request.from_server if plan.request is not None else False
+    observed = []
+    for planned, record in zip(plan.hits, records, strict=True):
+        hit = planned.hit
+        consent = hit.context.consent if hit.context else None
+        page = hit.context.page if hit.context else None
+        summary = hit_summary(
+            hit.type, hit.event, route.source.id, page.url if page else None, consent, from_server
+        )
+        observed.append(
+            Observation(
+                event_id=planned.event_id,
+                integration_id=None,
+                source_id=route.source.id,
+                hit=summary,
+                decision=NO_INTEGRATION,
+                decision_reason="the source has no enabled integration",
+                tiktok_event=None,
+                payload=None,
+                status=NOT_SENT,
+                reason=None,
+                received_at=record.received_at,
+                raw=RawHit.of(record.data),
+            )
+        )
+    return observed

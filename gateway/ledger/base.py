@@ -98,6 +98,11 @@ class RawHit:
         self._render = render
         self._text: str | None = None
 
+    @classmethod
+    def of(cls, data: bytes) -> RawHit:
+        """A raw hit rendered already: a hit log record, read by delivery."""
+        return cls(lambda: data)
+
     def text(self) -> str | None:
         """The JSON, made on first use; None if it cannot be made (the record is kept without
         it rather than the writer's whole batch lost)."""

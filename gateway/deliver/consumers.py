@@ -1,0 +1,523 @@
+"""The integrations as consumers of the hit log, seen by the delivery worker as its `Queue`.
+
+Collection appends each hit once to the log (`gateway/log/`). Each integration is a consumer
+with its own cursor on its source's records: a claim reads the records after the cursor, plans
+each for the integration (`record.py`: consent, what its destination sends, the transform) and
+hands the worker the events, with the integration's due retries first. Only failures are copied
+out of the log:
+
+    ack          the events are done                  (cursor moves, counted delivered)
+    release      copied to the retry set with a time  (cursor moves; with an error, counted failed)
+    dead_letter  copied to the dead letters           (cursor moves)
+
+The cursor moves once per claim, when every event of its records is settled, so a process that
+dies mid-batch reads the batch again: at least once, never lost. Events that never came from the
+log (a replayed dead letter, a fixed event, a re-processed range) enter the retry set, due now.
+
+The worker's and settlement's code is the same as on the former per-integration queue: this
+class is the seam between the two designs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from gateway.config.base import ConfigStore
+from gateway.core.metrics import Metrics
+from gateway.core.models import (
+    ClaimedEvent,
+    DeadLetter,
+    Integration,
+    IntegrationStats,
+    NewEvent,
+    ReadyInfo,
+    Source,
+)
+from gateway.deliver.configcache import ConfigCache
+from gateway.deliver.record import Planned, UnreadableRecord, plan_for, read_record
+from gateway.ledger.base import Observation
+from gateway.log.base import DeadLetterItem, FailedItem, HitLog, LogEntry, Retry, Start
+from gateway.queue.base import EnqueueListener, Queue
+
+log = logging.getLogger(__name__)
+
+# Ready events counted at most (as the queue did): ten of TikTok's largest batches.
+_READY_CAP = 10_000
+# A claim reads the log again while consent and mapping left its batch short, up to this often.
+_MAX_READS_PER_CLAIM = 4
+# How often a claim takes over, on a shared log, records a dead replica read and never settled.
+_TAKE_OVER_EVERY_S = 5.0
+# Claim ids say where an event came from: a log entry or a retry.
+_ENTRY, _RETRY = "e", "r"
+
+
+class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
+    """A transformed event as the retry set and the dead letters keep it (opaque to the log)."""
+
+    event_name: str
+    event_time: int
+    payload: msgspec.Raw
+    consent: dict[str, bool] | None
+    enqueued_at: float
+    first_attempt_at: float | None = None
+    last_attempt_at: float | None = None
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_stored = msgspec.msgpack.Decoder(StoredEvent).decode
+
+
+def stored_event(event: NewEvent, enqueued_at: float) -> bytes:
+    """How a transformed event is kept in the retry set or the dead letters."""
+    return _encode(
+        StoredEvent(
+            event.event_name,
+            event.event_time,
+            msgspec.Raw(event.payload),
+            event.consent,
+            enqueued_at,
+        )
+    )
+
+
+@dataclass(slots=True)
+class _Held:
+    event: ClaimedEvent
+    stored: StoredEvent
+    entry_id: str | None  # the log entry it came from
+    retry_id: str | None  # the retry it came from (None: straight from the log)
+
+
+@dataclass(slots=True)
+class _Claims:
+    """What one integration has claimed and not settled, and the log entries behind it."""
+
+    held: dict[str, _Held] = field(default_factory=dict)
+    entries: list[LogEntry] = field(default_factory=list)
+    open_from_log: set[str] = field(default_factory=set)
+    taken_over_at: float = float("-inf")
+
+
+class LogConsumers(Queue):
+    """Every integration's view of the hit log, as the delivery worker's queue."""
+
+    def __init__(
+        self,
+        hitlog: HitLog,
+        store: ConfigStore,
+        metrics: Metrics,
+        *,
+        observe: Callable[[Sequence[Observation]], None] | None = None,
+        config_ttl_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = hitlog
+        self._store = store
+        self._metrics = metrics
+        self._observe = observe
+        self._configs = ConfigCache(store, metrics, monotonic=monotonic, ttl_s=config_ttl_s)
+        self._monotonic = monotonic
+        self._claims: dict[str, _Claims] = {}
+        self._known: set[str] = set()  # consumers known to exist
+        self._listeners: list[EnqueueListener] = []
+
+    # -- lifecycle and what collection tells -----------------------------------------------
+
+    async def open(self) -> None:
+        """The log is opened (and closed) by its owner; nothing of its own to open."""
+
+    async def close(self) -> None:
+        self._claims.clear()
+
+    def add_enqueue_listener(self, listener: EnqueueListener) -> bool:
+        self._listeners.append(listener)
+        return True
+
+    def remove_enqueue_listener(self, listener: EnqueueListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def appended(self, integration_ids: Sequence[str], count: int, received_at: float) -> None:
+        """Collection in this process appended `count` records these integrations will read."""
+        for listener in list(self._listeners):
+            for integration_id in integration_ids:
+                listener(integration_id, count, received_at)
+
+    def refresh(self) -> None:
+        """Forget cached integration configs (the admin API changed one)."""
+        self._configs.clear()
+
+    # -- consumers --------------------------------------------------------------------------
+
+    async def ensure_consumer(self, integration: Integration) -> None:
+        """Give the integration a cursor, from its creation on, if it has none yet.
+
+        The Management API creates it with the integration; this catches integrations made
+        before the log existed or by another process, without losing the records since then.
+        """
+        if integration.id in self._known:
+            return
+        await self._log.add_consumer(integration.id, integration.source_id, _start(integration))
+        self._known.add(integration.id)
+
+    # -- the worker's side ------------------------------------------------------------------
+
+    async def ready_info(self, integration_id: str, now: float) -> ReadyInfo:
+        if not await self._has_consumer(integration_id):
+            return ReadyInfo(0, None, None)
+        lag = await self._log.lag(integration_id)
+        retries = await self._log.retry_info(integration_id, now)
+        claims = self._claims.get(integration_id)
+        in_hand = len(claims.entries) if claims else 0
+        from_log = max(0, lag.entries - in_hand)
+        ready = min(_READY_CAP, from_log + retries.due)
+        oldest = [t for t in (lag.oldest_received_at, retries.oldest_due_at) if t is not None]
+        if from_log == 0:
+            oldest = [retries.oldest_due_at] if retries.oldest_due_at is not None else []
+        return ReadyInfo(ready, min(oldest) if oldest and ready else None, retries.next_at)
+
+    async def claim(
+        self, integration_id: str, limit: int, now: float, lease_s: float, at_least: int = 1
+    ) -> list[ClaimedEvent]:
+        integration = await self._configs.get(integration_id)
+        if integration is None:
+            return []
+        await self.ensure_consumer(integration)
+        claims = self._claims.setdefault(integration_id, _Claims())
+        out = [
+            self._hold(claims, retry, now)
+            for retry in await self._log.claim_retries(integration_id, now, limit, lease_s)
+        ]
+        if len(out) < limit:
+            out += await self._claim_from_log(claims, integration, limit - len(out), now, lease_s)
+        if not claims.open_from_log and claims.entries:
+            await self._commit(integration_id, claims)
+        return out
+
+    async def _claim_from_log(
+        self, claims: _Claims, integration: Integration, limit: int, now: float, lease_s: float
+    ) -> list[ClaimedEvent]:
+        source = await self._configs.get_source(integration.source_id)
+        if source is None:
+            return []
+        out: list[ClaimedEvent] = []
+        entries = await self._taken_over(claims, integration.id, now, lease_s)
+        for _ in range(_MAX_READS_PER_CLAIM):
+            if len(entries) < limit - len(out):
+                entries += await self._log.read(integration.id, limit - len(out) - len(entries))
+            if not entries:
+                break
+            claims.entries += entries
+            planned = [self._plan(e, integration, source) for e in entries]
+            out += await self._settle_planned(claims, integration, entries, planned, now)
+            if len(out) >= limit:
+                break
+            entries = []
+        return out
+
+    async def _taken_over(
+        self, claims: _Claims, integration_id: str, now: float, lease_s: float
+    ) -> list[LogEntry]:
+        """On a shared log, what a replica that died read and never settled comes back."""
+        mono = self._monotonic()
+        if mono - claims.taken_over_at < _TAKE_OVER_EVERY_S:
+            return []
+        claims.taken_over_at = mono
+        return await self._log.take_over(integration_id, lease_s)
+
+    def _plan(self, entry: LogEntry, integration: Integration, source: Source) -> Planned | None:
+        try:
+            read = read_record(entry.data, entry.event_id)
+        except UnreadableRecord as exc:
+            log.warning("hit log record %s cannot be read and is skipped: %s", entry.id, exc)
+            return None
+        return plan_for(read, integration, source, entry.received_at, entry.data, entry.event_id)
+
+    async def _settle_planned(
+        self,
+        claims: _Claims,
+        integration: Integration,
+        entries: list[LogEntry],
+        planned: list[Planned | None],
+        now: float,
+    ) -> list[ClaimedEvent]:
+        """Hand out what is to be sent, dead-letter what the destination refuses at once."""
+        out: list[ClaimedEvent] = []
+        refused: dict[str, list[FailedItem]] = {}
+        observations = []
+        for entry, plan in zip(entries, planned, strict=True):
+            if plan is None:
+                continue
+            observations.append(plan.observation)
+            event = plan.event
+            if event is None:
+                continue
+            self._metrics.enqueued_counter(integration.id).inc()
+            data = stored_event(event, entry.received_at)
+            if plan.rejected is not None:
+                item = FailedItem(data, event.event_id, entry.id, attempts=0)
+                refused.setdefault(plan.rejected, []).append(item)
+                continue
+            claim_id = f"{_ENTRY}{entry.id}"
+            stored = _decode_stored(data)
+            claimed = ClaimedEvent(
+                claim_id,
+                event.event_id,
+                event.event_name,
+                event.event_time,
+                event.payload,
+                1,
+                entry.received_at,
+            )
+            claims.held[claim_id] = _Held(claimed, stored, entry.id, None)
+            claims.open_from_log.add(claim_id)
+            out.append(claimed)
+        if observations and self._observe is not None:
+            self._observe(observations)
+        for reason, items in refused.items():
+            await self._log.dead_letter(integration.id, items, reason, None, now)
+            await self._log.add_counts(integration.id, dead_lettered=len(items))
+            self._metrics.events_skipped.labels(integration.id, reason).inc(len(items))
+            self._metrics.events_dead_lettered.labels(integration.id, reason).inc(len(items))
+        return out
+
+    def _hold(self, claims: _Claims, retry: Retry, now: float) -> ClaimedEvent:
+        stored = _decode_stored(retry.data)
+        claim_id = f"{_RETRY}{retry.id}"
+        claimed = ClaimedEvent(
+            claim_id,
+            retry.event_id or "",
+            stored.event_name,
+            stored.event_time,
+            bytes(stored.payload),
+            retry.attempts + 1,
+            stored.enqueued_at,
+        )
+        claims.held[claim_id] = _Held(claimed, stored, retry.entry_id, retry.id)
+        return claimed
+
+    async def ack(self, integration_id: str, ids: Sequence[int | str], now: float) -> None:
+        held = self._take(integration_id, ids)
+        retries = [h.retry_id for h in held if h.retry_id is not None]
+        if retries:
+            await self._log.retried(integration_id, retries)
+        await self._log.add_counts(integration_id, delivered=len(held), success_at=now)
+        await self._settled(integration_id, held)
+
+    async def release(
+        self,
+        integration_id: str,
+        ids: Sequence[int | str],
+        retry_at: float,
+        error: str | None,
+        now: float,
+    ) -> None:
+        held = self._take(integration_id, ids)
+        retries = [h.retry_id for h in held if h.retry_id is not None]
+        if retries:
+            await self._log.reschedule(
+                integration_id, retries, retry_at, error, count_attempt=error is not None
+            )
+        fresh = [
+            self._failed(h, now, counted=error is not None) for h in held if h.retry_id is None
+        ]
+        if fresh:
+            await self._log.retry_later(integration_id, fresh, retry_at, error)
+        if error is not None:
+            await self._log.add_counts(integration_id, failed=len(held), last_error=error)
+        await self._settled(integration_id, held)
+
+    async def dead_letter(
+        self,
+        integration_id: str,
+        ids: Sequence[int | str],
+        reason: str,
+        answer: str | None,
+        now: float,
+    ) -> None:
+        held = self._take(integration_id, ids)
+        items = [self._failed(h, now, counted=True) for h in held]
+        await self._log.dead_letter(integration_id, items, reason, answer, now)
+        retries = [h.retry_id for h in held if h.retry_id is not None]
+        if retries:
+            await self._log.retried(integration_id, retries)
+        await self._log.add_counts(
+            integration_id, dead_lettered=len(held), last_error=answer or reason
+        )
+        await self._settled(integration_id, held)
+
+    def _take(self, integration_id: str, ids: Sequence[int | str]) -> list[_Held]:
+        claims = self._claims.get(integration_id)
+        if claims is None:
+            return []
+        return [h for h in (claims.held.pop(str(i), None) for i in ids) if h is not None]
+
+    @staticmethod
+    def _failed(held: _Held, now: float, *, counted: bool) -> FailedItem:
+        """The retry set's or dead letters' copy of a claimed event (the attempt counted when
+        it was held against the event)."""
+        stored = held.stored
+        attempts = held.event.attempts if counted else held.event.attempts - 1
+        data = _encode(
+            msgspec.structs.replace(
+                stored, first_attempt_at=stored.first_attempt_at or now, last_attempt_at=now
+            )
+        )
+        return FailedItem(data, held.event.event_id, held.entry_id, attempts=attempts)
+
+    async def _settled(self, integration_id: str, held: list[_Held]) -> None:
+        claims = self._claims.get(integration_id)
+        if claims is None:
+            return
+        for item in held:
+            claims.open_from_log.discard(str(item.event.id))
+        if not claims.open_from_log and claims.entries:
+            await self._commit(integration_id, claims)
+
+    async def _commit(self, integration_id: str, claims: _Claims) -> None:
+        entries, claims.entries = claims.entries, []
+        await self._log.commit(integration_id, entries)
+
+    async def dead_letter_new(
+        self, events: Sequence[NewEvent], reason: str, answer: str | None, now: float
+    ) -> None:
+        for integration_id, group in _by_integration(events).items():
+            items = [FailedItem(stored_event(e, now), e.event_id, None, 0) for e in group]
+            await self._ensure_by_id(integration_id)
+            await self._log.dead_letter(integration_id, items, reason, answer, now)
+            await self._log.add_counts(integration_id, dead_lettered=len(items))
+
+    async def enqueue(self, events: Sequence[NewEvent]) -> None:
+        """Events made outside the log (a fixed dead letter, a re-processed range): due now."""
+        now = time.time()
+        for integration_id, group in _by_integration(events).items():
+            await self._ensure_by_id(integration_id)
+            items = [FailedItem(stored_event(e, now), e.event_id, None, 0) for e in group]
+            await self._log.retry_later(integration_id, items, now, None)
+            for listener in list(self._listeners):
+                listener(integration_id, len(items), now)
+
+    async def _ensure_by_id(self, integration_id: str) -> None:
+        integration = await self._configs.get(integration_id)
+        if integration is not None:
+            await self.ensure_consumer(integration)
+
+    async def _has_consumer(self, integration_id: str) -> bool:
+        if integration_id in self._known:
+            return True
+        if integration_id in await self._log.consumers():
+            self._known.add(integration_id)
+            return True
+        return False
+
+    # -- what the Management API and the sweep ask ------------------------------------------
+
+    async def stats(self, integration_id: str) -> IntegrationStats:
+        if not await self._has_consumer(integration_id):
+            return IntegrationStats()
+        lag = await self._log.lag(integration_id)
+        retries = await self._log.retry_info(integration_id, time.time())
+        counts = await self._log.counts(integration_id)
+        return IntegrationStats(
+            queued=lag.entries + retries.total,
+            delivered=counts.delivered,
+            failed=counts.failed,
+            dead_lettered=counts.dead_lettered,
+            last_error=counts.last_error,
+            last_success_at=counts.last_success_at,
+        )
+
+    async def depth(self) -> int:
+        return await self._log.depth()
+
+    async def size_bytes(self) -> int | None:
+        return await self._log.size_bytes()
+
+    async def integrations_with_events(self) -> list[str]:
+        # Integrations made by another process (or before the log) get their cursor here.
+        for integration in await self._store.list_integrations():
+            if integration.id not in self._known:
+                await self.ensure_consumer(integration)
+        now = time.time()
+        busy = []
+        for consumer_id in await self._log.consumers():
+            lag = await self._log.lag(consumer_id)
+            if lag.entries > 0 or (await self._log.retry_info(consumer_id, now)).total > 0:
+                busy.append(consumer_id)
+        return busy
+
+    async def list_dead_letters(
+        self, integration_id: str, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        if not await self._has_consumer(integration_id):
+            return []
+        items = await self._log.list_dead_letters(integration_id, limit, offset)
+        return [_dead_letter(item) for item in items]
+
+    async def replay_dead_letters(
+        self, integration_id: str, ids: Sequence[int | str] | None, now: float
+    ) -> list[DeadLetter]:
+        if not await self._has_consumer(integration_id):
+            return []
+        chosen = None if ids is None else [str(i) for i in ids]
+        moved = await self._log.replay_dead_letters(integration_id, chosen, now)
+        for listener in list(self._listeners):
+            listener(integration_id, len(moved), now)
+        return [_dead_letter(item) for item in moved]
+
+    async def purge_dead_letters(self, integration_id: str, ids: Sequence[int | str] | None) -> int:
+        if not await self._has_consumer(integration_id):
+            return 0
+        chosen = None if ids is None else [str(i) for i in ids]
+        return await self._log.purge_dead_letters(integration_id, chosen)
+
+    async def recover_leases(self, now: float) -> int:
+        """Nothing to do: a restarted handle reads again what it had not committed, and a dead
+        replica's records are taken over as claims go (`take_over`)."""
+        return 0
+
+    async def drop_integration(self, integration_id: str) -> None:
+        self._claims.pop(integration_id, None)
+        self._known.discard(integration_id)
+        await self._log.drop_consumer(integration_id)
+
+
+def _start(integration: Integration) -> Start:
+    """Where a new consumer starts: the records since the integration was made."""
+    try:
+        created = dt.datetime.fromisoformat(integration.created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "tail"
+    return created.timestamp()
+
+
+def _by_integration(events: Sequence[NewEvent]) -> dict[str, list[NewEvent]]:
+    grouped: dict[str, list[NewEvent]] = {}
+    for event in events:
+        grouped.setdefault(event.integration_id, []).append(event)
+    return grouped
+
+
+def _dead_letter(item: DeadLetterItem) -> DeadLetter:
+    stored = _decode_stored(item.data)
+    return DeadLetter(
+        id=int(item.id) if item.id.isdigit() else item.id,
+        integration_id=item.consumer_id,
+        event_id=item.event_id or "",
+        event_name=stored.event_name,
+        event_time=stored.event_time,
+        reason=item.reason,
+        answer=item.answer,
+        attempts=item.attempts,
+        first_attempt_at=stored.first_attempt_at,
+        last_attempt_at=stored.last_attempt_at,
+        dead_lettered_at=item.dead_lettered_at,
+        consent=stored.consent,
+        payload=bytes(stored.payload),
+    )

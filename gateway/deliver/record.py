@@ -1,0 +1,215 @@
+"""A hit log record read back, and planned for one integration: delivery's half of collection.
+
+Collection appends each hit once (`gateway/collect/rawhit.py` renders the record): the hit as
+decoded, its traits and user id already hashed, the request's facts, and what collection
+resolved for it (event id and time, cookies, click id, the identity cookie's hashes). Every
+integration of the source reads the same record and decides here, with its own settings, whether
+and what to send: consent, whether its destination sends that kind of hit, and the transform.
+Re-processing (`admin/reprocess.py`) plans stored records the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway import destinations
+from gateway.core.hit import Hit
+from gateway.core.identity import Identity
+from gateway.core.models import Integration, NewEvent, Source
+from gateway.destinations.base import HitContext, Rejected
+from gateway.ledger.base import (
+    DEAD_LETTERED,
+    DENIED,
+    IDENTIFIED,
+    NOT_SENT,
+    QUEUED,
+    Observation,
+    RawHit,
+    explain_consent,
+    hashed_identity,
+    hit_summary,
+)
+
+
+class _Request(msgspec.Struct):
+    from_server: bool = False
+
+
+class _Resolved(msgspec.Struct):
+    event_id: str
+    event_time: int
+    anonymous_id: str | None = None
+    ttp: str | None = None
+    ttclid: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str | None = None
+    identity: dict[str, Any] | None = None
+
+
+class _Record(msgspec.Struct):
+    hit: dict[str, Any]
+    request: _Request = msgspec.field(default_factory=_Request)
+    resolved: _Resolved | None = None
+
+
+_decode_record = msgspec.json.Decoder(_Record).decode
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHit:
+    """A record as delivery plans it."""
+
+    hit: Hit  # without traits and user id: their hashes are in `identity` / `context.identity`
+    context: HitContext | None  # None: an identify hit, which teaches and sends nothing
+    from_server: bool
+    learned: dict[str, Any] | None  # an identify hit's hashed traits, as the debugger shows them
+    user_id_known: bool  # the event's external_id starts with a user id's hash
+
+
+class UnreadableRecord(ValueError):
+    """A record this version cannot read (it is skipped, and said so in the log)."""
+
+
+def read_record(data: bytes, event_id: str | None) -> ReadHit:
+    """Decode what collection appended; UnreadableRecord when it is not a record."""
+    try:
+        record = _decode_record(data)
+        hit_data = dict(record.hit)
+        traits = hit_data.pop("traits", None)
+        user_id_hash = hit_data.pop("user_id", None)
+        context_traits = None
+        if isinstance(hit_data.get("context"), dict):
+            hit_context = dict(hit_data["context"])
+            context_traits = hit_context.pop("traits", None)
+            hit_data["context"] = hit_context
+        hit = msgspec.convert(hit_data, Hit)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UnreadableRecord(str(exc)) from None
+    # The hit's own traits win over the identity cookie's, context.traits first (as collected).
+    own = identity_of(context_traits).filled_from(identity_of(traits))
+    if isinstance(user_id_hash, str):
+        own = Identity(user_id_hash=user_id_hash).filled_from(own)
+    resolved = record.resolved
+    if resolved is None or hit.type == "identify":
+        learned = hashed_identity(own)
+        return ReadHit(hit, None, record.request.from_server, learned, False)
+    identity = own.filled_from(identity_of(resolved.identity))
+    context = HitContext(
+        event_id=event_id or resolved.event_id,
+        event_time=resolved.event_time,
+        anonymous_id=resolved.anonymous_id,
+        ttp=resolved.ttp,
+        ttclid=resolved.ttclid,
+        ip=resolved.ip,
+        user_agent=resolved.user_agent,
+        locale=resolved.locale,
+        identity=identity,
+    )
+    return ReadHit(
+        hit, context, record.request.from_server, None, identity.user_id_hash is not None
+    )
+
+
+def identity_of(hashes: Any) -> Identity:
+    """An identity from the hashes a record holds (`ledger.base.hashed_identity`'s shape)."""
+    if not isinstance(hashes, dict):
+        return Identity()
+
+    def text(name: str) -> str | None:
+        value = hashes.get(name)
+        return value if isinstance(value, str) else None
+
+    def many(name: str) -> tuple[str, ...]:
+        value = hashes.get(name)
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+    return Identity(
+        user_id_hash=text("user_id"),
+        email_hashes=many("email"),
+        phone_hashes=many("phone"),
+        first_name=text("first_name"),
+        last_name=text("last_name"),
+        city=text("city"),
+        state=text("state"),
+        country=text("country"),
+        zip_code=text("zip_code"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What one record means for one integration.
+
+    `event` is what to send (`rejected` None) or to dead-letter at once (`rejected` the reason);
+    no event: consent kept the hit from the integration, or it sends no such hit. `observation`
+    is the debugger's record of it.
+    """
+
+    event: NewEvent | None
+    rejected: str | None
+    observation: Observation
+
+
+def plan_for(
+    read: ReadHit,
+    integration: Integration,
+    source: Source,
+    received_at: float,
+    raw: bytes,
+    event_id: str | None,
+) -> Planned:
+    """Decide, for one integration, what the record becomes (no I/O)."""
+    hit = read.hit
+    consent = hit.context.consent if hit.context else None
+    decision, why = explain_consent(integration, consent, source.consent_default)
+    page = hit.context.page if hit.context else None
+    summary = hit_summary(
+        hit.type, hit.event, source.id, page.url if page else None, consent, read.from_server
+    )
+    shown_id = read.context.event_id if read.context else (event_id or "")
+    event: NewEvent | None = None
+    rejected: str | None = None
+    status, reason = NOT_SENT, ("consent" if decision == DENIED else None)
+    if read.context is None:
+        if read.learned is not None:
+            summary["identity"] = read.learned
+        if decision != DENIED:
+            status, reason = IDENTIFIED, "identify: later events of this visitor carry its traits"
+    elif decision != DENIED:
+        destination = destinations.get(integration.vendor)
+        sendable = destination.sendable(hit, integration)
+        if sendable is not None:
+            result = destination.transform(sendable, read.context, integration, source)
+            event = NewEvent(
+                integration_id=integration.id,
+                event_id=read.context.event_id,
+                event_name=result.event_name,
+                event_time=read.context.event_time,
+                payload=msgspec.json.encode(result.event),
+                consent=consent,
+            )
+            if isinstance(result, Rejected):
+                rejected = result.reason
+                status, reason = DEAD_LETTERED, result.reason
+            else:
+                status, reason = QUEUED, None
+    observation = Observation(
+        event_id=shown_id,
+        integration_id=integration.id,
+        source_id=source.id,
+        hit=summary,
+        decision=decision,
+        decision_reason=why,
+        tiktok_event=event.event_name if event else None,
+        payload=event.payload if event else None,
+        status=status,
+        reason=reason,
+        received_at=received_at,
+        user_id_known=read.user_id_known,
+        raw=RawHit.of(raw),
+    )
+    return Planned(event, rejected, observation)
