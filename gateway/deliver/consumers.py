@@ -62,7 +62,9 @@ class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
 
     event_name: str
     event_time: int
-    payload: msgspec.Raw
+    # Plain bytes (msgpack bin): a msgspec.Raw would be spliced into the msgpack verbatim, and
+    # the payload is JSON, so the stored event could not be decoded again.
+    payload: bytes
     consent: dict[str, bool] | None
     enqueued_at: float
     first_attempt_at: float | None = None
@@ -79,7 +81,7 @@ def stored_event(event: NewEvent, enqueued_at: float) -> bytes:
         StoredEvent(
             event.event_name,
             event.event_time,
-            msgspec.Raw(event.payload),
+            event.payload,
             event.consent,
             enqueued_at,
         )
