@@ -103,6 +103,8 @@ class _Claims:
     held: dict[str, _Held] = field(default_factory=dict)
     entries: list[LogEntry] = field(default_factory=list)
     open_from_log: set[str] = field(default_factory=set)
+    # When the lease of the log entries in hand runs out (the worker then looks again).
+    lease_until: float | None = None
     taken_over_at: float = float("-inf")
 
 
@@ -182,7 +184,14 @@ class LogConsumers(Queue):
         oldest = [t for t in (lag.oldest_received_at, retries.oldest_due_at) if t is not None]
         if from_log == 0:
             oldest = [retries.oldest_due_at] if retries.oldest_due_at is not None else []
-        return ReadyInfo(ready, min(oldest) if oldest and ready else None, retries.next_at)
+        # Entries in hand are leased, as the queue's claimed events were: until their lease
+        # ends they are not ready, but they are still there (a drain must not think it done).
+        waiting = [] if retries.next_at is None else [retries.next_at]
+        if in_hand and claims is not None and claims.lease_until is not None:
+            waiting.append(claims.lease_until)
+        return ReadyInfo(
+            ready, min(oldest) if oldest and ready else None, min(waiting) if waiting else None
+        )
 
     async def claim(
         self, integration_id: str, limit: int, now: float, lease_s: float, at_least: int = 1
@@ -216,6 +225,7 @@ class LogConsumers(Queue):
             if not entries:
                 break
             claims.entries += entries
+            claims.lease_until = now + lease_s
             planned = [self._plan(e, integration, source) for e in entries]
             out += await self._settle_planned(claims, integration, entries, planned, now)
             if len(out) >= limit:
@@ -384,6 +394,7 @@ class LogConsumers(Queue):
 
     async def _commit(self, integration_id: str, claims: _Claims) -> None:
         entries, claims.entries = claims.entries, []
+        claims.lease_until = None
         await self._log.commit(integration_id, entries)
 
     async def dead_letter_new(
