@@ -427,7 +427,14 @@ class LogConsumers(Queue):
         if integration_id in await self._log.consumers():
             self._known.add(integration_id)
             return True
-        return False
+        # An integration nobody has claimed for yet still has records waiting since it was
+        # made: its cursor starts there now, or its status would say nothing is queued. The
+        # store itself is asked, so that an integration just deleted gets no cursor back.
+        integration = await self._store.get_integration(integration_id)
+        if integration is None:
+            return False
+        await self.ensure_consumer(integration)
+        return True
 
     # -- what the Management API and the sweep ask ------------------------------------------
 
