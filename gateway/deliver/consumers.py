@@ -503,6 +503,10 @@ class LogConsumers(Queue):
         return 0
 
     async def drop_integration(self, integration_id: str) -> None:
+        # The integration was deleted from the store: a claim must not find it in the cache and
+        # give it a cursor again, which no one would ever move (retention would keep its
+        # source's records for good).
+        self._configs.clear()
         self._claims.pop(integration_id, None)
         self._known.discard(integration_id)
         await self._log.drop_consumer(integration_id)
