@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import stat
 import sys
 import textwrap
@@ -16,10 +18,12 @@ from typing import Any
 import pytest
 
 from gateway.core.errors import QueueFull, StoreError
+from gateway.core.metrics import Metrics
 from gateway.log import HitLog, LogRecord, open_log
-from gateway.log.base import FailedItem, entry_order, record_bytes
+from gateway.log.base import Counts, FailedItem, RetryInfo, entry_order, record_bytes
 from gateway.log.redis import RedisHitLog
 from gateway.log.sqlite import SQLiteHitLog
+from gateway.queue.sqlite import SQLiteQueue
 from tests.backends import REDIS_URL, drop_redis_prefix, require_service, unique_name
 
 OpenLog = Callable[..., Awaitable[HitLog]]
@@ -498,6 +502,240 @@ async def test_dead_letters_round_trip(hitlog: HitLog) -> None:
     await hitlog.dead_letter("int_a", items, "rejected", None, now)
     assert await hitlog.purge_dead_letters("int_a", None) == 4
     assert await hitlog.list_dead_letters("int_a") == []
+
+
+# --- Delivery on the log: leased retries, replay, counters ------------------------------------
+
+
+def failed(n: int, attempts: int = 1) -> FailedItem:
+    return FailedItem(b"ev%d" % n, f"e{n}", str(n), attempts=attempts)
+
+
+def datas(retries: Any) -> list[bytes]:
+    return [r.data for r in retries]
+
+
+async def test_claimed_retries_are_leased_until_the_lease_runs_out(log_factory: OpenLog) -> None:
+    log, other = await log_factory(name="r1"), await log_factory(name="r2")
+    await log.add_consumer("int_a", S, "head")
+    now = time.time()
+    await log.retry_later("int_a", [failed(1, attempts=2)], now - 5, "HTTP 503")
+    await log.retry_later("int_a", [failed(2), failed(3)], now - 1, None)
+    await log.retry_later("int_a", [failed(4)], now + 60, None)
+
+    claimed = await log.claim_retries("int_a", now, 2, lease_s=30)
+    assert datas(claimed) == [b"ev1", b"ev2"]  # earliest first, no more than asked
+    first = claimed[0]
+    assert (first.event_id, first.entry_id, first.attempts, first.error) == (
+        "e1",
+        "1",
+        2,
+        "HTTP 503",
+    )
+    assert [r.retry_at for r in claimed] == [now - 5, now - 1]  # when they were due
+
+    # Leased: neither this handle nor another gets them again before the lease ends.
+    assert datas(await other.claim_retries("int_a", now + 1, 10, lease_s=30)) == [b"ev3"]
+    assert await log.claim_retries("int_a", now + 2, 10, lease_s=30) == []
+    assert await log.due_retries("int_a", now + 2, 10) == []
+
+    # The claimer "crashed": once the lease has run out they are due again, at the lease's end.
+    again = await other.claim_retries("int_a", now + 30, 10, lease_s=30)
+    assert [r.id for r in again] == [r.id for r in claimed]
+    assert [r.retry_at for r in again] == [now + 30, now + 30]
+    assert [r.attempts for r in again] == [2, 1]  # a claim is not an attempt
+
+
+async def test_retried_removes_claimed_retries(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    now = time.time()
+    await hitlog.retry_later("int_a", [failed(1), failed(2)], now, None)
+    claimed = await hitlog.claim_retries("int_a", now, 10, lease_s=30)
+    assert await hitlog.retried("int_a", [claimed[0].id]) == 1
+    later = await hitlog.claim_retries("int_a", now + 3600, 10, lease_s=30)
+    assert datas(later) == [b"ev2"]
+    assert (await hitlog.retry_info("int_a", now + 3600)).total == 1
+
+
+async def test_reschedule_with_and_without_counting_an_attempt(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    now = time.time()
+    await hitlog.retry_later("int_a", [failed(1), failed(2, attempts=3)], now, "HTTP 500")
+    one, two = await hitlog.claim_retries("int_a", now, 10, lease_s=30)
+
+    # Tried and failed again: one attempt more, the new error (or none), a new time.
+    await hitlog.reschedule("int_a", [one.id], now + 100, "HTTP 503", count_attempt=True)
+    # Not tried (paused, rate-limited): only the time moves.
+    await hitlog.reschedule("int_a", [two.id], now + 50, "ignored", count_attempt=False)
+    assert await hitlog.claim_retries("int_a", now + 49, 10, lease_s=30) == []
+    got = await hitlog.claim_retries("int_a", now + 100, 10, lease_s=30)
+    assert [(r.data, r.retry_at, r.attempts, r.error) for r in got] == [
+        (b"ev2", now + 50, 3, "HTTP 500"),
+        (b"ev1", now + 100, 2, "HTTP 503"),
+    ]
+
+    await hitlog.reschedule("int_a", [got[0].id], now + 1000, None, count_attempt=False)
+    await hitlog.reschedule("int_a", [got[1].id], now + 200, None, count_attempt=True)
+    await hitlog.reschedule("int_a", [got[1].id], now + 300, "HTTP 429", count_attempt=True)
+    await hitlog.reschedule("int_a", [got[1].id], now + 400, None, count_attempt=True)
+    (last,) = await hitlog.claim_retries("int_a", now + 450, 10, lease_s=30)
+    assert (last.data, last.attempts, last.error) == (b"ev1", 5, None)
+
+    # Ids that are not the consumer's retries (gone, another's, nonsense) are left alone.
+    await hitlog.retried("int_a", [last.id])
+    await hitlog.reschedule("int_a", [last.id, "junk"], now, "x", count_attempt=True)
+    await hitlog.reschedule("int_b", [got[0].id], now, "x", count_attempt=True)
+    assert datas(await hitlog.due_retries("int_a", now + 9999, 10)) == [b"ev2"]
+    assert (await hitlog.retry_info("int_a", now)).total == 1
+    assert (await hitlog.retry_info("int_b", now)).total == 0
+
+
+async def test_two_handles_claiming_at_once_never_get_the_same_retry(
+    log_factory: OpenLog,
+) -> None:
+    r1, r2 = await log_factory(name="r1"), await log_factory(name="r2")
+    await r1.add_consumer("int_a", S, "head")
+    now = time.time()
+    await r1.retry_later("int_a", [failed(n) for n in range(60)], now, None)
+    claims = await asyncio.gather(
+        *(h.claim_retries("int_a", now, 7, lease_s=30) for _ in range(6) for h in (r1, r2))
+    )
+    ids = [r.id for claim in claims for r in claim]
+    assert len(ids) == len(set(ids)) == 60
+
+
+async def test_retry_info_counts_due_next_and_total(hitlog: HitLog) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    now = time.time()
+    assert await hitlog.retry_info("int_a", now) == RetryInfo(0, None, None, 0)
+    await hitlog.retry_later("int_a", [failed(1)], now - 9, None)
+    await hitlog.retry_later("int_a", [failed(2)], now - 5, None)
+    await hitlog.retry_later("int_a", [failed(3)], now - 1, None)
+    await hitlog.retry_later("int_a", [failed(4)], now + 20, None)
+    await hitlog.retry_later("int_b", [failed(5)], now - 50, None)  # another consumer's
+    assert await hitlog.retry_info("int_a", now) == RetryInfo(3, now - 9, now + 20, 4)
+
+    await hitlog.claim_retries("int_a", now, 1, lease_s=10)  # the one due at now - 9
+    assert await hitlog.retry_info("int_a", now) == RetryInfo(2, now - 5, now + 10, 4)
+    await hitlog.claim_retries("int_a", now, 10, lease_s=10)
+    assert await hitlog.retry_info("int_a", now) == RetryInfo(0, None, now + 10, 4)
+    # Past every lease and time: everything is due again, nothing waits.
+    assert await hitlog.retry_info("int_a", now + 60) == RetryInfo(4, now + 10, None, 4)
+
+
+async def test_replay_dead_letters_moves_exactly_the_named_ones_into_the_retry_set(
+    hitlog: HitLog,
+) -> None:
+    await hitlog.add_consumer("int_a", S, "head")
+    now = time.time()
+    items = [failed(n, attempts=n) for n in range(1, 5)]
+    await hitlog.dead_letter("int_a", items, "rejected", '{"code": 40002}', now - 100)
+    listed = await hitlog.list_dead_letters("int_a")
+
+    moved = await hitlog.replay_dead_letters("int_a", [listed[2].id, listed[0].id, "junk"], now)
+    assert [(d.data, d.attempts, d.reason) for d in moved] == [
+        (b"ev1", 1, "rejected"),
+        (b"ev3", 3, "rejected"),
+    ]
+    assert [d.data for d in await hitlog.list_dead_letters("int_a")] == [b"ev2", b"ev4"]
+    assert await hitlog.replay_dead_letters("int_a", [listed[0].id], now) == []  # moved already
+
+    # Claimable at once, as they were stored: attempts kept, the reason as their error.
+    claimed = await hitlog.claim_retries("int_a", now, 10, lease_s=30)
+    assert [(r.data, r.event_id, r.entry_id, r.attempts, r.retry_at, r.error) for r in claimed] == [
+        (b"ev1", "e1", "1", 1, now, "rejected"),
+        (b"ev3", "e3", "3", 3, now, "rejected"),
+    ]
+
+    rest = await hitlog.replay_dead_letters("int_a", None, now + 1)
+    assert [d.data for d in rest] == [b"ev2", b"ev4"]
+    assert await hitlog.list_dead_letters("int_a") == []
+    assert await hitlog.retry_info("int_a", now + 1) == RetryInfo(2, now + 1, now + 30, 4)
+    assert await hitlog.replay_dead_letters("int_a", None, now) == []
+
+
+async def test_counts_accumulate_and_survive_reopening(log_factory: OpenLog) -> None:
+    first = await log_factory(name="r1")
+    await first.add_consumer("int_a", S, "head")
+    assert await first.counts("int_a") == Counts()
+    now = time.time()
+    await first.add_counts("int_a", delivered=5, success_at=now)
+    await first.add_counts("int_a", failed=2, last_error="HTTP 503: upstream busy")
+    other = await log_factory(name="r2")  # another replica counts into the same numbers
+    await other.add_counts("int_a", delivered=3, dead_lettered=1, success_at=now - 60)
+    await other.add_counts("int_a", failed=1, last_error=None)  # keeps the stored error
+    await first.add_counts("int_b", delivered=1)
+    expected = Counts(8, 3, 1, "HTTP 503: upstream busy", now)  # an earlier success not taken
+    assert await other.counts("int_a") == expected
+    await first.close()
+    await other.close()
+
+    reopened = await log_factory(name="r1")
+    assert await reopened.counts("int_a") == expected
+    await reopened.add_counts("int_a", delivered=1, last_error="timeout", success_at=now + 1)
+    assert await reopened.counts("int_a") == Counts(9, 3, 1, "timeout", now + 1)
+    assert await reopened.counts("int_b") == Counts(delivered=1)
+
+
+async def test_consumers_lists_every_cursor_and_drop_consumer_clears_its_counts(
+    hitlog: HitLog,
+) -> None:
+    assert await hitlog.consumers() == {}
+    await hitlog.add_consumer("int_a", S, "head")
+    await hitlog.add_consumer("int_b", "src_other", "tail")
+    await hitlog.add_consumer("int_c", S, "tail")
+    assert await hitlog.consumers() == {"int_a": S, "int_b": "src_other", "int_c": S}
+    await hitlog.add_counts("int_a", delivered=4, last_error="HTTP 500", success_at=time.time())
+    await hitlog.add_counts("int_c", delivered=1)
+    await hitlog.retry_later("int_a", [failed(1)], time.time(), None)
+
+    await hitlog.drop_consumer("int_a")
+    assert await hitlog.consumers() == {"int_b": "src_other", "int_c": S}
+    assert await hitlog.counts("int_a") == Counts()
+    assert await hitlog.retry_info("int_a", time.time()) == RetryInfo(0, None, None, 0)
+    assert await hitlog.counts("int_c") == Counts(delivered=1)
+
+
+async def test_an_embedded_log_file_of_schema_1_opens_and_gains_the_counts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hitlog.db"
+    log = SQLiteHitLog(path, max_records=10)
+    await log.open()
+    await log.add_consumer("int_a", S, "head")
+    await log.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as the first release left it
+        conn.execute("DROP TABLE log_counts")
+        conn.commit()
+
+    reopened = SQLiteHitLog(path, max_records=10)
+    await reopened.open()
+    try:
+        await reopened.add_counts("int_a", delivered=2)
+        assert await reopened.counts("int_a") == Counts(delivered=2)
+        assert await reopened.consumers() == {"int_a": S}
+    finally:
+        await reopened.close()
+
+
+async def test_the_log_and_the_queue_export_their_commit_metrics_side_by_side(
+    tmp_path: Path,
+) -> None:
+    queue = SQLiteQueue(tmp_path / "queue.db", 10)
+    log = SQLiteHitLog(tmp_path / "hitlog.db", max_records=10)
+    await queue.open()
+    await log.open()
+    try:
+        registry = Metrics().registry  # the gateway's own: it refuses a name registered twice
+        registry.register(queue.commit_metrics())
+        registry.register(log.commit_metrics())
+        await log.append([record(1), record(2)])
+        assert registry.get_sample_value("gateway_log_commits_total") == 1
+        assert registry.get_sample_value("gateway_log_committed_records_total") == 2
+        assert registry.get_sample_value("gateway_queue_commits_total") == 0
+    finally:
+        await log.close()
+        await queue.close()
 
 
 # --- Durability ------------------------------------------------------------------------------

@@ -11,10 +11,14 @@ Life of a record:
    records after the cursor, in order; `commit` moves the cursor past a batch once it is settled.
    A record read and not committed is read again after a restart (at least once, never lost).
 3. Only failures are copied out of the log: `retry_later` keeps the failed, transformed events
-   of a consumer with the time they may be tried again (`due_retries`, `retried`), and
-   `dead_letter` keeps those that will never be sent until an operator replays
-   (`take_dead_letters`) or purges them.
-4. `sweep` deletes a record once every consumer of its source has committed past it AND it was
+   of a consumer with the time they may be tried again. A deliverer `claim_retries` those due,
+   which leases them (their time moves to the lease's end, so no other replica gets them and a
+   crashed one's come back), then either `retried` (done) or `reschedule`s them. `dead_letter`
+   keeps those that will never be sent until an operator replays (`replay_dead_letters` moves
+   them back into the retry set; `take_dead_letters` hands them out) or purges them.
+4. Per consumer, durable counters (`add_counts`, `counts`) of what was delivered, failed and
+   dead-lettered, shared by every replica.
+5. `sweep` deletes a record once every consumer of its source has committed past it AND it was
    received longer ago than the retention window (the debugger reads records inside the window:
    `read_range`, `get`, `find`). A source without consumers keeps only the window.
 
@@ -96,6 +100,36 @@ class DeadLetterItem(msgspec.Struct, frozen=True):
     dead_lettered_at: float
 
 
+class RetryInfo(msgspec.Struct, frozen=True):
+    """A consumer's retry set at a moment: what is due now, when the next one comes due (a
+    leased retry comes due again when its lease runs out), and how many there are in all."""
+
+    due: int  # due and not leased; may stop counting at RETRY_DUE_COUNT_CAP
+    oldest_due_at: float | None  # the earliest time among the due ones
+    next_at: float | None  # the earliest time after now, None when nothing waits
+    total: int  # due, waiting or leased
+
+
+class Counts(msgspec.Struct, frozen=True):
+    """What a consumer's deliverers reported, over its whole life (every replica together)."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    last_error: str | None = None
+    last_success_at: float | None = None
+
+
+# Counting due retries one by one stops here: "more than this many" is all a status page needs.
+RETRY_DUE_COUNT_CAP = 10_000
+
+# The log's group-commit counters go by names of their own, beside the queue's in one registry.
+COMMIT_METRIC_NAMES = (
+    ("gateway_log_commits", "Group commits of appended hit log records by this process"),
+    ("gateway_log_committed_records", "Hit log records stored by this process's group commits"),
+)
+
+
 def entry_order(entry_id: str) -> tuple[int, int]:
     """A sort key of both backends' entry ids: `"17"` (SQLite) and `"1700000000000-3"` (Redis)."""
     head, _, tail = entry_id.partition("-")
@@ -133,7 +167,7 @@ class HitLog(abc.ABC):
 
     @abc.abstractmethod
     async def drop_consumer(self, consumer_id: str) -> None:
-        """Forget the consumer: its cursor, its retries and its dead letters."""
+        """Forget the consumer: its cursor, its retries, its dead letters and its counts."""
 
     @abc.abstractmethod
     async def read(self, consumer_id: str, limit: int) -> list[LogEntry]:
@@ -172,8 +206,35 @@ class HitLog(abc.ABC):
         """Retries whose time has come, earliest first; they stay until `retried`."""
 
     @abc.abstractmethod
+    async def claim_retries(
+        self, consumer_id: str, now: float, limit: int, lease_s: float
+    ) -> list[Retry]:
+        """Up to `limit` due retries (retry_at <= now), earliest retry_at first, leased to this
+        caller: atomically their retry_at becomes now + lease_s, so no other handle or replica
+        gets them until the lease runs out (a crashed replica's retries come back then). They
+        stay until `retried` or `reschedule`. Returned `Retry.retry_at` is the time they were
+        due (before the lease); `attempts` as stored."""
+
+    @abc.abstractmethod
+    async def reschedule(
+        self,
+        consumer_id: str,
+        ids: Sequence[str],
+        retry_at: float,
+        error: str | None,
+        count_attempt: bool,
+    ) -> None:
+        """Atomically set these retries' retry_at; with count_attempt, attempts += 1 and
+        error becomes their error (without it, attempts and error stay). Ids that are not (or
+        no longer) retries of the consumer are left alone."""
+
+    @abc.abstractmethod
     async def retried(self, consumer_id: str, ids: Sequence[str]) -> int:
         """Remove retries (tried again: delivered, re-scheduled or dead-lettered)."""
+
+    @abc.abstractmethod
+    async def retry_info(self, consumer_id: str, now: float) -> RetryInfo:
+        """How the consumer's retry set stands at `now` (nothing in it: zeros and Nones)."""
 
     @abc.abstractmethod
     async def dead_letter(
@@ -199,8 +260,42 @@ class HitLog(abc.ABC):
         """Remove and return dead letters (these ids, or all when None), for a replay."""
 
     @abc.abstractmethod
+    async def replay_dead_letters(
+        self, consumer_id: str, ids: Sequence[str] | None, now: float
+    ) -> list[DeadLetterItem]:
+        """Atomically move dead letters (these ids, or all when None) into the retry set, due at
+        `now` (attempts kept; the dead letter's reason becomes the retry's error, under a new
+        retry id); returns what was moved, oldest first. Nothing lost if the process dies
+        midway: each one is a dead letter or a retry, never neither (never both)."""
+
+    @abc.abstractmethod
     async def purge_dead_letters(self, consumer_id: str, ids: Sequence[str] | None) -> int:
         """Delete dead letters (these ids, or all when None); returns how many."""
+
+    # Counters
+
+    @abc.abstractmethod
+    async def add_counts(
+        self,
+        consumer_id: str,
+        *,
+        delivered: int = 0,
+        failed: int = 0,
+        dead_lettered: int = 0,
+        last_error: str | None = None,
+        success_at: float | None = None,
+    ) -> None:
+        """Durable per-consumer counters (shared by all replicas on Redis): add the numbers;
+        a non-None last_error replaces the stored one; a non-None success_at replaces
+        last_success_at when later than it."""
+
+    @abc.abstractmethod
+    async def counts(self, consumer_id: str) -> Counts:
+        """The consumer's counters (all zero for one that never counted)."""
+
+    @abc.abstractmethod
+    async def consumers(self) -> dict[str, str]:
+        """consumer id -> its source id, every consumer with a cursor."""
 
     # Replay and the debugger
 

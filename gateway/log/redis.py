@@ -16,6 +16,9 @@ ids within `TIME_SLACK_S` of the asked range and filter by the records' `receive
 appended more than that long after it was received is not found by time (nor by `since` starts,
 which go by the ids' time).
 
+Retries are leased by moving their score in the retry set to the lease's end, in the script that
+picks them (`redis_lua.RETRIES`), so two replicas claiming at once never get the same one.
+
 Durability is Redis' own, as for the shared queue: what an acknowledged append survives depends
 on `appendonly` / `appendfsync`.
 """
@@ -37,7 +40,9 @@ from gateway.core.errors import StoreError
 from gateway.core.redisconn import connect
 from gateway.log import redis_lua
 from gateway.log.base import (
+    COMMIT_METRIC_NAMES,
     TIME_SLACK_S,
+    Counts,
     DeadLetterItem,
     FailedItem,
     HitLog,
@@ -45,6 +50,7 @@ from gateway.log.base import (
     LogEntry,
     LogRecord,
     Retry,
+    RetryInfo,
     Start,
     entry_order,
 )
@@ -58,6 +64,16 @@ _SWEEP_SCAN = 2000  # entries one sweep script looks at
 _LAG_COUNT_CAP = 10_000  # entries counted one by one when Redis cannot tell a group's lag
 _RANGE_PAGE = 1000
 _MAX_SEQ = 18446744073709551615  # the largest sequence part of a stream id
+_REPLAY_CHUNK = 1000  # dead letters one replay script moves: a script blocks Redis while it runs
+_SCRIPTS = (
+    "APPEND",
+    "SWEEP",
+    "TAKE_DEAD_LETTERS",
+    "RETRIES",
+    "RESCHEDULE",
+    "REPLAY_DEAD_LETTERS",
+    "ADD_COUNTS",
+)
 
 # Retries and dead letters: (data, event_id, entry_id, attempts, text, answer, time), where text
 # is the retry's error or the dead letter's reason and time the retry's or the dead-lettering's.
@@ -68,6 +84,8 @@ _stored_decoder = msgspec.msgpack.Decoder(_Stored)
 class RedisHitLog(GroupCommitting, HitLog):
     """`url` is a `redis://` or `rediss://` URL (`?prefix=` sets the key prefix); `name` is this
     handle's consumer name in the groups (a fresh one per process by default)."""
+
+    commit_metric_names = COMMIT_METRIC_NAMES
 
     def __init__(
         self,
@@ -100,10 +118,7 @@ class RedisHitLog(GroupCommitting, HitLog):
 
     async def open(self) -> None:
         self._redis = connect(self._url)
-        self._scripts = {
-            n: self._redis.register_script(getattr(redis_lua, n))
-            for n in ("APPEND", "SWEEP", "TAKE_DEAD_LETTERS")
-        }
+        self._scripts = {n: self._redis.register_script(getattr(redis_lua, n)) for n in _SCRIPTS}
         await self._call("ping", self._redis.ping())
         await self._warn_when_not_durable()
 
@@ -183,7 +198,7 @@ class RedisHitLog(GroupCommitting, HitLog):
             if source_id is not None:
                 pipe.xgroup_destroy(self._stream(source_id), consumer_id)
             pipe.hdel(self._key("consumers"), consumer_id)
-            for kind in ("retry", "retry-data", "dl"):
+            for kind in ("retry", "retry-data", "retry-state", "dl", "counts"):
                 pipe.delete(self._key(kind, consumer_id))
             await self._call("drop_consumer", pipe.execute())
 
@@ -291,26 +306,45 @@ class RedisHitLog(GroupCommitting, HitLog):
             await self._call("retry_later", pipe.execute())
 
     async def due_retries(self, consumer_id: str, now: float, limit: int) -> list[Retry]:
-        ids = await self._call(
-            "due_retries",
-            self._client.zrangebyscore(self._key("retry", consumer_id), "-inf", now, 0, limit),
-        )
-        if not ids:
+        return await self._retries(consumer_id, now, limit, "")
+
+    async def claim_retries(
+        self, consumer_id: str, now: float, limit: int, lease_s: float
+    ) -> list[Retry]:
+        return await self._retries(consumer_id, now, limit, repr(now + lease_s))
+
+    async def _retries(
+        self, consumer_id: str, now: float, limit: int, lease_until: str
+    ) -> list[Retry]:
+        if limit <= 0:
             return []
-        raw = await self._call(
-            "due_retries", self._client.hmget(self._key("retry-data", consumer_id), ids)
+        rows = await self._run(
+            "RETRIES", [self.prefix, consumer_id, repr(now), str(limit), lease_until]
         )
-        out: list[Retry] = []
-        for ident, blob in zip(ids, raw, strict=True):
-            if blob is None:  # removed between the two calls
-                continue
-            data, event_id, entry_id, attempts, error, _, retry_at = _stored_decoder.decode(blob)
-            out.append(
-                Retry(
-                    _text(ident), consumer_id, data, event_id, entry_id, attempts, retry_at, error
-                )
-            )
-        return out
+        return [_retry(consumer_id, row) for row in rows]
+
+    async def reschedule(
+        self,
+        consumer_id: str,
+        ids: Sequence[str],
+        retry_at: float,
+        error: str | None,
+        count_attempt: bool,
+    ) -> None:
+        if not ids:
+            return
+        await self._run(
+            "RESCHEDULE",
+            [
+                self.prefix,
+                consumer_id,
+                repr(retry_at),
+                "1" if count_attempt else "0",
+                "0" if error is None else "1",
+                error or "",
+                *ids,
+            ],
+        )
 
     async def retried(self, consumer_id: str, ids: Sequence[str]) -> int:
         if not ids:
@@ -318,8 +352,25 @@ class RedisHitLog(GroupCommitting, HitLog):
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.zrem(self._key("retry", consumer_id), *ids)
             pipe.hdel(self._key("retry-data", consumer_id), *ids)
-            removed, _ = await self._call("retried", pipe.execute())
+            pipe.hdel(self._key("retry-state", consumer_id), *ids)
+            removed, _, _ = await self._call("retried", pipe.execute())
         return int(removed)
+
+    async def retry_info(self, consumer_id: str, now: float) -> RetryInfo:
+        key = self._key("retry", consumer_id)
+        # Each a lookup in the sorted set, none a walk: due is counted exactly.
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.zcount(key, "-inf", now)
+            pipe.zrangebyscore(key, "-inf", now, 0, 1, withscores=True)
+            pipe.zrangebyscore(key, f"({now!r}", "+inf", 0, 1, withscores=True)
+            pipe.zcard(key)
+            due, oldest, later, total = await self._call("retry_info", pipe.execute())
+        return RetryInfo(
+            due=int(due),
+            oldest_due_at=float(oldest[0][1]) if oldest else None,
+            next_at=float(later[0][1]) if later else None,
+            total=int(total),
+        )
 
     async def dead_letter(
         self,
@@ -367,6 +418,27 @@ class RedisHitLog(GroupCommitting, HitLog):
         out = [_dead_letter(consumer_id, i, _pairs(flat)[b"v"]) for i, flat in rows]
         return sorted(out, key=lambda d: entry_order(d.id))
 
+    async def replay_dead_letters(
+        self, consumer_id: str, ids: Sequence[str] | None, now: float
+    ) -> list[DeadLetterItem]:
+        # Each script moves a chunk whole: a dead letter is in one place or the other, always.
+        head = [self.prefix, consumer_id, repr(now)]
+        rows: list[Any] = []
+        if ids is None:
+            while True:
+                moved = await self._run("REPLAY_DEAD_LETTERS", [*head, "1", str(_REPLAY_CHUNK)])
+                rows += moved
+                if len(moved) < _REPLAY_CHUNK:
+                    break
+        else:
+            # Oldest first, so the new retry ids keep the dead letters' order.
+            chosen = sorted(set(_stream_ids(ids)), key=entry_order)
+            for start in range(0, len(chosen), _REPLAY_CHUNK):
+                part = chosen[start : start + _REPLAY_CHUNK]
+                rows += await self._run("REPLAY_DEAD_LETTERS", [*head, "0", "0", *part])
+        out = [_dead_letter(consumer_id, i, _pairs(flat)[b"v"]) for i, flat in rows]
+        return sorted(out, key=lambda d: entry_order(d.id))
+
     async def purge_dead_letters(self, consumer_id: str, ids: Sequence[str] | None) -> int:
         key = self._key("dl", consumer_id)
         if ids is None:
@@ -379,6 +451,48 @@ class RedisHitLog(GroupCommitting, HitLog):
         if not chosen:
             return 0
         return int(await self._call("purge_dead_letters", self._client.xdel(key, *chosen)))
+
+    # Counters
+
+    async def add_counts(
+        self,
+        consumer_id: str,
+        *,
+        delivered: int = 0,
+        failed: int = 0,
+        dead_lettered: int = 0,
+        last_error: str | None = None,
+        success_at: float | None = None,
+    ) -> None:
+        await self._run(
+            "ADD_COUNTS",
+            [
+                self.prefix,
+                consumer_id,
+                str(delivered),
+                str(failed),
+                str(dead_lettered),
+                last_error or "",
+                "0" if last_error is None else "1",
+                "" if success_at is None else repr(success_at),
+            ],
+        )
+
+    async def counts(self, consumer_id: str) -> Counts:
+        raw = await self._call("counts", self._client.hgetall(self._key("counts", consumer_id)))
+        stored = {_text(k): _text(v) for k, v in raw.items()}
+        success_at = stored.get("last_success_at")
+        return Counts(
+            delivered=int(stored.get("delivered", 0)),
+            failed=int(stored.get("failed", 0)),
+            dead_lettered=int(stored.get("dead_lettered", 0)),
+            last_error=stored.get("last_error"),
+            last_success_at=None if success_at is None else float(success_at),
+        )
+
+    async def consumers(self) -> dict[str, str]:
+        raw = await self._call("consumers", self._client.hgetall(self._key("consumers")))
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     # Replay and the debugger
 
@@ -534,6 +648,18 @@ def _entries(source_id: str, rows: Sequence[Any]) -> list[LogEntry]:
             )
         )
     return out
+
+
+def _retry(consumer_id: str, row: Sequence[Any]) -> Retry:
+    """A retry from what `redis_lua.RETRIES` answers: its time is the set's score, and once
+    rescheduled its state adds attempts and says the error."""
+    ident, score, blob, state = row
+    data, event_id, entry_id, attempts, error, _, _ = _stored_decoder.decode(blob)
+    if state is not None:
+        added, has_error, text = _text(state).partition(" ")
+        attempts += int(added)
+        error = text if has_error else None
+    return Retry(_text(ident), consumer_id, data, event_id, entry_id, attempts, float(score), error)
 
 
 def _dead_letter(consumer_id: str, ident: bytes | str, blob: bytes) -> DeadLetterItem:

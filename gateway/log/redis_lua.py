@@ -1,4 +1,5 @@
-"""The Lua scripts behind `log/redis.py`: appends and retention, each one atomic script.
+"""The Lua scripts behind `log/redis.py`: appends, retention, claiming and moving failures, and
+the counters, each one atomic script.
 
 Keys, under the log's prefix P (S a source, C a consumer id):
 
@@ -8,9 +9,17 @@ Keys, under the log's prefix P (S a source, C a consumer id):
     P:hitlog:sources     set     sources with a stream (sweep walks them)
     P:hitlog:ids:S       hash    event id -> the entry ids that carry it, space-separated
     P:hitlog:consumers   hash    C -> S
-    P:hitlog:retry:C     zset    retry id -> retry time;  P:hitlog:retry-data:C hash id -> item
+    P:hitlog:retry:C     zset    retry id -> retry time (the lease's end while leased)
+    P:hitlog:retry-data:C hash   retry id -> the item as first stored (msgpack, see redis.py)
+    P:hitlog:retry-state:C hash  retry id -> "<attempts counted since> <error>" once rescheduled:
+                                 "3" (error None) or "3 HTTP 503"; the item's own attempts plus
+                                 these, and this error, are the retry's
     P:hitlog:dl:C        stream  dead letters, oldest first
     P:hitlog:seq         string  the last retry id handed out
+    P:hitlog:counts:C    hash    delivered, failed, dead_lettered, last_error, last_success_at
+
+The items are msgpack that Lua's cmsgpack cannot read (it knows no bin type), so no script
+decodes one: what a reschedule changes goes to retry-state beside it.
 
 The scripts build key names from P and so touch keys they were not given in KEYS: that is fine on
 one Redis server (with replicas or Sentinel), not on Redis Cluster.
@@ -172,5 +181,107 @@ else
 end
 for _, entry in ipairs(out) do redis.call('XDEL', s, entry[1]) end
 return out
+"""
+)
+
+# ARGV: P, consumer, now, limit, lease_until ('' to only look). Up to `limit` retries due at
+# `now`, earliest first, each as [id, retry time, item, state or false]; with a lease_until
+# their time becomes that, in this one script, so no other caller sees them due.
+RETRIES = (
+    _PRELUDE
+    + r"""
+local C, now, limit, lease_until = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local z = P .. ':hitlog:retry:' .. C
+local data, state = P .. ':hitlog:retry-data:' .. C, P .. ':hitlog:retry-state:' .. C
+local due = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+local out = {}
+for i = 1, #due, 2 do
+  local id = due[i]
+  local item = redis.call('HGET', data, id)
+  if not item then  -- half of a retry (cannot happen through this module): drop it
+    redis.call('ZREM', z, id)
+  else
+    if lease_until ~= '' then redis.call('ZADD', z, 'XX', lease_until, id) end
+    out[#out + 1] = {id, due[i + 1], item, redis.call('HGET', state, id)}
+  end
+end
+return out
+"""
+)
+
+# ARGV: P, consumer, retry_at, count (1/0), has_error (1/0), error, ids... Sets the time of the
+# consumer's retries among ids (others are left alone); with count, one more attempt and the
+# error (none when has_error is 0) in their state.
+RESCHEDULE = (
+    _PRELUDE
+    + r"""
+local C, retry_at, count = ARGV[2], ARGV[3], ARGV[4] == '1'
+local suffix = ARGV[5] == '1' and (' ' .. ARGV[6]) or ''
+local z = P .. ':hitlog:retry:' .. C
+local state = P .. ':hitlog:retry-state:' .. C
+for i = 7, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', z, id) then
+    redis.call('ZADD', z, retry_at, id)
+    if count then
+      local known = redis.call('HGET', state, id)
+      local added = known and tonumber(string.match(known, '^%d+')) or 0
+      redis.call('HSET', state, id, string.format('%d', added + 1) .. suffix)
+    end
+  end
+end
+return 0
+"""
+)
+
+# ARGV: P, consumer, now, all (1/0), max (entries when all), ids... Moves dead letters into the
+# retry set, due at now, under new retry ids: the dead letter's stored item becomes the retry's
+# (its reason in the place of the error). Returns what moved as [id, fields] pairs.
+REPLAY_DEAD_LETTERS = (
+    _PRELUDE
+    + r"""
+local C, now = ARGV[2], ARGV[3]
+local s = P .. ':hitlog:dl:' .. C
+local z, data = P .. ':hitlog:retry:' .. C, P .. ':hitlog:retry-data:' .. C
+local out = {}
+if ARGV[4] == '1' then
+  out = redis.call('XRANGE', s, '-', '+', 'COUNT', ARGV[5])
+else
+  for i = 6, #ARGV do
+    local found = redis.call('XRANGE', s, ARGV[i], ARGV[i])
+    if #found == 1 then out[#out + 1] = found[1] end
+  end
+end
+for _, entry in ipairs(out) do
+  local id = tostring(redis.call('INCR', P .. ':hitlog:seq'))
+  redis.call('HSET', data, id, to_map(entry[2])['v'])
+  redis.call('ZADD', z, now, id)
+  redis.call('XDEL', s, entry[1])
+end
+return out
+"""
+)
+
+# ARGV: P, consumer, delivered, failed, dead_lettered, last_error ('' with has_error 0),
+# has_error (1/0), success_at ('' for none). Adds to the consumer's counters; the last success
+# time only moves forward.
+ADD_COUNTS = (
+    _PRELUDE
+    + r"""
+local h = P .. ':hitlog:counts:' .. ARGV[2]
+local names = {'delivered', 'failed', 'dead_lettered'}
+for i, name in ipairs(names) do
+  local n = tonumber(ARGV[2 + i])
+  if n ~= 0 then redis.call('HINCRBY', h, name, n) end
+end
+if ARGV[7] == '1' then redis.call('HSET', h, 'last_error', ARGV[6]) end
+local at = ARGV[8]
+if at ~= '' then
+  local known = redis.call('HGET', h, 'last_success_at')
+  if not known or tonumber(at) > tonumber(known) then
+    redis.call('HSET', h, 'last_success_at', at)
+  end
+end
+return 0
 """
 )

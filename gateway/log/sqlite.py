@@ -10,6 +10,10 @@ it passed and how many of its source's records that was (`passed`): its lag is
 One delivering process per data dir reads and commits (the queue's rule), so a handle keeps the
 position it handed out in memory and only `commit` writes the cursor; any process may append.
 
+Retries are leased by moving their `retry_at` to the lease's end in the transaction that selects
+them (`claim_retries`), so a lease needs no column of its own. `log_counts` holds each consumer's
+counters.
+
 Every call runs on a connection thread (`gateway.core.sqlite.ThreadConnection`): one writer, one
 reader, so a debugger page never waits behind a commit. Appends use group commit.
 """
@@ -27,8 +31,11 @@ from typing import Any
 from gateway.core.errors import StoreError
 from gateway.core.sqlite import ThreadConnection, immediate, snapshot, split_script
 from gateway.log.base import (
+    COMMIT_METRIC_NAMES,
     RECORD_OVERHEAD_BYTES,
+    RETRY_DUE_COUNT_CAP,
     TIME_SLACK_S,
+    Counts,
     DeadLetterItem,
     FailedItem,
     HitLog,
@@ -36,6 +43,7 @@ from gateway.log.base import (
     LogEntry,
     LogRecord,
     Retry,
+    RetryInfo,
     Start,
     record_bytes,
 )
@@ -93,6 +101,15 @@ CREATE TABLE IF NOT EXISTS log_dead_letters (
     dead_lettered_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_dead_letters_by_consumer ON log_dead_letters (consumer_id, id);
+-- A table of its own rather than columns on log_cursors: a file of schema 1 gains it here.
+CREATE TABLE IF NOT EXISTS log_counts (
+    consumer_id TEXT PRIMARY KEY,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    dead_lettered INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_success_at REAL
+);
 """
 
 _TOTALS = "SELECT coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM log_sources"
@@ -101,6 +118,16 @@ _COUNT_APPENDED = """
 INSERT INTO log_sources (source_id, appended, records, bytes) VALUES (?, ?, ?, ?)
 ON CONFLICT (source_id) DO UPDATE SET appended = appended + excluded.appended,
     records = records + excluded.records, bytes = bytes + excluded.bytes
+"""
+_ADD_COUNTS = """
+INSERT INTO log_counts (consumer_id, delivered, failed, dead_lettered, last_error, last_success_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (consumer_id) DO UPDATE SET delivered = delivered + excluded.delivered,
+    failed = failed + excluded.failed, dead_lettered = dead_lettered + excluded.dead_lettered,
+    last_error = coalesce(excluded.last_error, last_error),
+    last_success_at = CASE WHEN last_success_at IS NULL
+        OR excluded.last_success_at > last_success_at
+        THEN coalesce(excluded.last_success_at, last_success_at) ELSE last_success_at END
 """
 _HIT_COLUMNS = "seq, source_id, received_at, event_id, data"
 _FAILED_COLUMNS = "id, consumer_id, data, event_id, entry_id, attempts"
@@ -124,6 +151,8 @@ class _Batch:
 class SQLiteHitLog(GroupCommitting, HitLog):
     """`path` is the SQLite file; `max_records` and `max_bytes` (None: no byte bound) are the
     bounds behind `QueueFull`; `retention_s` is the window `sweep` keeps whatever the cursors."""
+
+    commit_metric_names = COMMIT_METRIC_NAMES
 
     def __init__(
         self,
@@ -245,8 +274,31 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         )
         return [Retry(str(r[0]), *r[1:]) for r in rows]
 
+    async def claim_retries(
+        self, consumer_id: str, now: float, limit: int, lease_s: float
+    ) -> list[Retry]:
+        if limit <= 0:
+            return []
+        rows = await self._writer.run(_claim_retries, consumer_id, now, limit, now + lease_s)
+        return [Retry(str(r[0]), *r[1:]) for r in rows]
+
+    async def reschedule(
+        self,
+        consumer_id: str,
+        ids: Sequence[str],
+        retry_at: float,
+        error: str | None,
+        count_attempt: bool,
+    ) -> None:
+        chosen = _int_ids(ids)
+        if chosen:
+            await self._writer.run(_reschedule, consumer_id, chosen, retry_at, error, count_attempt)
+
     async def retried(self, consumer_id: str, ids: Sequence[str]) -> int:
         return await self._writer.run(_delete_ids, "log_retries", consumer_id, _int_ids(ids))
+
+    async def retry_info(self, consumer_id: str, now: float) -> RetryInfo:
+        return await self._reader.run(_retry_info, consumer_id, now)
 
     async def dead_letter(
         self,
@@ -286,10 +338,47 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         rows = await self._writer.run(_take_dead_letters, consumer_id, chosen)
         return [_dead_letter(r) for r in rows]
 
+    async def replay_dead_letters(
+        self, consumer_id: str, ids: Sequence[str] | None, now: float
+    ) -> list[DeadLetterItem]:
+        chosen = None if ids is None else _int_ids(ids)
+        rows = await self._writer.run(_replay_dead_letters, consumer_id, chosen, now)
+        return [_dead_letter(r) for r in rows]
+
     async def purge_dead_letters(self, consumer_id: str, ids: Sequence[str] | None) -> int:
         if ids is None:
             return await self._writer.run(_delete_all, "log_dead_letters", consumer_id)
         return await self._writer.run(_delete_ids, "log_dead_letters", consumer_id, _int_ids(ids))
+
+    # Counters
+
+    async def add_counts(
+        self,
+        consumer_id: str,
+        *,
+        delivered: int = 0,
+        failed: int = 0,
+        dead_lettered: int = 0,
+        last_error: str | None = None,
+        success_at: float | None = None,
+    ) -> None:
+        row = (consumer_id, delivered, failed, dead_lettered, last_error, success_at)
+        await self._writer.run(_execute_many, _ADD_COUNTS, [row])
+
+    async def counts(self, consumer_id: str) -> Counts:
+        rows = await self._reader.run(
+            _fetch_all,
+            "SELECT delivered, failed, dead_lettered, last_error, last_success_at"
+            " FROM log_counts WHERE consumer_id = ?",
+            (consumer_id,),
+        )
+        return Counts(*rows[0]) if rows else Counts()
+
+    async def consumers(self) -> dict[str, str]:
+        rows = await self._reader.run(
+            _fetch_all, "SELECT consumer_id, source_id FROM log_cursors", ()
+        )
+        return {str(consumer_id): str(source_id) for consumer_id, source_id in rows}
 
     # Replay and the debugger
 
@@ -484,7 +573,7 @@ def _read_range(
 
 def _drop_consumer(conn: sqlite3.Connection, consumer_id: str) -> None:
     with immediate(conn):
-        for table in ("log_cursors", "log_retries", "log_dead_letters"):
+        for table in ("log_cursors", "log_retries", "log_dead_letters", "log_counts"):
             conn.execute(f"DELETE FROM {table} WHERE consumer_id = ?", (consumer_id,))
 
 
@@ -606,19 +695,106 @@ _DEAD_LETTER_COLUMNS = f"{_FAILED_COLUMNS}, reason, answer, dead_lettered_at"
 def _take_dead_letters(
     conn: sqlite3.Connection, consumer_id: str, ids: list[int] | None
 ) -> list[Any]:
-    select = f"SELECT {_DEAD_LETTER_COLUMNS} FROM log_dead_letters WHERE consumer_id = ?"
     with immediate(conn):
-        if ids is None:
-            rows = conn.execute(select + " ORDER BY id", (consumer_id,)).fetchall()
-        else:
-            rows = []
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                rows += conn.execute(f"{select} AND id IN ({marks})", (consumer_id, *chunk))
-            rows.sort(key=lambda r: int(r[0]))
+        return _take_dead_letters_in(conn, consumer_id, ids)
+
+
+def _take_dead_letters_in(
+    conn: sqlite3.Connection, consumer_id: str, ids: list[int] | None
+) -> list[Any]:
+    """Delete and return dead letters, oldest first, inside the caller's transaction."""
+    select = f"SELECT {_DEAD_LETTER_COLUMNS} FROM log_dead_letters WHERE consumer_id = ?"
+    if ids is None:
+        rows = conn.execute(select + " ORDER BY id", (consumer_id,)).fetchall()
+    else:
+        rows = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows += conn.execute(f"{select} AND id IN ({marks})", (consumer_id, *chunk))
+        rows.sort(key=lambda r: int(r[0]))
+    for chunk in _chunks([int(r[0]) for r in rows]):
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM log_dead_letters WHERE id IN ({marks})", chunk)
+    return rows
+
+
+def _claim_retries(
+    conn: sqlite3.Connection, consumer_id: str, now: float, limit: int, lease_until: float
+) -> list[Any]:
+    """The due retries, earliest first, as they were; their retry_at moved to the lease's end
+    in the same transaction, so a second claim cannot see them due."""
+    with immediate(conn):
+        rows = conn.execute(
+            f"SELECT {_FAILED_COLUMNS}, retry_at, error FROM log_retries"
+            " WHERE consumer_id = ? AND retry_at <= ? ORDER BY retry_at, id LIMIT ?",
+            (consumer_id, now, limit),
+        ).fetchall()
         for chunk in _chunks([int(r[0]) for r in rows]):
             marks = ",".join("?" * len(chunk))
-            conn.execute(f"DELETE FROM log_dead_letters WHERE id IN ({marks})", chunk)
+            conn.execute(
+                f"UPDATE log_retries SET retry_at = ? WHERE id IN ({marks})", (lease_until, *chunk)
+            )
+    return rows
+
+
+def _reschedule(
+    conn: sqlite3.Connection,
+    consumer_id: str,
+    ids: list[int],
+    retry_at: float,
+    error: str | None,
+    count_attempt: bool,
+) -> None:
+    change = "retry_at = ?, attempts = attempts + 1, error = ?" if count_attempt else "retry_at = ?"
+    values: tuple[Any, ...] = (retry_at, error) if count_attempt else (retry_at,)
+    with immediate(conn):
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            conn.execute(
+                f"UPDATE log_retries SET {change} WHERE consumer_id = ? AND id IN ({marks})",
+                (*values, consumer_id, *chunk),
+            )
+
+
+def _retry_info(conn: sqlite3.Connection, consumer_id: str, now: float) -> RetryInfo:
+    # Every query walks log_retries_due (consumer_id, retry_at, id) from one end.
+    with snapshot(conn):
+        (due,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM log_retries"
+            " WHERE consumer_id = ? AND retry_at <= ? LIMIT ?)",
+            (consumer_id, now, RETRY_DUE_COUNT_CAP),
+        ).fetchone()
+        first = conn.execute(
+            "SELECT retry_at FROM log_retries WHERE consumer_id = ? ORDER BY retry_at LIMIT 1",
+            (consumer_id,),
+        ).fetchone()
+        later = conn.execute(
+            "SELECT retry_at FROM log_retries WHERE consumer_id = ? AND retry_at > ?"
+            " ORDER BY retry_at LIMIT 1",
+            (consumer_id, now),
+        ).fetchone()
+        (total,) = conn.execute(
+            "SELECT count(*) FROM log_retries WHERE consumer_id = ?", (consumer_id,)
+        ).fetchone()
+    return RetryInfo(
+        due=int(due),
+        oldest_due_at=first[0] if due else None,
+        next_at=None if later is None else later[0],
+        total=int(total),
+    )
+
+
+def _replay_dead_letters(
+    conn: sqlite3.Connection, consumer_id: str, ids: list[int] | None, now: float
+) -> list[Any]:
+    """Take the dead letters and insert them as retries due at `now`, in one transaction."""
+    with immediate(conn):
+        rows = _take_dead_letters_in(conn, consumer_id, ids)
+        conn.executemany(
+            "INSERT INTO log_retries (consumer_id, data, event_id, entry_id, attempts,"
+            " retry_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(r[1], r[2], r[3], r[4], r[5], now, r[6]) for r in rows],
+        )
     return rows
 
 

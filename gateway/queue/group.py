@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.registry import Collector
 
@@ -131,6 +131,13 @@ class GroupCommitting:
 
     _group: GroupCommit[Any]
 
+    # (name, help) of the commits counter and of the stored-events counter. Another kind of
+    # store (the hit log) names its own, so one process can register both in one registry.
+    commit_metric_names: ClassVar[tuple[tuple[str, str], tuple[str, str]]] = (
+        ("gateway_queue_commits", "Group commits of enqueued events by this process"),
+        ("gateway_queue_committed_events", "Events stored by this process's group commits"),
+    )
+
     @property
     def commits(self) -> int:
         return self._group.commits
@@ -146,19 +153,12 @@ class GroupCommitting:
 
     def commit_metrics(self) -> Collector:
         """Prometheus counters of the group commits (read at scrape time, nothing per hit):
-        `gateway_queue_commits_total` and `gateway_queue_committed_events_total`; their rates'
-        ratio is the events per commit."""
+        for the queue `gateway_queue_commits_total` and `gateway_queue_committed_events_total`
+        (`commit_metric_names`); their rates' ratio is the events per commit."""
+        (commits_name, commits_help), (stored_name, stored_help) = self.commit_metric_names
         return CountedElsewhere(
             [
-                (
-                    "gateway_queue_commits",
-                    "Group commits of enqueued events by this process",
-                    lambda: self.commits,
-                ),
-                (
-                    "gateway_queue_committed_events",
-                    "Events stored by this process's group commits",
-                    lambda: self.enqueued,
-                ),
+                (commits_name, commits_help, lambda: self.commits),
+                (stored_name, stored_help, lambda: self.enqueued),
             ]
         )
