@@ -738,7 +738,7 @@ async def test_raw_pii_never_reaches_disk_or_logs(
     needles += [b"Quixotry", b"quixotry", b"Springwood", b"springwood", b"Oklahoma", b"Norway"]
     needles += [b"QX9 7WZ", b"qx97wz"]
     files = [p for p in gateway.data_dir.rglob("*") if p.is_file()]
-    assert any(p.name.startswith("queue.db") for p in files)
+    assert any(p.name.startswith("hitlog.db") for p in files)
     for path in files:
         content = path.read_bytes()
         for needle in needles:

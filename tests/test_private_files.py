@@ -36,7 +36,7 @@ async def test_fresh_data_dir_is_private_from_the_first_start(
     async with running_gateway(env, tmp_path / "gateway.log"):
         found = modes(data_dir)  # while running: the -wal and -shm files exist
 
-    expected = {"admin_token", "secret_key", "config.db", "queue.db", "ledger.db"}
+    expected = {"admin_token", "secret_key", "config.db", "hitlog.db", "ledger.db"}
     assert expected <= set(found), found
     assert any(name.endswith("-wal") for name in found), found
     assert any(name.endswith("-shm") for name in found), found

@@ -62,7 +62,7 @@ class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
 
     event_name: str
     event_time: int
-    payload: msgspec.Raw
+    payload: bytes  # the destination's event as JSON
     consent: dict[str, bool] | None
     enqueued_at: float
     first_attempt_at: float | None = None
@@ -79,7 +79,7 @@ def stored_event(event: NewEvent, enqueued_at: float) -> bytes:
         StoredEvent(
             event.event_name,
             event.event_time,
-            msgspec.Raw(event.payload),
+            event.payload,
             event.consent,
             enqueued_at,
         )
@@ -295,7 +295,7 @@ class LogConsumers(Queue):
             retry.event_id or "",
             stored.event_name,
             stored.event_time,
-            bytes(stored.payload),
+            stored.payload,
             retry.attempts + 1,
             stored.enqueued_at,
         )
@@ -519,5 +519,5 @@ def _dead_letter(item: DeadLetterItem) -> DeadLetter:
         last_attempt_at=stored.last_attempt_at,
         dead_lettered_at=item.dead_lettered_at,
         consent=stored.consent,
-        payload=bytes(stored.payload),
+        payload=stored.payload,
     )

@@ -120,7 +120,7 @@ def _failed(row: dict[str, Any]) -> FailedItem:
     stored = StoredEvent(
         row["event_name"],
         row["event_time"],
-        msgspec.Raw(bytes(row["payload"])),
+        bytes(row["payload"]),
         consent,
         row["enqueued_at"],
         row["first_attempt_at"],
