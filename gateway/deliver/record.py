@@ -11,12 +11,12 @@ Re-processing (`admin/reprocess.py`) plans stored records the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from gateway import destinations
-from gateway.core.hit import Hit
+from gateway.core.hit import Hit, HitType
 from gateway.core.identity import Identity
 from gateway.core.models import Integration, NewEvent, Source
 from gateway.destinations.base import HitContext, Rejected
@@ -92,7 +92,12 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
             hit_context = dict(hit_data["context"])
             context_traits = hit_context.pop("traits", None)
             hit_data["context"] = hit_context
+        # Segment's alias, group and screen calls keep their own type, which the native
+        # protocol's schema (the Hit struct) does not take from a client: set, not validated.
+        kind = hit_data.pop("type", None)
         hit = msgspec.convert(hit_data, Hit)
+        if isinstance(kind, str):
+            hit = msgspec.structs.replace(hit, type=cast(HitType, kind))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UnreadableRecord(str(exc)) from None
     # The hit's own traits win over the identity cookie's, context.traits first (as collected).
