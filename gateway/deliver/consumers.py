@@ -418,6 +418,23 @@ class LogConsumers(Queue):
 
     # -- what the Management API and the sweep ask ------------------------------------------
 
+    async def hits_between(
+        self, source_id: str, since: float, until: float, limit: int
+    ) -> list[LogEntry]:
+        """The retained records of a source received in [since, until), oldest first (at most
+        `limit`): what re-processing plans again."""
+        out: list[LogEntry] = []
+        after: str | None = None
+        while len(out) < limit:
+            page = await self._log.read_range(
+                source_id, since, until, min(1000, limit - len(out)), after
+            )
+            if not page:
+                break
+            out += page
+            after = page[-1].id
+        return out
+
     async def observe_unread(self, event_id: str) -> int:
         """Tell the debugger what becomes of a hit its integrations have not read yet (paused,
         or waiting for a batch): planned now as they will plan it; returns how many records.

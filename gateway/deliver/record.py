@@ -177,8 +177,14 @@ def plan_for(
     received_at: float,
     raw: bytes,
     event_id: str | None,
+    *,
+    routed_only: bool = True,
 ) -> Planned:
-    """Decide, for one integration, what the record becomes (no I/O)."""
+    """Decide, for one integration, what the record becomes (no I/O).
+
+    With `routed_only` (delivery), a hit that came while the integration was not enabled is
+    not its own; re-processing a range on an operator's request plans those too.
+    """
     hit = read.hit
     consent = hit.context.consent if hit.context else None
     decision, why = explain_consent(integration, consent, source.consent_default)
@@ -187,7 +193,7 @@ def plan_for(
         hit.type, hit.event, source.id, page.url if page else None, consent, read.from_server
     )
     shown_id = read.context.event_id if read.context else (event_id or "")
-    if read.routed is not None and integration.id not in read.routed:
+    if routed_only and read.routed is not None and integration.id not in read.routed:
         # Disabled when the hit came, as collection's routing table said: not this one's hit.
         decision, why = NO_INTEGRATION, "the integration was not enabled when the hit came"
     event: NewEvent | None = None
