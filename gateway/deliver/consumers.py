@@ -40,10 +40,10 @@ from gateway.core.models import (
     Source,
 )
 from gateway.deliver.configcache import ConfigCache
+from gateway.deliver.queue import EnqueueListener, Queue
 from gateway.deliver.record import Planned, UnreadableRecord, plan_for, read_record
 from gateway.ledger.base import NO_INTEGRATION, Observation
 from gateway.log.base import DeadLetterItem, FailedItem, HitLog, LogEntry, Retry, Start
-from gateway.queue.base import EnqueueListener, Queue
 
 log = logging.getLogger(__name__)
 
