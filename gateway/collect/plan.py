@@ -90,6 +90,7 @@ def plan_hits(hits: list[Hit], route: Route, facts: RequestFacts, max_age_days: 
             cookies.TTCLID: facts.ttclid_cookie,
         },
         identity_cookie_present=facts.identity_cookie_present,
+        integrations=[i.id for i in route.integrations],
     )
     for hit in hits:
         _plan_hit(hit, route, facts, plan, max_age_days)

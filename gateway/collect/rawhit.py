@@ -45,6 +45,8 @@ class RawRequest:
     source_id: str
     cookies_read: dict[str, str | None]
     identity_cookie_present: bool
+    # The integrations the source had enabled when the hit came: only they read its record.
+    integrations: list[str] = field(default_factory=list)
     cookies_set: dict[str, str] = field(default_factory=dict)
     # The encoded facts, made by the first of the request's hits the writer renders (the writer
     # renders after the response, once `cookies_set` is complete).
@@ -60,6 +62,7 @@ class RawRequest:
         return {
             "received_at": _iso(self.received_at),
             "source_id": self.source_id,
+            "integrations": self.integrations,
             "from_server": self.from_server,
             "ip": self.ip,
             "user_agent": self.user_agent,

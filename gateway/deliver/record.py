@@ -11,19 +11,21 @@ Re-processing (`admin/reprocess.py`) plans stored records the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from gateway import destinations
-from gateway.core.hit import Hit
+from gateway.core.hit import Hit, HitType
 from gateway.core.identity import Identity
 from gateway.core.models import Integration, NewEvent, Source
 from gateway.destinations.base import HitContext, Rejected
 from gateway.ledger.base import (
     DEAD_LETTERED,
     DENIED,
+    GRANTED,
     IDENTIFIED,
+    NO_INTEGRATION,
     NOT_SENT,
     QUEUED,
     Observation,
@@ -36,6 +38,8 @@ from gateway.ledger.base import (
 
 class _Request(msgspec.Struct):
     from_server: bool = False
+    # The integrations enabled when the hit came (None: a record that does not say).
+    integrations: list[str] | None = None
 
 
 class _Resolved(msgspec.Struct):
@@ -68,6 +72,8 @@ class ReadHit:
     from_server: bool
     learned: dict[str, Any] | None  # an identify hit's hashed traits, as the debugger shows them
     user_id_known: bool  # the event's external_id starts with a user id's hash
+    # The integrations enabled when the hit came: a later-enabled one does not send it.
+    routed: frozenset[str] | None = None
 
 
 class UnreadableRecord(ValueError):
@@ -86,7 +92,12 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
             hit_context = dict(hit_data["context"])
             context_traits = hit_context.pop("traits", None)
             hit_data["context"] = hit_context
+        # Segment's alias, group and screen calls keep their own type, which the native
+        # protocol's schema (the Hit struct) does not take from a client: set, not validated.
+        kind = hit_data.pop("type", None)
         hit = msgspec.convert(hit_data, Hit)
+        if isinstance(kind, str):
+            hit = msgspec.structs.replace(hit, type=cast(HitType, kind))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UnreadableRecord(str(exc)) from None
     # The hit's own traits win over the identity cookie's, context.traits first (as collected).
@@ -94,9 +105,10 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
     if isinstance(user_id_hash, str):
         own = Identity(user_id_hash=user_id_hash).filled_from(own)
     resolved = record.resolved
+    routed = _routed(record.request)
     if resolved is None or hit.type == "identify":
         learned = hashed_identity(own)
-        return ReadHit(hit, None, record.request.from_server, learned, False)
+        return ReadHit(hit, None, record.request.from_server, learned, False, routed)
     identity = own.filled_from(identity_of(resolved.identity))
     context = HitContext(
         event_id=event_id or resolved.event_id,
@@ -110,8 +122,12 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
         identity=identity,
     )
     return ReadHit(
-        hit, context, record.request.from_server, None, identity.user_id_hash is not None
+        hit, context, record.request.from_server, None, identity.user_id_hash is not None, routed
     )
+
+
+def _routed(request: _Request) -> frozenset[str] | None:
+    return None if request.integrations is None else frozenset(request.integrations)
 
 
 def identity_of(hashes: Any) -> Identity:
@@ -161,8 +177,14 @@ def plan_for(
     received_at: float,
     raw: bytes,
     event_id: str | None,
+    *,
+    routed_only: bool = True,
 ) -> Planned:
-    """Decide, for one integration, what the record becomes (no I/O)."""
+    """Decide, for one integration, what the record becomes (no I/O).
+
+    With `routed_only` (delivery), a hit that came while the integration was not enabled is
+    not its own; re-processing a range on an operator's request plans those too.
+    """
     hit = read.hit
     consent = hit.context.consent if hit.context else None
     decision, why = explain_consent(integration, consent, source.consent_default)
@@ -171,15 +193,18 @@ def plan_for(
         hit.type, hit.event, source.id, page.url if page else None, consent, read.from_server
     )
     shown_id = read.context.event_id if read.context else (event_id or "")
+    if routed_only and read.routed is not None and integration.id not in read.routed:
+        # Disabled when the hit came, as collection's routing table said: not this one's hit.
+        decision, why = NO_INTEGRATION, "the integration was not enabled when the hit came"
     event: NewEvent | None = None
     rejected: str | None = None
     status, reason = NOT_SENT, ("consent" if decision == DENIED else None)
     if read.context is None:
         if read.learned is not None:
             summary["identity"] = read.learned
-        if decision != DENIED:
+        if decision == GRANTED:
             status, reason = IDENTIFIED, "identify: later events of this visitor carry its traits"
-    elif decision != DENIED:
+    elif decision == GRANTED:
         destination = destinations.get(integration.vendor)
         sendable = destination.sendable(hit, integration)
         if sendable is not None:

@@ -47,7 +47,7 @@ from gateway.log.base import (
     Start,
     record_bytes,
 )
-from gateway.queue.group import GroupCommit, GroupCommitting
+from gateway.log.group import GroupCommit, GroupCommitting
 
 SCHEMA_VERSION = 1
 
@@ -413,8 +413,7 @@ class SQLiteHitLog(GroupCommitting, HitLog):
 
     # Retention, metrics
 
-    async def sweep(self, now: float) -> int:
-        cutoff = now - self.retention_s
+    async def sweep_before(self, cutoff: float) -> int:
         removed = 0
         for source_id, passed_seq in await self._writer.run(_sweep_limits):
             while True:
