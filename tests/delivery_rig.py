@@ -93,9 +93,14 @@ def purchase(event_id: str, source_id: str) -> Hit:
 
 
 def purchase_records(
-    event_ids: list[str], source_id: str, event_time: int, received_at: float
+    event_ids: list[str],
+    source_id: str,
+    event_time: int,
+    received_at: float,
+    integrations: list[str],
 ) -> list[LogRecord]:
-    """The log records collection appends for one request carrying these purchases."""
+    """The log records collection appends for one request carrying these purchases, routed to
+    `integrations` (the source's enabled ones: only they read the records)."""
     request = RawRequest(
         received_at=received_at,
         ip=IP,
@@ -105,6 +110,7 @@ def purchase_records(
         source_id=source_id,
         cookies_read={},
         identity_cookie_present=False,
+        integrations=integrations,
     )
     return [
         LogRecord(
@@ -241,10 +247,13 @@ class DeliveryRig:
         ids = [f"evt_{next(_serial):07d}" for _ in range(count)]
         when = int(self.clock()) if event_time is None else event_time
         source_id = self.sources.get(integration_id, SOURCE)
+        routed = [i.id for i in await self.store.list_integrations(source_id) if i.enabled]
         hitlog = self.hitlog if queue is None else queue.hitlog
         for start in range(0, count, chunk):
             received_at = self.clock()
-            records = purchase_records(ids[start : start + chunk], source_id, when, received_at)
+            records = purchase_records(
+                ids[start : start + chunk], source_id, when, received_at, routed
+            )
             await hitlog.append(records)
             if worker is not None and queue is None:
                 self.queue.appended([integration_id], len(records), received_at)

@@ -44,6 +44,9 @@ from tests.backends import REDIS_URL, OpenLog, backend_of, token_box
 S, S2 = "src_shop", "src_other"
 A, B = "int_a", "int_b"  # both on S
 C = "int_c"  # on S2
+ADS = "int_ads"  # on S, needs consent for advertising (made by the test of consent)
+# What collection's routing says of each source: its enabled integrations read its records.
+ENABLED = {S: [A, B, ADS], S2: [C]}
 EVENT_TIME = 1_760_000_000
 
 
@@ -63,11 +66,17 @@ def purchase(
     )
 
 
-def record(hit: Hit, source: str = S, at: float | None = None) -> LogRecord:
-    """The log record collection appends for `hit` (its message id as the event id)."""
+def record(
+    hit: Hit, source: str = S, at: float | None = None, enabled: list[str] | None = None
+) -> LogRecord:
+    """The log record collection appends for `hit` (its message id as the event id), routed to
+    the source's `ENABLED` integrations unless `enabled` says otherwise."""
     received = time.time() if at is None else at
     assert hit.message_id is not None
-    request = RawRequest(received, "203.0.113.7", "Mozilla/5.0", None, True, source, {}, False)
+    routed = ENABLED[source] if enabled is None else enabled
+    request = RawRequest(
+        received, "203.0.113.7", "Mozilla/5.0", None, True, source, {}, False, routed
+    )
     context = HitContext(event_id=hit.message_id, event_time=EVENT_TIME, ip="203.0.113.7")
     data = render(msgspec.structs.replace(hit, source_id=source), request, None, context)
     return LogRecord(source, received, data, hit.message_id)
@@ -209,6 +218,19 @@ async def test_two_integrations_of_one_source_each_get_every_record(gw: Process)
     assert sorted(await gw.consumers.integrations_with_events()) == [B, C]
 
 
+async def test_an_integration_reads_only_the_hits_that_came_while_it_was_enabled(
+    gw: Process,
+) -> None:
+    await gw.log.append([record(purchase("before-b"), enabled=[A])])  # B was disabled then
+    await gw.log.append(purchases("both"))
+    now = time.time()
+    assert event_ids(await gw.consumers.claim(A, 10, now, lease_s=30)) == ["before-b", "both"]
+    for_b = await gw.consumers.claim(B, 10, now, lease_s=30)
+    assert event_ids(for_b) == ["both"]
+    await gw.consumers.ack(B, ids(for_b), now)
+    assert (await gw.consumers.stats(B)).queued == 0  # the other record held nothing back
+
+
 async def test_status_counts_what_waits_for_an_integration_nobody_claimed_for(
     gw: Process,
 ) -> None:
@@ -222,7 +244,7 @@ async def test_status_counts_what_waits_for_an_integration_nobody_claimed_for(
 async def test_consent_keeps_a_hit_from_the_integration_that_needs_it(
     store: SQLiteConfigStore, gw: Process
 ) -> None:
-    await add_integration(store, "int_ads", S, consent_categories=("advertising",))
+    await add_integration(store, ADS, S, consent_categories=("advertising",))
     hits = [
         purchase("granted", consent={"advertising": True}),
         purchase("refused", consent={"advertising": False}),
@@ -231,7 +253,7 @@ async def test_consent_keeps_a_hit_from_the_integration_that_needs_it(
     await gw.log.append([record(h) for h in hits])
     now = time.time()
 
-    ads = await gw.consumers.claim("int_ads", 10, now, lease_s=30)
+    ads = await gw.consumers.claim(ADS, 10, now, lease_s=30)
     assert event_ids(ads) == ["granted"]
     # An integration that needs no consent gets them all.
     assert event_ids(await gw.consumers.claim(A, 10, now, lease_s=30)) == [
@@ -246,8 +268,8 @@ async def test_consent_keeps_a_hit_from_the_integration_that_needs_it(
         "silent": (DENIED, NOT_SENT),
     }
     # What consent kept back does not hold the cursor: settled, nothing is left.
-    await gw.consumers.ack("int_ads", ids(ads), now)
-    assert (await gw.consumers.stats("int_ads")).queued == 0
+    await gw.consumers.ack(ADS, ids(ads), now)
+    assert (await gw.consumers.stats(ADS)).queued == 0
 
 
 async def test_a_record_the_destination_refuses_is_dead_lettered_at_once(gw: Process) -> None:
