@@ -94,9 +94,9 @@ def ids(claimed: list[ClaimedEvent]) -> list[int | str]:
     return [c.id for c in claimed]
 
 
-def sent(claimed: ClaimedEvent) -> dict[str, Any]:
-    """The TikTok event a claimed event carries."""
-    event: dict[str, Any] = msgspec.json.decode(claimed.payload)
+def tiktok_event(payload: bytes) -> dict[str, Any]:
+    """The TikTok event a stored payload holds."""
+    event: dict[str, Any] = msgspec.json.decode(payload)
     return event
 
 
@@ -180,7 +180,7 @@ async def test_claim_hands_out_the_transformed_records_and_ack_counts_them(gw: P
         1,
         t0,
     )
-    event = sent(first)  # what the real transform made of the hit
+    event = tiktok_event(first.payload)  # what the real transform made of the hit
     assert (event["event_id"], event["event"]) == ("e1", "CompletePayment")
     assert (event["properties"]["value"], event["properties"]["currency"]) == (12.5, "USD")
 
@@ -285,16 +285,11 @@ async def test_a_record_the_destination_refuses_is_dead_lettered_at_once(gw: Pro
         MISSING_VALUE_OR_CURRENCY,
         0,
     )
-    assert dead.payload is not None and sent_payload(dead.payload)["event_id"] == "no-value"
+    assert dead.payload is not None and tiktok_event(dead.payload)["event_id"] == "no-value"
     stats = await gw.consumers.stats(A)
     assert (stats.queued, stats.dead_lettered) == (2, 1)  # "ok" is in hand, not yet settled
     await gw.consumers.ack(A, ids(claimed), now)
     assert (await gw.consumers.stats(A)).queued == 0
-
-
-def sent_payload(payload: bytes) -> dict[str, Any]:
-    event: dict[str, Any] = msgspec.json.decode(payload)
-    return event
 
 
 # --- Cursors, crashes and replicas ---------------------------------------------------------------
