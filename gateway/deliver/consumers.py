@@ -523,6 +523,8 @@ class LogConsumers(Queue):
             return []
         chosen = None if ids is None else [str(i) for i in ids]
         moved = await self._log.replay_dead_letters(integration_id, chosen, now)
+        if moved:  # `dead_lettered` counts the dead letters there are, as it always did
+            await self._log.add_counts(integration_id, dead_lettered=-len(moved))
         for listener in list(self._listeners):
             listener(integration_id, len(moved), now)
         return [_dead_letter(item) for item in moved]
@@ -531,7 +533,10 @@ class LogConsumers(Queue):
         if not await self._has_consumer(integration_id):
             return 0
         chosen = None if ids is None else [str(i) for i in ids]
-        return await self._log.purge_dead_letters(integration_id, chosen)
+        purged = await self._log.purge_dead_letters(integration_id, chosen)
+        if purged:
+            await self._log.add_counts(integration_id, dead_lettered=-purged)
+        return purged
 
     async def recover_leases(self, now: float) -> int:
         """Nothing to do: a restarted handle reads again what it had not committed, and a dead
