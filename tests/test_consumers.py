@@ -622,14 +622,9 @@ async def test_every_redis_key_lives_under_the_prefix_and_goes_with_the_integrat
     assert (await gw.consumers.stats(B)).queued == 3  # the source's records are still there
 
 
-# --- Known gaps (strict xfail: each passes, and so fails as XPASS, once fixed) ------------------
+# --- Replicas sharing the log -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Redis lag counts every replica's pending entries: another replica's batch in flight"
-    " looks ready, its claims find nothing, and its lane spins on claims (one token each)",
-)
 async def test_what_another_replica_holds_is_not_ready_here(process_factory: OpenProcess) -> None:
     if process_factory.backend != "redis":  # type: ignore[attr-defined]
         pytest.skip("the embedded log has one delivering process per data dir")
@@ -644,11 +639,6 @@ async def test_what_another_replica_holds_is_not_ready_here(process_factory: Ope
     assert info.next_retry_at is not None and info.next_retry_at <= now + 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LogConsumers.claim ignores at_least: a replica that expected a full batch gets"
-    " another's leftovers as a small one (the queue leased none)",
-)
 async def test_a_claim_of_at_least_n_takes_all_or_nothing(process_factory: OpenProcess) -> None:
     if process_factory.backend != "redis":  # type: ignore[attr-defined]
         pytest.skip("at_least matters where several workers share the log (and the buckets)")

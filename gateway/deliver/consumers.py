@@ -43,7 +43,7 @@ from gateway.deliver.configcache import ConfigCache
 from gateway.deliver.queue import EnqueueListener, Queue
 from gateway.deliver.record import Planned, UnreadableRecord, plan_for, read_record
 from gateway.ledger.base import NO_INTEGRATION, Observation
-from gateway.log.base import DeadLetterItem, FailedItem, HitLog, LogEntry, Retry, Start
+from gateway.log.base import DeadLetterItem, FailedItem, HitLog, Lag, LogEntry, Retry, Start
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,9 @@ class LogConsumers(Queue):
         retries = await self._log.retry_info(integration_id, now)
         claims = self._claims.get(integration_id)
         in_hand = len(claims.entries) if claims else 0
-        from_log = max(0, lag.entries - in_hand)
+        from_log, oldest_in_log = _unread(lag, in_hand)
         ready = min(_READY_CAP, from_log + retries.due)
-        oldest = [t for t in (lag.oldest_received_at, retries.oldest_due_at) if t is not None]
+        oldest = [t for t in (oldest_in_log, retries.oldest_due_at) if t is not None]
         if from_log == 0:
             oldest = [retries.oldest_due_at] if retries.oldest_due_at is not None else []
         # Entries in hand are leased, as the queue's claimed events were: until their lease
@@ -185,6 +185,9 @@ class LogConsumers(Queue):
         waiting = [] if retries.next_at is None else [retries.next_at]
         if in_hand and claims is not None and claims.lease_until is not None:
             waiting.append(claims.lease_until)
+        if lag.entries - from_log - in_hand > 0:
+            # Another replica holds entries: look again when they could be taken over.
+            waiting.append(now + _TAKE_OVER_EVERY_S)
         return ReadyInfo(
             ready, min(oldest) if oldest and ready else None, min(waiting) if waiting else None
         )
@@ -197,6 +200,8 @@ class LogConsumers(Queue):
             return []
         await self.ensure_consumer(integration)
         claims = self._claims.setdefault(integration_id, _Claims())
+        if at_least > 1 and not await self._at_least_ready(integration_id, claims, at_least, now):
+            return []  # another worker took the full batch this one expected
         out = [
             self._hold(claims, retry, now)
             for retry in await self._log.claim_retries(integration_id, now, limit, lease_s)
@@ -206,6 +211,15 @@ class LogConsumers(Queue):
         if not claims.open_from_log and claims.entries:
             await self._commit(integration_id, claims)
         return out
+
+    async def _at_least_ready(
+        self, integration_id: str, claims: _Claims, at_least: int, now: float
+    ) -> bool:
+        lag = await self._log.lag(integration_id)
+        from_log, _ = _unread(lag, len(claims.entries))
+        if from_log >= at_least:
+            return True
+        return from_log + (await self._log.retry_info(integration_id, now)).due >= at_least
 
     async def _claim_from_log(
         self, claims: _Claims, integration: Integration, limit: int, now: float, lease_s: float
@@ -551,6 +565,13 @@ class LogConsumers(Queue):
         self._claims.pop(integration_id, None)
         self._known.discard(integration_id)
         await self._log.drop_consumer(integration_id)
+
+
+def _unread(lag: Lag, in_hand: int) -> tuple[int, float | None]:
+    """Entries this handle may read now, and when the oldest of them was received."""
+    if lag.unread is not None:  # a shared log: what other replicas hold is theirs
+        return lag.unread, lag.oldest_unread_at
+    return max(0, lag.entries - in_hand), lag.oldest_received_at
 
 
 def _routed_here(plan: Planned) -> bool:
