@@ -136,6 +136,26 @@ class CpuWindow:
         return used, round(max(0.0, other) / elapsed * 100, 1) if elapsed else None
 
 
+@dataclass
+class BusyWindow:
+    """How busy one CPU (or all, with None) was over a window, in % of it."""
+
+    cpu: str | None
+    started: float = 0.0
+    busy0: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = time.monotonic()
+        self.busy0 = cpu_busy_s(self.cpu)
+
+    def busy_pct(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        if not elapsed:
+            return None
+        nproc = 1 if self.cpu is not None else os.cpu_count() or 1
+        return round((cpu_busy_s(self.cpu) - self.busy0) / (elapsed * nproc) * 100, 1)
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak RSS) of the process tree, summed, in MB."""
     out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}

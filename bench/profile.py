@@ -18,8 +18,10 @@ import argparse
 import json
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+_ROOT = Path(__file__).resolve().parent.parent  # the checkout: its paths are shown relative
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 _SITE = re.compile(r".*/(site-packages|lib/python3\.\d+)/")
 # Frames of our own harness or the interpreter's start-up that carry no information.
@@ -32,7 +34,7 @@ def _frame_name(frame: str) -> tuple[str, str]:
     if not match:
         return frame.strip(), "?"
     path = _SITE.sub("", match.group("file"))
-    path = path.split("/work/main/", 1)[-1]
+    path = path.split(f"{_ROOT}/", 1)[-1]
     package = path.split("/", 1)[0].removesuffix(".py") if "/" in path else path
     return f"{match.group('func')} ({path})", package
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# --- output ----------------------------------------------------------------------------------
-
 
 def _fmt(value: Any, digits: int = 0, suffix: str = "") -> str:
     if value is None:
@@ -50,38 +48,8 @@ def table(results: dict[str, Any]) -> str:
         + ".",
         "",
     ]
-    compare = _phase(results, "compare")
-    if compare:
-        c, g, r = compare["ceiling"], compare["gateway"], compare["ratios"]
-        rounds = len(compare["rounds"]["gateway"])
-        lines += [
-            f"Side by side: median of {rounds} alternated rounds of "
-            f"{results['config']['duration_s']} s (± half the spread); server on CPU 0, "
-            "wrk on CPU 1.",
-            "",
-            "| | ceiling (bare aiohttp) | gateway | gateway / ceiling |",
-            "|---|---:|---:|---:|",
-            f"| hits/s | {_med(c, 'hits_per_s')} | {_med(g, 'hits_per_s')} | "
-            f"{_fmt(r['throughput'], 2)} |",
-            f"| CPU µs per hit | {_med(c, 'cpu_us_per_hit')} | {_med(g, 'cpu_us_per_hit')} | "
-            f"{_fmt(r['cpu_per_hit'], 2)} |",
-            f"| p50 ms | {_med(c, 'p50_ms', 1)} | {_med(g, 'p50_ms', 1)} | |",
-            f"| p99 ms | {_med(c, 'p99_ms', 1)} | {_med(g, 'p99_ms', 1)} | {_fmt(r['p99'], 2)} |",
-            f"| p99.9 ms | {_med(c, 'p99_9_ms', 1)} | {_med(g, 'p99_9_ms', 1)} | |",
-            f"| peak RSS MB | {_fmt(c['peak_rss_mb'], 0)} | {_fmt(g['peak_rss_mb'], 0)} | |",
-            f"| events delivered/s | | {_med(g, 'events_delivered_per_s')} | |",
-            f"| debugger records dropped (all rounds; the ledger fell behind) | | "
-            f"{g.get('ledger_records_dropped', '-')} | |",
-            f"| events per TikTok request (while loaded) | | "
-            f"{_med(g, 'events_per_request_steady')} | |",
-            f"| hit → TikTok p50 / p99 ms (steady) | | {_med(g, 'hit_to_tiktok_p50_ms')} / "
-            f"{_med(g, 'hit_to_tiktok_p99_ms')} | |",
-            f"| load generator's CPU use % (of its core) | {_med(c, 'loadgen_cpu_pct')} | "
-            f"{_med(g, 'loadgen_cpu_pct')} | |",
-            f"| other load on the server's CPU % | {_med(c, 'other_load_on_server_cpu_pct')} | "
-            f"{_med(g, 'other_load_on_server_cpu_pct')} | |",
-            "",
-        ]
+    lines += side_table(results, "compare")
+    lines += side_table(results, "roles")
     lines += redis_table(results)
     rows = []
     s = _phase(results, "sustained")
@@ -89,11 +57,13 @@ def table(results: dict[str, Any]) -> str:
         rows += [
             f"| sustained {_fmt(s['rate_hits_per_s'])} hits/s (80% of max; "
             f"{_fmt(s['gateway']['hits_per_s'])} served) | backlog bounded: "
-            f"{_fmt(s['backlog']['bounded'])} (max {_fmt(s['backlog']['max_depth'])} events); "
-            f"hit → TikTok p50 {_fmt(s['gateway']['hit_to_tiktok_p50_ms'])} ms (target < "
-            f"{s['batch_max_wait_ms'] + 100}); p99 gateway/ceiling at this rate "
-            f"{_fmt(s['p99_ratio_same_rate'], 2)} ({_fmt(s['gateway']['p99_ms'], 1)} / "
-            f"{_fmt(s['ceiling']['p99_ms'], 1)} ms) |",
+            f"{_fmt(s['backlog']['bounded'])} (max {_fmt(s['backlog']['max_depth'])} hits "
+            f"waiting); hit → TikTok p50 {_fmt(s['gateway']['hit_to_tiktok_p50_ms'])} ms "
+            f"(target < {s['batch_max_wait_ms'] + 100}); p99 "
+            f"{_fmt(s['gateway']['p99_ms'], 1)} ms (target ≤ {_fmt(s['p99_target_ms'])} ms: "
+            f"{_met(s['p99_within_target'])}); p99 gateway/ceiling at this rate "
+            f"{_fmt(s['p99_ratio_same_rate'], 2)} (ceiling {_fmt(s['ceiling']['p99_ms'], 1)} "
+            "ms) |",
         ]
     rl = _phase(results, "ratelimit")
     if rl:
@@ -114,6 +84,13 @@ def table(results: dict[str, Any]) -> str:
             f"hits/s); {i['acknowledged']} acknowledged hits: {i['lost']} lost, "
             f"{i['duplicated']} duplicated |",
         ]
+    ro = _phase(results, "roles")
+    if ro:
+        i = ro["integrity"]
+        rows += [
+            f"| roles: collect and deliver processes on one data dir | {i['acknowledged']} "
+            f"acknowledged hits: {i['lost']} lost, {i['duplicated']} duplicated |",
+        ]
     rd = _phase(results, "redis")
     if rd and "integrity" in rd:
         i, left = rd["integrity"], rd["cleanup"]
@@ -123,12 +100,25 @@ def table(results: dict[str, Any]) -> str:
             f"hits: {i['lost']} lost, {i['duplicated']} duplicated; the run's Redis keys and "
             f"schemas removed: {_fmt(removed)} |",
         ]
+        streams = rd.get("streams", {})
+        if streams:
+            rows += [
+                "| Redis stream memory per retained hit | "
+                + "; ".join(
+                    f"{_fmt(v['bytes_per_record'])} bytes ({mode.replace('_', ' ')}: "
+                    f"{_fmt(v['bytes'] / 2**20, 1)} MB for {_fmt(v['records'])} records)"
+                    for mode, v in streams.items()
+                )
+                + " |",
+            ]
     o = _phase(results, "outage")
     if o:
         rows += [
-            f"| outage: {_fmt(o['events_queued'])} events queued | peak RSS "
-            f"{_fmt(o['peak_rss_mb'])} MB (target < 200); queue file "
-            f"{_fmt(o['queue_db_mb'])} MB; after TikTok is back: first delivery "
+            f"| outage: {_fmt(o['hits_queued'])} hits queued | peak RSS "
+            f"{_fmt(o['peak_rss_mb'])} MB (target < 200); hit log file "
+            f"{_fmt(o['log_file_mb'])} MB: **{_fmt(o['disk_bytes_per_queued_hit'])} bytes per "
+            f"queued hit** (ledger file {_fmt(o['ledger_file_mb'])} MB besides); after TikTok "
+            "is back: first delivery "
             f"{_fmt(o['recovery']['first_delivery_after_s'], 1, ' s')} (waited ≤ "
             f"{_fmt(o['recovery']['waited_at_most_s'])} s), then "
             f"{_fmt(o['recovery']['events_per_s'])} events/s |",
@@ -146,6 +136,98 @@ def table(results: dict[str, Any]) -> str:
     if rows:
         lines += ["| check | result |", "|---|---|", *rows, ""]
     return "\n".join(lines)
+
+
+_SIDES = {
+    "compare": (
+        "Everything in one process (`gateway serve`, as `make run` starts it)",
+        "server on CPU 0, wrk and the TikTok double on CPU 1",
+    ),
+    "roles": (
+        "Collection alone (`gateway serve --role collect`; `--role deliver` and `--role admin` "
+        "in processes of their own on the same data dir)",
+        "collect on CPU 0; deliver, admin, wrk and the TikTok double on CPU 1",
+    ),
+}
+
+
+def side_table(results: dict[str, Any], name: str) -> list[str]:
+    """A side-by-side phase (compare, roles): the ceiling against the gateway, and issue 13's
+    targets for it."""
+    side = _phase(results, name)
+    if not side:
+        return []
+    c, g, r, t = side["ceiling"], side["gateway"], side["ratios"], side["targets"]
+    met = side["targets_met"]
+    title, pinning = _SIDES[name]
+    rounds = len(side["rounds"]["gateway"])
+    split = "deliver_cpu_us_per_hit" in g
+    lines = [
+        f"{title}: median of {rounds} alternated rounds of {results['config']['duration_s']} s "
+        f"(± half the spread); {pinning}.",
+        "",
+        f"| | ceiling (bare aiohttp) | {'collect process' if split else 'gateway'} "
+        "| gateway / ceiling |",
+        "|---|---:|---:|---:|",
+        f"| hits/s | {_med(c, 'hits_per_s')} | {_med(g, 'hits_per_s')} | "
+        f"{_fmt(r['throughput'], 2)} |",
+        f"| CPU µs per hit | {_med(c, 'cpu_us_per_hit')} | {_med(g, 'cpu_us_per_hit')} | "
+        f"{_fmt(r['cpu_per_hit'], 2)} |",
+    ]
+    if split:
+        lines += [
+            f"| + deliver process CPU µs per hit | | {_med(g, 'deliver_cpu_us_per_hit')} | |",
+            f"| + admin process (idle) CPU µs per hit | | {_med(g, 'admin_cpu_us_per_hit')} | |",
+            f"| = all processes CPU µs per hit | | {_med(g, 'all_processes_cpu_us_per_hit')} | "
+            f"{_fmt(_over_ceiling_cpu(g, c, 'all_processes_cpu_us_per_hit'), 2)} |",
+        ]
+    rss = f"{_fmt(g['peak_rss_mb'], 0)}"
+    if split:
+        rss += f" (deliver {_fmt(g.get('deliver_peak_rss_mb'), 0)})"
+    lines += [
+        f"| p50 ms | {_med(c, 'p50_ms', 1)} | {_med(g, 'p50_ms', 1)} | |",
+        f"| p99 ms | {_med(c, 'p99_ms', 1)} | {_med(g, 'p99_ms', 1)} | {_fmt(r['p99'], 2)} |",
+        f"| p99.9 ms | {_med(c, 'p99_9_ms', 1)} | {_med(g, 'p99_9_ms', 1)} | |",
+        f"| peak RSS MB | {_fmt(c['peak_rss_mb'], 0)} | {rss} | |",
+        f"| events delivered/s | | {_med(g, 'events_delivered_per_s')} | |",
+        f"| events delivered per hit answered | | {_med(g, 'events_per_hit', 3)} | sent: "
+        f"{_fmt(side.get('events_per_hit_sent'), 3)} |",
+        "| debugger records dropped (the ledger fell behind) | | "
+        + (
+            f"{'some (logged)' if g.get('ledger_dropped_logged') else 'none logged'} | |"
+            if split
+            else f"{g.get('ledger_records_dropped', '-')} (all rounds) | |"
+        ),
+        f"| events per TikTok request (while loaded) | | "
+        f"{_med(g, 'events_per_request_steady')} | |",
+        f"| hit → TikTok p50 / p99 ms (steady) | | {_med(g, 'hit_to_tiktok_p50_ms')} / "
+        f"{_med(g, 'hit_to_tiktok_p99_ms')} | |",
+        f"| load generator's CPU use % (of its core) | {_med(c, 'loadgen_cpu_pct')} | "
+        f"{_med(g, 'loadgen_cpu_pct')} | |",
+        f"| CPU 1 busy % (the load's side) | {_med(c, 'client_cpu_busy_pct')} | "
+        f"{_med(g, 'client_cpu_busy_pct')} | |",
+        f"| other load on the server's CPU % | {_med(c, 'other_load_on_server_cpu_pct')} | "
+        f"{_med(g, 'other_load_on_server_cpu_pct')} | |",
+        "",
+        f"**Issue 13's targets ({'collection role alone' if split else 'all in one process'})"
+        f":** throughput {_fmt(r['throughput'], 2)} of the ceiling (target ≥ "
+        f"{_fmt(t['throughput'], 2)}: {_met(met['throughput'])}), CPU per hit "
+        f"{_fmt(r['cpu_per_hit'], 2)}x (target ≤ {_fmt(t['cpu_per_hit'], 1)}x: "
+        f"{_met(met['cpu_per_hit'])}).",
+        "",
+    ]
+    return lines
+
+
+def _met(ok: bool | None) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _over_ceiling_cpu(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+    """A gateway figure over the ceiling's CPU per hit (medians)."""
+    top = (a.get(key) or {}).get("median")
+    bottom = (b.get("cpu_us_per_hit") or {}).get("median")
+    return round(top / bottom, 3) if top is not None and bottom else None
 
 
 def redis_table(results: dict[str, Any]) -> list[str]:

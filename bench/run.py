@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import shared, workload
-from bench.gateways import GatewayProc, start_gateway
+from bench.gateways import GatewayProc, SplitGateway, start_gateway, start_split
 from bench.procs import (
+    BusyWindow,
     CpuWindow,
     Pinning,
     Proc,
@@ -64,6 +65,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 ALL_PHASES = (
     "compare",
+    "roles",
     "sustained",
     "ratelimit",
     "workers",
@@ -77,9 +79,35 @@ PIXEL = "CBENCHPIXEL000000001"
 LEDGER_IDLE_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_DATA, BATCH_HITS = "batch.lua", 100  # the outage phase's /v1/batch bodies
+# Issue 13's targets, against the ceiling: everything in one process (`make run`), and the
+# collection role alone on its core (delivery in another process).
+COMPARE_TARGETS = {"throughput": 0.55, "cpu_per_hit": 1.8}
+ROLES_TARGETS = {"throughput": 0.65, "cpu_per_hit": 1.5}
+# Issue 13: p99 at 80% of the gateway's capacity, paced.
+SUSTAINED_P99_TARGET_MS = 5.0
+# What a side-by-side phase reports of both sides, and of the gateway alone.
+SIDE_KEYS = [
+    "hits_per_s",
+    "p50_ms",
+    "p99_ms",
+    "p99_9_ms",
+    "cpu_us_per_hit",
+    "loadgen_cpu_pct",
+    "other_load_on_server_cpu_pct",
+    "client_cpu_busy_pct",
+]
+GATEWAY_KEYS = [
+    "events_delivered_per_s",
+    "events_per_request",
+    "events_per_request_steady",
+    "hit_to_tiktok_p50_ms",
+    "hit_to_tiktok_p99_ms",
+    "hit_to_tiktok_all_p99_ms",
+    "events_per_hit",
+]
 
 
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: list[float | None]) -> dict[str, Any]:
     """Median and spread of the rounds: (max - min) / median, in percent."""
     clean = [v for v in values if v is not None]
     if not clean:
@@ -371,20 +399,37 @@ class Bench:
             self.ceiling = start_ceiling(self.workdir, self.pin)
         return self.ceiling
 
-    def drain(self, gateway: GatewayProc, timeout_s: float = 30.0) -> bool:
-        """Wait until the gateway has delivered everything, the double saw it all, and the event
-        ledger wrote what it had buffered (its writer lingers a second: its work is the
-        gateway's too, and must fall inside the CPU window)."""
+    def split(self, name: str) -> SplitGateway:
+        """A gateway as three processes on one data dir: collection pinned to the server's
+        CPU, delivery and the Management API to the load generator's."""
+        split = start_split(
+            self.workdir,
+            name,
+            self.sink.tiktok_url,
+            self.pin,
+            collect_cpus=self.pin.server,
+            other_cpus=self.pin.client,
+        )
+        self.gateways += split.processes
+        return split
+
+    def drain(self, *gateways: GatewayProc, timeout_s: float = 30.0) -> bool:
+        """Wait until the gateway has delivered everything (its hit log's backlog is empty),
+        the double saw it all, and the event ledger wrote what it had buffered (its writer
+        lingers a second: its work is the gateway's too, and must fall inside the CPU window).
+        Several processes of one gateway (roles, replicas) share the first one's log; the
+        ledger of every data dir among them is watched."""
+        ledgers = list({g.data_dir: g for g in gateways}.values())
         deadline = time.monotonic() + timeout_s
         last = -1
-        ledger_written, ledger_still_since = None, time.monotonic()
+        ledger_written, ledger_still_since = -1, time.monotonic()
         while time.monotonic() < deadline:
             events = self.sink.stats()["events"]
-            written = gateway.ledger_counts().get("written")
+            written = sum(g.ledger_seq() or 0 for g in ledgers)
             if written != ledger_written:
                 ledger_written, ledger_still_since = written, time.monotonic()
             ledger_idle = time.monotonic() - ledger_still_since >= LEDGER_IDLE_S
-            if gateway.depth() == 0 and events == last and ledger_idle:
+            if gateways[0].backlog() == 0 and events == last and ledger_idle:
                 return True
             last = events
             time.sleep(0.3)
@@ -399,77 +444,82 @@ class Bench:
     # phases
 
     def phase_compare(self) -> dict[str, Any]:
+        """Everything in one process (`gateway serve`, as `make run` starts it)."""
+        gateway = self.gateway("gateway-compare")
+        out = self._side_by_side(gateway, [], COMPARE_TARGETS)
+        self.retire(gateway)
+        return out
+
+    def phase_roles(self) -> dict[str, Any]:
+        """`--role collect` alone on the server's CPU; `--role deliver` (and `--role admin`,
+        idle) on the load generator's; CPU per hit of the collect process, the others apart."""
+        split = self.split("gateway-roles")
+        out = self._side_by_side(split.collect, [split.deliver, split.admin], ROLES_TARGETS)
+        out["integrity"] = self._integrity([split.collect], drain_also=split.processes)
+        out["pinning"] = (
+            f"collect on CPU {self.pin.server}; deliver, admin, wrk and the TikTok double on CPU "
+            f"{self.pin.client}"
+            if self.pin.enabled
+            else "none"
+        )
+        for gateway in split.processes:
+            self.retire(gateway)
+        return out
+
+    def _side_by_side(
+        self, gateway: GatewayProc, helpers: list[GatewayProc], targets: dict[str, float]
+    ) -> dict[str, Any]:
+        """Warm-up, then rounds of the ceiling and the gateway alternated, same load. `gateway`
+        is the process under test (pinned like the ceiling); `helpers` are the gateway's other
+        processes, whose CPU is reported apart."""
         a = self.args
         ceiling_proc, ceiling_url = self.the_ceiling()
-        gateway = self.gateway("gateway-compare")
         # A short warm-up of each, so neither round 1 pays for imports and first allocations.
-        for url, target in ((ceiling_url, None), (gateway.collect_url, gateway)):
-            self.loadgen.drive(url, self.data_file, duration_s=1, connections=a.connections)
-            if target is not None:
-                self.drain(target)
+        self.loadgen.drive(ceiling_url, self.data_file, duration_s=1, connections=a.connections)
+        self.loadgen.drive(
+            gateway.collect_url, self.data_file, duration_s=1, connections=a.connections
+        )
+        self.drain(gateway, *helpers)
         rounds: dict[str, list[dict[str, Any]]] = {"ceiling": [], "gateway": []}
         for _ in range(a.rounds):
-            window = self.window(ceiling_proc.pid)
-            result = self.loadgen.drive(
-                ceiling_url, self.data_file, duration_s=a.duration, connections=a.connections
-            )
-            rounds["ceiling"].append(load_summary(result, window.close()))
+            rounds["ceiling"].append(self._ceiling_round(ceiling_proc, ceiling_url))
             self.settle()
-
-            self.sink.reset()
-            dropped_before = gateway.ledger_counts().get("dropped", 0.0)
-            window = self.window(gateway.proc.pid)
-            result = self.loadgen.drive(
-                gateway.collect_url,
-                self.data_file,
-                duration_s=a.duration,
-                connections=a.connections,
-            )
-            load_end, at_end = time.time(), self.sink.stats()
-            drained = self.drain(gateway)
-            # The gateway's CPU counts until its events reached TikTok: delivery is its work too.
-            summary = load_summary(result, window.close())
-            # Records the ledger dropped were never written: a gateway that kept up drops none.
-            dropped = gateway.ledger_counts().get("dropped", 0.0) - dropped_before
-            summary["ledger_records_dropped"] = int(dropped)
-            summary.update(self._delivered(gateway, load_end, at_end, summary["duration_s"]))
-            summary["drained"] = drained
-            rounds["gateway"].append(summary)
+            rounds["gateway"].append(self._gateway_round(gateway, helpers))
             self.settle()
 
         def agg(side: str, key: str) -> dict[str, Any]:
             return spread([r.get(key) for r in rounds[side]])
 
-        keys = [
-            "hits_per_s",
-            "p50_ms",
-            "p99_ms",
-            "p99_9_ms",
-            "cpu_us_per_hit",
-            "loadgen_cpu_pct",
-            "other_load_on_server_cpu_pct",
-        ]
-        gateway_keys = [
-            "events_delivered_per_s",
-            "events_per_request",
-            "events_per_request_steady",
-            "hit_to_tiktok_p50_ms",
-            "hit_to_tiktok_p99_ms",
-            "hit_to_tiktok_all_p99_ms",
-        ]
         out: dict[str, Any] = {
-            "ceiling": {k: agg("ceiling", k) for k in keys},
-            "gateway": {k: agg("gateway", k) for k in keys + gateway_keys},
+            "ceiling": {k: agg("ceiling", k) for k in SIDE_KEYS},
+            "gateway": {k: agg("gateway", k) for k in SIDE_KEYS + GATEWAY_KEYS},
             "rounds": rounds,
         }
+        for helper in helpers:
+            key = f"{helper.role}_cpu_us_per_hit"
+            out["gateway"][key] = agg("gateway", key)
+        if helpers:
+            out["gateway"]["all_processes_cpu_us_per_hit"] = agg(
+                "gateway", "all_processes_cpu_us_per_hit"
+            )
         out["ceiling"]["peak_rss_mb"] = round(memory_mb(ceiling_proc.pid)["peak_rss_mb"], 1)
         out["gateway"]["peak_rss_mb"] = round(memory_mb(gateway.proc.pid)["peak_rss_mb"], 1)
-        out["gateway"]["errors"] = sum(r["errors"] for r in rounds["gateway"])
+        for helper in helpers:
+            out["gateway"][f"{helper.role}_peak_rss_mb"] = round(
+                memory_mb(helper.proc.pid)["peak_rss_mb"], 1
+            )
+        for side in ("ceiling", "gateway"):
+            out[side]["errors"] = sum(r["errors"] for r in rounds[side])
         out["gateway"]["ledger_records_dropped"] = sum(
-            r["ledger_records_dropped"] for r in rounds["gateway"]
+            r.get("ledger_records_dropped", 0) for r in rounds["gateway"]
         )
-        out["ceiling"]["errors"] = sum(r["errors"] for r in rounds["ceiling"])
-        med = {side: {k: out[side][k]["median"] for k in keys} for side in ("ceiling", "gateway")}
+        out["gateway"]["ledger_dropped_logged"] = any(
+            g.ledger_dropped_logged() for g in (gateway, *helpers)
+        )
+        out["gateway"]["drained"] = all(r["drained"] for r in rounds["gateway"])
+        med = {
+            side: {k: out[side][k]["median"] for k in SIDE_KEYS} for side in ("ceiling", "gateway")
+        }
         out["ratios"] = {
             "throughput": ratio(med["gateway"]["hits_per_s"], med["ceiling"]["hits_per_s"]),
             "cpu_per_hit": ratio(
@@ -477,8 +527,62 @@ class Bench:
             ),
             "p99": ratio(med["gateway"]["p99_ms"], med["ceiling"]["p99_ms"]),
         }
-        self.retire(gateway)
+        out["targets"] = dict(targets)
+        throughput, cpu = out["ratios"]["throughput"], out["ratios"]["cpu_per_hit"]
+        out["targets_met"] = {
+            "throughput": throughput is not None and throughput >= targets["throughput"],
+            "cpu_per_hit": cpu is not None and cpu <= targets["cpu_per_hit"],
+        }
+        out["events_per_hit_sent"] = round(workload.events_per_hit(), 4)
         return out
+
+    def _ceiling_round(self, ceiling_proc: Proc, ceiling_url: str) -> dict[str, Any]:
+        a = self.args
+        window, client = self.window(ceiling_proc.pid), self.client_window()
+        result = self.loadgen.drive(
+            ceiling_url, self.data_file, duration_s=a.duration, connections=a.connections
+        )
+        summary = load_summary(result, window.close())
+        summary["client_cpu_busy_pct"] = client.busy_pct()
+        return summary
+
+    def _gateway_round(self, gateway: GatewayProc, helpers: list[GatewayProc]) -> dict[str, Any]:
+        """One closed-loop round; the gateway's CPU (each process's) counts until its events
+        reached TikTok: delivery is its work too."""
+        a = self.args
+        self.sink.reset()
+        dropped_before = gateway.ledger_counts().get("dropped", 0.0)
+        helper_windows = [(h, CpuWindow(h.proc.pid, None)) for h in helpers]
+        window, client = self.window(gateway.proc.pid), self.client_window()
+        result = self.loadgen.drive(
+            gateway.collect_url, self.data_file, duration_s=a.duration, connections=a.connections
+        )
+        load_end, at_end = time.time(), self.sink.stats()
+        client_busy = client.busy_pct()  # while the load ran: the load side's headroom
+        drained = self.drain(gateway, *helpers)
+        summary = load_summary(result, window.close())
+        summary["client_cpu_busy_pct"] = client_busy
+        hits = summary["hits"] or 0
+        if hits and helpers:
+            total = summary["cpu_s"]
+            for helper, helper_window in helper_windows:
+                used, _ = helper_window.close()
+                summary[f"{helper.role}_cpu_us_per_hit"] = round(used / hits * 1e6, 1)
+                total += used
+            summary["all_processes_cpu_us_per_hit"] = round(total / hits * 1e6, 1)
+        if gateway.admin_url:
+            # Records the ledger dropped were never written: a gateway that kept up drops none.
+            dropped = gateway.ledger_counts().get("dropped", 0.0) - dropped_before
+            summary["ledger_records_dropped"] = int(dropped)
+        summary.update(self._delivered(gateway, load_end, at_end, summary["duration_s"]))
+        if hits:
+            # Against the workload's events per hit: a loss check on every round.
+            summary["events_per_hit"] = round(summary["events_delivered"] / hits, 4)
+        summary["drained"] = drained
+        return summary
+
+    def client_window(self) -> BusyWindow:
+        return BusyWindow(self.pin.client if self.pin.enabled else None)
 
     def gateway_max(self) -> float:
         compare = self.results.get("compare")
@@ -500,13 +604,14 @@ class Bench:
     def _paced(
         self, gateway: GatewayProc, rate: float, duration_s: float
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Paced load on the gateway, sampling depth and memory; then drain. (load, backlog)."""
+        """Paced load on the gateway, sampling its backlog and memory; then drain. (load,
+        backlog)."""
         samples: list[tuple[float, int, float]] = []
         started = time.monotonic()
 
         def sample() -> None:
             mem = memory_mb(gateway.proc.pid)
-            samples.append((time.monotonic() - started, gateway.depth(), mem["rss_mb"]))
+            samples.append((time.monotonic() - started, gateway.backlog(), mem["rss_mb"]))
 
         self.sink.reset()
         window = self.window(gateway.proc.pid)
@@ -583,6 +688,8 @@ class Bench:
                 load.get("cpu_us_per_hit"), ceiling.get("cpu_us_per_hit")
             ),
             "hit_to_tiktok_p50_within_target": (p50 is not None and p50 < max_wait_ms + 100),
+            "p99_target_ms": SUSTAINED_P99_TARGET_MS,
+            "p99_within_target": load["p99_ms"] <= SUSTAINED_P99_TARGET_MS,
         }
 
     def phase_ratelimit(self) -> dict[str, Any]:
@@ -683,7 +790,7 @@ class Bench:
 
         def shared_gateway(name: str, prefix: str, schema: str, **kw: Any) -> GatewayProc:
             gateway = self.gateway(name, settings=services.gateway_settings(prefix, schema), **kw)
-            gateway.depth_fn = lambda: services.depth(prefix)
+            gateway.backlog_fn = lambda: services.backlog(prefix)
             started.append(gateway)
             return gateway
 
@@ -695,7 +802,9 @@ class Bench:
         # their own); the second replica reads the source and integration the first created.
         prefix_2, schema_2 = services.names("r2")
         two_a = shared_gateway("gateway-redis-r2a", prefix_2, schema_2, cpus=None)
-        two_b = shared_gateway("gateway-redis-r2b", prefix_2, schema_2, cpus=None, configure=False)
+        two_b = shared_gateway(
+            "gateway-redis-r2b", prefix_2, schema_2, cpus=None, configure_it=False
+        )
         modes: dict[str, tuple[list[GatewayProc], str | None]] = {
             "sqlite": ([sqlite_gw], "client"),
             "redis_1": ([one], "client"),
@@ -709,7 +818,7 @@ class Bench:
                 connections=a.connections,
                 cpus=cpus,
             )
-            self.drain(targets[0])
+            self.drain(*targets)
         rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
         for index in range(a.rounds):
             # Rotated: each mode takes each place in the order once every three rounds.
@@ -765,6 +874,12 @@ class Bench:
             ),
         }
         out["integrity"] = integrity
+        # What a retained hit costs Redis: the log's streams keep every record for the
+        # debugger's window, delivered or not (a queued one costs the same).
+        out["streams"] = {
+            mode: _per_record(services.stream_usage(prefix))
+            for mode, prefix in (("redis_1", prefix_1), ("redis_2", prefix_2))
+        }
         out["rounds"] = rounds
         out["redis"] = {**services.redis_info(), "url": services.redis_url}
         out["postgres_url"] = services.postgres_url
@@ -807,7 +922,7 @@ class Bench:
             cpus=cpus,
         )
         load_end, at_end = time.time(), self.sink.stats()
-        drained = self.drain(targets[0])  # replicas share the queue: its depth is theirs
+        drained = self.drain(*targets)
         closed = [w.close() for w in windows]
         redis_s = services.redis_cpu_s() - redis0
         pg1 = services.postgres_cpu_s()
@@ -820,7 +935,7 @@ class Bench:
         summary = load_summary(result, (cpu, closed[0][1] if pinned else None))
         summary.update(self._delivered(targets[0], load_end, at_end, summary["duration_s"]))
         hits = summary["hits"] or 0
-        uses_services = targets[0].depth_fn is not None
+        uses_services = targets[0].backlog_fn is not None
         if hits and uses_services:
             summary["redis_cpu_us_per_hit"] = round(redis_s / hits * 1e6, 1)
             if pg_s is not None:
@@ -840,10 +955,13 @@ class Bench:
             summary["replicas"] = result["parts"]
         return summary
 
-    def _integrity(self, targets: list[GatewayProc]) -> dict[str, Any]:
+    def _integrity(
+        self, targets: list[GatewayProc], drain_also: list[GatewayProc] | None = None
+    ) -> dict[str, Any]:
         """Exact accounting with the Python client, one per target (a `--workers` server, or
         each replica of a cluster; each its own message id tag), 32 connections in all: every
-        acknowledged id kept; drained, the double's ids must be those, once."""
+        acknowledged id kept; drained (with `drain_also`, the gateway's processes that serve
+        no collection), the double's ids must be those, once."""
         self.sink.reset()
         self.sink.track_ids(True)
         processes = []
@@ -881,7 +999,7 @@ class Bench:
             result = json.loads(text.split("BENCH_JSON ", 1)[1])
             acknowledged += len(result["acked_ids"])
             acked.update(result["acked_ids"])
-        drained = self.drain(targets[0], timeout_s=60)
+        drained = self.drain(*targets, *(drain_also or []), timeout_s=60)
         seen = self.sink.ids()
         self.sink.track_ids(False)
         delivered = set(seen["ids"])
@@ -898,7 +1016,7 @@ class Bench:
 
     def phase_outage(self) -> dict[str, Any]:
         a = self.args
-        target = a.outage_events
+        target = a.outage_hits
         gateway = self.gateway("gateway-outage")
         self.sink.reset()
         self.sink.mode("503")
@@ -908,12 +1026,12 @@ class Bench:
             batch_hits=BATCH_HITS,
         )
         peak = {"rss_mb": 0.0}
-        depth = {"now": 0}
+        waiting = {"now": 0}
 
         def sample() -> None:
             mem = memory_mb(gateway.proc.pid)
             peak["rss_mb"] = max(peak["rss_mb"], mem["rss_mb"])
-            depth["now"] = gateway.depth()
+            waiting["now"] = gateway.backlog()
 
         started = time.monotonic()
         fill = self.loadgen.drive(
@@ -922,10 +1040,14 @@ class Bench:
             duration_s=a.outage_max_s,
             connections=8,
             sample=sample,
-            stop_when=lambda: depth["now"] >= target,
+            stop_when=lambda: waiting["now"] >= target,
         )
         fill_s = time.monotonic() - started
-        queued = gateway.depth()
+        queued = gateway.backlog()
+        # Every hit of the outage is still in the log (none was delivered): its files' size
+        # over the hits waiting is what a queued hit costs on disk, index and WAL included.
+        disk = _files_bytes(gateway.data_dir, "hitlog.db*")
+        ledger_disk = _files_bytes(gateway.data_dir, "ledger.db*")
         # The outage goes on a while: the worker keeps trying (and failing) with backoff.
         hold_until = time.monotonic() + a.outage_hold_s
         while time.monotonic() < hold_until:
@@ -933,6 +1055,7 @@ class Bench:
             time.sleep(0.5)
         during = memory_mb(gateway.proc.pid)
         refused = self.sink.stats()["refused"]
+        disk_after_hold = _files_bytes(gateway.data_dir, "hitlog.db*")
         # TikTok is back. The worker probes with a growing backoff while TikTok is down, so the
         # first delivery may come late: wait for it (up to the window), then time the drain.
         self.sink.mode("ok")
@@ -940,40 +1063,48 @@ class Bench:
         back = time.monotonic()
         recover_until = back + a.outage_recover_s
         first_delivery: float | None = None
-        before = after_depth = gateway.depth()
+        before = gateway.backlog()
+        events_at_first = 0
         while time.monotonic() < recover_until:
             sample()
-            if first_delivery is None and self.sink.stats()["events"] > 0:
-                first_delivery = time.monotonic()
-                before = gateway.depth()
-                recover_until = min(recover_until, first_delivery + a.outage_drain_s)
+            if first_delivery is None:
+                events_at_first = self.sink.stats()["events"]
+                if events_at_first > 0:
+                    first_delivery = time.monotonic()
+                    before = gateway.backlog()
+                    recover_until = min(recover_until, first_delivery + a.outage_drain_s)
             time.sleep(0.5)
-        after_depth = gateway.depth()
+        after = gateway.backlog()
+        events_drained = self.sink.stats()["events"] - events_at_first
         drain_s = time.monotonic() - first_delivery if first_delivery is not None else 0.0
         end = memory_mb(gateway.proc.pid)
-        db_bytes = sum(p.stat().st_size for p in gateway.data_dir.glob("queue.db*") if p.is_file())
         self.retire(gateway)
         return {
-            "events_queued": queued,
-            "target_events": target,
+            "unit": "hits: the log's records past the cursor and the retries (one event each)",
+            "hits_queued": queued,
+            "target_hits": target,
             "fill_s": round(fill_s, 1),
-            "fill_events_per_s": round(queued / fill_s, 1) if fill_s else None,
+            "fill_hits_per_s": round(queued / fill_s, 1) if fill_s else None,
             "fill_errors": sum(fill.get("errors", {}).values()) if fill.get("errors") else 0,
             "tiktok_refusals_during_outage": refused,
             "rss_mb_during_outage": round(during["rss_mb"], 1),
             "max_rss_mb_sampled": round(peak["rss_mb"], 1),
             "peak_rss_mb": round(end["peak_rss_mb"], 1),
             "rss_under_200_mb": end["peak_rss_mb"] < 200,
-            "queue_db_mb": round(db_bytes / 2**20, 1),
+            "log_file_mb": round(disk / 2**20, 1),
+            "log_file_mb_after_hold": round(disk_after_hold / 2**20, 1),
+            "disk_bytes_per_queued_hit": round(disk / queued) if queued > 0 else None,
+            "ledger_file_mb": round(ledger_disk / 2**20, 1),
             "recovery": {
                 "waited_at_most_s": a.outage_recover_s,
                 "first_delivery_after_s": (
                     round(first_delivery - back, 1) if first_delivery is not None else None
                 ),
                 "drain_s": round(drain_s, 1),
-                "delivered": before - after_depth,
-                "events_per_s": round((before - after_depth) / drain_s, 1) if drain_s else None,
-                "left": after_depth,
+                "delivered_hits": before - after if first_delivery is not None else 0,
+                "hits_per_s": round((before - after) / drain_s, 1) if drain_s else None,
+                "events_per_s": round(events_drained / drain_s, 1) if drain_s else None,
+                "left": after,
             },
         }
 
@@ -993,16 +1124,33 @@ class Bench:
         return dict(json.loads(out.stdout.split("BENCH_JSON ", 1)[1]))
 
     def phase_profile(self) -> dict[str, Any]:
-        from bench import profile
-
+        """py-spy on everything in one process, then on the collect and deliver roles (both
+        recorded at once, under the same load)."""
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(py_spy).exists():
             return {"skipped": "py-spy is not installed (pip install py-spy)"}
         gateway = self.gateway("gateway-profile")
-        raw = self.workdir / "profile.txt"
+        out = self._profiled(py_spy, {"all": gateway}, gateway.collect_url)
+        self.retire(gateway)
+        split = self.split("gateway-profile-roles")
+        targets = {"collect": split.collect, "deliver": split.deliver}
+        out.update(self._profiled(py_spy, targets, split.collect.collect_url))
+        for process in split.processes:
+            self.retire(process)
+        return out
+
+    def _profiled(
+        self, py_spy: str, targets: dict[str, GatewayProc], url: str
+    ) -> dict[str, dict[str, Any]]:
+        """Record each target with py-spy while the compare load drives `url`; each one's
+        summary, its raw stacks kept as bench/results/profile-<name>-latest.txt."""
+        from bench import profile
+
         seconds = max(1, round(self.args.profile_duration))
-        spy = subprocess.Popen(
-            [
+        spies = {}
+        for name, gateway in targets.items():
+            raw = self.workdir / f"profile-{name}.txt"
+            cmd = [
                 *self.pin.prefix(self.pin.client),
                 py_spy,
                 "record",
@@ -1018,24 +1166,23 @@ class Bench:
                 "--nonblocking",
                 "--output",
                 str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+            ]
+            spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spies[name] = (spy, raw)
         time.sleep(0.5)
         self.loadgen.drive(
-            gateway.collect_url,
-            self.data_file,
-            duration_s=seconds,
-            connections=self.args.connections,
+            url, self.data_file, duration_s=seconds, connections=self.args.connections
         )
-        _, err = spy.communicate(timeout=60)
-        self.retire(gateway)
-        if spy.returncode != 0 or not raw.exists():
-            return {"skipped": f"py-spy failed: {err.decode(errors='replace')[-500:]}"}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(raw, RESULTS / "profile-latest.txt")
-        return profile.summarise(raw.read_text())
+        out: dict[str, dict[str, Any]] = {}
+        for name, (spy, raw) in spies.items():
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0 or not raw.exists():
+                out[name] = {"skipped": f"py-spy failed: {err.decode(errors='replace')[-500:]}"}
+                continue
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(raw, RESULTS / f"profile-{name}-latest.txt")
+            out[name] = profile.summarise(raw.read_text())
+        return out
 
     def stop_gateways(self) -> None:
         for gateway in list(self.gateways):
@@ -1048,6 +1195,15 @@ class Bench:
         self.sink.proc.stop()
 
 
+def _per_record(usage: dict[str, int]) -> dict[str, Any]:
+    records = usage["records"]
+    return {**usage, "bytes_per_record": round(usage["bytes"] / records) if records else None}
+
+
+def _files_bytes(directory: Path, pattern: str) -> int:
+    return sum(p.stat().st_size for p in directory.glob(pattern) if p.is_file())
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -1055,9 +1211,9 @@ def _round(value: float | None, digits: int) -> float | None:
 def backlog(
     samples: list[tuple[float, int, float]], load: dict[str, Any], gateway: GatewayProc
 ) -> dict[str, Any]:
-    """Is the backlog bounded? The least-squares slope of the depth over the run, against the
-    arrival rate: bounded when the queue absorbed under 2% of the arrivals, or ends under two
-    batches."""
+    """Is the backlog bounded? The least-squares slope of the hits waiting over the run, against
+    the arrival rate: bounded when the log kept under 2% of the arrivals waiting, or the run
+    ends with under two batches' worth of hits waiting."""
     depths = [d for _, d, _ in samples if d >= 0]
     times = [t for t, d, _ in samples if d >= 0]
     slope = 0.0
@@ -1067,15 +1223,17 @@ def backlog(
         if var:
             slope = sum((t - mean_t) * (d - mean_d) for t, d in zip(times, depths, strict=True))
             slope /= var
-    event_rate = load.get("events_delivered_per_s") or 0.0
+    arrivals = load.get("hits_per_s") or 0.0
     max_events = int(gateway.settings.get("GATEWAY_BATCH_MAX_EVENTS", "500"))
+    batch_hits = max_events / workload.events_per_hit()
     end_depth = depths[-1] if depths else 0
     return {
+        "unit": "hits (hit log records past the cursor, and retries)",
         "samples": len(depths),
         "max_depth": max(depths, default=0),
         "end_depth": end_depth,
-        "growth_events_per_s": round(slope, 1),
-        "bounded": end_depth <= 2 * max_events or slope < 0.02 * max(event_rate, 1.0),
+        "growth_hits_per_s": round(slope, 1),
+        "bounded": end_depth <= 2 * batch_hits or slope < 0.02 * max(arrivals, 1.0),
         "max_rss_mb": round(max((r for _, _, r in samples), default=0.0), 1),
     }
 
@@ -1091,7 +1249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=2.0, help="pause between rounds (s)")
     parser.add_argument("--sustained-duration", type=float, default=15.0)
     parser.add_argument("--max-rate", type=float, default=0.0, help="gateway max if no compare")
-    parser.add_argument("--outage-events", type=int, default=1_000_000)
+    parser.add_argument("--outage-hits", type=int, default=1_000_000)
     parser.add_argument("--outage-max-s", type=float, default=300.0)
     parser.add_argument("--outage-hold-s", type=float, default=10.0)
     parser.add_argument("--outage-recover-s", type=float, default=60.0)
@@ -1109,7 +1267,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.duration, args.settle = 1, 1.0, 0.2
-        args.sustained_duration, args.outage_events, args.outage_hold_s = 1.0, 2_000, 0.5
+        args.sustained_duration, args.outage_hits, args.outage_hold_s = 1.0, 2_000, 0.5
         args.outage_recover_s, args.micro_seconds, args.profile_duration = 1.0, 0.2, 1.0
         args.outage_drain_s = 1.0
         args.connections = min(args.connections, 16)
