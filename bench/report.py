@@ -3,6 +3,7 @@ in bench/README.md between its markers."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -295,3 +296,14 @@ def redis_table(results: dict[str, Any]) -> list[str]:
         f"| errors | {sq['errors']} | {r1['errors']} | {r2['errors']} | |",
         "",
     ]
+
+
+def write_between_markers(path: Path, marker: str, text: str) -> None:
+    """Replace what stands between `<!-- marker:start -->` and `<!-- marker:end -->`."""
+    content = path.read_text(encoding="utf-8")
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    head, found, rest = content.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        raise ValueError(f"{path} has no {start} ... {end}")
+    path.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}", encoding="utf-8")

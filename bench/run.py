@@ -58,7 +58,7 @@ from bench.procs import (
     start_ceiling,
     start_sink,
 )
-from bench.report import table
+from bench.report import table, write_between_markers
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -1264,6 +1264,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="write the table into bench/README.md, between its bench-table markers",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.duration, args.settle = 1, 1.0, 0.2
@@ -1351,6 +1356,9 @@ def _main(args: argparse.Namespace, workdir: Path) -> int:
     print()
     print(results["table_md"])
     print(f"bench: results in {args.out}", flush=True)
+    if args.readme and not args.smoke:
+        write_between_markers(BENCH / "README.md", "bench-table", results["table_md"])
+        print("bench: the table is in bench/README.md", flush=True)
     if failed:
         print(f"bench: failed phases: {', '.join(failed)}", flush=True)
         return 1
