@@ -46,7 +46,7 @@ from gateway.ledger.refused import RefusedHits
 from gateway.ledger.requests import RequestStats
 from gateway.ledger.sqlite import SQLiteLedger
 from gateway.log import HitLog, open_log
-from gateway.queue.group import GroupCommitting
+from gateway.log.group import GroupCommitting
 
 if TYPE_CHECKING:
     from gateway.deliver.ratelimit_redis import SharedBuckets

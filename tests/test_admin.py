@@ -541,7 +541,7 @@ async def test_status_counts_have_their_shape(gateway: Gateway) -> None:
         "queue_bound": 5_000_000,
         "queue_bytes_bound": 2 * 2**30,
     }
-    assert 0 < queue_bytes < 2**20  # an empty SQLite queue: its schema's pages
+    assert 0 <= queue_bytes < 2**20  # the records the hit log holds (none yet)
     await gateway.wired.queue.dead_letter_new(
         [_event(created["id"], "evt_1")], "missing_value_or_currency", None, time.time()
     )

@@ -23,7 +23,6 @@ from gateway.log import HitLog, LogRecord, open_log
 from gateway.log.base import Counts, FailedItem, RetryInfo, entry_order, record_bytes
 from gateway.log.redis import RedisHitLog
 from gateway.log.sqlite import SQLiteHitLog
-from gateway.queue.sqlite import SQLiteQueue
 from tests.backends import REDIS_URL, drop_redis_prefix, require_service, unique_name
 
 OpenLog = Callable[..., Awaitable[HitLog]]
@@ -718,24 +717,19 @@ async def test_an_embedded_log_file_of_schema_1_opens_and_gains_the_counts(
         await reopened.close()
 
 
-async def test_the_log_and_the_queue_export_their_commit_metrics_side_by_side(
+async def test_the_log_exports_its_commit_metrics_in_the_gateways_registry(
     tmp_path: Path,
 ) -> None:
-    queue = SQLiteQueue(tmp_path / "queue.db", 10)
     log = SQLiteHitLog(tmp_path / "hitlog.db", max_records=10)
-    await queue.open()
     await log.open()
     try:
         registry = Metrics().registry  # the gateway's own: it refuses a name registered twice
-        registry.register(queue.commit_metrics())
         registry.register(log.commit_metrics())
         await log.append([record(1), record(2)])
         assert registry.get_sample_value("gateway_log_commits_total") == 1
         assert registry.get_sample_value("gateway_log_committed_records_total") == 2
-        assert registry.get_sample_value("gateway_queue_commits_total") == 0
     finally:
         await log.close()
-        await queue.close()
 
 
 # --- Durability ------------------------------------------------------------------------------

@@ -122,3 +122,32 @@ async def test_re_processing_refuses_bad_input(gateway: Gateway) -> None:
         json={"since": _iso(now - 60), "until": _iso(now)},
     )
     assert resp.status == 404
+
+
+async def test_an_integration_added_later_gets_a_range_of_the_retained_log(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    """Hits collected before an integration existed are in the hit log, not in its queue: it
+    starts after them, and re-processing their range is how it sends them."""
+    await gateway.create_source()
+    since = time.time() - 1
+    await _hit(gateway, "early-1", "Signed Up", traits={"email": EMAIL})
+    await _hit(gateway, "early-2", "Product Added", properties={"product_id": "SKU-9"})
+    integration = await gateway.create_integration()
+    await _hit(gateway, "late-1", "Signed Up")
+    await _settle(gateway)
+    assert sorted(e["event_id"] for r in tiktok.requests for e in r.events) == ["late-1"]
+
+    path = f"/v1/admin/integrations/{integration['id']}/reprocess"
+    window = {"since": _iso(since), "until": _iso(time.time() + 1)}
+    resp = await gateway.admin.post(path, json=window)
+    assert resp.status == 200, await resp.text()
+    counts = (await resp.json())["counts"]
+    assert (counts["hits"], counts["queue"], counts["skipped_delivered"]) == (3, 2, 1)
+
+    resp = await gateway.admin.post(path, json={**window, "dry_run": False})
+    assert resp.status == 200
+    await _settle(gateway)
+    sent = {e["event_id"]: e for r in tiktok.requests for e in r.events}
+    assert sorted(sent) == ["early-1", "early-2", "late-1"]
+    assert sent["early-1"]["user"]["email"] == hashlib.sha256(EMAIL.encode()).hexdigest()

@@ -13,11 +13,11 @@ from gateway.collect.route import Router
 from gateway.config.base import ConfigStore
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Secret, Settings
+from gateway.deliver.consumers import LogConsumers
 from gateway.destinations.base import Client
 from gateway.ledger.base import Ledger
 from gateway.ledger.refused import RefusedHits
 from gateway.ledger.requests import RequestStats
-from gateway.queue.base import Queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class AdminContext:
     settings: Settings
     metrics: Metrics
     store: ConfigStore
-    queue: Queue
+    queue: LogConsumers  # the integrations' view of the hit log
     ledger: Ledger
     router: Router
     admin_tokens: tuple[Secret, ...]

@@ -98,6 +98,10 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
     async def get_event(request: web.Request) -> web.Response:
         event_id = request.match_info["event_id"]
         records = await context.ledger.records(Filters(event_id=event_id), MAX_LIMIT)
+        if not records and await context.queue.observe_unread(event_id):
+            # Collected, and not read by its integrations yet: recorded as they will see it.
+            await context.ledger.flush()
+            records = await context.ledger.records(Filters(event_id=event_id), MAX_LIMIT)
         if not records:
             hours = context.settings.ledger_retention_hours
             raise _NoRecord(f"no record of event {event_id!r} in the last {hours} hours")

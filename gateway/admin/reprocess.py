@@ -12,13 +12,16 @@ hours, so a re-sent event arrives only when its event name changed (the mapping 
 wrong event) or it never reached TikTok; a new event_id would instead count every conversion
 twice. So events already delivered under the same event name are skipped (TikTok would drop
 them, or count them twice after 48 hours), and so are events still waiting in the queue (they
-go out as they were). Only the ledger's records are read: raw hits are kept as long as the
-ledger keeps records (`GATEWAY_LEDGER_RETENTION_HOURS`).
+go out as they were). The hits come from the hit log, which keeps them at least as long as
+the debugger's window (`GATEWAY_LEDGER_RETENTION_HOURS`); what became of each is the debugger's
+record of it. Hits received before the integration existed are planned too: that is how an
+integration added later gets a time range of the retained log.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +72,7 @@ def add_reprocess(app: web.Application, context: AdminContext, prefix: str) -> N
         if integration is None:
             raise NotFound("integration", request.match_info["id"])
         since, until, dry_run = parse_reprocess(parse_json(await request.read()))
-        stored = await context.ledger.raw_hits(integration.id, since, until, REPROCESS_MAX + 1)
+        stored = await _stored_hits(context, integration, since, until)
         complete = len(stored) <= REPROCESS_MAX
         if not complete and not dry_run:
             raise Invalid(
@@ -98,6 +101,43 @@ def add_reprocess(app: web.Application, context: AdminContext, prefix: str) -> N
         )
 
     app.router.add_post(f"{prefix}/integrations/{{id}}/reprocess", reprocess)
+
+
+async def _stored_hits(
+    context: AdminContext, integration: Integration, since: float, until: float
+) -> list[StoredHit]:
+    """The source's hits of the range from the hit log, each with what the integration's
+    debugger record says became of it (an integration added since never saw the older ones)."""
+    entries = await context.queue.hits_between(
+        integration.source_id, since, until, REPROCESS_MAX + 1
+    )
+    known = await context.ledger.statuses(
+        integration.id, [e.event_id for e in entries if e.event_id]
+    )
+    created = _created_at(integration)
+    stored = []
+    for entry in entries:
+        event_id = entry.event_id or ""
+        status, tiktok_event = known.get(event_id, (None, None))
+        if status is None:
+            # Not read by it: not yet (it will go out with the current mapping anyway), or
+            # received before the integration existed (re-processing is how it gets them).
+            status = QUEUED if entry.received_at >= created else NEVER_READ
+        stored.append(
+            StoredHit(event_id, entry.data.decode(), tiktok_event, status, entry.received_at)
+        )
+    return stored
+
+
+# The status of a hit an integration never read (received before it was made).
+NEVER_READ = "never_read"
+
+
+def _created_at(integration: Integration) -> float:
+    try:
+        return dt.datetime.fromisoformat(integration.created_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def parse_reprocess(data: Any) -> tuple[float, float, bool]:
@@ -141,7 +181,9 @@ def _replan_one(
     if source is None:
         out.counts["skipped_consent"] += 1
         return
-    planned = plan_for(read, integration, source, item.received_at, item.raw.encode(), None)
+    planned = plan_for(
+        read, integration, source, item.received_at, item.raw.encode(), None, routed_only=False
+    )
     event = planned.event
     if event is None:
         denied = planned.observation.decision == DENIED

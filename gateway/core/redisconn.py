@@ -1,6 +1,8 @@
-"""One way to open a Redis client, shared by the Redis queue and the shared rate limit."""
+"""One way to open a Redis client, shared by the Redis hit log and the shared rate limit."""
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -20,3 +22,12 @@ def connect(url: str) -> aioredis.Redis:
             "tiktok-event-gateway", "1"
         ),
     )
+
+
+def split_redis_url(url: str) -> tuple[str, str]:
+    """`redis://h/0?prefix=shop` -> (the URL for the client, the key prefix, `gateway` if none)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix" and v), "gateway")
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix

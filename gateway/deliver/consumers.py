@@ -40,10 +40,10 @@ from gateway.core.models import (
     Source,
 )
 from gateway.deliver.configcache import ConfigCache
+from gateway.deliver.queue import EnqueueListener, Queue
 from gateway.deliver.record import Planned, UnreadableRecord, plan_for, read_record
-from gateway.ledger.base import Observation
+from gateway.ledger.base import NO_INTEGRATION, Observation
 from gateway.log.base import DeadLetterItem, FailedItem, HitLog, LogEntry, Retry, Start
-from gateway.queue.base import EnqueueListener, Queue
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +418,45 @@ class LogConsumers(Queue):
 
     # -- what the Management API and the sweep ask ------------------------------------------
 
+    async def hits_between(
+        self, source_id: str, since: float, until: float, limit: int
+    ) -> list[LogEntry]:
+        """The retained records of a source received in [since, until), oldest first (at most
+        `limit`): what re-processing plans again."""
+        out: list[LogEntry] = []
+        after: str | None = None
+        while len(out) < limit:
+            page = await self._log.read_range(
+                source_id, since, until, min(1000, limit - len(out)), after
+            )
+            if not page:
+                break
+            out += page
+            after = page[-1].id
+        return out
+
+    async def observe_unread(self, event_id: str) -> int:
+        """Tell the debugger what becomes of a hit its integrations have not read yet (paused,
+        or waiting for a batch): planned now as they will plan it; returns how many records.
+
+        The debugger asks this only for an event id it has no record of, so the request path
+        never writes the ledger and a lookup still finds a hit the moment it was collected.
+        """
+        observations: list[Observation] = []
+        for source in await self._store.list_sources():
+            entries = await self._log.find(source.id, event_id)
+            if not entries:
+                continue
+            integrations = await self._store.list_integrations(source.id)
+            for entry in entries:
+                for integration in integrations:
+                    plan = self._plan(entry, integration, source)
+                    if plan is not None and _routed_here(plan):
+                        observations.append(plan.observation)
+        if observations and self._observe is not None:
+            self._observe(observations)
+        return len(observations)
+
     async def stats(self, integration_id: str) -> IntegrationStats:
         if not await self._has_consumer(integration_id):
             return IntegrationStats()
@@ -486,6 +525,11 @@ class LogConsumers(Queue):
         self._claims.pop(integration_id, None)
         self._known.discard(integration_id)
         await self._log.drop_consumer(integration_id)
+
+
+def _routed_here(plan: Planned) -> bool:
+    """False for an integration that was not enabled when the hit came (it never reads it)."""
+    return plan.observation.decision != NO_INTEGRATION
 
 
 def _start(integration: Integration) -> Start:

@@ -19,11 +19,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.core.errors import StoreError
-from gateway.core.redisconn import connect
+from gateway.core.redisconn import connect, split_redis_url
 
 # The same floor and recovery as the local bucket, so both behave alike.
 from gateway.deliver.ratelimit import _MIN_RATE_SHARE, RECOVERY_S
-from gateway.queue.redis import split_queue_url
 
 T = TypeVar("T")
 # A bucket nobody touched for a day is forgotten (a deleted integration's, typically).
@@ -108,7 +107,7 @@ class SharedBuckets:
         recovery_s: float = RECOVERY_S,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        client_url, url_prefix = split_queue_url(url)
+        client_url, url_prefix = split_redis_url(url)
         self.prefix = prefix or url_prefix
         self._url = client_url
         self._recovery_s = recovery_s

@@ -11,12 +11,12 @@ Re-processing (`admin/reprocess.py`) plans stored records the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from gateway import destinations
-from gateway.core.hit import Hit
+from gateway.core.hit import Hit, HitType
 from gateway.core.identity import Identity
 from gateway.core.models import Integration, NewEvent, Source
 from gateway.destinations.base import HitContext, Rejected
@@ -92,7 +92,12 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
             hit_context = dict(hit_data["context"])
             context_traits = hit_context.pop("traits", None)
             hit_data["context"] = hit_context
+        # Segment's alias, group and screen calls keep their own type, which the native
+        # protocol's schema (the Hit struct) does not take from a client: set, not validated.
+        kind = hit_data.pop("type", None)
         hit = msgspec.convert(hit_data, Hit)
+        if isinstance(kind, str):
+            hit = msgspec.structs.replace(hit, type=cast(HitType, kind))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UnreadableRecord(str(exc)) from None
     # The hit's own traits win over the identity cookie's, context.traits first (as collected).
@@ -172,8 +177,14 @@ def plan_for(
     received_at: float,
     raw: bytes,
     event_id: str | None,
+    *,
+    routed_only: bool = True,
 ) -> Planned:
-    """Decide, for one integration, what the record becomes (no I/O)."""
+    """Decide, for one integration, what the record becomes (no I/O).
+
+    With `routed_only` (delivery), a hit that came while the integration was not enabled is
+    not its own; re-processing a range on an operator's request plans those too.
+    """
     hit = read.hit
     consent = hit.context.consent if hit.context else None
     decision, why = explain_consent(integration, consent, source.consent_default)
@@ -182,7 +193,7 @@ def plan_for(
         hit.type, hit.event, source.id, page.url if page else None, consent, read.from_server
     )
     shown_id = read.context.event_id if read.context else (event_id or "")
-    if read.routed is not None and integration.id not in read.routed:
+    if routed_only and read.routed is not None and integration.id not in read.routed:
         # Disabled when the hit came, as collection's routing table said: not this one's hit.
         decision, why = NO_INTEGRATION, "the integration was not enabled when the hit came"
     event: NewEvent | None = None

@@ -24,9 +24,9 @@ from gateway.config.base import ConfigStore
 from gateway.core.metrics import Metrics
 from gateway.core.models import ClaimedEvent, Integration
 from gateway.deliver.backoff import retry_at
+from gateway.deliver.queue import Queue
 from gateway.destinations.base import Answer
 from gateway.ledger.base import DEAD_LETTERED, PAUSED, RETRYING, Ledger, outcomes
-from gateway.queue.base import Queue
 
 log = logging.getLogger("gateway.deliver.worker")
 

@@ -50,12 +50,12 @@ from gateway.core.settings import Settings
 from gateway.deliver.backoff import MAX_RETRY_AFTER_S
 from gateway.deliver.configcache import ConfigCache
 from gateway.deliver.isolate import Isolation, halves
+from gateway.deliver.queue import Queue
 from gateway.deliver.ratelimit import RECOVERY_S, Pacing, TokenBucket
 from gateway.deliver.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.destinations.base import Answer, Client, Verdict
 from gateway.ledger.base import Ledger, outcomes, status_of
 from gateway.ledger.requests import RequestStats
-from gateway.queue.base import Queue
 
 if TYPE_CHECKING:  # redis is imported only by deployments that configure it
     from gateway.deliver.ratelimit_redis import SharedBuckets

@@ -301,6 +301,13 @@ class Ledger(abc.ABC):
         first, at most `limit`."""
 
     @abc.abstractmethod
+    async def statuses(
+        self, integration_id: str, event_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """The status and destination event name of the integration's records of these events
+        (an event without a record is left out)."""
+
+    @abc.abstractmethod
     async def timeline(
         self, integration_id: str, since: float, bucket_s: int, count: int
     ) -> list[TimelineBucket]:

@@ -84,6 +84,9 @@ LEDGER_WRITER_NICENESS = 5
 
 # ------------------------------------------------------------------------------------ SQLite
 
+# Event ids per `IN (...)`: well under SQLite's limit on bound parameters.
+_IN_CHUNK = 500
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
@@ -335,6 +338,17 @@ class SQLiteLedger(Ledger):
         rows = await self._reader.run(_raw_hits, integration_id, since, until, limit)
         return [StoredHit(*row) for row in rows]
 
+    async def statuses(
+        self, integration_id: str, event_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        found: dict[str, tuple[str, str | None]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = await self._reader.run(_statuses, integration_id, chunk)
+            found.update((row[0], (row[1], row[2])) for row in rows)
+        return found
+
     def metrics(self) -> Collector:
         """Prometheus counters read at scrape time: `gateway_ledger_records_written_total` and
         `gateway_ledger_records_dropped_total` (lost to a full buffer: the writer fell behind)."""
@@ -548,6 +562,17 @@ def _raw_hits(
         f" WHERE integration_id = ? AND {_RAW} IS NOT NULL AND received_at >= ?"
         " AND received_at < ? ORDER BY seq LIMIT ?",
         (integration_id, since, until, limit),
+    ).fetchall()
+
+
+def _statuses(
+    conn: sqlite3.Connection, integration_id: str, event_ids: list[str]
+) -> list[tuple[Any, ...]]:
+    marks = ", ".join("?" * len(event_ids))
+    return conn.execute(
+        "SELECT event_id, status, tiktok_event FROM records"
+        f" WHERE integration_id = ? AND event_id IN ({marks})",
+        (integration_id, *event_ids),
     ).fetchall()
 
 

@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.core.errors import StoreError
-from gateway.core.redisconn import connect
+from gateway.core.redisconn import connect, split_redis_url
 from gateway.log import redis_lua
 from gateway.log.base import (
     COMMIT_METRIC_NAMES,
@@ -54,8 +54,7 @@ from gateway.log.base import (
     Start,
     entry_order,
 )
-from gateway.queue.group import GroupCommit, GroupCommitting
-from gateway.queue.redis import split_queue_url
+from gateway.log.group import GroupCommit, GroupCommitting
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class RedisHitLog(GroupCommitting, HitLog):
         prefix: str | None = None,
         name: str | None = None,
     ) -> None:
-        client_url, url_prefix = split_queue_url(url)
+        client_url, url_prefix = split_redis_url(url)
         self.prefix = prefix or url_prefix
         self.max_records = max_records
         self.max_bytes = max_bytes

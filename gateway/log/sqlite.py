@@ -47,7 +47,7 @@ from gateway.log.base import (
     Start,
     record_bytes,
 )
-from gateway.queue.group import GroupCommit, GroupCommitting
+from gateway.log.group import GroupCommit, GroupCommitting
 
 SCHEMA_VERSION = 1
 

@@ -1,8 +1,8 @@
-"""Group commit, shared by the queue backends: enqueue calls that arrive while a commit is in
+"""Group commit, shared by the hit log's backends: appends that arrive while a commit is in
 flight wait together and share the next one.
 
 Each backend says how a group is stored (`commit`: one SQLite transaction, one Redis script) and
-which of its calls fit under the queue's bound; this module does the waiting and the answering.
+which of its calls fit under the log's bound; this module does the waiting and the answering.
 A caller whose events fit gets its 2xx only after the commit that stored them; one whose events
 did not fit gets `QueueFull`; when the commit fails, every caller gets a `StoreError` of its own.
 """
@@ -35,7 +35,7 @@ class GroupCommit(Generic[Item]):
     """`commit(items)` stores the items that fit and says which did, in order.
 
     `max_events` caps the events of one commit (a Redis script blocks Redis while it runs);
-    `before_commit` runs before each (the SQLite queue lingers there under load);
+    `before_commit` runs before each (the SQLite log lingers there under load);
     `committed` hears of the items each commit stored. `commits` counts the commits that stored
     something and `enqueued` the events they stored.
     """
@@ -134,8 +134,8 @@ class GroupCommitting:
     # (name, help) of the commits counter and of the stored-events counter. Another kind of
     # store (the hit log) names its own, so one process can register both in one registry.
     commit_metric_names: ClassVar[tuple[tuple[str, str], tuple[str, str]]] = (
-        ("gateway_queue_commits", "Group commits of enqueued events by this process"),
-        ("gateway_queue_committed_events", "Events stored by this process's group commits"),
+        ("gateway_group_commits", "Group commits by this process"),
+        ("gateway_group_committed_items", "Items stored by this process's group commits"),
     )
 
     @property
@@ -153,8 +153,8 @@ class GroupCommitting:
 
     def commit_metrics(self) -> Collector:
         """Prometheus counters of the group commits (read at scrape time, nothing per hit):
-        for the queue `gateway_queue_commits_total` and `gateway_queue_committed_events_total`
-        (`commit_metric_names`); their rates' ratio is the events per commit."""
+        named by `commit_metric_names` (the hit log's: `gateway_log_commits_total` and
+        `gateway_log_committed_records_total`); their rates' ratio is the records per commit."""
         (commits_name, commits_help), (stored_name, stored_help) = self.commit_metric_names
         return CountedElsewhere(
             [

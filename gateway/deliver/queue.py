@@ -1,4 +1,7 @@
-"""The queue interface every backend implements (SQLite now; Redis later).
+"""The queue the delivery worker and settlement work against, whatever stores the events.
+
+`consumers.LogConsumers` implements it over the hit log: each integration's events are its
+source's log records, planned for it when claimed, and its retries and dead letters.
 
 Life of an event: `enqueue` (durable when it returns) -> `claim` (leased to one worker for
 `lease_s`; an expired lease makes it claimable again, which is how a crashed worker's events come
