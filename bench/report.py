@@ -126,13 +126,26 @@ def table(results: dict[str, Any]) -> str:
         ]
     mi = _phase(results, "micro")
     if mi:
-        q, t = mi["queue"], mi["transform"]
-        enq = ", ".join(f"{p['producers']}: {_fmt(p['events_per_s'])}" for p in q["enqueue"])
+        log = mi["log"]
+        appends = ", ".join(f"{p['producers']}: {_fmt(p['records_per_s'])}" for p in log["append"])
+        redis = log.get("redis")
+        on_redis = (
+            f"; on Redis {_fmt(redis['records_per_s'])} records/s at {redis['producers']} "
+            f"producers, {_fmt(redis['stream_bytes_per_record'])} bytes of stream per record"
+            if redis
+            else ""
+        )
         rows += [
-            f"| queue alone | enqueue events/s by producers ({enq}); claim+ack "
-            f"{_fmt(q['claim_ack']['events_per_s'])} events/s |",
-            f"| transformation alone | {_fmt(t['transform_events_per_s'])} events/s per core "
-            f"(decode + plan + encode: {_fmt(t['pipeline_hits_per_s'])} hits/s) |",
+            f"| hit log alone | append records/s by producers ({appends}); read + commit "
+            f"{_fmt(log['read_commit']['records_per_s'])} records/s (batches of "
+            f"{log['read_commit']['batch']}); {_fmt(log['disk']['bytes_per_record'])} bytes on "
+            f"disk per record ({_fmt(log['disk']['record_data_bytes'])} of data){on_redis} |",
+            "| collection alone | decode + plan + render the record: "
+            f"{_fmt(mi['collect']['decode_plan_render_hits_per_s'])} hits/s per core |",
+            "| delivery alone | read the record + plan it (consent, transform, encode): "
+            f"{_fmt(mi['deliver']['read_plan_records_per_s'])} records/s per core |",
+            f"| transformation alone | {_fmt(mi['transform']['transform_events_per_s'])} events/s "
+            "per core |",
         ]
     if rows:
         lines += ["| check | result |", "|---|---|", *rows, ""]

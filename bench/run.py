@@ -6,18 +6,20 @@
 
 Phases (see bench/README.md for what each measures and how to read it):
 
-    compare    ceiling and gateway rounds, alternated, same load (closed loop, fixed concurrency)
-    sustained  80% of the gateway's maximum, paced: backlog, hit-to-TikTok, p99 vs the ceiling
+    compare    ceiling and gateway (all in one process) rounds, alternated, same load (closed
+               loop, fixed concurrency)
+    roles      the same against `--role collect` alone, `--role deliver` in another process
+    sustained  80% of the gateway's maximum, paced: p99, backlog, hit-to-TikTok, p99 vs the ceiling
     ratelimit  the same load with TikTok's rate limit as the constraint: batch sizes
     workers    --workers 2 against 1, and an exact lost/duplicated check across workers
     redis      SQLite, Redis + PostgreSQL with 1 replica and with 2 replicas, alternated
-    outage     a million events queued while TikTok answers 503: the gateway's memory
-    micro      the queue alone and the transformation alone (bench/micro.py)
-    profile    py-spy on the gateway under load: where the time goes
+    outage     a million hits queued while TikTok answers 503: memory, disk per queued hit
+    micro      the hit log alone, collection's and delivery's pure parts (bench/micro.py)
+    profile    py-spy on the gateway under load, in one process and as two roles
 
 Pinning (with two or more CPUs): the server under test on CPU 0, wrk, the TikTok double and the
-profiler on CPU 1; the workers phase and the redis phase's two replicas let everything float on
-all CPUs (they say so).
+profiler on CPU 1 (with the roles phase's deliver and admin processes); the workers phase and
+the redis phase's two replicas let everything float on all CPUs (they say so).
 """
 
 from __future__ import annotations

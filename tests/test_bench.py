@@ -134,8 +134,11 @@ def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
     assert outage["disk_bytes_per_queued_hit"] > 0
 
     micro = results["micro"]
-    assert [p["producers"] for p in micro["queue"]["enqueue"]] == [1, 16, 64, 256]
-    assert micro["queue"]["claim_ack"]["events_per_s"] > 0
+    assert [p["producers"] for p in micro["log"]["append"]] == [1, 16, 64, 256]
+    assert micro["log"]["read_commit"]["records_per_s"] > 0
+    assert micro["log"]["disk"]["bytes_per_record"] > 0
+    assert micro["collect"]["decode_plan_render_hits_per_s"] > 0
+    assert micro["deliver"]["read_plan_records_per_s"] > 0
     assert micro["transform"]["transform_events_per_s"] > 0
     assert "sha256_hex" in micro["units_us"]
 
