@@ -66,6 +66,16 @@ def table(results: dict[str, Any]) -> str:
             f"{_fmt(s['p99_ratio_same_rate'], 2)} (ceiling {_fmt(s['ceiling']['p99_ms'], 1)} "
             "ms) |",
         ]
+        sr = s.get("roles")
+        if sr:
+            rows += [
+                f"| sustained, collect role alone: {_fmt(sr['rate_hits_per_s'])} hits/s (80% of "
+                f"the roles phase's max; {_fmt(sr['collect']['hits_per_s'])} served) | p99 "
+                f"{_fmt(sr['collect']['p99_ms'], 1)} ms (target ≤ {_fmt(s['p99_target_ms'])} ms: "
+                f"{_met(sr['p99_within_target'])}); p50 {_fmt(sr['collect']['p50_ms'], 1)} ms; "
+                f"backlog bounded: {_fmt(sr['backlog']['bounded'])}; hit → TikTok p50 "
+                f"{_fmt(sr['collect']['hit_to_tiktok_p50_ms'])} ms |",
+            ]
     rl = _phase(results, "ratelimit")
     if rl:
         rows += [

@@ -86,6 +86,8 @@ def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
     assert {"bounded", "max_depth", "growth_hits_per_s"} <= sustained["backlog"].keys()
     assert {"p99_ratio_same_rate", "hit_to_tiktok_p50_within_target"} <= sustained.keys()
     assert {"p99_target_ms", "p99_within_target"} <= sustained.keys()
+    assert sustained["roles"]["collect"]["hits_per_s"] > 0
+    assert sustained["roles"]["collect"]["drained"] is True
     assert {"mean_batch_size", "rate_limit_rps", "backlog"} <= results["ratelimit"].keys()
 
     workers = results["workers"]
