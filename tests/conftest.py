@@ -66,6 +66,19 @@ class Gateway:
         assert resp.status == 201, await resp.text()
         return dict(await resp.json())
 
+    async def delivered(self, timeout_s: float = 10.0) -> None:
+        """Wait until delivery has read every hit collected so far and settled what it sends,
+        then write the debugger's records of it.
+
+        Collection only appends to the hit log: what consent keeps back, what TikTok receives,
+        what is dead-lettered and what the debugger shows are decided when an active
+        integration reads the hit, not when the request is answered. Paused and disabled
+        integrations are not waited for (they read nothing).
+        """
+        assert self.wired.worker is not None, "this gateway runs no delivery worker"
+        await self.wired.worker.drain(timeout_s)
+        await self.wired.ledger.flush()
+
 
 def base_env(data_dir: Path, tiktok_url: str) -> dict[str, str]:
     return {

@@ -50,9 +50,7 @@ async def test_did_this_order_reach_tiktok(gateway: Gateway, tiktok: TikTokDoubl
     await _hit(
         gateway, "ORD-7", event="Order Completed", properties={"total": 9, "currency": "EUR"}
     )
-    assert gateway.wired.worker is not None
-    await gateway.wired.worker.drain(10)
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
 
     resp = await gateway.admin.get("/v1/admin/events/ORD-7")
     assert resp.status == 200
@@ -72,7 +70,7 @@ async def test_recent_records_filter_by_event_name(gateway: Gateway) -> None:
     await gateway.create_integration()
     await _hit(gateway, "m-1")
     await _hit(gateway, "m-2", event="Product Viewed")
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
     for event in ("Product Viewed", "ViewContent"):
         resp = await gateway.admin.get("/v1/admin/events", params={"event": event})
         assert [r["event_id"] for r in (await resp.json())["records"]] == ["m-2"]
@@ -134,7 +132,7 @@ async def test_a_stream_resumes_after_its_last_event_id(gateway: Gateway) -> Non
     await gateway.create_integration()
     await _hit(gateway, "m-1")
     await _hit(gateway, "m-2")
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
     first = (await (await gateway.admin.get("/v1/admin/events?event_id=m-1")).json())["records"]
     resp = await gateway.admin.get(
         "/v1/admin/events/stream", headers={"Last-Event-ID": str(first[0]["seq"])}
@@ -189,7 +187,7 @@ async def test_match_quality_shows_which_user_fields_events_carry(gateway: Gatew
     integration = await gateway.create_integration()
     await _hit(gateway, "m-1", traits={"email": "a@example.com"})
     await _hit(gateway, "m-2")
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
     resp = await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}/match-quality")
     body = await resp.json()
     assert body["events"] == 2
@@ -224,7 +222,7 @@ async def test_match_quality_counts_names_address_and_identified_visitors(
     gateway.collect.session.cookie_jar.clear()
     await _hit(gateway, "q-3")  # anonymous only
     await _hit(gateway, "q-4", anonymous_id="a-4")  # anonymous only
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
     resp = await gateway.admin.get(f"/v1/admin/integrations/{integration['id']}/match-quality")
     assert resp.status == 200
     body = await resp.json()
@@ -269,7 +267,7 @@ async def test_one_search_term_finds_ids_orders_names_users_and_click_ids(
             "page": {"url": "https://shop.example/p?ttclid=E.C.P.click-7"},
         },
     )
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
 
     async def ids(q: str) -> list[str]:
         return [r["event_id"] for r in (await _search(gateway, q=q))["records"]]
@@ -311,7 +309,7 @@ async def test_search_keeps_to_its_time_range_and_refuses_bad_input(gateway: Gat
         ]
     )
     await _hit(gateway, "evt-now")
-    await gateway.wired.ledger.flush()
+    await gateway.delivered()
     day = await _search(gateway, q="Product Added")
     assert [r["event_id"] for r in day["records"]] == ["evt-now"]
     assert day["hours"] == 24 and day["complete"] is True

@@ -340,6 +340,29 @@ async def test_retention_keeps_what_a_cursor_has_not_passed_and_the_window(
     assert (await hitlog.lag("int_a")).entries == 1
 
 
+async def test_past_half_its_bound_the_log_lets_passed_records_go_inside_the_window(
+    log_factory: OpenLog,
+) -> None:
+    """Delivered hits must never fill the bound and make collection answer 503: past half of
+    it, what every cursor passed goes even inside the debugger's window; what a cursor still
+    needs never does."""
+    hitlog = await log_factory(max_records=10)
+    await hitlog.add_consumer("int_a", S, "head")
+    await hitlog.add_consumer("int_b", S, "head")
+    t0 = time.time()
+    await hitlog.append([record(n, at=t0) for n in range(8)])
+    await hitlog.commit("int_a", await hitlog.read("int_a", 8))
+    await hitlog.commit("int_b", await hitlog.read("int_b", 6))
+
+    assert await hitlog.sweep(t0 + 1) == 6
+    assert numbers(await hitlog.read_range(S, 0, t0 + 1)) == [6, 7]
+    # Under half of the bound again: the window holds what is left, passed or not.
+    await hitlog.commit("int_b", await hitlog.read("int_b", 2))
+    assert await hitlog.sweep(t0 + 1) == 0
+    assert await hitlog.depth() == 2
+    assert await hitlog.append([record(n, at=t0) for n in range(8, 16)])  # room again
+
+
 async def test_a_source_without_consumers_keeps_only_the_window(hitlog: HitLog) -> None:
     t0 = time.time()
     await hitlog.append([record(n, at=t0 + n) for n in range(3)])

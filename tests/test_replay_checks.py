@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.conftest import Gateway
@@ -38,6 +37,7 @@ async def test_a_purchase_without_value_stays_a_dead_letter_on_replay(
 ) -> None:
     iid = await _setup(gateway)
     await _purchase(gateway, "buy-1")
+    await gateway.delivered()  # delivery sets it aside when it reads it
     [dead] = await _dead_letters(gateway, iid)
     assert dead["reason"] == "missing_value_or_currency"
 
@@ -73,10 +73,8 @@ async def test_replay_sends_what_passes_and_keeps_what_fails(
     # A good purchase TikTok refused once: its dead letter passes the checks.
     tiktok.reject_event_ids.add("buy-good")
     await _purchase(gateway, "buy-good", value=12.5, currency="eur")
-    for _ in range(200):  # isolation dead-letters it once TikTok's answer is in
-        if len(await _dead_letters(gateway, iid)) == 2:
-            break
-        await asyncio.sleep(0.05)
+    await gateway.delivered()  # isolation dead-letters it once TikTok's answer is in
+    assert len(await _dead_letters(gateway, iid)) == 2
     tiktok.reject_event_ids.clear()
 
     resp = await gateway.admin.post(
@@ -95,6 +93,7 @@ async def test_fix_then_replay_previews_then_sends_with_the_same_event_id(
 ) -> None:
     iid = await _setup(gateway)
     await _purchase(gateway, "buy-2")
+    await gateway.delivered()
     [dead] = await _dead_letters(gateway, iid)
     url = f"/v1/admin/integrations/{iid}/dead-letters/{dead['id']}/fix"
 
@@ -136,6 +135,7 @@ async def test_fix_refuses_bad_changes_by_field_and_unknown_dead_letters(
 ) -> None:
     iid = await _setup(gateway)
     await _purchase(gateway, "buy-3")
+    await gateway.delivered()
     [dead] = await _dead_letters(gateway, iid)
     url = f"/v1/admin/integrations/{iid}/dead-letters/{dead['id']}/fix"
     cases: list[tuple[Any, str | None]] = [

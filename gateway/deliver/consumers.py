@@ -75,14 +75,12 @@ _decode_stored = msgspec.msgpack.Decoder(StoredEvent).decode
 
 def stored_event(event: NewEvent, enqueued_at: float) -> bytes:
     """How a transformed event is kept in the retry set or the dead letters."""
-    return _encode(
-        StoredEvent(
-            event.event_name,
-            event.event_time,
-            event.payload,
-            event.consent,
-            enqueued_at,
-        )
+    return _encode(_stored(event, enqueued_at))
+
+
+def _stored(event: NewEvent, enqueued_at: float) -> StoredEvent:
+    return StoredEvent(
+        event.event_name, event.event_time, event.payload, event.consent, enqueued_at
     )
 
 
@@ -259,13 +257,14 @@ class LogConsumers(Queue):
             if event is None:
                 continue
             self._metrics.enqueued_counter(integration.id).inc()
-            data = stored_event(event, entry.received_at)
             if plan.rejected is not None:
+                data = stored_event(event, entry.received_at)
                 item = FailedItem(data, event.event_id, entry.id, attempts=0)
                 refused.setdefault(plan.rejected, []).append(item)
                 continue
             claim_id = f"{_ENTRY}{entry.id}"
-            stored = _decode_stored(data)
+            # Encoded only if the event fails (`_failed`): most are delivered and forgotten.
+            stored = _stored(event, entry.received_at)
             claimed = ClaimedEvent(
                 claim_id,
                 event.event_id,

@@ -321,10 +321,37 @@ class HitLog(abc.ABC):
 
     # Retention, metrics and the bound
 
-    @abc.abstractmethod
+    # Set by each backend from its constructor's arguments.
+    retention_s: float
+    max_records: int
+    max_bytes: int | None
+
     async def sweep(self, now: float) -> int:
         """Delete what every consumer of its source passed and the retention window no longer
-        holds; returns how many records went."""
+        holds; returns how many records went.
+
+        The window gives way to the bounds: while the log holds more than half of its record
+        or byte bound, records every consumer passed go even inside the window (the youngest
+        last, halving the window kept until under half), so hits the integrations have
+        delivered never make collection answer 503. Only records some consumer still needs
+        count against the bound then.
+        """
+        window = self.retention_s
+        removed = await self.sweep_before(now - window)
+        while window > 0 and await self._over_half_bound():
+            window = window / 2 if window > _MIN_PRESSED_WINDOW_S else 0.0
+            removed += await self.sweep_before(now - window)
+        return removed
+
+    async def _over_half_bound(self) -> bool:
+        if await self.depth() * 2 > self.max_records:
+            return True
+        return self.max_bytes is not None and await self.size_bytes() * 2 > self.max_bytes
+
+    @abc.abstractmethod
+    async def sweep_before(self, cutoff: float) -> int:
+        """Delete, source by source from its oldest record on, what every consumer of the
+        source passed and was received before `cutoff`; returns how many records went."""
 
     @abc.abstractmethod
     async def depth(self) -> int:
@@ -334,6 +361,9 @@ class HitLog(abc.ABC):
     async def size_bytes(self) -> int:
         """Bytes the log's records take (what the byte bound is checked against)."""
 
+
+# Under pressure the window halves down to this, then to nothing.
+_MIN_PRESSED_WINDOW_S = 60.0
 
 # Time lookups (`read_range`, `since` starts) go by the log's order, in which received_at grows
 # but for the moments between a hit's arrival and its append: they look this far around.

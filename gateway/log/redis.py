@@ -541,8 +541,8 @@ class RedisHitLog(GroupCommitting, HitLog):
 
     # Retention, metrics
 
-    async def sweep(self, now: float) -> int:
-        cutoff = repr(now - self.retention_s)
+    async def sweep_before(self, cutoff_s: float) -> int:
+        cutoff = repr(cutoff_s)
         sources = await self._call("sweep", self._client.smembers(self._key("sources")))
         removed = 0
         for source in sorted(_text(s) for s in sources):

@@ -413,8 +413,7 @@ class SQLiteHitLog(GroupCommitting, HitLog):
 
     # Retention, metrics
 
-    async def sweep(self, now: float) -> int:
-        cutoff = now - self.retention_s
+    async def sweep_before(self, cutoff: float) -> int:
         removed = 0
         for source_id, passed_seq in await self._writer.run(_sweep_limits):
             while True:

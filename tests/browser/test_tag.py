@@ -176,7 +176,8 @@ async def test_consent_denied_then_granted(shop: Shop) -> None:
     await visitor.wait_for_answers(1, shop.tiktok)
     assert shop.hits_handled("track") == 1
     assert await visitor.cookies(shop.origin) == {}  # consent allowed nothing: no cookie at all
-    assert await shop.gw.wired.queue.depth() == 0
+    await shop.gw.delivered()
+    assert shop.tiktok.requests == []
 
     await page.evaluate("_df.consent({advertising: true})")
     await page.click("#add")
