@@ -2,15 +2,16 @@
 
     python -m bench.micro [--seconds 2] [--json]
 
-- queue: enqueue rate through group commit with 1..256 concurrent producers (one event per
-  call, as one hit per request makes), and claim + ack of full batches of 500, on the embedded
-  SQLite queue in a temporary directory;
-- log: the hit log's append rate with the same producers and its disk bytes per record, on
-  SQLite (and on Redis when `GATEWAY_TEST_REDIS_URL` answers, 64 producers), each next to the
-  queue's enqueue measured in the same run, as a ratio (one raw hit per record, against one
-  transformed event per queue row);
-- transform: TikTok events built per second on one core (`transform` + JSON encoding), and the
-  whole pure part of a request (decode + plan, which transforms and encodes) in hits per second;
+- log: the hit log alone, on SQLite in a temporary directory: its append rate through group
+  commit with 1..256 concurrent producers (one record per call, as one hit per request makes),
+  a consumer's read + commit of batches of 500 (its cursor's work, nothing planned), and the disk
+  bytes per record after a checkpoint; on Redis too when `GATEWAY_TEST_REDIS_URL` (or this
+  machine's Redis) answers: the append rate at 64 producers and the stream's memory per record.
+  The records are the workload's hits as collection renders them;
+- collect: the pure part of a collection request per hit (decode + plan + render the record);
+- deliver: the pure part of delivery per record (decode the record + plan it for the
+  integration: consent, transform, encode);
+- transform: TikTok events built per second on one core (`transform` + JSON encoding);
 - units: the cost in µs of single operations the hot path may do per hit (decoding, a UUID,
   SHA-256, opening and sealing the identity cookie, a Set-Cookie, a labelled metric, ...).
 """
@@ -32,37 +33,26 @@ import msgspec
 from bench import workload
 
 PRODUCERS = (1, 16, 64, 256)
+BATCH = 500  # what a consumer reads per batch: TikTok's batch
 
 
-def _event(n: int) -> Any:
-    from gateway.core.models import NewEvent
+def log_records(count: int) -> list[Any]:
+    """`count` records as collection appends them: the workload's hits, planned and rendered."""
+    from gateway.collect.plan import plan_hits
+    from gateway.collect.rawhit import render
+    from gateway.log.base import LogRecord
 
-    payload = msgspec.json.encode(
-        {
-            "event": "ViewContent",
-            "event_time": int(time.time()),
-            "event_id": f"evt_{n:012d}",
-            "user": {
-                "ttp": "2fQ0bE1xq9c3bench0000001",
-                "ip": "203.0.113.7",
-                "user_agent": "x" * 110,
-            },
-            "page": {
-                "url": "https://shop.example/p/widget-1",
-                "referrer": "https://www.google.com/",
-            },
-            "properties": {
-                "contents": [
-                    {"content_id": "SKU-0001", "content_name": "Widget 1", "price": 13.49}
-                ],
-                "content_type": "product",
-                "currency": "USD",
-                "value": 13.49,
-            },
-            "limited_data_use": False,
-        }
-    )
-    return NewEvent("int_bench", f"evt_{n:012d}", "ViewContent", int(time.time()), payload, None)
+    source, integration, hits = _fixtures(only_events=False)
+    route = _route(source, integration)
+    out = []
+    for n in range(count):
+        body, path_type, _ = hits[n % len(hits)]
+        plan = plan_hits([_decode(body, path_type)], route, _facts(), 7)
+        assert plan.request is not None
+        for planned in plan.hits:
+            data = render(planned.hit, plan.request, source.default_phone_region, planned.context)
+            out.append(LogRecord(source.id, time.time(), data, planned.event_id))
+    return out
 
 
 async def _produce(
@@ -85,93 +75,49 @@ async def _produce(
     return done, time.perf_counter() - started
 
 
-async def _enqueue_rate(directory: Path, producers: int, seconds: float) -> dict[str, Any]:
-    from gateway.queue.sqlite import SQLiteQueue
-
-    queue = SQLiteQueue(directory / f"enqueue-{producers}.db", 10**9)
-    await queue.open()
-    events = [[_event(i)] for i in range(1000)]
-    done, elapsed = await _produce(queue.enqueue, events, producers, seconds)
-    commits = queue.commits
-    await queue.close()
-    return {
-        "producers": producers,
-        "events_per_s": round(done / elapsed, 1),
-        "commits_per_s": round(commits / elapsed, 1),
-        "events_per_commit": round(done / commits, 1) if commits else None,
-    }
-
-
-async def _claim_ack_rate(directory: Path, seconds: float) -> dict[str, Any]:
-    from gateway.queue.sqlite import SQLiteQueue
-
-    queue = SQLiteQueue(directory / "claim.db", 10**9)
-    await queue.open()
-    # Enough for the whole measurement, filled in large groups (not what is measured).
-    fill = max(5_000, int(60_000 * seconds))
-    chunk = [_event(i) for i in range(5_000)]
-    for _ in range(fill // len(chunk)):
-        await queue.enqueue(chunk)
-    infos = 0
-    started = time.perf_counter()
-    deadline = started + seconds
-    claimed = 0
-    while time.perf_counter() < deadline:
-        now = time.time()
-        await queue.ready_info("int_bench", now)
-        infos += 1
-        events = await queue.claim("int_bench", 500, now, 60.0)
-        if not events:
-            break
-        await queue.ack("int_bench", [e.id for e in events], now)
-        claimed += len(events)
-    elapsed = time.perf_counter() - started
-    await queue.close()
-    return {
-        "batch": 500,
-        "events_per_s": round(claimed / elapsed, 1),
-        "batches_per_s": round(infos / elapsed, 1),
-        "backlog_at_start": fill // len(chunk) * len(chunk),
-    }
-
-
-async def queue_bench(seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="gateway-micro-") as tmp:
-        directory = Path(tmp)
-        enqueue = [await _enqueue_rate(directory, n, seconds) for n in PRODUCERS]
-        claim_ack = await _claim_ack_rate(directory, seconds)
-    return {"enqueue": enqueue, "claim_ack": claim_ack}
-
-
-def _log_record(n: int) -> Any:
-    """What collect will append per hit: the hit as received and the request's facts."""
-    from gateway.log.base import LogRecord
-
-    templates = workload.hit_templates()
-    path, body = templates[n % len(templates)]
-    facts = {
-        "path": path,
-        "hit": body,
-        "received_at": time.time(),
-        "ip": workload.CLIENT_IPS[n % len(workload.CLIENT_IPS)],
-        "user_agent": workload.USER_AGENTS[n % len(workload.USER_AGENTS)],
-        "cookies": {"_ttp": "2fQ0bE1xq9c3bench0000001", "_dfid": "bench-visitor-0001"},
-        "server_key": False,
-    }
-    data = msgspec.json.encode(facts)
-    return LogRecord(workload.SOURCE_ID, time.time(), data, f"b{n:012d}")
-
-
-async def _append_rate(log: Any, producers: int, seconds: float) -> dict[str, Any]:
+async def _append_rate(
+    log: Any, records: list[Any], producers: int, seconds: float
+) -> dict[str, Any]:
     await log.open()
-    records = [[_log_record(i)] for i in range(1000)]
-    done, elapsed = await _produce(log.append, records, producers, seconds)
+    done, elapsed = await _produce(log.append, [[r] for r in records], producers, seconds)
     commits = log.commits
     await log.close()
     return {
         "producers": producers,
         "records_per_s": round(done / elapsed, 1),
+        "commits_per_s": round(commits / elapsed, 1),
         "records_per_commit": round(done / commits, 1) if commits else None,
+    }
+
+
+async def _read_commit_rate(directory: Path, records: list[Any], seconds: float) -> dict[str, Any]:
+    """A consumer walking a backlog: read a batch, commit it, again."""
+    from gateway.log.sqlite import SQLiteHitLog
+
+    log = SQLiteHitLog(directory / "read.db", max_records=10**9)
+    await log.open()
+    await log.add_consumer("int_bench", workload.SOURCE_ID, "head")
+    # Enough for the whole measurement, appended in large groups (not what is measured).
+    fill = max(5_000, int(100_000 * seconds))
+    for start in range(0, fill, len(records)):
+        await log.append(records[: min(len(records), fill - start)])
+    started = time.perf_counter()
+    deadline = started + seconds
+    read = batches = 0
+    while time.perf_counter() < deadline:
+        entries = await log.read("int_bench", BATCH)
+        if not entries:
+            break
+        await log.commit("int_bench", entries)
+        read += len(entries)
+        batches += 1
+    elapsed = time.perf_counter() - started
+    await log.close()
+    return {
+        "batch": BATCH,
+        "records_per_s": round(read / elapsed, 1),
+        "batches_per_s": round(batches / elapsed, 1),
+        "backlog_at_start": fill,
     }
 
 
@@ -179,43 +125,35 @@ def _file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
-async def _sqlite_bytes_per_row(directory: Path, rows: int) -> dict[str, Any]:
-    """Disk bytes per stored row, WAL checkpointed (closing does it): log vs queue."""
+async def _sqlite_bytes_per_record(
+    directory: Path, records: list[Any], rows: int
+) -> dict[str, Any]:
+    """Disk bytes per stored record, WAL checkpointed (closing does it)."""
     from gateway.log.sqlite import SQLiteHitLog
-    from gateway.queue.sqlite import SQLiteQueue
 
-    log = SQLiteHitLog(directory / "bytes-log.db", max_records=10**9)
-    queue = SQLiteQueue(directory / "bytes-queue.db", 10**9)
+    log = SQLiteHitLog(directory / "bytes.db", max_records=10**9)
     await log.open()
-    await queue.open()
-    for start in range(0, rows, 500):
-        await log.append([_log_record(n) for n in range(start, start + 500)])
-        await queue.enqueue([_event(n) for n in range(start, start + 500)])
-    record_data = sum(len(_log_record(n).data) for n in range(1000)) / 1000
-    event_payload = sum(len(_event(n).payload) for n in range(1000)) / 1000
+    for start in range(0, rows, BATCH):
+        await log.append([records[n % len(records)] for n in range(start, start + BATCH)])
     await log.close()
-    await queue.close()
-    log_bytes = _file_bytes(log.path) / rows
-    queue_bytes = _file_bytes(queue.path) / rows
     return {
-        "rows": rows,
-        "log_bytes_per_record": round(log_bytes, 1),
-        "log_record_data_bytes": round(record_data, 1),
-        "queue_bytes_per_event": round(queue_bytes, 1),
-        "queue_event_payload_bytes": round(event_payload, 1),
-        "log_vs_queue": round(log_bytes / queue_bytes, 2),
+        "records": rows,
+        "bytes_per_record": round(_file_bytes(log.path) / rows, 1),
+        "record_data_bytes": round(sum(len(r.data) for r in records) / len(records), 1),
     }
 
 
-async def _redis_log_vs_queue(seconds: float, producers: int = 64) -> dict[str, Any] | None:
-    """The Redis backends side by side, or None when Redis does not answer."""
+async def _redis_log(
+    records: list[Any], seconds: float, producers: int = 64
+) -> dict[str, Any] | None:
+    """The Redis log's append rate and its stream's memory per record; None when Redis does not
+    answer."""
     import os
     import uuid as uuidlib
 
     import redis.asyncio as aioredis
 
     from gateway.log.redis import RedisHitLog
-    from gateway.queue.redis import RedisQueue
 
     url = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     client = aioredis.Redis.from_url(url, socket_connect_timeout=2)
@@ -226,19 +164,15 @@ async def _redis_log_vs_queue(seconds: float, producers: int = 64) -> dict[str, 
         await client.aclose()
         return None
     try:
-        log = await _append_rate(
-            RedisHitLog(url, max_records=10**9, prefix=prefix), producers, seconds
-        )
-        queue = await _enqueue_on(RedisQueue(url, 10**9, prefix=prefix + "q"), producers, seconds)
+        log = RedisHitLog(url, max_records=10**9, prefix=prefix)
+        appended = await _append_rate(log, records, producers, seconds)
         stream = f"{prefix}:log:{workload.SOURCE_ID}"
         entries = int(await client.xlen(stream))
         memory = int(await client.memory_usage(stream, samples=0) or 0)
         return {
             "producers": producers,
-            "log_records_per_s": log["records_per_s"],
-            "queue_events_per_s": queue["events_per_s"],
-            "log_vs_queue_rate": round(log["records_per_s"] / queue["events_per_s"], 2),
-            "log_stream_bytes_per_record": round(memory / entries, 1) if entries else None,
+            "records_per_s": appended["records_per_s"],
+            "stream_bytes_per_record": round(memory / entries, 1) if entries else None,
         }
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
@@ -247,47 +181,31 @@ async def _redis_log_vs_queue(seconds: float, producers: int = 64) -> dict[str, 
         await client.aclose()
 
 
-async def _enqueue_on(queue: Any, producers: int, seconds: float) -> dict[str, Any]:
-    await queue.open()
-    events = [[_event(i)] for i in range(1000)]
-    deadline = time.perf_counter() + seconds
-    done = 0
-
-    async def produce(offset: int) -> None:
-        nonlocal done
-        i = offset
-        while time.perf_counter() < deadline:
-            await queue.enqueue(events[i % 1000])
-            done += 1
-            i += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(produce(p) for p in range(producers)))
-    elapsed = time.perf_counter() - started
-    await queue.close()
-    return {"events_per_s": round(done / elapsed, 1)}
-
-
-async def log_bench(seconds: float, queue_enqueue: list[dict[str, Any]]) -> dict[str, Any]:
-    """The hit log's append next to the queue's enqueue (`queue_enqueue`, this run's figures)."""
+async def log_bench(seconds: float) -> dict[str, Any]:
     from gateway.log.sqlite import SQLiteHitLog
 
+    records = log_records(1000)
     with tempfile.TemporaryDirectory(prefix="gateway-micro-log-") as tmp:
         directory = Path(tmp)
-        append = []
-        for n, queued in zip(PRODUCERS, queue_enqueue, strict=True):
-            log = SQLiteHitLog(directory / f"append-{n}.db", max_records=10**9)
-            measured = await _append_rate(log, n, seconds)
-            measured["vs_queue_enqueue"] = round(
-                measured["records_per_s"] / queued["events_per_s"], 2
+        append = [
+            await _append_rate(
+                SQLiteHitLog(directory / f"append-{n}.db", max_records=10**9), records, n, seconds
             )
-            append.append(measured)
-        disk = await _sqlite_bytes_per_row(directory, 20_000)
-    return {"append": append, "disk": disk, "redis": await _redis_log_vs_queue(seconds)}
+            for n in PRODUCERS
+        ]
+        read_commit = await _read_commit_rate(directory, records, seconds)
+        disk = await _sqlite_bytes_per_record(directory, records, 20_000)
+    return {
+        "append": append,
+        "read_commit": read_commit,
+        "disk": disk,
+        "redis": await _redis_log(records, seconds),
+    }
 
 
-def _fixtures() -> tuple[Any, Any, list[Any]]:
-    from gateway.collect.protocols.native import decode_hit
+def _fixtures(only_events: bool = True) -> tuple[Any, Any, list[Any]]:
+    """The bench source, its TikTok integration, and the workload's hits: (body, path type,
+    decoded hit) each."""
     from gateway.core.models import Integration, Source
     from gateway.core.settings import Secret
     from gateway.destinations.tiktok.config import TikTokConfig
@@ -301,11 +219,42 @@ def _fixtures() -> tuple[Any, Any, list[Any]]:
         consent_categories=("advertising",),
     )
     hits = []
-    for n, req in enumerate(workload.requests(only_events=True)):
+    for n, req in enumerate(workload.requests(only_events=only_events)):
         body = req.pre + f"b{n}".encode() + req.post
         path_type = {"/v1/p": "page", "/v1/t": "track", "/v1/i": "identify"}[req.path]
-        hits.append((body, path_type, decode_hit(body, path_type)))  # type: ignore[arg-type]
+        hits.append((body, path_type, _decode(body, path_type)))
     return source, integration, hits
+
+
+def _decode(body: bytes, path_type: str) -> Any:
+    from gateway.collect.protocols.native import decode_hit
+
+    return decode_hit(body, path_type)  # type: ignore[arg-type]
+
+
+def _route(source: Any, integration: Any) -> Any:
+    from gateway.collect.route import Route
+
+    return Route(source=source, integrations=(integration,))
+
+
+def _facts() -> Any:
+    from gateway.collect.plan import RequestFacts
+    from gateway.core.identity import Identity
+
+    return RequestFacts(
+        ip="203.0.113.7",
+        user_agent=workload.USER_AGENTS[0],
+        locale="en-US",
+        secure=True,
+        ttp=None,
+        anonymous_id=None,
+        ttclid_cookie=None,
+        identity=Identity(),
+        identity_cookie=None,
+        from_server=False,
+        received_at=time.time(),
+    )
 
 
 def _rate(fn: Callable[[], int], seconds: float) -> float:
@@ -338,42 +287,56 @@ def transform_bench(seconds: float) -> dict[str, Any]:
             msgspec.json.encode(transform(hit, context, integration, source).event)
         return len(hits)
 
-    out: dict[str, Any] = {"transform_events_per_s": round(_rate(transform_all, seconds), 1)}
-    try:
-        out["pipeline_hits_per_s"] = round(_pipeline_rate(source, integration, hits, seconds), 1)
-    except Exception as exc:  # the collection module is being reworked: say so, do not fail
-        out["pipeline_hits_per_s"] = None
-        out["pipeline_error"] = f"{type(exc).__name__}: {exc}"
-    return out
+    return {"transform_events_per_s": round(_rate(transform_all, seconds), 1)}
 
 
-def _pipeline_rate(source: Any, integration: Any, hits: list[Any], seconds: float) -> float:
-    from gateway.collect.plan import RequestFacts, plan_hits
-    from gateway.collect.protocols.native import decode_hit
-    from gateway.collect.route import Route
-    from gateway.core.identity import Identity
+def collect_bench(seconds: float) -> dict[str, Any]:
+    """Collection's pure part per hit, all the workload's hits: decode, plan, render."""
+    from gateway.collect.plan import plan_hits
+    from gateway.collect.rawhit import render
 
-    route = Route(source=source, integrations=(integration,))
-    facts = RequestFacts(
-        ip="203.0.113.7",
-        user_agent=workload.USER_AGENTS[0],
-        locale="en-US",
-        secure=True,
-        ttp=None,
-        anonymous_id=None,
-        ttclid_cookie=None,
-        identity=Identity(),
-        identity_cookie=None,
-        from_server=False,
-        received_at=time.time(),
-    )
+    source, integration, hits = _fixtures(only_events=False)
+    route = _route(source, integration)
+    facts = _facts()
+    region = source.default_phone_region
 
-    def plan_all() -> int:
+    def collect_all() -> int:
         for body, path_type, _ in hits:
-            plan_hits([decode_hit(body, path_type)], route, facts, 7)
+            plan = plan_hits([_decode(body, path_type)], route, facts, 7)
+            assert plan.request is not None
+            for planned in plan.hits:
+                render(planned.hit, plan.request, region, planned.context)
         return len(hits)
 
-    return _rate(plan_all, seconds)
+    return {"decode_plan_render_hits_per_s": round(_rate(collect_all, seconds), 1)}
+
+
+def deliver_bench(seconds: float) -> dict[str, Any]:
+    """Delivery's pure part per record, all the workload's hits: read the record, plan it for
+    the integration (consent, transform, encode), as `LogConsumers` does before a batch goes."""
+    from gateway.deliver.record import plan_for, read_record
+
+    source, integration, _ = _fixtures()
+    records = log_records(len(workload.requests()))
+    events = 0
+
+    def plan_all() -> int:
+        nonlocal events
+        for record in records:
+            read = read_record(record.data, record.event_id)
+            planned = plan_for(
+                read, integration, source, record.received_at, record.data, record.event_id
+            )
+            events += planned.event is not None
+        return len(records)
+
+    events = 0
+    plan_all()
+    events_per_record = events / len(records)
+    return {
+        "read_plan_records_per_s": round(_rate(plan_all, seconds), 1),
+        "events_per_record": round(events_per_record, 3),
+    }
 
 
 def units_bench(seconds: float) -> dict[str, float]:
@@ -433,10 +396,10 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
-    queue = uvloop.run(queue_bench(args.seconds))
     results = {
-        "queue": queue,
-        "log": uvloop.run(log_bench(args.seconds, queue["enqueue"])),
+        "log": uvloop.run(log_bench(args.seconds)),
+        "collect": collect_bench(args.seconds),
+        "deliver": deliver_bench(args.seconds),
         "transform": transform_bench(args.seconds),
         "units_us": units_bench(args.seconds),
     }

@@ -9,7 +9,7 @@ is one distinct stack, outermost frame first, and the number of samples that saw
 `summarise` turns that into the tables bench/README.md shows: samples per thread, the functions
 where samples stopped (self time) and the functions on the stack (inclusive time), in percent of
 the samples of the event loop's thread (the hot path runs there; the SQLite threads are shown
-apart). `python -m bench.profile FILE` prints them.
+apart). `python -m bench.profile FILE [--markdown]` prints them.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import argparse
 import json
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+_ROOT = Path(__file__).resolve().parent.parent  # the checkout: its paths are shown relative
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 _SITE = re.compile(r".*/(site-packages|lib/python3\.\d+)/")
 # Frames of our own harness or the interpreter's start-up that carry no information.
@@ -32,7 +34,7 @@ def _frame_name(frame: str) -> tuple[str, str]:
     if not match:
         return frame.strip(), "?"
     path = _SITE.sub("", match.group("file"))
-    path = path.split("/work/main/", 1)[-1]
+    path = path.split(f"{_ROOT}/", 1)[-1]
     package = path.split("/", 1)[0].removesuffix(".py") if "/" in path else path
     return f"{match.group('func')} ({path})", package
 
@@ -105,13 +107,36 @@ def summarise(raw: str, top: int = 25) -> dict[str, Any]:
     }
 
 
+def markdown(summary: dict[str, Any], top: int = 15) -> str:
+    """The summary as the tables bench/README.md shows: threads, self time, packages."""
+    total = max(summary["samples"], 1)
+    lines = ["| thread | % of samples |", "|---|---:|"]
+    lines += [
+        f"| {name} | {100 * n / total:.1f} |" for name, n in summary["samples_by_thread"].items()
+    ]
+    lines += ["", "| % of the loop (self) | function |", "|---:|---|"]
+    lines += [
+        f"| {row['pct']} | `{row['function']}` |" for row in summary["self_pct_of_loop"][:top]
+    ]
+    lines += ["", "| % of the loop (inclusive) | function |", "|---:|---|"]
+    lines += [
+        f"| {row['pct']} | `{row['function']}` |"
+        for row in summary["inclusive_pct_of_loop"][: 2 * top]
+    ]
+    lines += ["", "| % of the loop | package |", "|---:|---|"]
+    lines += [f"| {row['pct']} | {row['function']} |" for row in summary["self_pct_by_package"]]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("raw", help="py-spy record --format raw output")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--markdown", action="store_true", help="tables, not JSON")
     args = parser.parse_args()
     with open(args.raw, encoding="utf-8") as file:
-        print(json.dumps(summarise(file.read(), args.top), indent=2))
+        summary = summarise(file.read(), args.top)
+    print(markdown(summary, args.top) if args.markdown else json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,18 +6,20 @@
 
 Phases (see bench/README.md for what each measures and how to read it):
 
-    compare    ceiling and gateway rounds, alternated, same load (closed loop, fixed concurrency)
-    sustained  80% of the gateway's maximum, paced: backlog, hit-to-TikTok, p99 vs the ceiling
+    compare    ceiling and gateway (all in one process) rounds, alternated, same load (closed
+               loop, fixed concurrency)
+    roles      the same against `--role collect` alone, `--role deliver` in another process
+    sustained  80% of the gateway's maximum, paced: p99, backlog, hit-to-TikTok, p99 vs the ceiling
     ratelimit  the same load with TikTok's rate limit as the constraint: batch sizes
     workers    --workers 2 against 1, and an exact lost/duplicated check across workers
     redis      SQLite, Redis + PostgreSQL with 1 replica and with 2 replicas, alternated
-    outage     a million events queued while TikTok answers 503: the gateway's memory
-    micro      the queue alone and the transformation alone (bench/micro.py)
-    profile    py-spy on the gateway under load: where the time goes
+    outage     a million hits queued while TikTok answers 503: memory, disk per queued hit
+    micro      the hit log alone, collection's and delivery's pure parts (bench/micro.py)
+    profile    py-spy on the gateway under load, in one process and as two roles
 
 Pinning (with two or more CPUs): the server under test on CPU 0, wrk, the TikTok double and the
-profiler on CPU 1; the workers phase and the redis phase's two replicas let everything float on
-all CPUs (they say so).
+profiler on CPU 1 (with the roles phase's deliver and admin processes); the workers phase and
+the redis phase's two replicas let everything float on all CPUs (they say so).
 """
 
 from __future__ import annotations
@@ -31,28 +33,41 @@ import platform
 import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import shared, workload
+from bench.gateways import GatewayProc, SplitGateway, start_gateway, start_split
+from bench.procs import (
+    BusyWindow,
+    CpuWindow,
+    Pinning,
+    Proc,
+    SinkProc,
+    cpu_busy_s,
+    cpu_seconds,
+    memory_mb,
+    own_cpu_s,
+    python_env,
+    start_ceiling,
+    start_sink,
+)
+from bench.report import table, write_between_markers
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 ALL_PHASES = (
     "compare",
+    "roles",
     "sustained",
     "ratelimit",
     "workers",
@@ -66,130 +81,35 @@ PIXEL = "CBENCHPIXEL000000001"
 LEDGER_IDLE_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_DATA, BATCH_HITS = "batch.lua", 100  # the outage phase's /v1/batch bodies
+# Issue 13's targets, against the ceiling: everything in one process (`make run`), and the
+# collection role alone on its core (delivery in another process).
+COMPARE_TARGETS = {"throughput": 0.55, "cpu_per_hit": 1.8}
+ROLES_TARGETS = {"throughput": 0.65, "cpu_per_hit": 1.5}
+# Issue 13: p99 at 80% of the gateway's capacity, paced.
+SUSTAINED_P99_TARGET_MS = 5.0
+# What a side-by-side phase reports of both sides, and of the gateway alone.
+SIDE_KEYS = [
+    "hits_per_s",
+    "p50_ms",
+    "p99_ms",
+    "p99_9_ms",
+    "cpu_us_per_hit",
+    "loadgen_cpu_pct",
+    "other_load_on_server_cpu_pct",
+    "client_cpu_busy_pct",
+]
+GATEWAY_KEYS = [
+    "events_delivered_per_s",
+    "events_per_request",
+    "events_per_request_steady",
+    "hit_to_tiktok_p50_ms",
+    "hit_to_tiktok_p99_ms",
+    "hit_to_tiktok_all_p99_ms",
+    "events_per_hit",
+]
 
 
-# --- small helpers ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http(
-    method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 10.0
-) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(url, timeout=1) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {within_s} s")
-
-
-def descendants(pid: int) -> list[int]:
-    """The pid and every process below it (a --workers N gateway is a tree)."""
-    found = [pid]
-    index = 0
-    while index < len(found):
-        task_dir = Path(f"/proc/{found[index]}/task")
-        index += 1
-        with contextlib.suppress(OSError):
-            for task in task_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process tree, from /proc/<pid>/stat."""
-    total = 0
-    for each in descendants(pid):
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{each}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLK_TCK
-
-
-def cpu_busy_s(cpu: str | None = None) -> float:
-    """Busy time of one CPU ("0") or of all, from /proc/stat: everything but idle and iowait
-    (steal counts as busy: another guest had the CPU)."""
-    name = "cpu" if cpu is None else f"cpu{cpu}"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/stat").read_text().splitlines():
-            parts = line.split()
-            if parts and parts[0] == name:
-                v = [int(x) for x in parts[1:9]]
-                return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
-    return 0.0
-
-
-def own_cpu_s() -> float:
-    """CPU time of this harness and every child it has waited for (servers, wrk, ...)."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-@dataclass
-class CpuWindow:
-    """Measures one server's CPU over a window, and what else ran on its CPU meanwhile."""
-
-    pid: int
-    cpu: str | None  # the CPU the server is pinned to, or None
-    started: float = 0.0
-    proc0: float = 0.0
-    busy0: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.started = time.monotonic()
-        self.proc0 = cpu_seconds(self.pid)
-        self.busy0 = cpu_busy_s(self.cpu) if self.cpu is not None else 0.0
-
-    def close(self) -> tuple[float, float | None]:
-        """(the server's CPU seconds, other work on its CPU in % of that CPU, when pinned)."""
-        used = cpu_seconds(self.pid) - self.proc0
-        if self.cpu is None:
-            return used, None
-        elapsed = time.monotonic() - self.started
-        other = cpu_busy_s(self.cpu) - self.busy0 - used
-        return used, round(max(0.0, other) / elapsed * 100, 1) if elapsed else None
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak RSS) of the process tree, summed, in MB."""
-    out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}
-    for each in descendants(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out["rss_mb"] += int(line.split()[1]) / 1024
-                elif line.startswith("VmHWM:"):
-                    out["peak_rss_mb"] += int(line.split()[1]) / 1024
-    return out
-
-
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: list[float | None]) -> dict[str, Any]:
     """Median and spread of the rounds: (max - min) / median, in percent."""
     clean = [v for v in values if v is not None]
     if not clean:
@@ -222,249 +142,6 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-# --- processes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Pinning:
-    enabled: bool
-    server: str = "0"
-    client: str = "1"
-
-    def prefix(self, cpus: str | None) -> list[str]:
-        if not self.enabled or cpus is None or not shutil.which("taskset"):
-            return []
-        return ["taskset", "-c", cpus]
-
-
-@dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def spawn(name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> Proc:
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
-    return Proc(name, process, log_path)
-
-
-def python_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-@dataclass
-class SinkProc:
-    proc: Proc
-    url: str
-
-    def stats(
-        self, sent_before: float | None = None, arrived_before: float | None = None
-    ) -> dict[str, Any]:
-        """The double's counts; hit-to-TikTok of hits sent before `sent_before` (epoch s), the
-        mean batch of requests arrived before `arrived_before`."""
-        query = []
-        if sent_before is not None:
-            query.append(f"sent_before_us={sent_before * 1e6:.0f}")
-        if arrived_before is not None:
-            query.append(f"arrived_before_us={arrived_before * 1e6:.0f}")
-        suffix = "?" + "&".join(query) if query else ""
-        return dict(http("GET", f"{self.url}/stats{suffix}", timeout=60))
-
-    def reset(self) -> None:
-        http("POST", f"{self.url}/reset", {})
-
-    def mode(self, answer: str) -> None:
-        http("POST", f"{self.url}/mode?answer={answer}", {})
-
-    def track_ids(self, on: bool) -> None:
-        http("POST", f"{self.url}/track-ids?on={int(on)}", {})
-
-    def ids(self) -> dict[str, Any]:
-        return dict(http("GET", f"{self.url}/ids", timeout=60))
-
-    @property
-    def tiktok_url(self) -> str:
-        return f"{self.url}/open_api/v1.3/event/track/"
-
-
-def start_sink(workdir: Path, pin: Pinning) -> SinkProc:
-    port = free_port()
-    cmd = [*pin.prefix(pin.client), sys.executable, "-m", "bench.sink", "--port", str(port)]
-    proc = spawn("sink", cmd, python_env(), workdir / "sink.log")
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/stats", proc.process)
-    return SinkProc(proc, url)
-
-
-def start_ceiling(workdir: Path, pin: Pinning) -> tuple[Proc, str]:
-    port = free_port()
-    cmd = [*pin.prefix(pin.server), sys.executable, "-m", "bench.ceiling", "--port", str(port)]
-    proc = spawn("ceiling", cmd, python_env(), workdir / "ceiling.log")
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/healthz", proc.process)
-    return proc, url
-
-
-@dataclass
-class GatewayProc:
-    proc: Proc
-    collect_url: str
-    admin_url: str
-    data_dir: Path
-    integration_id: str = ""
-    settings: dict[str, str] = field(default_factory=dict)
-    # Events queued when the queue is not the data dir's SQLite file (Redis: the prefix's count).
-    depth_fn: Callable[[], int] | None = None
-    _db: sqlite3.Connection | None = None
-
-    def depth(self) -> int:
-        """Events queued, read from the queue's own counters (no request to the gateway)."""
-        if self.depth_fn is not None:
-            return self.depth_fn()
-        if self._db is None:
-            uri = f"file:{self.data_dir / 'queue.db'}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=5)
-        try:
-            row = self._db.execute("SELECT coalesce(sum(queued), 0) FROM stats").fetchone()
-        except sqlite3.OperationalError:
-            return -1
-        return int(row[0])
-
-    def queue_stats(self) -> dict[str, int]:
-        self.depth()
-        assert self._db is not None
-        queued, delivered, failed = self._db.execute(
-            "SELECT coalesce(sum(queued),0), coalesce(sum(delivered),0), coalesce(sum(failed),0)"
-            " FROM stats"
-        ).fetchone()
-        (dead,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
-        return {"queued": queued, "delivered": delivered, "failed": failed, "dead_lettered": dead}
-
-    def ledger_counts(self) -> dict[str, float]:
-        """The event debugger's records written and dropped (`/metrics`; {} if unreadable)."""
-        request = urllib.request.Request(f"{self.admin_url}/metrics")
-        request.add_header("Authorization", f"Bearer {workload.ADMIN_TOKEN}")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                text = response.read().decode()
-        except (OSError, urllib.error.URLError):
-            return {}
-        counts: dict[str, float] = {}
-        for line in text.splitlines():
-            for name in ("written", "dropped"):
-                if line.startswith(f"gateway_ledger_records_{name}_total "):
-                    counts[name] = float(line.split()[1])
-        return counts
-
-    def stop(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        self.proc.stop()
-
-
-def start_gateway(
-    workdir: Path,
-    name: str,
-    tiktok_url: str,
-    cpus: str | None,
-    pin: Pinning,
-    *,
-    workers: int = 1,
-    settings: dict[str, str] | None = None,
-    rate_limit_rps: float | None = None,
-    rate_limit_burst: int | None = None,
-    configure: bool = True,
-) -> GatewayProc:
-    """A real `python -m gateway serve` on a fresh data dir, with the bench source and its
-    TikTok integration (unless `configure` is False: a replica of a shared store that another
-    replica configured)."""
-    data_dir = workdir / f"{name}-data"
-    collect_port, admin_port = free_port(), free_port()
-    env = python_env()
-    env.update(
-        {
-            "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_COLLECT_PORT": str(collect_port),
-            "GATEWAY_ADMIN_PORT": str(admin_port),
-            "GATEWAY_DATA_DIR": str(data_dir),
-            "GATEWAY_TIKTOK_API_URL": tiktok_url,
-            "GATEWAY_ADMIN_TOKEN": workload.ADMIN_TOKEN,
-            "GATEWAY_SECRET_KEY": workload.SECRET_KEY,
-            "GATEWAY_LOG_FORMAT": "json",
-        }
-    )
-    env.update(settings or {})
-    cmd = [*pin.prefix(cpus), sys.executable, "-m", "gateway", "serve", "--workers", str(workers)]
-    proc = spawn(name, cmd, env, workdir / f"{name}.log")
-    gateway = GatewayProc(
-        proc,
-        f"http://127.0.0.1:{collect_port}",
-        f"http://127.0.0.1:{admin_port}",
-        data_dir,
-        settings=dict(settings or {}),
-    )
-    wait_http(f"{gateway.admin_url}/readyz", proc.process)
-    wait_http(f"{gateway.collect_url}/healthz", proc.process)
-    if not configure:
-        return gateway
-    token = workload.ADMIN_TOKEN
-    http(
-        "POST",
-        f"{gateway.admin_url}/v1/admin/sources",
-        {
-            "id": workload.SOURCE_ID,
-            "name": "Bench shop",
-            "allowed_origins": [workload.ORIGIN],
-            "cookie_domain": "shop.example",
-            "default_phone_region": "US",
-        },
-        token,
-    )
-    config: dict[str, Any] = {"pixel_code": PIXEL, "access_token": "bench_access_token_0123"}
-    if rate_limit_rps is not None:
-        config["rate_limit_rps"] = rate_limit_rps
-    if rate_limit_burst is not None:
-        config["rate_limit_burst"] = rate_limit_burst
-    created = http(
-        "POST",
-        f"{gateway.admin_url}/v1/admin/integrations",
-        {
-            "source_id": workload.SOURCE_ID,
-            "vendor": "tiktok",
-            "name": "TikTok (bench double)",
-            "enabled": True,
-            "consent_categories": ["advertising"],
-            "config": config,
-        },
-        token,
-    )
-    gateway.integration_id = created["id"]
-    # Every worker process must see the new source before the load starts (they poll the
-    # store's config version twice a second).
-    time.sleep(1.2 if workers > 1 else 0.1)
-    return gateway
 
 
 # --- the load generator ----------------------------------------------------------------------
@@ -724,20 +401,37 @@ class Bench:
             self.ceiling = start_ceiling(self.workdir, self.pin)
         return self.ceiling
 
-    def drain(self, gateway: GatewayProc, timeout_s: float = 30.0) -> bool:
-        """Wait until the gateway has delivered everything, the double saw it all, and the event
-        ledger wrote what it had buffered (its writer lingers a second: its work is the
-        gateway's too, and must fall inside the CPU window)."""
+    def split(self, name: str) -> SplitGateway:
+        """A gateway as three processes on one data dir: collection pinned to the server's
+        CPU, delivery and the Management API to the load generator's."""
+        split = start_split(
+            self.workdir,
+            name,
+            self.sink.tiktok_url,
+            self.pin,
+            collect_cpus=self.pin.server,
+            other_cpus=self.pin.client,
+        )
+        self.gateways += split.processes
+        return split
+
+    def drain(self, *gateways: GatewayProc, timeout_s: float = 30.0) -> bool:
+        """Wait until the gateway has delivered everything (its hit log's backlog is empty),
+        the double saw it all, and the event ledger wrote what it had buffered (its writer
+        lingers a second: its work is the gateway's too, and must fall inside the CPU window).
+        Several processes of one gateway (roles, replicas) share the first one's log; the
+        ledger of every data dir among them is watched."""
+        ledgers = list({g.data_dir: g for g in gateways}.values())
         deadline = time.monotonic() + timeout_s
         last = -1
-        ledger_written, ledger_still_since = None, time.monotonic()
+        ledger_written, ledger_still_since = -1, time.monotonic()
         while time.monotonic() < deadline:
             events = self.sink.stats()["events"]
-            written = gateway.ledger_counts().get("written")
+            written = sum(g.ledger_seq() or 0 for g in ledgers)
             if written != ledger_written:
                 ledger_written, ledger_still_since = written, time.monotonic()
             ledger_idle = time.monotonic() - ledger_still_since >= LEDGER_IDLE_S
-            if gateway.depth() == 0 and events == last and ledger_idle:
+            if gateways[0].backlog() == 0 and events == last and ledger_idle:
                 return True
             last = events
             time.sleep(0.3)
@@ -752,77 +446,82 @@ class Bench:
     # phases
 
     def phase_compare(self) -> dict[str, Any]:
+        """Everything in one process (`gateway serve`, as `make run` starts it)."""
+        gateway = self.gateway("gateway-compare")
+        out = self._side_by_side(gateway, [], COMPARE_TARGETS)
+        self.retire(gateway)
+        return out
+
+    def phase_roles(self) -> dict[str, Any]:
+        """`--role collect` alone on the server's CPU; `--role deliver` (and `--role admin`,
+        idle) on the load generator's; CPU per hit of the collect process, the others apart."""
+        split = self.split("gateway-roles")
+        out = self._side_by_side(split.collect, [split.deliver, split.admin], ROLES_TARGETS)
+        out["integrity"] = self._integrity([split.collect], drain_also=split.processes)
+        out["pinning"] = (
+            f"collect on CPU {self.pin.server}; deliver, admin, wrk and the TikTok double on CPU "
+            f"{self.pin.client}"
+            if self.pin.enabled
+            else "none"
+        )
+        for gateway in split.processes:
+            self.retire(gateway)
+        return out
+
+    def _side_by_side(
+        self, gateway: GatewayProc, helpers: list[GatewayProc], targets: dict[str, float]
+    ) -> dict[str, Any]:
+        """Warm-up, then rounds of the ceiling and the gateway alternated, same load. `gateway`
+        is the process under test (pinned like the ceiling); `helpers` are the gateway's other
+        processes, whose CPU is reported apart."""
         a = self.args
         ceiling_proc, ceiling_url = self.the_ceiling()
-        gateway = self.gateway("gateway-compare")
         # A short warm-up of each, so neither round 1 pays for imports and first allocations.
-        for url, target in ((ceiling_url, None), (gateway.collect_url, gateway)):
-            self.loadgen.drive(url, self.data_file, duration_s=1, connections=a.connections)
-            if target is not None:
-                self.drain(target)
+        self.loadgen.drive(ceiling_url, self.data_file, duration_s=1, connections=a.connections)
+        self.loadgen.drive(
+            gateway.collect_url, self.data_file, duration_s=1, connections=a.connections
+        )
+        self.drain(gateway, *helpers)
         rounds: dict[str, list[dict[str, Any]]] = {"ceiling": [], "gateway": []}
         for _ in range(a.rounds):
-            window = self.window(ceiling_proc.pid)
-            result = self.loadgen.drive(
-                ceiling_url, self.data_file, duration_s=a.duration, connections=a.connections
-            )
-            rounds["ceiling"].append(load_summary(result, window.close()))
+            rounds["ceiling"].append(self._ceiling_round(ceiling_proc, ceiling_url))
             self.settle()
-
-            self.sink.reset()
-            dropped_before = gateway.ledger_counts().get("dropped", 0.0)
-            window = self.window(gateway.proc.pid)
-            result = self.loadgen.drive(
-                gateway.collect_url,
-                self.data_file,
-                duration_s=a.duration,
-                connections=a.connections,
-            )
-            load_end, at_end = time.time(), self.sink.stats()
-            drained = self.drain(gateway)
-            # The gateway's CPU counts until its events reached TikTok: delivery is its work too.
-            summary = load_summary(result, window.close())
-            # Records the ledger dropped were never written: a gateway that kept up drops none.
-            dropped = gateway.ledger_counts().get("dropped", 0.0) - dropped_before
-            summary["ledger_records_dropped"] = int(dropped)
-            summary.update(self._delivered(gateway, load_end, at_end, summary["duration_s"]))
-            summary["drained"] = drained
-            rounds["gateway"].append(summary)
+            rounds["gateway"].append(self._gateway_round(gateway, helpers))
             self.settle()
 
         def agg(side: str, key: str) -> dict[str, Any]:
             return spread([r.get(key) for r in rounds[side]])
 
-        keys = [
-            "hits_per_s",
-            "p50_ms",
-            "p99_ms",
-            "p99_9_ms",
-            "cpu_us_per_hit",
-            "loadgen_cpu_pct",
-            "other_load_on_server_cpu_pct",
-        ]
-        gateway_keys = [
-            "events_delivered_per_s",
-            "events_per_request",
-            "events_per_request_steady",
-            "hit_to_tiktok_p50_ms",
-            "hit_to_tiktok_p99_ms",
-            "hit_to_tiktok_all_p99_ms",
-        ]
         out: dict[str, Any] = {
-            "ceiling": {k: agg("ceiling", k) for k in keys},
-            "gateway": {k: agg("gateway", k) for k in keys + gateway_keys},
+            "ceiling": {k: agg("ceiling", k) for k in SIDE_KEYS},
+            "gateway": {k: agg("gateway", k) for k in SIDE_KEYS + GATEWAY_KEYS},
             "rounds": rounds,
         }
+        for helper in helpers:
+            key = f"{helper.role}_cpu_us_per_hit"
+            out["gateway"][key] = agg("gateway", key)
+        if helpers:
+            out["gateway"]["all_processes_cpu_us_per_hit"] = agg(
+                "gateway", "all_processes_cpu_us_per_hit"
+            )
         out["ceiling"]["peak_rss_mb"] = round(memory_mb(ceiling_proc.pid)["peak_rss_mb"], 1)
         out["gateway"]["peak_rss_mb"] = round(memory_mb(gateway.proc.pid)["peak_rss_mb"], 1)
-        out["gateway"]["errors"] = sum(r["errors"] for r in rounds["gateway"])
+        for helper in helpers:
+            out["gateway"][f"{helper.role}_peak_rss_mb"] = round(
+                memory_mb(helper.proc.pid)["peak_rss_mb"], 1
+            )
+        for side in ("ceiling", "gateway"):
+            out[side]["errors"] = sum(r["errors"] for r in rounds[side])
         out["gateway"]["ledger_records_dropped"] = sum(
-            r["ledger_records_dropped"] for r in rounds["gateway"]
+            r.get("ledger_records_dropped", 0) for r in rounds["gateway"]
         )
-        out["ceiling"]["errors"] = sum(r["errors"] for r in rounds["ceiling"])
-        med = {side: {k: out[side][k]["median"] for k in keys} for side in ("ceiling", "gateway")}
+        out["gateway"]["ledger_dropped_logged"] = any(
+            g.ledger_dropped_logged() for g in (gateway, *helpers)
+        )
+        out["gateway"]["drained"] = all(r["drained"] for r in rounds["gateway"])
+        med = {
+            side: {k: out[side][k]["median"] for k in SIDE_KEYS} for side in ("ceiling", "gateway")
+        }
         out["ratios"] = {
             "throughput": ratio(med["gateway"]["hits_per_s"], med["ceiling"]["hits_per_s"]),
             "cpu_per_hit": ratio(
@@ -830,8 +529,62 @@ class Bench:
             ),
             "p99": ratio(med["gateway"]["p99_ms"], med["ceiling"]["p99_ms"]),
         }
-        self.retire(gateway)
+        out["targets"] = dict(targets)
+        throughput, cpu = out["ratios"]["throughput"], out["ratios"]["cpu_per_hit"]
+        out["targets_met"] = {
+            "throughput": throughput is not None and throughput >= targets["throughput"],
+            "cpu_per_hit": cpu is not None and cpu <= targets["cpu_per_hit"],
+        }
+        out["events_per_hit_sent"] = round(workload.events_per_hit(), 4)
         return out
+
+    def _ceiling_round(self, ceiling_proc: Proc, ceiling_url: str) -> dict[str, Any]:
+        a = self.args
+        window, client = self.window(ceiling_proc.pid), self.client_window()
+        result = self.loadgen.drive(
+            ceiling_url, self.data_file, duration_s=a.duration, connections=a.connections
+        )
+        summary = load_summary(result, window.close())
+        summary["client_cpu_busy_pct"] = client.busy_pct()
+        return summary
+
+    def _gateway_round(self, gateway: GatewayProc, helpers: list[GatewayProc]) -> dict[str, Any]:
+        """One closed-loop round; the gateway's CPU (each process's) counts until its events
+        reached TikTok: delivery is its work too."""
+        a = self.args
+        self.sink.reset()
+        dropped_before = gateway.ledger_counts().get("dropped", 0.0)
+        helper_windows = [(h, CpuWindow(h.proc.pid, None)) for h in helpers]
+        window, client = self.window(gateway.proc.pid), self.client_window()
+        result = self.loadgen.drive(
+            gateway.collect_url, self.data_file, duration_s=a.duration, connections=a.connections
+        )
+        load_end, at_end = time.time(), self.sink.stats()
+        client_busy = client.busy_pct()  # while the load ran: the load side's headroom
+        drained = self.drain(gateway, *helpers)
+        summary = load_summary(result, window.close())
+        summary["client_cpu_busy_pct"] = client_busy
+        hits = summary["hits"] or 0
+        if hits and helpers:
+            total = summary["cpu_s"]
+            for helper, helper_window in helper_windows:
+                used, _ = helper_window.close()
+                summary[f"{helper.role}_cpu_us_per_hit"] = round(used / hits * 1e6, 1)
+                total += used
+            summary["all_processes_cpu_us_per_hit"] = round(total / hits * 1e6, 1)
+        if gateway.admin_url:
+            # Records the ledger dropped were never written: a gateway that kept up drops none.
+            dropped = gateway.ledger_counts().get("dropped", 0.0) - dropped_before
+            summary["ledger_records_dropped"] = int(dropped)
+        summary.update(self._delivered(gateway, load_end, at_end, summary["duration_s"]))
+        if hits:
+            # Against the workload's events per hit: a loss check on every round.
+            summary["events_per_hit"] = round(summary["events_delivered"] / hits, 4)
+        summary["drained"] = drained
+        return summary
+
+    def client_window(self) -> BusyWindow:
+        return BusyWindow(self.pin.client if self.pin.enabled else None)
 
     def gateway_max(self) -> float:
         compare = self.results.get("compare")
@@ -851,15 +604,20 @@ class Bench:
         return float(load_summary(result)["hits_per_s"] or 100.0)
 
     def _paced(
-        self, gateway: GatewayProc, rate: float, duration_s: float
+        self,
+        gateway: GatewayProc,
+        rate: float,
+        duration_s: float,
+        helpers: list[GatewayProc] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Paced load on the gateway, sampling depth and memory; then drain. (load, backlog)."""
+        """Paced load on the gateway, sampling its backlog and memory; then drain (with the
+        gateway's `helpers`, its processes that serve no collection). (load, backlog)."""
         samples: list[tuple[float, int, float]] = []
         started = time.monotonic()
 
         def sample() -> None:
             mem = memory_mb(gateway.proc.pid)
-            samples.append((time.monotonic() - started, gateway.depth(), mem["rss_mb"]))
+            samples.append((time.monotonic() - started, gateway.backlog(), mem["rss_mb"]))
 
         self.sink.reset()
         window = self.window(gateway.proc.pid)
@@ -872,7 +630,7 @@ class Bench:
             sample=sample,
         )
         load_end, at_end = time.time(), self.sink.stats()
-        drained = self.drain(gateway)
+        drained = self.drain(gateway, *(helpers or []))
         load = load_summary(result, window.close())
         load["target_hits_per_s"] = round(rate, 1)
         load.update(self._delivered(gateway, load_end, at_end, load["duration_s"]))
@@ -936,6 +694,29 @@ class Bench:
                 load.get("cpu_us_per_hit"), ceiling.get("cpu_us_per_hit")
             ),
             "hit_to_tiktok_p50_within_target": (p50 is not None and p50 < max_wait_ms + 100),
+            "p99_target_ms": SUSTAINED_P99_TARGET_MS,
+            "p99_within_target": load["p99_ms"] <= SUSTAINED_P99_TARGET_MS,
+            "roles": self._sustained_roles(gw_max),
+        }
+
+    def _sustained_roles(self, gw_max: float) -> dict[str, Any]:
+        """The same paced load on the collect role (delivery in its own process), at 80% of
+        what the roles phase measured (the all-in-one maximum without it): does delivery on the
+        collection's event loop make the p99?"""
+        roles = self.results.get("roles")
+        measured = roles and "gateway" in roles and roles["gateway"]["hits_per_s"]["median"]
+        rate = 0.8 * float(measured or gw_max)
+        split = self.split("gateway-sustained-roles")
+        load, queue = self._paced(
+            split.collect, rate, self.args.sustained_duration, [split.deliver, split.admin]
+        )
+        for process in split.processes:
+            self.retire(process)
+        return {
+            "rate_hits_per_s": round(rate, 1),
+            "collect": load,
+            "backlog": queue,
+            "p99_within_target": load["p99_ms"] <= SUSTAINED_P99_TARGET_MS,
         }
 
     def phase_ratelimit(self) -> dict[str, Any]:
@@ -1036,7 +817,7 @@ class Bench:
 
         def shared_gateway(name: str, prefix: str, schema: str, **kw: Any) -> GatewayProc:
             gateway = self.gateway(name, settings=services.gateway_settings(prefix, schema), **kw)
-            gateway.depth_fn = lambda: services.depth(prefix)
+            gateway.backlog_fn = lambda: services.backlog(prefix)
             started.append(gateway)
             return gateway
 
@@ -1048,7 +829,9 @@ class Bench:
         # their own); the second replica reads the source and integration the first created.
         prefix_2, schema_2 = services.names("r2")
         two_a = shared_gateway("gateway-redis-r2a", prefix_2, schema_2, cpus=None)
-        two_b = shared_gateway("gateway-redis-r2b", prefix_2, schema_2, cpus=None, configure=False)
+        two_b = shared_gateway(
+            "gateway-redis-r2b", prefix_2, schema_2, cpus=None, configure_it=False
+        )
         modes: dict[str, tuple[list[GatewayProc], str | None]] = {
             "sqlite": ([sqlite_gw], "client"),
             "redis_1": ([one], "client"),
@@ -1062,7 +845,7 @@ class Bench:
                 connections=a.connections,
                 cpus=cpus,
             )
-            self.drain(targets[0])
+            self.drain(*targets)
         rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
         for index in range(a.rounds):
             # Rotated: each mode takes each place in the order once every three rounds.
@@ -1118,6 +901,12 @@ class Bench:
             ),
         }
         out["integrity"] = integrity
+        # What a retained hit costs Redis: the log's streams keep every record for the
+        # debugger's window, delivered or not (a queued one costs the same).
+        out["streams"] = {
+            mode: _per_record(services.stream_usage(prefix))
+            for mode, prefix in (("redis_1", prefix_1), ("redis_2", prefix_2))
+        }
         out["rounds"] = rounds
         out["redis"] = {**services.redis_info(), "url": services.redis_url}
         out["postgres_url"] = services.postgres_url
@@ -1160,7 +949,7 @@ class Bench:
             cpus=cpus,
         )
         load_end, at_end = time.time(), self.sink.stats()
-        drained = self.drain(targets[0])  # replicas share the queue: its depth is theirs
+        drained = self.drain(*targets)
         closed = [w.close() for w in windows]
         redis_s = services.redis_cpu_s() - redis0
         pg1 = services.postgres_cpu_s()
@@ -1173,7 +962,7 @@ class Bench:
         summary = load_summary(result, (cpu, closed[0][1] if pinned else None))
         summary.update(self._delivered(targets[0], load_end, at_end, summary["duration_s"]))
         hits = summary["hits"] or 0
-        uses_services = targets[0].depth_fn is not None
+        uses_services = targets[0].backlog_fn is not None
         if hits and uses_services:
             summary["redis_cpu_us_per_hit"] = round(redis_s / hits * 1e6, 1)
             if pg_s is not None:
@@ -1193,10 +982,13 @@ class Bench:
             summary["replicas"] = result["parts"]
         return summary
 
-    def _integrity(self, targets: list[GatewayProc]) -> dict[str, Any]:
+    def _integrity(
+        self, targets: list[GatewayProc], drain_also: list[GatewayProc] | None = None
+    ) -> dict[str, Any]:
         """Exact accounting with the Python client, one per target (a `--workers` server, or
         each replica of a cluster; each its own message id tag), 32 connections in all: every
-        acknowledged id kept; drained, the double's ids must be those, once."""
+        acknowledged id kept; drained (with `drain_also`, the gateway's processes that serve
+        no collection), the double's ids must be those, once."""
         self.sink.reset()
         self.sink.track_ids(True)
         processes = []
@@ -1234,7 +1026,7 @@ class Bench:
             result = json.loads(text.split("BENCH_JSON ", 1)[1])
             acknowledged += len(result["acked_ids"])
             acked.update(result["acked_ids"])
-        drained = self.drain(targets[0], timeout_s=60)
+        drained = self.drain(*targets, *(drain_also or []), timeout_s=60)
         seen = self.sink.ids()
         self.sink.track_ids(False)
         delivered = set(seen["ids"])
@@ -1251,7 +1043,7 @@ class Bench:
 
     def phase_outage(self) -> dict[str, Any]:
         a = self.args
-        target = a.outage_events
+        target = a.outage_hits
         gateway = self.gateway("gateway-outage")
         self.sink.reset()
         self.sink.mode("503")
@@ -1261,12 +1053,12 @@ class Bench:
             batch_hits=BATCH_HITS,
         )
         peak = {"rss_mb": 0.0}
-        depth = {"now": 0}
+        waiting = {"now": 0}
 
         def sample() -> None:
             mem = memory_mb(gateway.proc.pid)
             peak["rss_mb"] = max(peak["rss_mb"], mem["rss_mb"])
-            depth["now"] = gateway.depth()
+            waiting["now"] = gateway.backlog()
 
         started = time.monotonic()
         fill = self.loadgen.drive(
@@ -1275,10 +1067,14 @@ class Bench:
             duration_s=a.outage_max_s,
             connections=8,
             sample=sample,
-            stop_when=lambda: depth["now"] >= target,
+            stop_when=lambda: waiting["now"] >= target,
         )
         fill_s = time.monotonic() - started
-        queued = gateway.depth()
+        queued = gateway.backlog()
+        # Every hit of the outage is still in the log (none was delivered): its files' size
+        # over the hits waiting is what a queued hit costs on disk, index and WAL included.
+        disk = _files_bytes(gateway.data_dir, "hitlog.db*")
+        ledger_disk = _files_bytes(gateway.data_dir, "ledger.db*")
         # The outage goes on a while: the worker keeps trying (and failing) with backoff.
         hold_until = time.monotonic() + a.outage_hold_s
         while time.monotonic() < hold_until:
@@ -1286,6 +1082,7 @@ class Bench:
             time.sleep(0.5)
         during = memory_mb(gateway.proc.pid)
         refused = self.sink.stats()["refused"]
+        disk_after_hold = _files_bytes(gateway.data_dir, "hitlog.db*")
         # TikTok is back. The worker probes with a growing backoff while TikTok is down, so the
         # first delivery may come late: wait for it (up to the window), then time the drain.
         self.sink.mode("ok")
@@ -1293,40 +1090,48 @@ class Bench:
         back = time.monotonic()
         recover_until = back + a.outage_recover_s
         first_delivery: float | None = None
-        before = after_depth = gateway.depth()
+        before = gateway.backlog()
+        events_at_first = 0
         while time.monotonic() < recover_until:
             sample()
-            if first_delivery is None and self.sink.stats()["events"] > 0:
-                first_delivery = time.monotonic()
-                before = gateway.depth()
-                recover_until = min(recover_until, first_delivery + a.outage_drain_s)
+            if first_delivery is None:
+                events_at_first = self.sink.stats()["events"]
+                if events_at_first > 0:
+                    first_delivery = time.monotonic()
+                    before = gateway.backlog()
+                    recover_until = min(recover_until, first_delivery + a.outage_drain_s)
             time.sleep(0.5)
-        after_depth = gateway.depth()
+        after = gateway.backlog()
+        events_drained = self.sink.stats()["events"] - events_at_first
         drain_s = time.monotonic() - first_delivery if first_delivery is not None else 0.0
         end = memory_mb(gateway.proc.pid)
-        db_bytes = sum(p.stat().st_size for p in gateway.data_dir.glob("queue.db*") if p.is_file())
         self.retire(gateway)
         return {
-            "events_queued": queued,
-            "target_events": target,
+            "unit": "hits: the log's records past the cursor and the retries (one event each)",
+            "hits_queued": queued,
+            "target_hits": target,
             "fill_s": round(fill_s, 1),
-            "fill_events_per_s": round(queued / fill_s, 1) if fill_s else None,
+            "fill_hits_per_s": round(queued / fill_s, 1) if fill_s else None,
             "fill_errors": sum(fill.get("errors", {}).values()) if fill.get("errors") else 0,
             "tiktok_refusals_during_outage": refused,
             "rss_mb_during_outage": round(during["rss_mb"], 1),
             "max_rss_mb_sampled": round(peak["rss_mb"], 1),
             "peak_rss_mb": round(end["peak_rss_mb"], 1),
             "rss_under_200_mb": end["peak_rss_mb"] < 200,
-            "queue_db_mb": round(db_bytes / 2**20, 1),
+            "log_file_mb": round(disk / 2**20, 1),
+            "log_file_mb_after_hold": round(disk_after_hold / 2**20, 1),
+            "disk_bytes_per_queued_hit": round(disk / queued) if queued > 0 else None,
+            "ledger_file_mb": round(ledger_disk / 2**20, 1),
             "recovery": {
                 "waited_at_most_s": a.outage_recover_s,
                 "first_delivery_after_s": (
                     round(first_delivery - back, 1) if first_delivery is not None else None
                 ),
                 "drain_s": round(drain_s, 1),
-                "delivered": before - after_depth,
-                "events_per_s": round((before - after_depth) / drain_s, 1) if drain_s else None,
-                "left": after_depth,
+                "delivered_hits": before - after if first_delivery is not None else 0,
+                "hits_per_s": round((before - after) / drain_s, 1) if drain_s else None,
+                "events_per_s": round(events_drained / drain_s, 1) if drain_s else None,
+                "left": after,
             },
         }
 
@@ -1346,16 +1151,33 @@ class Bench:
         return dict(json.loads(out.stdout.split("BENCH_JSON ", 1)[1]))
 
     def phase_profile(self) -> dict[str, Any]:
-        from bench import profile
-
+        """py-spy on everything in one process, then on the collect and deliver roles (both
+        recorded at once, under the same load)."""
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(py_spy).exists():
             return {"skipped": "py-spy is not installed (pip install py-spy)"}
         gateway = self.gateway("gateway-profile")
-        raw = self.workdir / "profile.txt"
+        out = self._profiled(py_spy, {"all": gateway}, gateway.collect_url)
+        self.retire(gateway)
+        split = self.split("gateway-profile-roles")
+        targets = {"collect": split.collect, "deliver": split.deliver}
+        out.update(self._profiled(py_spy, targets, split.collect.collect_url))
+        for process in split.processes:
+            self.retire(process)
+        return out
+
+    def _profiled(
+        self, py_spy: str, targets: dict[str, GatewayProc], url: str
+    ) -> dict[str, dict[str, Any]]:
+        """Record each target with py-spy while the compare load drives `url`; each one's
+        summary, its raw stacks kept as bench/results/profile-<name>-latest.txt."""
+        from bench import profile
+
         seconds = max(1, round(self.args.profile_duration))
-        spy = subprocess.Popen(
-            [
+        spies = {}
+        for name, gateway in targets.items():
+            raw = self.workdir / f"profile-{name}.txt"
+            cmd = [
                 *self.pin.prefix(self.pin.client),
                 py_spy,
                 "record",
@@ -1371,24 +1193,23 @@ class Bench:
                 "--nonblocking",
                 "--output",
                 str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+            ]
+            spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spies[name] = (spy, raw)
         time.sleep(0.5)
         self.loadgen.drive(
-            gateway.collect_url,
-            self.data_file,
-            duration_s=seconds,
-            connections=self.args.connections,
+            url, self.data_file, duration_s=seconds, connections=self.args.connections
         )
-        _, err = spy.communicate(timeout=60)
-        self.retire(gateway)
-        if spy.returncode != 0 or not raw.exists():
-            return {"skipped": f"py-spy failed: {err.decode(errors='replace')[-500:]}"}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(raw, RESULTS / "profile-latest.txt")
-        return profile.summarise(raw.read_text())
+        out: dict[str, dict[str, Any]] = {}
+        for name, (spy, raw) in spies.items():
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0 or not raw.exists():
+                out[name] = {"skipped": f"py-spy failed: {err.decode(errors='replace')[-500:]}"}
+                continue
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(raw, RESULTS / f"profile-{name}-latest.txt")
+            out[name] = profile.summarise(raw.read_text())
+        return out
 
     def stop_gateways(self) -> None:
         for gateway in list(self.gateways):
@@ -1401,6 +1222,15 @@ class Bench:
         self.sink.proc.stop()
 
 
+def _per_record(usage: dict[str, int]) -> dict[str, Any]:
+    records = usage["records"]
+    return {**usage, "bytes_per_record": round(usage["bytes"] / records) if records else None}
+
+
+def _files_bytes(directory: Path, pattern: str) -> int:
+    return sum(p.stat().st_size for p in directory.glob(pattern) if p.is_file())
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -1408,9 +1238,9 @@ def _round(value: float | None, digits: int) -> float | None:
 def backlog(
     samples: list[tuple[float, int, float]], load: dict[str, Any], gateway: GatewayProc
 ) -> dict[str, Any]:
-    """Is the backlog bounded? The least-squares slope of the depth over the run, against the
-    arrival rate: bounded when the queue absorbed under 2% of the arrivals, or ends under two
-    batches."""
+    """Is the backlog bounded? The least-squares slope of the hits waiting over the run, against
+    the arrival rate: bounded when the log kept under 2% of the arrivals waiting, or the run
+    ends with under two batches' worth of hits waiting."""
     depths = [d for _, d, _ in samples if d >= 0]
     times = [t for t, d, _ in samples if d >= 0]
     slope = 0.0
@@ -1420,227 +1250,19 @@ def backlog(
         if var:
             slope = sum((t - mean_t) * (d - mean_d) for t, d in zip(times, depths, strict=True))
             slope /= var
-    event_rate = load.get("events_delivered_per_s") or 0.0
+    arrivals = load.get("hits_per_s") or 0.0
     max_events = int(gateway.settings.get("GATEWAY_BATCH_MAX_EVENTS", "500"))
+    batch_hits = max_events / workload.events_per_hit()
     end_depth = depths[-1] if depths else 0
     return {
+        "unit": "hits (hit log records past the cursor, and retries)",
         "samples": len(depths),
         "max_depth": max(depths, default=0),
         "end_depth": end_depth,
-        "growth_events_per_s": round(slope, 1),
-        "bounded": end_depth <= 2 * max_events or slope < 0.02 * max(event_rate, 1.0),
+        "growth_hits_per_s": round(slope, 1),
+        "bounded": end_depth <= 2 * batch_hits or slope < 0.02 * max(arrivals, 1.0),
         "max_rss_mb": round(max((r for _, _, r in samples), default=0.0), 1),
     }
-
-
-# --- output ----------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, digits: int = 0, suffix: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    if isinstance(value, float | int):
-        return f"{value:,.{digits}f}{suffix}"
-    return str(value)
-
-
-def _med(block: dict[str, Any], key: str, digits: int = 0) -> str:
-    item = block.get(key)
-    if not isinstance(item, dict):
-        return _fmt(item, digits)
-    text = _fmt(item.get("median"), digits)
-    if item.get("spread_pct") is not None and len(item.get("rounds", [])) > 1:
-        text += f" (±{item['spread_pct'] / 2:.0f}%)"
-    return text
-
-
-def _phase(results: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """A phase's results, or None when it did not run or failed."""
-    value = results.get(name)
-    return value if isinstance(value, dict) and "error" not in value else None
-
-
-def table(results: dict[str, Any]) -> str:
-    """The short table: markdown, printed at the end and kept in bench/README.md."""
-    m = results["machine"]
-    lines = [
-        f"Taken {results['taken_at']} on {m['nproc']} x {m['cpu_model']}, Python {m['python']}, "
-        f"load generator {results['config']['loadgen']}, "
-        f"{results['config']['connections']} connections"
-        + (
-            f" — **busy machine**: other jobs used {m.get('other_load_pct')}% of all CPUs"
-            " during the run"
-            if results.get("busy_machine")
-            else f"; other jobs used {m.get('other_load_pct')}% of the CPUs meanwhile"
-        )
-        + ".",
-        "",
-    ]
-    compare = _phase(results, "compare")
-    if compare:
-        c, g, r = compare["ceiling"], compare["gateway"], compare["ratios"]
-        rounds = len(compare["rounds"]["gateway"])
-        lines += [
-            f"Side by side: median of {rounds} alternated rounds of "
-            f"{results['config']['duration_s']} s (± half the spread); server on CPU 0, "
-            "wrk on CPU 1.",
-            "",
-            "| | ceiling (bare aiohttp) | gateway | gateway / ceiling |",
-            "|---|---:|---:|---:|",
-            f"| hits/s | {_med(c, 'hits_per_s')} | {_med(g, 'hits_per_s')} | "
-            f"{_fmt(r['throughput'], 2)} |",
-            f"| CPU µs per hit | {_med(c, 'cpu_us_per_hit')} | {_med(g, 'cpu_us_per_hit')} | "
-            f"{_fmt(r['cpu_per_hit'], 2)} |",
-            f"| p50 ms | {_med(c, 'p50_ms', 1)} | {_med(g, 'p50_ms', 1)} | |",
-            f"| p99 ms | {_med(c, 'p99_ms', 1)} | {_med(g, 'p99_ms', 1)} | {_fmt(r['p99'], 2)} |",
-            f"| p99.9 ms | {_med(c, 'p99_9_ms', 1)} | {_med(g, 'p99_9_ms', 1)} | |",
-            f"| peak RSS MB | {_fmt(c['peak_rss_mb'], 0)} | {_fmt(g['peak_rss_mb'], 0)} | |",
-            f"| events delivered/s | | {_med(g, 'events_delivered_per_s')} | |",
-            f"| debugger records dropped (all rounds; the ledger fell behind) | | "
-            f"{g.get('ledger_records_dropped', '-')} | |",
-            f"| events per TikTok request (while loaded) | | "
-            f"{_med(g, 'events_per_request_steady')} | |",
-            f"| hit → TikTok p50 / p99 ms (steady) | | {_med(g, 'hit_to_tiktok_p50_ms')} / "
-            f"{_med(g, 'hit_to_tiktok_p99_ms')} | |",
-            f"| load generator's CPU use % (of its core) | {_med(c, 'loadgen_cpu_pct')} | "
-            f"{_med(g, 'loadgen_cpu_pct')} | |",
-            f"| other load on the server's CPU % | {_med(c, 'other_load_on_server_cpu_pct')} | "
-            f"{_med(g, 'other_load_on_server_cpu_pct')} | |",
-            "",
-        ]
-    lines += redis_table(results)
-    rows = []
-    s = _phase(results, "sustained")
-    if s:
-        rows += [
-            f"| sustained {_fmt(s['rate_hits_per_s'])} hits/s (80% of max; "
-            f"{_fmt(s['gateway']['hits_per_s'])} served) | backlog bounded: "
-            f"{_fmt(s['backlog']['bounded'])} (max {_fmt(s['backlog']['max_depth'])} events); "
-            f"hit → TikTok p50 {_fmt(s['gateway']['hit_to_tiktok_p50_ms'])} ms (target < "
-            f"{s['batch_max_wait_ms'] + 100}); p99 gateway/ceiling at this rate "
-            f"{_fmt(s['p99_ratio_same_rate'], 2)} ({_fmt(s['gateway']['p99_ms'], 1)} / "
-            f"{_fmt(s['ceiling']['p99_ms'], 1)} ms) |",
-        ]
-    rl = _phase(results, "ratelimit")
-    if rl:
-        rows += [
-            f"| TikTok limit {_fmt(rl['rate_limit_rps'], 2)} req/s, "
-            f"{_fmt(rl['rate_hits_per_s'])} hits/s asked ({_fmt(rl['gateway']['hits_per_s'])} "
-            f"served) | mean batch {_fmt(rl['mean_batch_size'], 0)} events while the load ran "
-            f"({_fmt(rl['mean_batch_size_with_tail'], 0)} with the remainder; target ≥ 450; "
-            f"{_fmt(rl['arrivals_per_token'], 0)} events arrived per token); backlog bounded: "
-            f"{_fmt(rl['backlog']['bounded'])} |",
-        ]
-    w = _phase(results, "workers")
-    if w:
-        i = w["integrity"]
-        rows += [
-            f"| --workers 2 vs 1 (nothing pinned) | {_fmt(w['scaling'], 2)}x "
-            f"({_med(w['workers_2'], 'hits_per_s')} vs {_med(w['workers_1'], 'hits_per_s')} "
-            f"hits/s); {i['acknowledged']} acknowledged hits: {i['lost']} lost, "
-            f"{i['duplicated']} duplicated |",
-        ]
-    rd = _phase(results, "redis")
-    if rd and "integrity" in rd:
-        i, left = rd["integrity"], rd["cleanup"]
-        removed = not left["redis_keys_left"] and not left["postgres_schemas_left"]
-        rows += [
-            f"| Redis + PostgreSQL, {i['replicas']} replicas | {i['acknowledged']} acknowledged "
-            f"hits: {i['lost']} lost, {i['duplicated']} duplicated; the run's Redis keys and "
-            f"schemas removed: {_fmt(removed)} |",
-        ]
-    o = _phase(results, "outage")
-    if o:
-        rows += [
-            f"| outage: {_fmt(o['events_queued'])} events queued | peak RSS "
-            f"{_fmt(o['peak_rss_mb'])} MB (target < 200); queue file "
-            f"{_fmt(o['queue_db_mb'])} MB; after TikTok is back: first delivery "
-            f"{_fmt(o['recovery']['first_delivery_after_s'], 1, ' s')} (waited ≤ "
-            f"{_fmt(o['recovery']['waited_at_most_s'])} s), then "
-            f"{_fmt(o['recovery']['events_per_s'])} events/s |",
-        ]
-    mi = _phase(results, "micro")
-    if mi:
-        q, t = mi["queue"], mi["transform"]
-        enq = ", ".join(f"{p['producers']}: {_fmt(p['events_per_s'])}" for p in q["enqueue"])
-        rows += [
-            f"| queue alone | enqueue events/s by producers ({enq}); claim+ack "
-            f"{_fmt(q['claim_ack']['events_per_s'])} events/s |",
-            f"| transformation alone | {_fmt(t['transform_events_per_s'])} events/s per core "
-            f"(decode + plan + encode: {_fmt(t['pipeline_hits_per_s'])} hits/s) |",
-        ]
-    if rows:
-        lines += ["| check | result |", "|---|---|", *rows, ""]
-    return "\n".join(lines)
-
-
-def redis_table(results: dict[str, Any]) -> list[str]:
-    """The redis phase's side-by-side table (empty when it did not run; a line when skipped)."""
-    rd = results.get("redis")
-    if not isinstance(rd, dict) or "error" in rd:
-        return []
-    if "skipped" in rd:
-        return [f"Redis mode: skipped ({rd['skipped'].rstrip('.')}).", ""]
-    modes = ("sqlite", "redis_1", "redis_2")
-    sq, r1, r2 = (rd[m] for m in modes)
-    r = rd["ratios"]
-    info = rd["redis"]
-    rounds = len(rd["rounds"]["sqlite"])
-
-    def row(label: str, key: str, digits: int = 0, last: str = "") -> str:
-        return (
-            f"| {label} | " + " | ".join(_med(rd[m], key, digits) for m in modes) + f" | {last} |"
-        )
-
-    return [
-        f"Redis mode: median of {rounds} rounds of {results['config']['duration_s']} s, the "
-        "three modes rotated (± half the spread). SQLite and 1 replica: server on CPU 0, wrk on "
-        f"CPU 1, {results['config']['connections']} connections; 2 replicas: nothing pinned, "
-        f"one wrk of {results['config']['connections'] // 2} connections per replica. Redis "
-        f"{info.get('version')} (appendonly {info.get('appendonly')}) and PostgreSQL not "
-        "pinned.",
-        "",
-        "| | SQLite (embedded) | Redis + PostgreSQL, 1 replica | 2 replicas | |",
-        "|---|---:|---:|---:|---|",
-        row(
-            "hits/s",
-            "hits_per_s",
-            0,
-            f"1 replica / SQLite {_fmt(r['redis_1_vs_sqlite_throughput'], 2)}; "
-            f"2 / 1 replica {_fmt(r['redis_2_vs_redis_1_throughput'], 2)}",
-        ),
-        row("p50 ms", "p50_ms", 1),
-        row("p99 ms", "p99_ms", 1, f"1 replica / SQLite {_fmt(r['redis_1_vs_sqlite_p99'], 2)}"),
-        row("p99.9 ms", "p99_9_ms", 1),
-        row(
-            "gateway CPU µs per hit",
-            "cpu_us_per_hit",
-            0,
-            f"1 replica / SQLite {_fmt(r['redis_1_vs_sqlite_cpu_per_hit'], 2)}",
-        ),
-        row("+ Redis CPU µs per hit", "redis_cpu_us_per_hit"),
-        row("+ PostgreSQL CPU µs per hit", "postgres_cpu_us_per_hit"),
-        row("= all server-side CPU µs per hit", "all_cpu_us_per_hit"),
-        "| peak RSS MB (all replicas) | "
-        + " | ".join(_fmt(rd[m]["peak_rss_mb"]) for m in modes)
-        + " | |",
-        row("events delivered/s", "events_delivered_per_s"),
-        row("events per TikTok request (while loaded)", "events_per_request_steady"),
-        row(
-            "events delivered per hit answered",
-            "events_per_hit",
-            3,
-            f"sent: {_fmt(rd['events_per_hit_sent'], 3)} (+ the hits in flight at the end)",
-        ),
-        row("hit → TikTok p50 ms (steady)", "hit_to_tiktok_p50_ms"),
-        row("hit → TikTok p99 ms (steady)", "hit_to_tiktok_p99_ms"),
-        row("load generators' CPU % (of one core)", "loadgen_cpu_pct"),
-        row("other load on the machine % (all CPUs)", "other_load_pct"),
-        f"| errors | {sq['errors']} | {r1['errors']} | {r2['errors']} | |",
-        "",
-    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1654,7 +1276,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=2.0, help="pause between rounds (s)")
     parser.add_argument("--sustained-duration", type=float, default=15.0)
     parser.add_argument("--max-rate", type=float, default=0.0, help="gateway max if no compare")
-    parser.add_argument("--outage-events", type=int, default=1_000_000)
+    parser.add_argument("--outage-hits", type=int, default=1_000_000)
     parser.add_argument("--outage-max-s", type=float, default=300.0)
     parser.add_argument("--outage-hold-s", type=float, default=10.0)
     parser.add_argument("--outage-recover-s", type=float, default=60.0)
@@ -1669,10 +1291,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="write the table into bench/README.md, between its bench-table markers",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.duration, args.settle = 1, 1.0, 0.2
-        args.sustained_duration, args.outage_events, args.outage_hold_s = 1.0, 2_000, 0.5
+        args.sustained_duration, args.outage_hits, args.outage_hold_s = 1.0, 2_000, 0.5
         args.outage_recover_s, args.micro_seconds, args.profile_duration = 1.0, 0.2, 1.0
         args.outage_drain_s = 1.0
         args.connections = min(args.connections, 16)
@@ -1756,6 +1383,9 @@ def _main(args: argparse.Namespace, workdir: Path) -> int:
     print()
     print(results["table_md"])
     print(f"bench: results in {args.out}", flush=True)
+    if args.readme and not args.smoke:
+        write_between_markers(BENCH / "README.md", "bench-table", results["table_md"])
+        print("bench: the table is in bench/README.md", flush=True)
     if failed:
         print(f"bench: failed phases: {', '.join(failed)}", flush=True)
         return 1

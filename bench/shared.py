@@ -1,10 +1,11 @@
 """The redis phase's services: Redis and PostgreSQL as the gateway's shared backends.
 
 The harness reaches them directly (not through the gateway) to: check that they answer before
-the phase starts, give each mode its own key prefix and schema, read the queue's depth from
-Redis, measure what CPU Redis and PostgreSQL spent, and remove every key and schema the phase
-made, whatever happens. Also here: merging the latency distributions of several load generator
-processes (two wrk instances driving two replicas) into one set of percentiles.
+the phase starts, give each mode its own key prefix and schema, read the hit log's backlog and
+its streams' memory from Redis, measure what CPU Redis and PostgreSQL spent, and remove every
+key and schema the phase made, whatever happens. Also here: merging the latency distributions of
+several load generator processes (two wrk instances driving two replicas) into one set of
+percentiles.
 
 The URLs default to the test suite's (`GATEWAY_TEST_REDIS_URL`, `GATEWAY_TEST_POSTGRES_URL`,
 this machine's services otherwise); `GATEWAY_TEST_REQUIRE_SERVICES=1` turns "unreachable" from a
@@ -109,12 +110,39 @@ class Services:
             "GATEWAY_DATABASE_URL": f"{self.postgres_url}{pg_sep}schema={schema}",
         }
 
-    def depth(self, prefix: str) -> int:
-        """Events queued under the prefix (the queue's own counter, `P:total`)."""
+    def backlog(self, prefix: str) -> int:
+        """Hits not yet delivered under the prefix: each consumer group's entries not yet read
+        and read but not acknowledged, and its retries (-1 when Redis does not answer)."""
         try:
-            return int(self._redis.get(f"{prefix}:total") or 0)
+            return sum(
+                self._group_backlog(prefix, _text(consumer), _text(source))
+                for consumer, source in self._redis.hgetall(f"{prefix}:hitlog:consumers").items()
+            )
         except Exception:
             return -1
+
+    def _group_backlog(self, prefix: str, consumer: str, source: str) -> int:
+        stream = f"{prefix}:log:{source}"
+        waiting = int(self._redis.zcard(f"{prefix}:hitlog:retry:{consumer}"))
+        for group in self._redis.xinfo_groups(stream):
+            if _text(group["name"]) != consumer:
+                continue
+            unread = group.get("lag")
+            if unread is None:  # Redis cannot tell (a group made mid-stream): count them
+                last = _text(group["last-delivered-id"])
+                unread = len(self._redis.xrange(stream, f"({last}", "+", count=100_000))
+            waiting += int(unread) + int(group["pending"])
+        return waiting
+
+    def stream_usage(self, prefix: str) -> dict[str, int]:
+        """The log's streams under the prefix: records retained and the memory Redis gives them
+        (`MEMORY USAGE`, exact: every node counted)."""
+        records = memory = 0
+        for source in self._redis.smembers(f"{prefix}:hitlog:sources"):
+            stream = f"{prefix}:log:{_text(source)}"
+            records += int(self._redis.xlen(stream))
+            memory += int(self._redis.memory_usage(stream, samples=0) or 0)
+        return {"records": records, "bytes": memory}
 
     def redis_info(self) -> dict[str, Any]:
         info = self._redis.info()
@@ -189,3 +217,7 @@ class Services:
             return await conn.fetchval(sql, *args)
         finally:
             await conn.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

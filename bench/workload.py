@@ -73,7 +73,9 @@ def _page(path: str, **kw: Any) -> tuple[str, dict[str, Any]]:
     return "/v1/p", {"source_id": SOURCE_ID, "message_id": MID, "context": _context(path, **kw)}
 
 
-def _track(event: str, properties: dict[str, Any], path: str, **kw: Any) -> tuple[str, dict]:
+def _track(
+    event: str, properties: dict[str, Any], path: str, **kw: Any
+) -> tuple[str, dict[str, Any]]:
     body = {
         "source_id": SOURCE_ID,
         "event": event,
