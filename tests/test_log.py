@@ -225,6 +225,24 @@ async def test_two_replicas_in_one_group_never_get_the_same_entry(log_factory: O
     assert sorted(got1 + got2) == list(range(20))
 
 
+async def test_a_replica_gone_silent_has_its_entries_taken_over_at_once(
+    log_factory: OpenLog,
+) -> None:
+    """Its heartbeat lapsed (killed, or closed without settling): what it read goes to the
+    survivors at their next take over, not after the lease's idle time."""
+    if backend_of(log_factory) != "redis":
+        pytest.skip("the embedded log has one delivering process per data dir")
+    gone, survivor = await log_factory(name="r1"), await log_factory(name="r2")
+    await gone.add_consumer("int_a", S, "head")
+    await append_each(gone, range(4))
+    held = await gone.read("int_a", 3)
+    assert await survivor.take_over("int_a", idle_s=3600) == []  # alive: its own still
+    await gone.close()  # its heartbeat key goes with it (a killed one's lapses in 10 s)
+    taken = await survivor.take_over("int_a", idle_s=3600)
+    assert [e.id for e in taken] == [e.id for e in held]
+    assert numbers(await survivor.read("int_a", 10)) == [3]
+
+
 async def test_take_over_hands_a_dead_replicas_entries_to_another(log_factory: OpenLog) -> None:
     if backend_of(log_factory) != "redis":
         pytest.skip("the embedded log has one delivering process per data dir")

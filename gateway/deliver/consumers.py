@@ -53,6 +53,8 @@ _READY_CAP = 10_000
 _MAX_READS_PER_CLAIM = 4
 # How often a claim takes over, on a shared log, records a dead replica read and never settled.
 _TAKE_OVER_EVERY_S = 5.0
+# A claim's lease until the worker says otherwise (ready_info takes over before any claim).
+_DEFAULT_LEASE_S = 60.0
 # Claim ids say where an event came from: a log entry or a retry.
 _ENTRY, _RETRY = "e", "r"
 
@@ -102,6 +104,9 @@ class _Claims:
     # When the lease of the log entries in hand runs out (the worker then looks again).
     lease_until: float | None = None
     taken_over_at: float = float("-inf")
+    # Entries taken over from a replica that died, not handed to the worker yet.
+    taken: list[LogEntry] = field(default_factory=list)
+    lease_s: float = _DEFAULT_LEASE_S
 
 
 class LogConsumers(Queue):
@@ -173,9 +178,16 @@ class LogConsumers(Queue):
             return ReadyInfo(0, None, None)
         lag = await self._log.lag(integration_id)
         retries = await self._log.retry_info(integration_id, now)
-        claims = self._claims.get(integration_id)
-        in_hand = len(claims.entries) if claims else 0
+        claims = self._claims.setdefault(integration_id, _Claims())
+        in_hand = len(claims.entries)
+        if lag.unread is not None and lag.entries - lag.unread - in_hand - len(claims.taken) > 0:
+            # Another replica holds entries: take them over if it died (else they stay its).
+            await self._take_over_due(claims, integration_id)
         from_log, oldest_in_log = _unread(lag, in_hand)
+        if claims.taken:
+            from_log += len(claims.taken)
+            first = min(e.received_at for e in claims.taken)
+            oldest_in_log = first if oldest_in_log is None else min(oldest_in_log, first)
         ready = min(_READY_CAP, from_log + retries.due)
         oldest = [t for t in (oldest_in_log, retries.oldest_due_at) if t is not None]
         if from_log == 0:
@@ -183,7 +195,7 @@ class LogConsumers(Queue):
         # Entries in hand are leased, as the queue's claimed events were: until their lease
         # ends they are not ready, but they are still there (a drain must not think it done).
         waiting = [] if retries.next_at is None else [retries.next_at]
-        if in_hand and claims is not None and claims.lease_until is not None:
+        if in_hand and claims.lease_until is not None:
             waiting.append(claims.lease_until)
         if lag.entries - from_log - in_hand > 0:
             # Another replica holds entries: look again when they could be taken over.
@@ -217,6 +229,7 @@ class LogConsumers(Queue):
     ) -> bool:
         lag = await self._log.lag(integration_id)
         from_log, _ = _unread(lag, len(claims.entries))
+        from_log += len(claims.taken)
         if from_log >= at_least:
             return True
         return from_log + (await self._log.retry_info(integration_id, now)).due >= at_least
@@ -228,7 +241,9 @@ class LogConsumers(Queue):
         if source is None:
             return []
         out: list[ClaimedEvent] = []
-        entries = await self._taken_over(claims, integration.id, now, lease_s)
+        claims.lease_s = lease_s
+        await self._take_over_due(claims, integration.id)
+        entries, claims.taken = claims.taken[:limit], claims.taken[limit:]
         for _ in range(_MAX_READS_PER_CLAIM):
             if len(entries) < limit - len(out):
                 entries += await self._log.read(integration.id, limit - len(out) - len(entries))
@@ -243,15 +258,14 @@ class LogConsumers(Queue):
             entries = []
         return out
 
-    async def _taken_over(
-        self, claims: _Claims, integration_id: str, now: float, lease_s: float
-    ) -> list[LogEntry]:
-        """On a shared log, what a replica that died read and never settled comes back."""
+    async def _take_over_due(self, claims: _Claims, integration_id: str) -> None:
+        """On a shared log, what a replica that died read and never settled comes back (looked
+        for at most every few seconds: it costs Redis a scan of the group's pending entries)."""
         mono = self._monotonic()
         if mono - claims.taken_over_at < _TAKE_OVER_EVERY_S:
-            return []
+            return
         claims.taken_over_at = mono
-        return await self._log.take_over(integration_id, lease_s)
+        claims.taken += await self._log.take_over(integration_id, claims.lease_s)
 
     def _plan(self, entry: LogEntry, integration: Integration, source: Source) -> Planned | None:
         try:

@@ -25,6 +25,8 @@ on `appendonly` / `appendfsync`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -58,6 +60,10 @@ from gateway.log.group import GroupCommit, GroupCommitting
 
 log = logging.getLogger(__name__)
 
+# A handle refreshes its "alive" key every HEARTBEAT_S; one not refreshed for ALIVE_S is a
+# replica that died, and the others take over what it had read at once.
+HEARTBEAT_S = 2.0
+ALIVE_S = 10.0
 _FLUSH_MAX_RECORDS = 2000  # records per append script: a script blocks Redis while it runs
 _SWEEP_SCAN = 2000  # entries one sweep script looks at
 _LAG_COUNT_CAP = 10_000  # entries counted one by one when Redis cannot tell a group's lag
@@ -114,12 +120,31 @@ class RedisHitLog(GroupCommitting, HitLog):
         self._pending_from: dict[str, str | None] = {}
         self._taken: dict[str, set[str]] = {}
         self._closed = False
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._redis = connect(self._url)
         self._scripts = {n: self._redis.register_script(getattr(redis_lua, n)) for n in _SCRIPTS}
         await self._call("ping", self._redis.ping())
         await self._warn_when_not_durable()
+        await self._beat()
+        self._heartbeat = asyncio.create_task(self._beat_forever(), name="hitlog-heartbeat")
+
+    async def _beat(self) -> None:
+        """Say this handle is alive: what it read is not another replica's to take yet."""
+        alive_ms = int(ALIVE_S * 1000)
+        await self._call("heartbeat", self._client.set(self._alive_key(self.name), 1, px=alive_ms))
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._beat()
+            except StoreError:
+                log.warning("hit log heartbeat failed; retrying")
+
+    def _alive_key(self, name: str) -> str:
+        return self._key("alive", name)
 
     async def _warn_when_not_durable(self) -> None:
         try:
@@ -138,8 +163,13 @@ class RedisHitLog(GroupCommitting, HitLog):
         if self._closed:
             return
         self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self._group.finish()
         if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.delete(self._alive_key(self.name))
             await self._redis.aclose()
 
     # Appending
@@ -240,7 +270,8 @@ class RedisHitLog(GroupCommitting, HitLog):
         source_id = await self._source(consumer_id)
         stream = self._stream(source_id)
         idle_ms = max(0, int(idle_s * 1000))
-        taken: list[LogEntry] = []
+        # A replica whose heartbeat lapsed is dead: its entries now, not after `idle_s`.
+        taken = await self._take_from_the_dead(stream, source_id, consumer_id)
         cursor = "0-0"
         while True:
             answer = await self._call(
@@ -253,6 +284,33 @@ class RedisHitLog(GroupCommitting, HitLog):
                 break
         if self._pending_from.get(consumer_id, "0") is not None:
             self._taken.setdefault(consumer_id, set()).update(e.id for e in taken)
+        return taken
+
+    async def _take_from_the_dead(
+        self, stream: str, source_id: str, consumer_id: str
+    ) -> list[LogEntry]:
+        summary = await self._call("take_over", self._client.xpending(stream, consumer_id))
+        taken: list[LogEntry] = []
+        for holder in summary.get("consumers") or []:
+            name = _text(holder["name"])
+            if name == self.name or await self._call(
+                "take_over", self._client.exists(self._alive_key(name))
+            ):
+                continue
+            while True:
+                rows = await self._call(
+                    "take_over",
+                    self._client.xpending_range(stream, consumer_id, "-", "+", 100, name),
+                )
+                if not rows:
+                    break
+                ids = [row["message_id"] for row in rows]
+                claimed = await self._call(
+                    "take_over", self._client.xclaim(stream, consumer_id, self.name, 0, ids)
+                )
+                taken += _entries(source_id, claimed)
+                if len(rows) < 100:
+                    break
         return taken
 
     async def lag(self, consumer_id: str) -> Lag:
