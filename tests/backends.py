@@ -1,4 +1,4 @@
-"""Storage backends under test: every queue and config-store test runs once per backend.
+"""Storage backends under test: every hit log and config-store test runs once per backend.
 
 SQLite always; Redis and PostgreSQL against the real services (`GATEWAY_TEST_REDIS_URL`,
 `GATEWAY_TEST_POSTGRES_URL`, defaulting to this machine's), skipped when a service does not
@@ -24,20 +24,21 @@ from gateway.config.postgres import PostgresConfigStore
 from gateway.config.sqlite import SQLiteConfigStore
 from gateway.core.crypto import SecretBox
 from gateway.core.settings import Secret
-from gateway.queue.base import Queue
-from gateway.queue.redis import RedisQueue
-from gateway.queue.sqlite import SQLiteQueue
+from gateway.log import HitLog
+from gateway.log.redis import RedisHitLog
+from gateway.log.sqlite import SQLiteHitLog
 
-QUEUE_BACKENDS = ["sqlite", "redis"]
+LOG_BACKENDS = ["sqlite", "redis"]
 STORE_BACKENDS = ["sqlite", "postgresql"]
-DEFAULT_MAX_EVENTS = 1_000_000
+DEFAULT_MAX_RECORDS = 1_000_000
+WINDOW_S = 3600.0  # the logs' retention window, unless a test sets its own
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 
-OpenQueue = Callable[..., Awaitable[Queue]]
+OpenLog = Callable[..., Awaitable[HitLog]]
 OpenStore = Callable[[], Awaitable[ConfigStore]]
 
 
@@ -91,14 +92,6 @@ async def drop_postgres_schema(schema: str) -> None:
         await conn.close()
 
 
-def _new_queue(backend: str, data_dir: Path, max_events: int, name: str) -> Queue:
-    if backend == "sqlite":
-        return SQLiteQueue(data_dir / "queue.db", max_events)
-    if backend == "redis":
-        return RedisQueue(REDIS_URL, max_events, prefix=name)
-    raise AssertionError(f"unknown queue backend {backend!r}")
-
-
 def _new_store(backend: str, data_dir: Path, name: str) -> ConfigStore:
     if backend == "sqlite":
         return SQLiteConfigStore(data_dir / "config.db", token_box())
@@ -107,33 +100,61 @@ def _new_store(backend: str, data_dir: Path, name: str) -> ConfigStore:
     raise AssertionError(f"unknown store backend {backend!r}")
 
 
-@pytest.fixture(params=QUEUE_BACKENDS)
-async def queue_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenQueue]:
-    """`await queue_factory(max_events=5)`: one more handle onto the same queue storage."""
+@pytest.fixture(params=LOG_BACKENDS)
+async def log_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenLog]:
+    """`await log_factory(max_records=5, name="r1")`: one more handle onto the same log storage
+    (`name` is the Redis consumer name of the handle, as a replica's; SQLite has none)."""
     backend: str = request.param
     if backend == "redis":
         require_service("Redis", REDIS_URL)
-    name = unique_name("q")
-    opened: list[Queue] = []
+    prefix = unique_name("log")
+    opened: list[HitLog] = []
 
-    async def open_queue(max_events: int = DEFAULT_MAX_EVENTS) -> Queue:
-        queue = _new_queue(backend, tmp_path, max_events, name)
-        await queue.open()
-        opened.append(queue)
-        return queue
+    async def open_handle(
+        max_records: int = DEFAULT_MAX_RECORDS,
+        max_bytes: int | None = None,
+        retention_s: float = WINDOW_S,
+        name: str | None = None,
+    ) -> HitLog:
+        handle: HitLog
+        if backend == "sqlite":
+            handle = SQLiteHitLog(
+                tmp_path / "hitlog.db",
+                max_records=max_records,
+                max_bytes=max_bytes,
+                retention_s=retention_s,
+            )
+        else:
+            handle = RedisHitLog(
+                REDIS_URL,
+                max_records=max_records,
+                max_bytes=max_bytes,
+                retention_s=retention_s,
+                prefix=prefix,
+                name=name,
+            )
+        await handle.open()
+        opened.append(handle)
+        return handle
 
+    open_handle.backend = backend  # type: ignore[attr-defined]
     try:
-        yield open_queue
+        yield open_handle
     finally:
-        for queue in reversed(opened):
-            await queue.close()  # close is idempotent: a test may have closed it already
+        for handle in reversed(opened):
+            await handle.close()  # close is idempotent: a test may have closed it already
         if backend == "redis":
-            await drop_redis_prefix(name)
+            await drop_redis_prefix(prefix)
+
+
+def backend_of(log_factory: OpenLog) -> str:
+    """Which backend a `log_factory` opens: "sqlite" or "redis"."""
+    return str(log_factory.backend)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-async def queue(queue_factory: OpenQueue) -> Queue:
-    return await queue_factory()
+async def hitlog(log_factory: OpenLog) -> HitLog:
+    return await log_factory()
 
 
 @pytest.fixture(params=STORE_BACKENDS)

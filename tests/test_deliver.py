@@ -1,8 +1,9 @@
-"""The delivery worker against the real SQLite queue and config store and the TikTok double.
+"""The delivery worker against the real SQLite hit log and config store and the TikTok double.
 
-Assertions are on what came out: the double's recorded requests and accepted events, the queue's
-counters and dead letters, the worker's counters. Waiting is `worker.drain()` or polling the
-double, never a fixed sleep (except to show that nothing happens while paused).
+Assertions are on what came out: the double's recorded requests and accepted events, the
+integrations' counters and dead letters (`LogConsumers`), the worker's counters. Waiting is
+`worker.drain()` or polling the double, never a fixed sleep (except to show that nothing happens
+while paused).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pytest
 
 from gateway.deliver.backoff import backoff_delay, retry_at
 from gateway.deliver.ratelimit import Pacing, TokenBucket
-from gateway.queue.sqlite import SQLiteQueue
 from tests.delivery_rig import INTEGRATION, PIXEL, TOKEN, DeliveryRig, open_rig
 from tests.tiktok_double import Answer, TikTokDouble
 
@@ -173,12 +173,8 @@ async def test_partial_batch_leaves_after_max_wait(h: Harness) -> None:
 async def test_sweep_finds_events_without_notify(h: Harness) -> None:
     await h.add_integration()
     worker = await h.start_worker()
-    other = SQLiteQueue(h.queue.path, 1_000_000)  # another process's queue: nobody is told
-    await other.open()
-    try:
+    async with h.other_process() as other:  # another process's collection: nobody is told
         ids = await h.enqueue(5, queue=other)
-    finally:
-        await other.close()
 
     await worker.drain(timeout_s=10)
 
@@ -191,12 +187,8 @@ async def test_other_processes_events_fill_a_waiting_batch(h: Harness) -> None:
     await h.add_integration()
     worker = await h.start_worker(batch_max_events=100, batch_max_wait_ms=600_000)
     first = await h.enqueue(1, worker)  # a lane now waits (ten minutes) for more
-    other = SQLiteQueue(h.queue.path, 1_000_000)
-    await other.open()
-    try:
+    async with h.other_process() as other:
         ids = first + await h.enqueue(99, queue=other)
-    finally:
-        await other.close()
 
     await h.tiktok.wait_for(lambda: len(h.tiktok.accepted) == 100, timeout=10)
 
@@ -205,8 +197,8 @@ async def test_other_processes_events_fill_a_waiting_batch(h: Harness) -> None:
 
 
 async def test_a_lane_does_not_ask_the_store_after_every_enqueue(h: Harness) -> None:
-    """The queue tells the worker what this process committed; the lane asks the store when
-    that makes a batch due (here: full), not once per enqueue."""
+    """Collection tells the worker what this process appended; the lane asks the store when
+    that makes a batch due (here: full), not once per append."""
     await h.add_integration()
     worker = await h.start_worker(batch_max_events=100, batch_max_wait_ms=600_000)
     asked = 0
@@ -529,7 +521,7 @@ async def test_bucket_survives_a_lane_that_ran_out_of_events(h: Harness) -> None
     await h.add_integration(rate_limit_rps=rate, rate_limit_burst=burst)
     started = time.monotonic()
     worker = await h.start_worker(batch_max_events=1, batch_max_wait_ms=1)
-    for _ in range(4):  # each wave empties the queue, so its lane ends
+    for _ in range(4):  # each wave leaves nothing to send, so its lane ends
         await h.enqueue(1, worker)
         await worker.drain(timeout_s=10)
 

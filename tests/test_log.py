@@ -11,7 +11,6 @@ import stat
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,68 +22,10 @@ from gateway.log import HitLog, LogRecord, open_log
 from gateway.log.base import Counts, FailedItem, RetryInfo, entry_order, record_bytes
 from gateway.log.redis import RedisHitLog
 from gateway.log.sqlite import SQLiteHitLog
-from tests.backends import REDIS_URL, drop_redis_prefix, require_service, unique_name
+from tests.backends import REDIS_URL, WINDOW_S, OpenLog, backend_of
 
-OpenLog = Callable[..., Awaitable[HitLog]]
-WINDOW_S = 3600.0
 S = "src_shop"
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def log_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenLog]:
-    """`await log_factory(max_records=5, name="r1")`: one more handle onto the same log storage
-    (`name` is the Redis consumer name of the handle, as a replica's; SQLite has none)."""
-    backend: str = request.param
-    if backend == "redis":
-        require_service("Redis", REDIS_URL)
-    prefix = unique_name("log")
-    opened: list[HitLog] = []
-
-    async def open_handle(
-        max_records: int = 1_000_000,
-        max_bytes: int | None = None,
-        retention_s: float = WINDOW_S,
-        name: str | None = None,
-    ) -> HitLog:
-        handle: HitLog
-        if backend == "sqlite":
-            handle = SQLiteHitLog(
-                tmp_path / "hitlog.db",
-                max_records=max_records,
-                max_bytes=max_bytes,
-                retention_s=retention_s,
-            )
-        else:
-            handle = RedisHitLog(
-                REDIS_URL,
-                max_records=max_records,
-                max_bytes=max_bytes,
-                retention_s=retention_s,
-                prefix=prefix,
-                name=name,
-            )
-        await handle.open()
-        opened.append(handle)
-        return handle
-
-    open_handle.backend = backend  # type: ignore[attr-defined]
-    try:
-        yield open_handle
-    finally:
-        for handle in reversed(opened):
-            await handle.close()
-        if backend == "redis":
-            await drop_redis_prefix(prefix)
-
-
-@pytest.fixture
-async def hitlog(log_factory: OpenLog) -> HitLog:
-    return await log_factory()
-
-
-def backend_of(log_factory: OpenLog) -> str:
-    return str(log_factory.backend)  # type: ignore[attr-defined]
 
 
 def record(
@@ -234,14 +175,18 @@ async def test_adding_a_consumer_twice_keeps_its_cursor(hitlog: HitLog) -> None:
 
 async def test_lag_counts_entries_past_the_cursor_and_the_oldest_one(hitlog: HitLog) -> None:
     await hitlog.add_consumer("int_a", S, "tail")
-    assert await hitlog.lag("int_a") == (await hitlog.lag("int_a")).__class__(0, None)
+    lag = await hitlog.lag("int_a")
+    assert (lag.entries, lag.oldest_received_at) == (0, None)
     t0 = time.time()
     await hitlog.append([record(n, at=t0 + n) for n in range(4)])
     lag = await hitlog.lag("int_a")
     assert (lag.entries, lag.oldest_received_at) == (4, t0)
 
     read = await hitlog.read("int_a", 3)  # read, not committed: still behind
-    assert (await hitlog.lag("int_a")).entries == 4
+    lag = await hitlog.lag("int_a")
+    assert lag.entries == 4
+    if lag.unread is not None:  # a shared log tells what no handle has read yet
+        assert (lag.unread, lag.oldest_unread_at) == (1, t0 + 3)
     await hitlog.commit("int_a", read)
     lag = await hitlog.lag("int_a")
     assert (lag.entries, lag.oldest_received_at) == (1, t0 + 3)
@@ -836,6 +781,21 @@ async def test_open_log_chooses_the_backend_by_url_scheme(tmp_path: Path) -> Non
     assert isinstance(open_log("rediss://cache:6380/0", data_dir=tmp_path, **bounds), RedisHitLog)
     with pytest.raises(ValueError, match="'postgresql'"):
         open_log("postgresql://db/test", data_dir=tmp_path, **bounds)
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"),
+    [
+        ("redis://127.0.0.1:6379/0", "gateway"),
+        ("redis://h/1?prefix=shop", "shop"),
+        ("rediss://u:p@h/0?prefix=a&socket_timeout=3", "a"),
+    ],
+    ids=["default", "prefix", "prefix-and-client-options"],
+)
+def test_the_shared_log_takes_its_key_prefix_from_the_url(url: str, prefix: str) -> None:
+    bounds: dict[str, Any] = {"max_records": 10, "max_bytes": None, "retention_s": 60.0}
+    shared = open_log(url, data_dir=Path("/nonexistent"), **bounds)
+    assert isinstance(shared, RedisHitLog) and shared.prefix == prefix
 
 
 def file_modes(directory: Path, prefix: str) -> dict[str, int]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.config.postgres import PostgresConfigStore
-from gateway.queue.redis import RedisQueue
+from gateway.deliver.consumers import LogConsumers
+from gateway.log.redis import RedisHitLog
 from tests.conftest import MakeGateway
 from tests.tiktok_double import TikTokDouble
 
@@ -12,7 +13,8 @@ async def test_gateway_on_redis_and_postgresql(
     make_gateway: MakeGateway, tiktok: TikTokDouble, shared_urls: dict[str, str]
 ) -> None:
     async with make_gateway(**shared_urls) as gw:
-        assert isinstance(gw.wired.queue, RedisQueue)
+        assert isinstance(gw.wired.log, RedisHitLog)
+        assert isinstance(gw.wired.queue, LogConsumers)
         assert isinstance(gw.wired.store, PostgresConfigStore)
         await gw.create_source(consent_default="grant")
         created = await gw.create_integration()

@@ -43,7 +43,7 @@ from gateway.deliver.configcache import ConfigCache
 from gateway.deliver.queue import EnqueueListener, Queue
 from gateway.deliver.record import Planned, UnreadableRecord, plan_for, read_record
 from gateway.ledger.base import NO_INTEGRATION, Observation
-from gateway.log.base import DeadLetterItem, FailedItem, HitLog, LogEntry, Retry, Start
+from gateway.log.base import DeadLetterItem, FailedItem, HitLog, Lag, LogEntry, Retry, Start
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class _Claims:
     held: dict[str, _Held] = field(default_factory=dict)
     entries: list[LogEntry] = field(default_factory=list)
     open_from_log: set[str] = field(default_factory=set)
+    # When the lease of the log entries in hand runs out (the worker then looks again).
+    lease_until: float | None = None
     taken_over_at: float = float("-inf")
 
 
@@ -173,12 +175,22 @@ class LogConsumers(Queue):
         retries = await self._log.retry_info(integration_id, now)
         claims = self._claims.get(integration_id)
         in_hand = len(claims.entries) if claims else 0
-        from_log = max(0, lag.entries - in_hand)
+        from_log, oldest_in_log = _unread(lag, in_hand)
         ready = min(_READY_CAP, from_log + retries.due)
-        oldest = [t for t in (lag.oldest_received_at, retries.oldest_due_at) if t is not None]
+        oldest = [t for t in (oldest_in_log, retries.oldest_due_at) if t is not None]
         if from_log == 0:
             oldest = [retries.oldest_due_at] if retries.oldest_due_at is not None else []
-        return ReadyInfo(ready, min(oldest) if oldest and ready else None, retries.next_at)
+        # Entries in hand are leased, as the queue's claimed events were: until their lease
+        # ends they are not ready, but they are still there (a drain must not think it done).
+        waiting = [] if retries.next_at is None else [retries.next_at]
+        if in_hand and claims is not None and claims.lease_until is not None:
+            waiting.append(claims.lease_until)
+        if lag.entries - from_log - in_hand > 0:
+            # Another replica holds entries: look again when they could be taken over.
+            waiting.append(now + _TAKE_OVER_EVERY_S)
+        return ReadyInfo(
+            ready, min(oldest) if oldest and ready else None, min(waiting) if waiting else None
+        )
 
     async def claim(
         self, integration_id: str, limit: int, now: float, lease_s: float, at_least: int = 1
@@ -188,6 +200,8 @@ class LogConsumers(Queue):
             return []
         await self.ensure_consumer(integration)
         claims = self._claims.setdefault(integration_id, _Claims())
+        if at_least > 1 and not await self._at_least_ready(integration_id, claims, at_least, now):
+            return []  # another worker took the full batch this one expected
         out = [
             self._hold(claims, retry, now)
             for retry in await self._log.claim_retries(integration_id, now, limit, lease_s)
@@ -197,6 +211,15 @@ class LogConsumers(Queue):
         if not claims.open_from_log and claims.entries:
             await self._commit(integration_id, claims)
         return out
+
+    async def _at_least_ready(
+        self, integration_id: str, claims: _Claims, at_least: int, now: float
+    ) -> bool:
+        lag = await self._log.lag(integration_id)
+        from_log, _ = _unread(lag, len(claims.entries))
+        if from_log >= at_least:
+            return True
+        return from_log + (await self._log.retry_info(integration_id, now)).due >= at_least
 
     async def _claim_from_log(
         self, claims: _Claims, integration: Integration, limit: int, now: float, lease_s: float
@@ -212,6 +235,7 @@ class LogConsumers(Queue):
             if not entries:
                 break
             claims.entries += entries
+            claims.lease_until = now + lease_s
             planned = [self._plan(e, integration, source) for e in entries]
             out += await self._settle_planned(claims, integration, entries, planned, now)
             if len(out) >= limit:
@@ -381,6 +405,7 @@ class LogConsumers(Queue):
 
     async def _commit(self, integration_id: str, claims: _Claims) -> None:
         entries, claims.entries = claims.entries, []
+        claims.lease_until = None
         await self._log.commit(integration_id, entries)
 
     async def dead_letter_new(
@@ -413,7 +438,14 @@ class LogConsumers(Queue):
         if integration_id in await self._log.consumers():
             self._known.add(integration_id)
             return True
-        return False
+        # An integration nobody has claimed for yet still has records waiting since it was
+        # made: its cursor starts there now, or its status would say nothing is queued. The
+        # store itself is asked, so that an integration just deleted gets no cursor back.
+        integration = await self._store.get_integration(integration_id)
+        if integration is None:
+            return False
+        await self.ensure_consumer(integration)
+        return True
 
     # -- what the Management API and the sweep ask ------------------------------------------
 
@@ -505,6 +537,8 @@ class LogConsumers(Queue):
             return []
         chosen = None if ids is None else [str(i) for i in ids]
         moved = await self._log.replay_dead_letters(integration_id, chosen, now)
+        if moved:  # `dead_lettered` counts the dead letters there are, as it always did
+            await self._log.add_counts(integration_id, dead_lettered=-len(moved))
         for listener in list(self._listeners):
             listener(integration_id, len(moved), now)
         return [_dead_letter(item) for item in moved]
@@ -513,7 +547,10 @@ class LogConsumers(Queue):
         if not await self._has_consumer(integration_id):
             return 0
         chosen = None if ids is None else [str(i) for i in ids]
-        return await self._log.purge_dead_letters(integration_id, chosen)
+        purged = await self._log.purge_dead_letters(integration_id, chosen)
+        if purged:
+            await self._log.add_counts(integration_id, dead_lettered=-purged)
+        return purged
 
     async def recover_leases(self, now: float) -> int:
         """Nothing to do: a restarted handle reads again what it had not committed, and a dead
@@ -521,9 +558,20 @@ class LogConsumers(Queue):
         return 0
 
     async def drop_integration(self, integration_id: str) -> None:
+        # The integration was deleted from the store: a claim must not find it in the cache and
+        # give it a cursor again, which no one would ever move (retention would keep its
+        # source's records for good).
+        self._configs.clear()
         self._claims.pop(integration_id, None)
         self._known.discard(integration_id)
         await self._log.drop_consumer(integration_id)
+
+
+def _unread(lag: Lag, in_hand: int) -> tuple[int, float | None]:
+    """Entries this handle may read now, and when the oldest of them was received."""
+    if lag.unread is not None:  # a shared log: what other replicas hold is theirs
+        return lag.unread, lag.oldest_unread_at
+    return max(0, lag.entries - in_hand), lag.oldest_received_at
 
 
 def _routed_here(plan: Planned) -> bool:

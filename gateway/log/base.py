@@ -61,10 +61,17 @@ class LogEntry(msgspec.Struct, frozen=True):
 
 class Lag(msgspec.Struct, frozen=True):
     """How far a consumer is behind: entries past its cursor (read and not committed included)
-    and when the oldest of them was received (None when there are none)."""
+    and when the oldest of them was received (None when there are none).
+
+    A shared log also tells the entries no handle has read yet (`unread`, and the oldest of
+    them): what another replica holds is not this one's to claim. None: the backend has one
+    reading process, whose handle knows what it holds.
+    """
 
     entries: int
     oldest_received_at: float | None
+    unread: int | None = None
+    oldest_unread_at: float | None = None
 
 
 class FailedItem(msgspec.Struct, frozen=True):

@@ -270,15 +270,23 @@ class RedisHitLog(GroupCommitting, HitLog):
                 "lag", self._client.xrange(stream, f"({last}", "+", count=_LAG_COUNT_CAP)
             )
             unread = len(rows)
+        first_unread = await self._call(
+            "lag", self._client.xrange(stream, f"({last}", "+", count=1)
+        )
+        oldest_unread = float(first_unread[0][1][b"r"]) if first_unread else None
+        oldest = oldest_unread
         if pending:
             summary = await self._call("lag", self._client.xpending(stream, consumer_id))
             first = await self._call(
                 "lag", self._client.xrange(stream, summary["min"], summary["min"])
             )
-        else:
-            first = await self._call("lag", self._client.xrange(stream, f"({last}", "+", count=1))
-        oldest = float(first[0][1][b"r"]) if first else None
-        return Lag(entries=int(unread) + pending, oldest_received_at=oldest)
+            oldest = float(first[0][1][b"r"]) if first else oldest
+        return Lag(
+            entries=int(unread) + pending,
+            oldest_received_at=oldest,
+            unread=int(unread),
+            oldest_unread_at=oldest_unread,
+        )
 
     # Failures
 
