@@ -255,7 +255,7 @@ def _records(plan: Plan, route: Route, cookies_set: list[str]) -> list[LogRecord
         LogRecord(
             source_id=route.source.id,
             received_at=plan.request.received_at,
-            data=render(planned.hit, plan.request, region, planned.context),
+            data=render(planned.hit, plan.request, region, planned.context, planned.hashes),
             event_id=planned.event_id,
         )
         for planned in plan.hits

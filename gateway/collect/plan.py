@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 from gateway.collect import cookies
-from gateway.collect.rawhit import RawRequest
+from gateway.collect.rawhit import HitHashes, RawRequest
 from gateway.collect.route import Route, consent_allows
 from gateway.core import ids
 from gateway.core.errors import HitError
 from gateway.core.hit import Hit
-from gateway.core.identity import Identity, traits_identity
+from gateway.core.identity import Identity
 from gateway.destinations.base import HitContext
 from gateway.ledger.base import NO_INTEGRATION, NOT_SENT, Observation, RawHit, hit_summary
 from gateway.log.base import LogRecord
@@ -51,6 +51,7 @@ class PlannedHit:
     hit: Hit
     event_id: str
     context: HitContext | None
+    hashes: HitHashes | None = None  # its traits and user id, hashed (None: it has none)
 
 
 @dataclass(slots=True)
@@ -109,10 +110,11 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         anonymous_id = ids.new_uuid()
     if plan.anonymous_id is None and not facts.from_server:
         plan.anonymous_id = anonymous_id
+    hashes = HitHashes.of(hit, route.source.default_phone_region)
     if hit.type == "identify":
         if allowed:
-            _apply_identify(hit, route, plan)
-        plan.hits.append(PlannedHit(hit, hit.message_id or ids.new_event_id(), None))
+            _apply_identify(hashes.learned() if hashes is not None else Identity(), plan)
+        plan.hits.append(PlannedHit(hit, hit.message_id or ids.new_event_id(), None, hashes))
         return
     ttclid_clicked = _ttclid_from_page(hit)
     if ttclid_clicked and allowed:
@@ -133,16 +135,10 @@ def _plan_hit(hit: Hit, route: Route, facts: RequestFacts, plan: Plan, max_age_d
         locale=_server_locale(hit, facts) if facts.from_server else facts.locale,
         identity=plan.identity,
     )
-    plan.hits.append(PlannedHit(hit, context.event_id, context))
+    plan.hits.append(PlannedHit(hit, context.event_id, context, hashes))
 
 
-def _apply_identify(hit: Hit, route: Route, plan: Plan) -> Identity:
-    candidates = [hit.traits, hit.context.traits if hit.context else None]
-    learned = traits_identity(
-        [traits for traits in candidates if traits is not None],
-        route.source.default_phone_region,
-        user_id=hit.user_id,
-    )
+def _apply_identify(learned: Identity, plan: Plan) -> None:
     known = plan.identity.user_id_hash
     if learned.user_id_hash and known and learned.user_id_hash != known:
         # Someone else signed in on this browser: do not mix two people's identifiers.
@@ -150,7 +146,6 @@ def _apply_identify(hit: Hit, route: Route, plan: Plan) -> Identity:
     else:
         plan.identity = plan.identity.merged_with(learned)
     plan.identity_changed = True
-    return learned
 
 
 def _ttclid_from_page(hit: Hit) -> str | None:

@@ -1,14 +1,14 @@
-"""The raw hit the debugger shows: the whole decoded hit, its traits hashed, and its request.
+"""A hit's record in the hit log (also what the debugger shows as the hit as received): the
+whole decoded hit, its traits hashed, its request's facts and what collection resolved.
 
-What the ledger keeps must never hold a raw email, phone, name or address: the hit is rendered
-as collection decoded it (page URLs already redacted), with `traits`, `context.traits` and
-`user_id` replaced by the hashes collection matches on. Rendering runs on the ledger's writer
-thread (see `ledger.base.RawHit`), so the hashing costs the request path nothing.
+What the log keeps must never hold a raw email, phone, name or address: the hit is rendered as
+collection decoded it (page URLs already redacted), with `traits`, `context.traits` and `user_id`
+replaced by the hashes collection matches on. That hashing is done once per hit (`HitHashes`):
+an identify hit learns its identity from the same hashes its record shows.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +18,9 @@ import msgspec
 from gateway.collect import cookies
 from gateway.core.hashing import hash_external_id
 from gateway.core.hit import Hit, Traits
-from gateway.core.identity import traits_identity
+from gateway.core.identity import Identity, traits_identity
 from gateway.destinations.base import HitContext
-from gateway.ledger.base import RawHit, hashed_identity
+from gateway.ledger.base import hashed_identity
 
 # What the debugger shows for the identity cookie instead of its value (sealed, but still a
 # bearer of the visitor's hashed identity: nobody needs to copy it out of the debugger).
@@ -75,19 +75,51 @@ class RawRequest:
         }
 
 
-def raw_hit(
-    hit: Hit, request: RawRequest, phone_region: str | None, context: HitContext | None
-) -> RawHit:
-    """The raw record of one hit, rendered later on the ledger's writer thread."""
-    return RawHit(functools.partial(render, hit, request, phone_region, context))
+@dataclass(frozen=True, slots=True)
+class HitHashes:
+    """A hit's own traits and user id, hashed once per hit."""
+
+    traits: Identity | None
+    context_traits: Identity | None
+    user_id: str | None
+
+    @classmethod
+    def of(cls, hit: Hit, phone_region: str | None) -> HitHashes | None:
+        """None when the hit says nothing of a person (most hits)."""
+        context_traits = hit.context.traits if hit.context is not None else None
+        if hit.traits is None and context_traits is None and hit.user_id is None:
+            return None
+        return cls(
+            traits=_identity_of(hit.traits, phone_region),
+            context_traits=_identity_of(context_traits, phone_region),
+            user_id=hash_external_id(hit.user_id),
+        )
+
+    def learned(self) -> Identity:
+        """What an identify hit teaches: its user id, then key by key its traits, then
+        `context.traits` (as `traits_identity` over both would say)."""
+        own = (self.traits or _NOBODY).filled_from(self.context_traits or _NOBODY)
+        return Identity(user_id_hash=self.user_id).filled_from(own)
+
+
+_NOBODY = Identity()
+
+
+def _identity_of(traits: Traits | None, phone_region: str | None) -> Identity | None:
+    return None if traits is None else traits_identity([traits], phone_region)
 
 
 def render(
-    hit: Hit, request: RawRequest, phone_region: str | None, context: HitContext | None
+    hit: Hit,
+    request: RawRequest,
+    phone_region: str | None,
+    context: HitContext | None,
+    hashes: HitHashes | None = None,
 ) -> bytes:
-    """`{"hit": ..., "request": ..., "resolved": ...}`, joined from parts: the writer thread holds
-    the GIL against the event loop while it renders, and the request's part is shared."""
-    parts = [b'{"hit":', _encode(hashed_hit(hit, phone_region)), b',"request":', request.encoded()]
+    """`{"hit": ..., "request": ..., "resolved": ...}`, joined from parts (the request's part is
+    encoded once for all its hits). `hashes`: the hit's, when planning made them already."""
+    hashes = hashes or HitHashes.of(hit, phone_region)
+    parts = [b'{"hit":', _encode(hashed_hit(hit, hashes)), b',"request":', request.encoded()]
     if context is not None:
         parts += [b',"resolved":', _encode(resolved_json(context))]
     parts.append(b"}")
@@ -111,26 +143,24 @@ def resolved_json(context: HitContext) -> dict[str, Any]:
     }
 
 
-def hashed_hit(hit: Hit, phone_region: str | None) -> Hit:
+def hashed_hit(hit: Hit, hashes: HitHashes | None) -> Hit:
     """The hit to encode with every trait and the user id hashed (nothing raw about a person).
 
     A copy whose `user_id` and traits hold their hashes (a dict where `Traits` was: encoding
     does not check types), so msgspec encodes it straight from the structs, fields in place;
     a hit without any of them is encoded as it is.
     """
+    if hashes is None:
+        return hit
     changes: dict[str, Any] = {}
     if hit.user_id is not None:
-        changes["user_id"] = hash_external_id(hit.user_id)
-    if hit.traits is not None:
-        changes["traits"] = _hashed_traits(hit.traits, phone_region)
-    if hit.context is not None and hit.context.traits is not None:
-        traits = _hashed_traits(hit.context.traits, phone_region)
+        changes["user_id"] = hashes.user_id
+    if hashes.traits is not None:
+        changes["traits"] = hashed_identity(hashes.traits)
+    if hit.context is not None and hashes.context_traits is not None:
+        traits = hashed_identity(hashes.context_traits)
         changes["context"] = msgspec.structs.replace(hit.context, traits=traits)
     return msgspec.structs.replace(hit, **changes) if changes else hit
-
-
-def _hashed_traits(traits: Traits, phone_region: str | None) -> dict[str, Any]:
-    return hashed_identity(traits_identity([traits], phone_region))
 
 
 def _iso(timestamp: float) -> str:
