@@ -21,7 +21,6 @@ integration added later gets a time range of the retained log.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,7 @@ from gateway.admin.schema import _instant, iso_utc, parse_json
 from gateway.core.errors import Invalid, NotFound
 from gateway.core.models import Integration, NewEvent, Source
 from gateway.core.validation import expect
+from gateway.deliver.consumers import created_at
 from gateway.deliver.record import UnreadableRecord, plan_for, read_record
 from gateway.ledger.base import (
     DELIVERED,
@@ -114,7 +114,7 @@ async def _stored_hits(
     known = await context.ledger.statuses(
         integration.id, [e.event_id for e in entries if e.event_id]
     )
-    created = _created_at(integration)
+    created = created_at(integration) or 0.0
     stored = []
     for entry in entries:
         event_id = entry.event_id or ""
@@ -131,13 +131,6 @@ async def _stored_hits(
 
 # The status of a hit an integration never read (received before it was made).
 NEVER_READ = "never_read"
-
-
-def _created_at(integration: Integration) -> float:
-    try:
-        return dt.datetime.fromisoformat(integration.created_at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def parse_reprocess(data: Any) -> tuple[float, float, bool]:

@@ -612,11 +612,16 @@ def _routed_here(plan: Planned) -> bool:
 
 def _start(integration: Integration) -> Start:
     """Where a new consumer starts: the records since the integration was made."""
+    created = created_at(integration)
+    return "tail" if created is None else created
+
+
+def created_at(integration: Integration) -> float | None:
+    """When the integration was made, as a Unix time (None: its record does not say)."""
     try:
-        created = dt.datetime.fromisoformat(integration.created_at.replace("Z", "+00:00"))
+        return dt.datetime.fromisoformat(integration.created_at.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return "tail"
-    return created.timestamp()
+        return None
 
 
 def _by_integration(events: Sequence[NewEvent]) -> dict[str, list[NewEvent]]:
