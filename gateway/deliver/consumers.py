@@ -444,7 +444,7 @@ class LogConsumers(Queue):
     ) -> None:
         for integration_id, group in _by_integration(events).items():
             items = [FailedItem(stored_event(e, now), e.event_id, None, 0) for e in group]
-            await self._ensure_by_id(integration_id)
+            await self._has_consumer(integration_id)
             await self._log.dead_letter(integration_id, items, reason, answer, now)
             await self._log.add_counts(integration_id, dead_lettered=len(items))
 
@@ -452,18 +452,14 @@ class LogConsumers(Queue):
         """Events made outside the log (a fixed dead letter, a re-processed range): due now."""
         now = time.time()
         for integration_id, group in _by_integration(events).items():
-            await self._ensure_by_id(integration_id)
+            await self._has_consumer(integration_id)
             items = [FailedItem(stored_event(e, now), e.event_id, None, 0) for e in group]
             await self._log.retry_later(integration_id, items, now, None)
             for listener in list(self._listeners):
                 listener(integration_id, len(items), now)
 
-    async def _ensure_by_id(self, integration_id: str) -> None:
-        integration = await self._configs.get(integration_id)
-        if integration is not None:
-            await self.ensure_consumer(integration)
-
     async def _has_consumer(self, integration_id: str) -> bool:
+        """Whether the integration has a cursor, giving it one when it exists and has none."""
         if integration_id in self._known:
             return True
         if integration_id in await self._log.consumers():
