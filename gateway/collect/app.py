@@ -40,6 +40,7 @@ from gateway.log.base import LogRecord
 log = logging.getLogger(__name__)
 
 CONTEXT = web.AppKey("collect", CollectContext)
+COOKIE_HEADERS = web.AppKey("cookie_headers", cookies.CookieHeaders)
 
 _OK_BODY = b'{"ok":true}'
 # analytics-next adds X-Retry-Count when it retries a call, RudderStack's JavaScript SDK an
@@ -53,6 +54,7 @@ def create_collect_app(context: CollectContext) -> web.Application:
         middlewares=[_error_middleware],
     )
     app[CONTEXT] = context
+    app[COOKIE_HEADERS] = cookies.CookieHeaders()
     # Each protocol adds its routes here; all of them end in `collect_hits`.
     for path, hit_type in native.ENDPOINTS:
         app.router.add_post(path, functools.partial(handle_native_hits, path_type=hit_type))
@@ -199,7 +201,7 @@ async def _handle_segment_body(
         route, from_server = await request.app[segment.WRITE_KEYS].resolve(
             calls.write_key, context.router.route, secret_allowed=not calls.key_in_url
         )
-        has_dfid = cookies.safe_cookie_value(request.cookies.get(cookies.ANONYMOUS_ID)) is not None
+        has_dfid = _visitor_cookies(request).anonymous_id is not None
         hits = segment.to_hits(calls, route, from_server, has_dfid)
         return await collect_hits(request, hits, route, from_server, segment.OK_BODY)
     except HitError as exc:
@@ -296,8 +298,8 @@ def _request_facts(
     settings = context.settings
     headers = request.headers
     peer = request.remote
-    jar = request.cookies
-    raw_identity = jar.get(cookies.IDENTITY)
+    jar = _visitor_cookies(request)
+    raw_identity = jar.identity
     identity, outdated = context.identity_codec.open(raw_identity)
     return RequestFacts(
         ip=client_ip(peer, headers, settings.trusted_proxies, settings.client_ip_header),
@@ -306,9 +308,9 @@ def _request_facts(
         secure=is_https(
             request.scheme, peer, headers, settings.trusted_proxies, settings.client_ip_header
         ),
-        ttp=cookies.safe_cookie_value(jar.get(cookies.TTP)),
-        anonymous_id=cookies.safe_cookie_value(jar.get(cookies.ANONYMOUS_ID)),
-        ttclid_cookie=cookies.safe_click_id(jar.get(cookies.TTCLID)),
+        ttp=jar.ttp,
+        anonymous_id=jar.anonymous_id,
+        ttclid_cookie=jar.ttclid,
         identity=identity,
         # An outdated cookie (it held the raw user id) is not re-sent but sealed anew.
         identity_cookie=raw_identity if not (identity.empty or outdated) else None,
@@ -316,6 +318,11 @@ def _request_facts(
         from_server=from_server,
         received_at=time.time(),
     )
+
+
+def _visitor_cookies(request: web.Request) -> cookies.VisitorCookies:
+    header = request.headers.get(hdrs.COOKIE, "")
+    return request.app[COOKIE_HEADERS].read(header, lambda: request.cookies)
 
 
 def _count(context: CollectContext, hits: list[Hit]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -129,6 +130,48 @@ def safe_click_id(value: str | None) -> str | None:
     if value and _CLICK_ID.fullmatch(value):
         return value
     return None
+
+
+class VisitorCookies(msgspec.Struct, frozen=True, gc=False):
+    """The gateway's cookies a request carried, each checked as what we could have set."""
+
+    ttp: str | None = None
+    anonymous_id: str | None = None
+    ttclid: str | None = None
+    identity: str | None = None  # the sealed value as received (opened by `IdentityCodec`)
+
+    @classmethod
+    def of(cls, jar: Mapping[str, str]) -> VisitorCookies:
+        return cls(
+            ttp=safe_cookie_value(jar.get(TTP)),
+            anonymous_id=safe_cookie_value(jar.get(ANONYMOUS_ID)),
+            ttclid=safe_click_id(jar.get(TTCLID)),
+            identity=jar.get(IDENTITY) or None,
+        )
+
+
+class CookieHeaders:
+    """The visitor's cookies by `Cookie` header, remembered.
+
+    A visitor sends the same header with every hit until a cookie changes, and parsing it (the
+    framework builds a `Morsel` per cookie, third parties' included) cost more than all the
+    checks after it. Bounded: past `remembered` headers it starts afresh, so a flood of made-up
+    headers only costs the parsing it would have cost anyway.
+    """
+
+    def __init__(self, remembered: int = 4096) -> None:
+        self._remembered = remembered
+        self._known: dict[str, VisitorCookies] = {}
+
+    def read(self, header: str, jar: Callable[[], Mapping[str, str]]) -> VisitorCookies:
+        """The cookies of `header`; `jar` parses it (the framework's own parser) when new."""
+        known = self._known.get(header)
+        if known is None:
+            known = VisitorCookies.of(jar())
+            if len(self._known) >= self._remembered:
+                self._known = {}
+            self._known[header] = known
+        return known
 
 
 class IdentityCodec:

@@ -7,7 +7,8 @@ destinations read it when they build their events.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+
+import msgspec
 
 from gateway.core.hashing import (
     hash_city,
@@ -31,12 +32,15 @@ def _merged(newer: tuple[str, ...], older: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(newer + older))[:MAX_IDENTITY_VALUES]
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(msgspec.Struct, frozen=True, gc=False):
     """What is known about a visitor to match on, hashed only (lowercase hex SHA-256).
 
     Learned from identify and kept in the sealed identity cookie; a hit's own traits build one
     too. Nothing raw is held: the user id is its external_id hash.
+
+    A frozen msgspec struct rather than a dataclass: delivery builds and compares several per
+    record, and a struct's `__init__` and `==` run in C (a frozen dataclass sets each field
+    through `object.__setattr__`). It holds only strings, so the GC need not track it.
     """
 
     user_id_hash: str | None = None

@@ -11,12 +11,12 @@ Re-processing (`admin/reprocess.py`) plans stored records the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
 from gateway import destinations
-from gateway.core.hit import Hit, HitType
+from gateway.core.hit import Context, Hit
 from gateway.core.identity import Identity
 from gateway.core.models import Integration, NewEvent, Source
 from gateway.destinations.base import HitContext, Rejected
@@ -42,6 +42,48 @@ class _Request(msgspec.Struct):
     integrations: list[str] | None = None
 
 
+class _Hashes(msgspec.Struct):
+    """Hashes as a record holds them (`ledger.base.hashed_identity`'s shape)."""
+
+    user_id: str | None = None
+    email: list[str] | None = None
+    phone: list[str] | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    zip_code: str | None = None
+
+    def identity(self) -> Identity:
+        return Identity(
+            user_id_hash=self.user_id,
+            email_hashes=tuple(self.email or ()),
+            phone_hashes=tuple(self.phone or ()),
+            first_name=self.first_name,
+            last_name=self.last_name,
+            city=self.city,
+            state=self.state,
+            country=self.country,
+            zip_code=self.zip_code,
+        )
+
+
+# The hit as a record stores it, decoded in one pass straight into the structs delivery plans
+# with: the same fields as the native protocol's `Hit`, but `traits`, `context.traits` and
+# `user_id` hold hashes, and `type` is any string (Segment's alias, group and screen calls keep
+# their own type, which the native schema does not take from a client). The field overrides
+# narrow nothing a reader uses: the traits are replaced by None before the hit leaves here.
+class _StoredContext(Context, omit_defaults=True):
+    traits: _Hashes | None = None  # type: ignore[assignment]
+
+
+class _StoredHit(Hit, omit_defaults=True):
+    type: str | None = None  # type: ignore[assignment]
+    traits: _Hashes | None = None  # type: ignore[assignment]
+    context: _StoredContext | None = None
+
+
 class _Resolved(msgspec.Struct):
     event_id: str
     event_time: int
@@ -51,11 +93,11 @@ class _Resolved(msgspec.Struct):
     ip: str | None = None
     user_agent: str | None = None
     locale: str | None = None
-    identity: dict[str, Any] | None = None
+    identity: _Hashes | None = None
 
 
 class _Record(msgspec.Struct):
-    hit: dict[str, Any]
+    hit: _StoredHit
     request: _Request = msgspec.field(default_factory=_Request)
     resolved: _Resolved | None = None
 
@@ -84,26 +126,11 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
     """Decode what collection appended; UnreadableRecord when it is not a record."""
     try:
         record = _decode_record(data)
-        hit_data = dict(record.hit)
-        traits = hit_data.pop("traits", None)
-        user_id_hash = hit_data.pop("user_id", None)
-        context_traits = None
-        if isinstance(hit_data.get("context"), dict):
-            hit_context = dict(hit_data["context"])
-            context_traits = hit_context.pop("traits", None)
-            hit_data["context"] = hit_context
-        # Segment's alias, group and screen calls keep their own type, which the native
-        # protocol's schema (the Hit struct) does not take from a client: set, not validated.
-        kind = hit_data.pop("type", None)
-        hit = msgspec.convert(hit_data, Hit)
-        if isinstance(kind, str):
-            hit = msgspec.structs.replace(hit, type=cast(HitType, kind))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UnreadableRecord(str(exc)) from None
-    # The hit's own traits win over the identity cookie's, context.traits first (as collected).
-    own = identity_of(context_traits).filled_from(identity_of(traits))
-    if isinstance(user_id_hash, str):
-        own = Identity(user_id_hash=user_id_hash).filled_from(own)
+    stored = record.hit
+    own = _own_identity(stored)
+    hit = _without_hashes(stored)
     resolved = record.resolved
     routed = _routed(record.request)
     if resolved is None or hit.type == "identify":
@@ -126,34 +153,37 @@ def read_record(data: bytes, event_id: str | None) -> ReadHit:
     )
 
 
+def _own_identity(stored: _StoredHit) -> Identity:
+    """The hit's own traits over the identity cookie's: context.traits first (as collected),
+    and its user id's hash before everything."""
+    context_traits = stored.context.traits if stored.context is not None else None
+    own = identity_of(context_traits).filled_from(identity_of(stored.traits))
+    if stored.user_id is not None:
+        own = Identity(user_id_hash=stored.user_id).filled_from(own)
+    return own
+
+
+def _without_hashes(stored: _StoredHit) -> Hit:
+    """The hit as delivery's destinations read it: no traits, no user id (their hashes are in
+    the identity), so nothing reads a hash as a raw trait."""
+    context = stored.context
+    if context is not None and context.traits is not None:
+        context = msgspec.structs.replace(context, traits=None)
+    if stored.traits is None and stored.user_id is None and context is stored.context:
+        return stored  # most hits: nothing to take out
+    return msgspec.structs.replace(stored, traits=None, user_id=None, context=context)
+
+
 def _routed(request: _Request) -> frozenset[str] | None:
     return None if request.integrations is None else frozenset(request.integrations)
 
 
-def identity_of(hashes: Any) -> Identity:
-    """An identity from the hashes a record holds (`ledger.base.hashed_identity`'s shape)."""
-    if not isinstance(hashes, dict):
-        return Identity()
+_NOBODY = Identity()
 
-    def text(name: str) -> str | None:
-        value = hashes.get(name)
-        return value if isinstance(value, str) else None
 
-    def many(name: str) -> tuple[str, ...]:
-        value = hashes.get(name)
-        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
-    return Identity(
-        user_id_hash=text("user_id"),
-        email_hashes=many("email"),
-        phone_hashes=many("phone"),
-        first_name=text("first_name"),
-        last_name=text("last_name"),
-        city=text("city"),
-        state=text("state"),
-        country=text("country"),
-        zip_code=text("zip_code"),
-    )
+def identity_of(hashes: _Hashes | None) -> Identity:
+    """An identity from the hashes a record holds (none: nobody)."""
+    return _NOBODY if hashes is None else hashes.identity()
 
 
 @dataclass(frozen=True, slots=True)
