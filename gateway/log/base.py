@@ -20,7 +20,8 @@ Life of a record:
    dead-lettered, shared by every replica.
 5. `sweep` deletes a record once every consumer of its source has committed past it AND it was
    received longer ago than the retention window (the debugger reads records inside the window:
-   `read_range`, `get`, `find`, `find_many`, `newest`). A source without consumers keeps only the window.
+   `read_range`, `get`, `find`, `find_many`, `newest`). A source without consumers keeps only
+   the window.
 
 Entry ids are strings: the SQLite backend's are its row numbers (never reused), the Redis
 backend's are stream ids. Both compare in log order within a source with `entry_order`.
