@@ -114,9 +114,9 @@ class Settlement:
             retry_after_s=answer.retry_after_s,
         )
         error = answer.describe()
+        self._note(holding, events, RETRYING, now, error, answer)
         await self._queue.release(holding.integration_id, ids(events), when, error, now)
         holding.forget(events)
-        self._note(holding, events, RETRYING, now, error, answer)
         self.counters.events_retried += len(events)
         self._metrics.events_failed.labels(holding.integration_id).inc(len(events))
         log.warning(
@@ -139,9 +139,9 @@ class Settlement:
         """Pause the integration; its events go back unblamed and wait for the resume."""
         now = self._clock()
         if events:
+            self._note(holding, events, PAUSED, now, reason)
             await self._queue.release(holding.integration_id, ids(events), now, None, now)
             holding.forget(events)
-            self._note(holding, events, PAUSED, now, reason)
         await self._store.set_paused(holding.integration_id, reason)
         holding.paused = True
         self._on_pause(replace(integration, paused_reason=reason))
@@ -152,9 +152,9 @@ class Settlement:
         self, holding: Holding, events: Sequence[ClaimedEvent], reason: str, answer: str | None
     ) -> None:
         now = self._clock()
+        self._note(holding, events, DEAD_LETTERED, now, f"{reason}: {answer}" if answer else reason)
         await self._queue.dead_letter(holding.integration_id, ids(events), reason, answer, now)
         holding.forget(events)
-        self._note(holding, events, DEAD_LETTERED, now, f"{reason}: {answer}" if answer else reason)
         self.counters.events_dead_lettered += len(events)
         self._metrics.events_dead_lettered.labels(holding.integration_id, reason).inc(len(events))
         log.warning(
