@@ -78,9 +78,12 @@ class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
 
 @dataclass(frozen=True, slots=True)
 class LogEvent(ClaimedEvent):
-    """A claimed event that knows what its record said of its visitor, for match quality."""
+    """A claimed event with what match quality needs: whether its record named a user, and
+    whether this is its first send straight from the log (a retry, a replayed dead letter or
+    a re-processed event was counted before, or is no hit's first send)."""
 
     user_id_known: bool = False
+    first_send: bool = False
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -349,6 +352,7 @@ class LogConsumers(Queue):
                 1,
                 entry.received_at,
                 known,
+                first_send=True,
             )
             claims.held[claim_id] = _Held(claimed, stored, entry.id, None)
             claims.open_from_log.add(claim_id)

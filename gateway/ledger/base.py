@@ -196,8 +196,8 @@ class Answer(Protocol):
 
 
 class Sent(Protocol):
-    """An event as the worker sent it (`models.ClaimedEvent`); a log consumer's may also say
-    `user_id_known` (its external_id starts with a user id's hash)."""
+    """An event as the worker sent it (`models.ClaimedEvent`); a log consumer's also says
+    `user_id_known` (its external_id starts with a user id's hash) and `first_send`."""
 
     @property
     def event_id(self) -> str: ...
@@ -246,7 +246,8 @@ class Claim:
 @dataclass(frozen=True, slots=True)
 class SentBatch:
     """One request to a destination. `render` makes its exact body (on the writer's thread).
-    Match quality counts an event's signals at its first send (`attempts` 1)."""
+    Match quality counts an event's signals at its first send (a log consumer's event says
+    `first_send`)."""
 
     integration_id: str
     at: float

@@ -441,7 +441,7 @@ def _row(item: Row) -> list[Any] | None:
             log.warning("a request body could not be rendered; its batch is not shown")
             return None
         received = [e.enqueued_at for e in item.events]
-        first = [(e.payload, _user_id_known(e)) for e in item.events if e.attempts <= 1]
+        first = [(e.payload, _user_id_known(e)) for e in item.events if _first_send(e)]
         return [
             BATCH, item.integration_id, None, item.at, min(received), max(received),
             item.status, item.reason, _answer_text(item.answer),
@@ -465,6 +465,13 @@ def _row(item: Row) -> list[Any] | None:
 
 def _user_id_known(event: object) -> bool:
     return bool(getattr(event, "user_id_known", False))
+
+
+def _first_send(event: object) -> bool:
+    """Whether match quality counts the event in this request: its first send, as the log's
+    consumers say (an event of another queue: its first attempt)."""
+    first = getattr(event, "first_send", None)
+    return bool(first) if first is not None else getattr(event, "attempts", 1) <= 1
 
 
 def _write(conn: sqlite3.Connection, batch: list[Row]) -> None:
