@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -565,7 +564,7 @@ class DeliveryWorker:
         payloads = [e.payload for e in events]
 
         def render() -> bytes:
-            return json.dumps(destination.request_body(integration, source, payloads)).encode()
+            return destination.request_bytes(integration, source, payloads)
 
         status = status_of(verdict.value)
         self._ledger.note(

@@ -375,10 +375,13 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[An
     return conn.execute(sql, params).fetchall()
 
 
-class _Payload(msgspec.Struct):
-    """The one part of a destination's event the store reads: who it is about."""
+# The one part of a destination's event the store reads: which of `SIGNALS` its `user` has.
+# A struct of exactly those fields: the rest of the event is skipped, not decoded.
+_User = msgspec.defstruct("_User", [(name, Any, None) for name in SIGNALS])
 
-    user: dict[str, Any] | None = None
+
+class _Payload(msgspec.Struct):
+    user: _User | None = None  # type: ignore[valid-type]
 
 
 _payload_decoder = msgspec.json.Decoder(_Payload)
@@ -388,10 +391,12 @@ _json = msgspec.json.Encoder()
 def _signals(payload: bytes) -> list[bool]:
     """Which of `SIGNALS` the payload's `user` carries."""
     try:
-        user = _payload_decoder.decode(payload).user or {}
-    except msgspec.DecodeError:
-        user = {}
-    return [bool(user.get(name)) for name in SIGNALS]
+        user = _payload_decoder.decode(payload).user
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        user = None
+    if user is None:
+        return [False] * len(SIGNALS)
+    return [bool(getattr(user, name)) for name in SIGNALS]
 
 
 def _quality(events: Sequence[tuple[bytes, bool]]) -> list[int]:
