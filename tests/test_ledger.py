@@ -572,6 +572,7 @@ async def test_a_rejected_event_is_dead_lettered_with_tiktoks_answer(
     (record,) = await _records(gateway, "m-bad")
     assert record["delivery"]["status"] == "dead_lettered"
     assert record["delivery"]["reason"].startswith("rejected: 40002")
+    assert record["delivery"]["answer"]["code"] == 40002
 
     # Replayed (the cause fixed), it is queued again, then delivered under the same event_id.
     tiktok.reject_event_ids.clear()

@@ -267,8 +267,12 @@ def _apply(item: _Shown, sent: _Sent | None, failed: Change | None) -> None:
         )
     elif failed is not None:
         record["seq"] = failed.seq * SPAN
+        # A dead letter says why in words: the answer is that of the request that carried it.
+        answer = failed.answer or (sent.batch.answer if sent is not None else None)
+        if sent is not None:
+            record["payload"] = sent.payload
         record["delivery"] = _delivery(
-            failed.status or QUEUED, failed.attempts, failed.reason, failed.answer, failed.at
+            failed.status or QUEUED, failed.attempts, failed.reason, answer, failed.at
         )
     else:
         record["delivery"]["status"] = QUEUED
