@@ -95,9 +95,9 @@ def explain_consent(
 class RawHit:
     """The whole hit as the gateway decoded it (traits hashed) and the facts of its request.
 
-    One per hit, shared by the records of every integration of its source. Collection hands
-    over how to render it, not the text: the JSON is made once, on the ledger's writer thread
-    (the first record that needs it), so the request path only allocates this object.
+    Collection still hands one over with the observations of hits no integration reads; the
+    store keeps no copy of it (the hit log has the record: the debugger reads it there), so it
+    is never rendered for the store. Kept for collection's side until that code drops it.
     """
 
     __slots__ = ("_render", "_text")
@@ -139,7 +139,7 @@ class Observation:
     reason: str | None
     received_at: float
     user_id_known: bool = False  # the event's external_id starts with a user id's hash
-    raw: RawHit | None = None  # the whole hit and its request's facts (None: a test send)
+    raw: RawHit | None = None  # unused by the store: the hit log keeps the hit
 
 
 @dataclass(frozen=True, slots=True)
