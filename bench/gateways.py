@@ -32,8 +32,8 @@ SELECT coalesce((SELECT sum(coalesce(s.appended, 0) - c.passed)
                  FROM log_cursors c LEFT JOIN log_sources s USING (source_id)), 0)
      + (SELECT count(*) FROM log_retries)
 """
-# Every record the ledger writes takes the next value of this counter, whichever process wrote it.
-_LEDGER_SEQ_SQL = "SELECT value FROM meta WHERE key = 'seq'"
+# Every row the ledger writes takes the next `seq`, whichever process wrote it.
+_LEDGER_SEQ_SQL = "SELECT coalesce(max(seq), 0) FROM changes"
 # What a process logs once when its ledger's buffer overflowed (gateway/ledger/sqlite.py).
 _LEDGER_DROPPED_LOG = "ledger buffer full"
 
@@ -63,8 +63,8 @@ class GatewayProc:
         return -1 if value is None else value
 
     def ledger_seq(self) -> int | None:
-        """How many records the event ledger has written in all (every process of the data dir
-        together), from its file; None while it cannot be read."""
+        """The last row the event ledger wrote (claims, batches, failures: every process of the
+        data dir together), from its file; None while it cannot be read."""
         return self._read("ledger.db", _LEDGER_SEQ_SQL)
 
     def _read(self, file_name: str, sql: str) -> int | None:

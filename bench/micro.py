@@ -324,9 +324,7 @@ def deliver_bench(seconds: float) -> dict[str, Any]:
         nonlocal events
         for record in records:
             read = read_record(record.data, record.event_id)
-            planned = plan_for(
-                read, integration, source, record.received_at, record.data, record.event_id
-            )
+            planned = plan_for(read, integration, source, record.received_at, record.event_id)
             events += planned.event is not None
         return len(records)
 

@@ -239,7 +239,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
         await router.start()
         stack.push_async_callback(router.stop)
 
-        queue = LogConsumers(hitlog, store, metrics, observe=ledger.observe)
+        queue = LogConsumers(hitlog, store, metrics, ledger=ledger)
         worker: DeliveryWorker | None = None
         if run_worker:
             # The delivering process moves what the former queue file held, once.

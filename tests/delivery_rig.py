@@ -275,7 +275,7 @@ async def open_rig(
     store = SQLiteConfigStore(tmp_path / "config.db", box)
     hitlog = SQLiteHitLog(tmp_path / "hitlog.db", max_records=max_events, clock=clock)
     metrics = Metrics()
-    queue = LogConsumers(hitlog, store, metrics, observe=None)
+    queue = LogConsumers(hitlog, store, metrics)
     await store.open()
     await hitlog.open()
     await store.create_source(Source(id=SOURCE, name="Shop"))

@@ -12,6 +12,7 @@ import aiohttp
 
 from gateway.ledger.base import Observation, hit_summary
 from gateway.ledger.sqlite import SQLiteLedger
+from gateway.log.base import LogRecord
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.tiktok_double import TikTokDouble
 
@@ -96,32 +97,26 @@ async def test_the_stream_shows_new_records_live_and_filtered(gateway: Gateway) 
 
 async def test_the_stream_sees_what_another_process_wrote(gateway: Gateway) -> None:
     """`--workers N`: each process has its own ledger writer on the same file."""
+    await gateway.create_source()  # no integration: collection notes what nobody will read
     resp = await gateway.admin.get("/v1/admin/events/stream")
     assert resp.status == 200
+    # Another process's collection: the hit in the shared log, its row in the shared ledger.
+    record = b'{"hit": {"type": "page", "event": "Other Process"}}'
+    await gateway.wired.log.append([LogRecord("src_test", time.time(), record, "e-other")])
     other = SQLiteLedger(gateway.data_dir / "ledger.db", retention_s=3600, max_records=100)
     await other.open()
     try:
-        summary = hit_summary("page", None, "src_x", None, None, False)
-        other.observe(
-            [
-                Observation(
-                    "e-other",
-                    None,
-                    "src_x",
-                    summary,
-                    "no_integration",
-                    "-",
-                    None,
-                    None,
-                    "not_sent",
-                    None,
-                    1.0e10,
-                )
-            ]
-        )
+        summary = hit_summary("page", None, "src_test", None, None, False)
+        seen = Observation(
+            "e-other", None, "src_test", summary, "no_integration", "-", None, None,
+            "not_sent", None, time.time(),
+        )  # fmt: skip
+        other.observe([seen])
         await other.flush()
-        (record,) = await _read_records(resp, 1)
-        assert record["event_id"] == "e-other"
+        (shown,) = await _read_records(resp, 1)
+        assert shown["event_id"] == "e-other"
+        assert shown["event"] == "Other Process"
+        assert shown["integration_id"] is None
     finally:
         resp.close()
         await other.close()
@@ -287,29 +282,20 @@ async def test_one_search_term_finds_ids_orders_names_users_and_click_ids(
     assert "jane.doe@example" not in caplog.text.lower()
 
 
+async def _stored_hits(gateway: Gateway, template: str, hits: list[tuple[str, float]]) -> None:
+    """Hits as the log keeps them (another process's, or older ones): copies of a collected
+    hit's record under other event ids and receive times."""
+    (entry,) = await gateway.wired.log.find("src_test", template)
+    records = [LogRecord("src_test", at, entry.data, event_id) for event_id, at in hits]
+    await gateway.wired.log.append(records)
+
+
 async def test_search_keeps_to_its_time_range_and_refuses_bad_input(gateway: Gateway) -> None:
     await gateway.create_source()
     await gateway.create_integration()
-    old = time.time() - 30 * 3600
-    gateway.wired.ledger.observe(
-        [
-            Observation(
-                event_id="evt-yesterday",
-                integration_id=None,
-                source_id="src_test",
-                hit=hit_summary("track", "Product Added", "src_test", None, None, True),
-                decision="no_integration",
-                decision_reason="old",
-                tiktok_event=None,
-                payload=None,
-                status="not_sent",
-                reason=None,
-                received_at=old,
-            )
-        ]
-    )
     await _hit(gateway, "evt-now")
     await gateway.delivered()
+    await _stored_hits(gateway, "evt-now", [("evt-yesterday", time.time() - 30 * 3600)])
     day = await _search(gateway, q="Product Added")
     assert [r["event_id"] for r in day["records"]] == ["evt-now"]
     assert day["hours"] == 24 and day["complete"] is True
@@ -332,27 +318,12 @@ async def test_search_keeps_to_its_time_range_and_refuses_bad_input(gateway: Gat
 
 
 async def test_search_reaches_past_the_newest_thousand_records(gateway: Gateway) -> None:
-    """The ledger pages forward from a `seq`: the search walks back window by window."""
+    """The log is read newest first, page by page: the search walks back past many pages."""
     await gateway.create_source()
-
-    def observation(event_id: str) -> Observation:
-        return Observation(
-            event_id=event_id,
-            integration_id=None,
-            source_id="src_test",
-            hit=hit_summary("track", "Product Added", "src_test", None, None, True),
-            decision="no_integration",
-            decision_reason="none",
-            tiktok_event=None,
-            payload=None,
-            status="not_sent",
-            reason=None,
-            received_at=time.time(),
-        )
-
-    gateway.wired.ledger.observe([observation("evt-needle")])
-    gateway.wired.ledger.observe([observation(f"evt-hay-{i}") for i in range(2500)])
-    await gateway.wired.ledger.flush()
+    await _hit(gateway, "evt-needle")
+    now = time.time()
+    hay = [(f"evt-hay-{i}", now + i / 1e4) for i in range(2500)]
+    await _stored_hits(gateway, "evt-needle", hay)
     found = await _search(gateway, q="evt-needle")
     assert [r["event_id"] for r in found["records"]] == ["evt-needle"]
     assert found["complete"] is True

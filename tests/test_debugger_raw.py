@@ -3,7 +3,10 @@ its request (cookies read and set), the exact request the destination posts, and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sqlite3
+import zlib
 from typing import Any
 
 from tests.conftest import Gateway
@@ -113,10 +116,17 @@ async def test_the_detail_shows_the_whole_hit_hashed_its_request_and_the_exact_r
     assert record["delivery"]["answer"]["code"] == 0
     assert integration["id"] == record["integration_id"]
 
-    # Nothing raw about the person anywhere in the ledger's file (WAL included).
+    # Nothing raw about the person anywhere in the ledger's file (WAL included), nor in the
+    # request bodies it keeps compressed.
     await gateway.wired.ledger.close()
     stored = b"".join(p.read_bytes() for p in gateway.data_dir.glob("ledger.db*"))
-    assert b"ORD-RAW-1" in stored and b"Mug" in stored
+    with contextlib.closing(sqlite3.connect(gateway.data_dir / "ledger.db")) as db:
+        bodies = [zlib.decompress(b) for (b,) in db.execute("SELECT body FROM changes") if b]
+    assert any(b"ORD-RAW-1" in body and b"Mug" in body for body in bodies)
     for raw in RAW_PII:
         assert raw.encode() not in stored.lower(), raw
+        assert all(raw.encode() not in body.lower() for body in bodies), raw
     assert b"some-sealed-value" not in stored
+    assert b"tok_test_0123456789" not in stored and not any(
+        b"tok_test_0123456789" in body for body in bodies
+    )

@@ -1,12 +1,16 @@
-"""The ledger: per-event records, written in batches behind the hot path, bounded, tailable."""
+"""The debugger's store: claims, batches and failures (never a row per delivered event),
+written behind the hot path, bounded, tailable; and what the debugger shows from it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import sqlite3
 import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +18,26 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.collect.route import consent_allows
+from gateway.core.hashing import hash_email, hash_external_id
 from gateway.core.models import ConsentDefault, Integration
 from gateway.core.settings import Secret
 from gateway.destinations.tiktok.config import TikTokConfig
 from gateway.ledger.base import (
+    DEAD_LETTERED,
     DELIVERED,
     DENIED,
     GRANTED,
+    IDENTIFIED,
     MATCH_SIGNALS,
     NOT_SENT,
     QUEUED,
     RETRYING,
     SIGNALS,
-    Filters,
-    Observation,
-    Outcome,
-    RawHit,
+    Claim,
+    Failure,
+    SentBatch,
     TikTokReply,
     explain_consent,
-    hit_summary,
 )
 from gateway.ledger.sqlite import SQLiteLedger
 from tests.conftest import Gateway
@@ -50,23 +55,50 @@ class Clock:
         return self.now
 
 
-def _observation(event_id: str, integration_id: str | None = "int_a", **fields: Any) -> Observation:
-    payload = {"event": "PageView", "event_id": event_id, "user": {"ttp": "t", "ip": "1.2.3.4"}}
+def _payload(event_id: str, user: dict[str, Any] | None = None) -> bytes:
+    body = {"event": "PageView", "event_id": event_id, "user": user or {"ttp": "t", "ip": "1.2"}}
+    return json.dumps(body).encode()
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """An event as the worker hands it to the ledger (what `models.ClaimedEvent` carries)."""
+
+    event_id: str
+    payload: bytes
+    attempts: int = 1
+    enqueued_at: float = 1_700_000_000.0
+    user_id_known: bool = False
+    first_send: bool = True
+
+
+OK = TikTokReply(200, 0, "OK", "req-1")
+
+
+def _batch(*event_ids: str, status: str = DELIVERED, at: float = 1_700_000_001.0) -> SentBatch:
+    events = [_Sent(e, _payload(e)) for e in event_ids]
+    body = {"data": [json.loads(e.payload) for e in events]}
+    return SentBatch("int_a", at, status, OK, events, lambda: json.dumps(body).encode())
+
+
+def _claim(*event_ids: str, integration_id: str = "int_a", denied: int = 0) -> Claim:
+    at = 1_700_000_000.0
+    return Claim(integration_id, "src_a", at, list(event_ids), at, at, denied=denied)
+
+
+def _failure(event_id: str, status: str = RETRYING, **fields: Any) -> Failure:
     values: dict[str, Any] = {
+        "integration_id": "int_a",
         "event_id": event_id,
-        "integration_id": integration_id,
-        "source_id": "src_a",
-        "hit": hit_summary("page", None, "src_a", "https://shop.example/", None, False),
-        "decision": GRANTED,
-        "decision_reason": "granted: advertising",
-        "tiktok_event": "PageView",
-        "payload": json.dumps(payload).encode(),
-        "status": QUEUED,
-        "reason": None,
+        "status": status,
+        "reason": "TikTok answered 503",
+        "answer": TikTokReply(503, None, "down", None),
+        "attempts": 1,
+        "at": 1_700_000_001.0,
         "received_at": 1_700_000_000.0,
     }
     values.update(fields)
-    return Observation(**values)
+    return Failure(**values)
 
 
 @pytest.fixture
@@ -122,20 +154,22 @@ def test_explain_consent_agrees_with_the_router(
 # ---------------------------------------------------------------------------------- the store
 
 
-async def test_observe_is_buffered_and_flushed_in_order(ledger: SQLiteLedger) -> None:
-    ledger.observe([_observation("e1"), _observation("e2")])
-    ledger.settle([Outcome("e1", "int_a", DELIVERED, 1, 1_700_000_001.0)])
-    assert await ledger.records(Filters(), 10) == []  # nothing waited on the write
+async def test_rows_are_buffered_and_flushed_in_order(ledger: SQLiteLedger) -> None:
+    ledger.note([_claim("e1", "e2"), _batch("e1", "e2"), _failure("e3")])
+    assert await ledger.changes(0, 10) == []  # nothing waited on the write
     await ledger.flush()
-    records = await ledger.records(Filters(), 10)
-    assert [(r["event_id"], r["delivery"]["status"]) for r in records] == [
-        ("e1", DELIVERED),
-        ("e2", QUEUED),
+    rows = await ledger.changes(0, 10)
+    assert [(r.kind, r.event_ids) for r in rows] == [
+        ("claim", ["e1", "e2"]),
+        ("batch", []),
+        ("failure", ["e3"]),
     ]
-    assert records[0]["seq"] > records[1]["seq"]  # newest change first
-    assert records[0]["payload"]["event_id"] == "e1"
-    assert records[0]["consent"] == {"decision": GRANTED, "reason": "granted: advertising"}
-    assert await ledger.last_seq() == records[0]["seq"]
+    assert rows[0].seq < rows[1].seq < rows[2].seq
+    assert await ledger.last_seq() == rows[-1].seq
+    # A batch keeps its exact body (compressed on disk), and the answer.
+    assert rows[1].body is not None and json.loads(rows[1].body)["data"][1]["event_id"] == "e2"
+    assert rows[1].answer == {"http_status": 200, "code": 0, "message": "OK", "request_id": "req-1"}
+    assert rows[2].answer is not None and rows[2].answer["http_status"] == 503
 
 
 async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Path) -> None:
@@ -144,16 +178,16 @@ async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Pat
         retention_s=3600,
         max_records=1000,
         linger_s=60.0,
-        max_buffered_bytes=20_000,  # a dozen or so observations
+        max_buffered_bytes=20_000,  # a few dozen rows
         clock=Clock(),
     )
     await ledger.open()
     try:
-        ledger.observe([_observation(f"e{i}") for i in range(100)])
-        ledger.settle([Outcome("e99", "int_a", DELIVERED, 1, 1_700_000_001.0)])
+        ledger.note([_failure(f"e{i}") for i in range(100)])
+        ledger.note([_batch("e99")])
         assert 0 < ledger.buffered_bytes <= 20_000
         kept = 101 - ledger.dropped
-        assert 0 < kept < 50
+        assert 0 < kept < 100
         await ledger.flush()
         assert ledger.buffered_bytes == 0
         # What /metrics says: the drops are visible to an operator.
@@ -161,11 +195,9 @@ async def test_the_buffer_is_bounded_by_bytes_and_keeps_the_newest(tmp_path: Pat
         registry.register(ledger.metrics())
         assert registry.get_sample_value("gateway_ledger_records_dropped_total") == 101 - kept
         assert registry.get_sample_value("gateway_ledger_records_written_total") == kept
-        records = await ledger.records(Filters(), 1000)
-        assert [r["event_id"] for r in records] == ["e99"] + [
-            f"e{i}" for i in range(98, 100 - kept, -1)
-        ]
-        assert records[0]["delivery"]["status"] == DELIVERED
+        rows = await ledger.changes(0, 1000)
+        assert [r.event_ids for r in rows[:-1]] == [[f"e{i}"] for i in range(101 - kept, 100)]
+        assert rows[-1].kind == "batch"
     finally:
         await ledger.close()
 
@@ -174,36 +206,29 @@ async def test_a_long_buffer_is_written_in_steps_in_order(
     ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("gateway.ledger.sqlite.WRITE_BATCH", 7)
-    answer = TikTokReply(200, 0, "OK", "req-1")
     for i in range(20):
-        ledger.observe([_observation(f"e{i}")])
+        ledger.note([_failure(f"e{i}")])
         if i % 3 == 0:
-            ledger.settle([Outcome(f"e{i}", "int_a", DELIVERED, 1, 1_700_000_001.0, answer=answer)])
+            ledger.note([_batch(f"e{i}")])
     await ledger.flush()
     assert ledger.written == 27
-    records = await ledger.records(Filters(), 100)
-    assert len(records) == 20
-    assert [r["seq"] for r in records] == sorted((r["seq"] for r in records), reverse=True)
-    delivered = {r["event_id"] for r in records if r["delivery"]["status"] == DELIVERED}
-    assert delivered == {f"e{i}" for i in range(0, 20, 3)}
-    assert all(
-        r["delivery"]["answer"]["request_id"] == "req-1"
-        for r in records
-        if r["event_id"] in delivered
-    )
+    rows = await ledger.changes(0, 100)
+    assert len(rows) == 27
+    assert [r.seq for r in rows] == sorted(r.seq for r in rows)
+    assert [r.event_ids[0] for r in rows if r.kind == "failure"] == [f"e{i}" for i in range(20)]
 
 
 async def test_the_background_writer_flushes_without_being_asked(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db", retention_s=3600, max_records=10, linger_s=0.0)
     await ledger.open()
     try:
-        # The real clock here, or the retention sweep would take the record for an old one.
-        ledger.observe([_observation("e1", received_at=time.time())])
+        # The real clock here, or the retention sweep would take the row for an old one.
+        ledger.note([_failure("e1", at=time.time())])
         for _ in range(200):
-            if await ledger.records(Filters(), 10):
+            if await ledger.changes(0, 10):
                 break
             await asyncio.sleep(0.01)
-        assert [r["event_id"] for r in await ledger.records(Filters(), 10)] == ["e1"]
+        assert [r.event_ids for r in await ledger.changes(0, 10)] == [["e1"]]
     finally:
         await ledger.close()
 
@@ -212,71 +237,47 @@ async def test_close_writes_what_is_buffered(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     ledger = SQLiteLedger(path, retention_s=3600, max_records=10, linger_s=10.0)
     await ledger.open()
-    ledger.observe([_observation("e1")])
+    ledger.note([_failure("e1")])
     await ledger.close()
     again = SQLiteLedger(path, retention_s=3600, max_records=10)
     await again.open()
     try:
-        assert [r["event_id"] for r in await again.records(Filters(), 10)] == ["e1"]
+        assert [r.event_ids for r in await again.changes(0, 10)] == [["e1"]]
     finally:
         await again.close()
 
 
-async def test_an_outcome_written_before_its_observation_is_kept(ledger: SQLiteLedger) -> None:
-    """Another process's delivery worker may flush before collection's buffer does."""
-    answer = TikTokReply(200, 0, "OK", "req-1")
-    ledger.settle([Outcome("e1", "int_a", DELIVERED, 1, 1_700_000_001.0, answer=answer)])
-    await ledger.flush()
-    ledger.observe([_observation("e1")])
-    await ledger.flush()
-    (record,) = await ledger.records(Filters(), 10)
-    assert record["delivery"]["status"] == DELIVERED
-    assert record["delivery"]["answer"] == {
-        "http_status": 200,
-        "code": 0,
-        "message": "OK",
-        "request_id": "req-1",
-    }
-    assert record["hit"]["page_url"] == "https://shop.example/"
-
-
-async def test_a_resent_event_id_starts_afresh(ledger: SQLiteLedger) -> None:
-    ledger.observe([_observation("e1")])
-    ledger.settle([Outcome("e1", "int_a", RETRYING, 2, 1_700_000_001.0)])
-    await ledger.flush()
-    ledger.observe([_observation("e1")])
-    await ledger.flush()
-    (record,) = await ledger.records(Filters(), 10)
-    assert record["delivery"]["status"] == QUEUED
-    assert record["delivery"]["attempts"] == 0
-
-
-async def test_filters_and_tailing(ledger: SQLiteLedger) -> None:
-    ledger.observe(
+async def test_an_event_s_latest_failure_and_its_batches_by_receive_time(
+    ledger: SQLiteLedger,
+) -> None:
+    """What the debugger finds an event's state by, without a row per event."""
+    ledger.note(
         [
-            _observation("e1"),
-            _observation("e2", "int_b", source_id="src_b", tiktok_event="CompletePayment"),
-            _observation("e3", None, decision="no_integration", payload=None, status=NOT_SENT),
+            _failure("e1", RETRYING),
+            _failure("e1", DEAD_LETTERED, reason="rejected"),
+            _batch("e1", "e2", at=1_700_000_002.0),
         ]
     )
     await ledger.flush()
-    assert [r["event_id"] for r in await ledger.records(Filters(integration_id="int_b"), 10)] == [
-        "e2"
-    ]
-    assert [r["event_id"] for r in await ledger.records(Filters(source_id="src_b"), 10)] == ["e2"]
-    assert [r["event_id"] for r in await ledger.records(Filters(event="CompletePayment"), 10)] == [
-        "e2"
-    ]
-    assert [r["event_id"] for r in await ledger.records(Filters(event_id="e3"), 10)] == ["e3"]
-    (e3,) = await ledger.records(Filters(event_id="e3"), 10)
-    assert e3["integration_id"] is None and e3["payload"] is None
+    failures = await ledger.failures("int_a", ["e1", "e2"])
+    assert set(failures) == {"e1"}
+    assert failures["e1"].status == DEAD_LETTERED and failures["e1"].reason == "rejected"
+    (batch,) = await ledger.batches("int_a", 1_699_999_999.0, 1_700_000_000.5)
+    assert batch.seq > failures["e1"].seq
+    assert await ledger.batches("int_a", 1_700_000_100.0, 1_700_000_200.0) == []
+    assert await ledger.batches("int_b", 0.0, 2e9) == []
 
-    cursor = await ledger.last_seq()
-    assert await ledger.records(Filters(), 10, after=cursor) == []
-    ledger.settle([Outcome("e1", "int_a", DELIVERED, 1, 1_700_000_002.0)])
+
+async def test_tailing_by_integration(ledger: SQLiteLedger) -> None:
+    ledger.note([_claim("e1"), _claim("e2", integration_id="int_b")])
     await ledger.flush()
-    changed = await ledger.records(Filters(), 10, after=cursor)
-    assert [(r["event_id"], r["delivery"]["status"]) for r in changed] == [("e1", DELIVERED)]
+    assert [r.event_ids for r in await ledger.changes(0, 10, "int_b")] == [["e2"]]
+    cursor = await ledger.last_seq()
+    assert await ledger.changes(cursor, 10) == []
+    ledger.note([_batch("e1")])
+    await ledger.flush()
+    assert [r.kind for r in await ledger.changes(cursor, 10)] == ["batch"]
+    assert await ledger.claimed("int_a", 1_699_999_999.0, 1_700_000_001.0) == {"e1"}
 
 
 async def test_retention_by_age_and_by_count(tmp_path: Path) -> None:
@@ -291,41 +292,118 @@ async def test_retention_by_age_and_by_count(tmp_path: Path) -> None:
     )
     await ledger.open()
     try:
-        ledger.observe([_observation("old", received_at=clock.now - 7200)])
-        ledger.observe([_observation(f"e{i}", received_at=clock.now) for i in range(5)])
+        ledger.note([_failure("old", at=clock.now - 7200)])
+        ledger.note([_failure(f"e{i}", at=clock.now) for i in range(5)])
         for _ in range(300):
-            ids = [r["event_id"] for r in await ledger.records(Filters(), 10)]
-            if ids == ["e4", "e3", "e2"]:
+            ids = [r.event_ids[0] for r in await ledger.changes(0, 10)]
+            if ids == ["e2", "e3", "e4"]:
                 break
             await asyncio.sleep(0.01)
-        assert ids == ["e4", "e3", "e2"]
+        assert ids == ["e2", "e3", "e4"]
     finally:
         await ledger.close()
 
 
-async def test_match_quality_counts_signals_of_sent_events(ledger: SQLiteLedger) -> None:
+async def test_match_quality_counts_signals_of_events_at_their_first_send(
+    ledger: SQLiteLedger,
+) -> None:
     full = {name: "x" for name in SIGNALS}
     anonymous = {"ttp": "t", "external_id": ["a" * 64]}
-    ledger.observe(
+    events = [
+        _Sent("e1", _payload("e1", full), user_id_known=True),
+        _Sent("e2", _payload("e2", {"ttp": "t"})),
+        _Sent("e5", _payload("e5", anonymous)),
+        _Sent("e6", _payload("e6", full), attempts=2, first_send=False),  # a retry: counted before
+    ]
+    body = b'{"data": []}'
+    ledger.note(
         [
-            _observation("e1", payload=json.dumps({"user": full}).encode(), user_id_known=True),
-            _observation("e2", payload=json.dumps({"user": {"ttp": "t"}}).encode()),
-            _observation("e3", decision=DENIED, payload=None, status=NOT_SENT),
-            _observation("e4", "int_b", payload=json.dumps({"user": full}).encode()),
-            _observation("e5", payload=json.dumps({"user": anonymous}).encode()),
+            SentBatch("int_a", 1_700_000_001.0, DELIVERED, OK, events, lambda: body),
+            SentBatch("int_b", 1_700_000_001.0, DELIVERED, OK, events[:1], lambda: body),
+            # Refused by the transform: stored to send, never sent.
+            _failure("e7", DEAD_LETTERED, payload=_payload("e7", {"ttp": "t"})),
+            _failure("e8", RETRYING),  # its batch counted it
         ]
     )
     await ledger.flush()
     quality = await ledger.match_quality("int_a", 0)
-    assert quality.events == 3
-    expected = {name: 1 for name in SIGNALS} | {"ttp": 3, "external_id": 2}
+    assert quality.events == 4
+    expected = {name: 1 for name in SIGNALS} | {"ttp": 4, "external_id": 2}
     # external_id split: e1 carried a user id, e5 only the anonymous id.
     assert quality.counts == expected | {"external_id_user": 1, "external_id_anonymous": 1}
     assert set(quality.counts) == set(MATCH_SIGNALS)
     assert (await ledger.match_quality("int_a", 1_800_000_000.0)).events == 0
 
 
+async def test_a_body_that_cannot_be_rendered_costs_only_its_batch(ledger: SQLiteLedger) -> None:
+    def broken() -> bytes:
+        raise ValueError("not JSON-able")
+
+    events = [_Sent("e-broken", _payload("e-broken"))]
+    ledger.note([SentBatch("int_a", 1.0, DELIVERED, OK, events, broken), _failure("e-fine")])
+    await ledger.flush()
+    assert [r.event_ids for r in await ledger.changes(0, 10)] == [["e-fine"]]
+
+
+async def test_a_ledger_file_of_schema_1_drops_its_per_event_tables(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', 1), ('seq', 1);
+        CREATE TABLE records (event_id TEXT NOT NULL, integration_id TEXT NOT NULL,
+            seq INTEGER NOT NULL, status TEXT NOT NULL, updated_at REAL NOT NULL, raw TEXT,
+            PRIMARY KEY (event_id, integration_id));
+        CREATE TABLE raw_hits (event_id TEXT PRIMARY KEY, raw TEXT NOT NULL);
+        INSERT INTO records VALUES ('old-1', 'int_a', 1, 'delivered', 1700000000.0, '{}');
+        """
+    )
+    old.commit()
+    old.close()
+    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
+    await ledger.open()
+    try:
+        ledger.note([_failure("new-1")])
+        await ledger.flush()
+        assert [r.event_ids for r in await ledger.changes(0, 10)] == [["new-1"]]
+    finally:
+        await ledger.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert "records" not in tables and "raw_hits" not in tables
+    assert version == (2,)
+
+
+async def test_dropping_and_writing_rows_give_back_their_bytes_exactly(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(
+        tmp_path / "l.db",
+        retention_s=3600,
+        max_records=1000,
+        linger_s=60.0,
+        max_buffered_bytes=20_000,
+        clock=Clock(),
+    )
+    await ledger.open()
+    try:
+        for i in range(40):  # the oldest are dropped
+            ledger.note([_claim(f"e{i}", f"f{i}"), _batch(f"e{i}", f"f{i}"), _failure(f"f{i}")])
+        assert ledger.dropped > 0
+        await ledger.flush()
+        assert ledger.buffered_bytes == 0
+    finally:
+        await ledger.close()
+
+
 # ------------------------------------------------------------------------------ from collection
+
+
+async def _records(gateway: Gateway, event_id: str) -> list[dict[str, Any]]:
+    await gateway.wired.ledger.flush()
+    resp = await gateway.admin.get(f"/v1/admin/events/{event_id}")
+    assert resp.status == 200, await resp.text()
+    return list((await resp.json())["records"])
 
 
 async def test_a_hit_leaves_a_record_per_integration_with_pii_hashed(
@@ -349,8 +427,8 @@ async def test_a_hit_leaves_a_record_per_integration_with_pii_hashed(
         },
     )
     assert resp.status == 200
-    await gateway.delivered()  # each integration records the hit when it reads it
-    records = {r["integration_id"]: r for r in await gateway.wired.ledger.records(Filters(), 10)}
+    await gateway.delivered()
+    records = {r["integration_id"]: r for r in await _records(gateway, "ORD-1")}
     assert set(records) == {sent["id"], kept_out["id"]}
 
     record = records[sent["id"]]
@@ -375,9 +453,8 @@ async def test_a_hit_leaves_a_record_per_integration_with_pii_hashed(
     assert denied["delivery"]["status"] == NOT_SENT
     assert denied["delivery"]["reason"] == "consent"
 
-    raw = (gateway.data_dir / "ledger.db").read_bytes()
-    for wal in gateway.data_dir.glob("ledger.db-wal"):
-        raw += wal.read_bytes()
+    raw = _file_bytes(gateway.data_dir / "ledger.db")
+    raw += b"".join(_bodies(gateway.data_dir / "ledger.db"))
     assert b"Jane" not in raw and b"example.com" not in raw.lower().replace(b"shop.example", b"")
     # The raw phone in its forms, not a bare "555", which binary pages and hashes may contain.
     for form in (PHONE.encode(), b"(555) 123-4567", b"5551234567", b"+15551234567"):
@@ -388,19 +465,40 @@ async def test_a_source_without_integrations_says_so(gateway: Gateway) -> None:
     await gateway.create_source()
     resp = await gateway.collect.post("/v1/p", json={"source_id": "src_test", "message_id": "m-1"})
     assert resp.status == 200
-    await gateway.wired.ledger.flush()
-    (record,) = await gateway.wired.ledger.records(Filters(), 10)
+    (record,) = await _records(gateway, "m-1")
     assert record["integration_id"] is None
     assert record["consent"]["decision"] == "no_integration"
     assert record["delivery"]["status"] == NOT_SENT
 
 
+async def test_identify_hits_are_listed_with_their_hashed_traits(gateway: Gateway) -> None:
+    await gateway.create_source()
+    integration = await gateway.create_integration()
+    resp = await gateway.collect.post(
+        "/v1/i",
+        json={
+            "source_id": "src_test",
+            "message_id": "ident-7",
+            "user_id": "u-7",
+            "traits": {"email": EMAIL},
+            "context": {"consent": {"advertising": True}},
+        },
+    )
+    assert resp.status == 200
+    await gateway.delivered()
+    listing = await (await gateway.admin.get("/v1/admin/events")).json()
+    (record,) = listing["records"]
+    assert record["event_id"] == "ident-7"
+    assert record["integration_id"] == integration["id"]
+    assert record["delivery"]["status"] == IDENTIFIED
+    assert record["payload"] is None
+    identity = record["hit"]["identity"]
+    assert identity["user_id"] == hash_external_id("u-7")
+    assert identity["email"] == [hash_email(EMAIL)]
+    assert EMAIL.lower() not in json.dumps(record).lower()
+
+
 # -------------------------------------------------------------------------------- from delivery
-
-
-async def _records(gateway: Gateway, event_id: str) -> list[dict[str, Any]]:
-    await gateway.wired.ledger.flush()
-    return await gateway.wired.ledger.records(Filters(event_id=event_id), 10)
 
 
 async def _send_page(gateway: Gateway, message_id: str) -> None:
@@ -415,7 +513,7 @@ async def _send_page(gateway: Gateway, message_id: str) -> None:
     assert resp.status == 200
 
 
-async def test_delivery_outcomes_reach_the_ledger(gateway: Gateway, tiktok: TikTokDouble) -> None:
+async def test_delivery_outcomes_reach_the_debugger(gateway: Gateway, tiktok: TikTokDouble) -> None:
     await gateway.create_source()
     await gateway.create_integration()
     worker = gateway.wired.worker
@@ -440,7 +538,27 @@ async def test_delivery_outcomes_reach_the_ledger(gateway: Gateway, tiktok: TikT
     assert record["delivery"]["answer"]["code"] == 0
 
 
-async def test_a_rejected_event_is_dead_lettered_in_the_ledger_with_tiktoks_answer(
+async def test_a_resent_hit_shows_its_latest_fate(gateway: Gateway, tiktok: TikTokDouble) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    worker = gateway.wired.worker
+    assert worker is not None
+    await _send_page(gateway, "m-twice")
+    await worker.drain(10)
+    (record,) = await _records(gateway, "m-twice")
+    assert record["delivery"]["status"] == DELIVERED
+    tiktok.play(Answer(status=503, message="down"))
+    await _send_page(gateway, "m-twice")  # the same event id again
+    await tiktok.wait_for(lambda: len(tiktok.requests) >= 2)
+    for _ in range(200):
+        (record,) = await _records(gateway, "m-twice")
+        if record["delivery"]["status"] == RETRYING:
+            break
+        await asyncio.sleep(0.01)
+    assert record["delivery"]["status"] == RETRYING
+
+
+async def test_a_rejected_event_is_dead_lettered_with_tiktoks_answer(
     gateway: Gateway, tiktok: TikTokDouble
 ) -> None:
     await gateway.create_source()
@@ -463,69 +581,67 @@ async def test_a_rejected_event_is_dead_lettered_in_the_ledger_with_tiktoks_answ
         f"/v1/admin/integrations/{integration_id}/dead-letters/replay", json={"all": True}
     )
     assert (await resp.json())["replayed"] == 1
+    (record,) = await _records(gateway, "m-bad")
+    assert record["delivery"]["status"] in (QUEUED, DELIVERED)
     await worker.drain(10)
     (record,) = await _records(gateway, "m-bad")
     assert record["delivery"]["status"] == DELIVERED
     assert record["delivery"]["answer"]["code"] == 0
 
 
-async def test_a_ledger_file_from_before_raw_hits_gains_the_column_and_keeps_its_records(
-    tmp_path: Path,
+async def test_delivered_events_leave_no_row_of_their_own(
+    gateway: Gateway, tiktok: TikTokDouble
 ) -> None:
-    path = tmp_path / "ledger.db"
-    old = sqlite3.connect(path)
-    old.executescript(
-        """
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-        INSERT INTO meta VALUES ('schema_version', 1), ('seq', 1);
-        CREATE TABLE records (
-            event_id TEXT NOT NULL, integration_id TEXT NOT NULL, seq INTEGER NOT NULL,
-            source_id TEXT, hit_event TEXT, tiktok_event TEXT, hit TEXT, decision TEXT,
-            decision_reason TEXT, payload TEXT, signals INTEGER NOT NULL DEFAULT 0,
-            status TEXT NOT NULL, reason TEXT, answer TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-            received_at REAL, updated_at REAL NOT NULL, PRIMARY KEY (event_id, integration_id));
-        INSERT INTO records (event_id, integration_id, seq, status, updated_at)
-            VALUES ('old-1', 'int_a', 1, 'delivered', 1700000000.0);
-        """
-    )
-    old.commit()
-    old.close()
-    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
-    await ledger.open()
-    try:
-        rendered: list[int] = []
-
-        def render() -> bytes:
-            rendered.append(1)
-            return b'{"hit": {"event": "Signed Up"}}'
-
-        raw = RawHit(render)  # one per hit, shared by its integrations' records
-        ledger.observe(
-            [_observation("new-1", "int_a", raw=raw), _observation("new-1", "int_b", raw=raw)]
-        )
-        await ledger.flush()
-        records = await ledger.records(Filters(), 10)
-        by_key = {(r["event_id"], r["integration_id"]): r for r in records}
-        assert by_key[("old-1", "int_a")]["raw"] is None
-        assert by_key[("new-1", "int_a")]["raw"] == {"hit": {"event": "Signed Up"}}
-        assert by_key[("new-1", "int_b")]["raw"] == {"hit": {"event": "Signed Up"}}
-        assert rendered == [1]  # rendered once for both records
-        stored = await ledger.raw_hits("int_b", 1_699_999_999.0, 1_700_000_001.0, 10)
-        assert [s.event_id for s in stored] == ["new-1"]
-    finally:
-        await ledger.close()
+    await gateway.create_source()
+    await gateway.create_integration()
+    for i in range(40):
+        await _send_page(gateway, f"m-{i}")
+    await gateway.delivered()
+    await gateway.wired.ledger.flush()
+    assert len(tiktok.accepted_ids()) == 40
+    with contextlib.closing(sqlite3.connect(gateway.data_dir / "ledger.db")) as db:
+        kinds = dict(db.execute("SELECT kind, count(*) FROM changes GROUP BY kind").fetchall())
+    # A row per request and per read of the log, none per event: fewer rows than events.
+    assert kinds.get("batch") == len(tiktok.requests)
+    assert kinds.get("failure", 0) == 0
+    assert kinds["batch"] + kinds.get("claim", 0) < 40
+    # Every one of them is still shown, delivered, with its request's answer.
+    for i in (0, 39):
+        (record,) = await _records(gateway, f"m-{i}")
+        assert record["delivery"]["status"] == DELIVERED
 
 
-async def test_a_raw_hit_that_cannot_be_rendered_costs_only_itself(ledger: SQLiteLedger) -> None:
-    def broken() -> bytes:
-        raise ValueError("not JSON-able")
+async def test_the_payload_shown_is_what_tiktok_received(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    await gateway.create_integration()
+    for i in range(5):
+        await _send_page(gateway, f"m-{i}")
+    await gateway.delivered()
+    received = {e["event_id"]: e for r in tiktok.requests for e in r.events}
+    for i in range(5):
+        (record,) = await _records(gateway, f"m-{i}")
+        assert record["payload"] == received[f"m-{i}"]
 
-    ledger.observe([_observation("e-broken", raw=RawHit(broken)), _observation("e-fine")])
-    await ledger.flush()
-    records = {r["event_id"]: r for r in await ledger.records(Filters(), 10)}
-    assert records["e-broken"]["raw"] is None
-    assert records["e-broken"]["payload"]["event_id"] == "e-broken"
-    assert "e-fine" in records
+
+async def test_a_hit_not_read_yet_shows_the_payload_its_integration_will_send(
+    gateway: Gateway, tiktok: TikTokDouble
+) -> None:
+    await gateway.create_source()
+    integration = await gateway.create_integration()
+    resp = await gateway.admin.post(f"/v1/admin/integrations/{integration['id']}/pause")
+    assert resp.status == 200
+    await _send_page(gateway, "m-waiting")
+    (record,) = await _records(gateway, "m-waiting")
+    assert record["delivery"]["status"] == QUEUED
+    assert record["payload"]["event_id"] == "m-waiting"
+    assert record["request"]["data"] == [record["payload"]]
+    assert tiktok.requests == []
+    await gateway.admin.post(f"/v1/admin/integrations/{integration['id']}/resume")
+    await gateway.delivered()
+    (sent,) = [e for r in tiktok.requests for e in r.events]
+    assert sent == record["payload"]  # recomputed as the transform made it when it was read
 
 
 def _file_bytes(path: Path) -> bytes:
@@ -534,93 +650,6 @@ def _file_bytes(path: Path) -> bytes:
     return data + (wal.read_bytes() if wal.exists() else b"")
 
 
-async def test_a_hit_s_raw_json_is_stored_once_for_all_its_integrations_records(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
-    await ledger.open()
-    try:
-        raw = RawHit(lambda: b'{"hit": {"event": "Raw-Marker-7f3e"}}')
-        ledger.observe(
-            [_observation("e-1", integration, raw=raw) for integration in ("int_a", "int_b", "c")]
-        )
-        await ledger.flush()
-        records = await ledger.records(Filters(event_id="e-1"), 10)
-        assert [r["raw"] for r in records] == [{"hit": {"event": "Raw-Marker-7f3e"}}] * 3
-        stored = await ledger.raw_hits("int_b", 1_699_999_999.0, 1_700_000_001.0, 10)
-        assert [s.raw for s in stored] == ['{"hit": {"event": "Raw-Marker-7f3e"}}']
-    finally:
-        await ledger.close()
-    # One transaction wrote it: every page is in the file once, so a copy per record would show.
-    assert _file_bytes(path).count(b"Raw-Marker-7f3e") == 1
-
-
-async def test_a_ledger_file_whose_records_kept_their_own_raw_hit_still_shows_it(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
-    await ledger.open()
-    await ledger.close()
-    old = sqlite3.connect(path)  # a record as the ledger wrote it before raw hits were shared
-    old.execute(
-        "INSERT INTO records (event_id, integration_id, seq, status, received_at, updated_at, raw)"
-        " VALUES ('old-1', 'int_a', 1, 'delivered', 1700000000.0, 1700000000.0, ?)",
-        ('{"hit": {"event": "Old"}}',),
-    )
-    old.commit()
-    old.close()
-    ledger = SQLiteLedger(path, retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock())
-    await ledger.open()
-    try:
-        (record,) = await ledger.records(Filters(event_id="old-1"), 10)
-        assert record["raw"] == {"hit": {"event": "Old"}}
-        stored = await ledger.raw_hits("int_a", 1_699_999_999.0, 1_700_000_001.0, 10)
-        assert [s.raw for s in stored] == ['{"hit": {"event": "Old"}}']
-    finally:
-        await ledger.close()
-
-
-async def test_the_buffer_counts_a_raw_hit_once_for_all_its_records(tmp_path: Path) -> None:
-    def buffered(*hits: list[Observation]) -> int:
-        ledger = SQLiteLedger(
-            tmp_path / "l.db", retention_s=3600, max_records=1000, linger_s=60.0, clock=Clock()
-        )
-        for observations in hits:
-            ledger.observe(observations)
-        return ledger.buffered_bytes
-
-    def hit(event_id: str, records: int, raw: RawHit | None) -> list[Observation]:
-        return [_observation(event_id, f"int_{i}", raw=raw) for i in range(records)]
-
-    one_raw = buffered(hit("e1", 1, RawHit(bytes))) - buffered(hit("e1", 1, None))
-    assert one_raw > 0
-    shared = RawHit(bytes)
-    three_records = buffered(hit("e1", 3, shared)) - buffered(hit("e1", 3, None))
-    assert three_records == one_raw
-    two_hits = buffered(hit("e1", 3, RawHit(bytes)), hit("e2", 2, RawHit(bytes)))
-    assert two_hits - buffered(hit("e1", 3, None), hit("e2", 2, None)) == 2 * one_raw
-
-
-async def test_dropping_and_writing_records_give_back_their_raw_hit_s_bytes_exactly(
-    tmp_path: Path,
-) -> None:
-    ledger = SQLiteLedger(
-        tmp_path / "l.db",
-        retention_s=3600,
-        max_records=1000,
-        linger_s=60.0,
-        max_buffered_bytes=20_000,
-        clock=Clock(),
-    )
-    await ledger.open()
-    try:
-        for i in range(40):  # the oldest are dropped, some hits half-way through their records
-            raw = RawHit(bytes)
-            ledger.observe([_observation(f"e{i}", f"int_{n}", raw=raw) for n in range(3)])
-        assert ledger.dropped > 0
-        await ledger.flush()
-        assert ledger.buffered_bytes == 0
-    finally:
-        await ledger.close()
+def _bodies(path: Path) -> list[bytes]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [zlib.decompress(b) for (b,) in db.execute("SELECT body FROM changes") if b]

@@ -432,6 +432,21 @@ async def test_get_and_find_for_the_debugger(hitlog: HitLog) -> None:
     assert await hitlog.get(S, ids[1]) is None
 
 
+async def test_find_many_and_newest_for_the_debugger(hitlog: HitLog) -> None:
+    ids = await append_each(hitlog, range(1, 6))
+    await hitlog.append([record(9, "src_other", event_id="msg_2")])  # another source's msg_2
+    again = await hitlog.append([record(7, event_id="msg_2")])  # msg_2 sent twice
+    found = await hitlog.find_many(S, ["msg_4", "msg_2", "msg_missing", "msg_2"])
+    assert [e.id for e in found] == [ids[1], ids[3], again[0]]  # log order, this source only
+    assert await hitlog.find_many(S, []) == []
+
+    newest = await hitlog.newest(S, 3)
+    assert [e.id for e in newest] == [again[0], ids[4], ids[3]]
+    older = await hitlog.newest(S, 10, before=newest[-1].id)
+    assert [e.id for e in older] == [ids[2], ids[1], ids[0]]
+    assert await hitlog.newest("src_none", 10) == []
+
+
 # --- Failures: the retry set and dead letters --------------------------------------------------
 
 

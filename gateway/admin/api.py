@@ -22,7 +22,7 @@ from aiohttp import web
 
 from gateway import destinations
 from gateway.admin.context import AdminContext
-from gateway.admin.debugger import add_debugger, failed_requests, note_test_send
+from gateway.admin.debugger import add_debugger, failed_requests, note_dead_letters, note_test_send
 from gateway.admin.openapi import document_bytes
 from gateway.admin.reprocess import add_reprocess
 from gateway.admin.schema import (
@@ -60,7 +60,7 @@ from gateway.core.models import (
 )
 from gateway.core.validation import expect
 from gateway.destinations.base import Destination, Verdict
-from gateway.ledger.base import DEAD_LETTERED, QUEUED, outcomes
+from gateway.ledger.base import DEAD_LETTERED, QUEUED
 
 log = logging.getLogger(__name__)
 
@@ -643,19 +643,10 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     if replayed and context.wake is not None:
         context.wake(integration.id)
     # The debugger shows them queued again until the worker has sent them.
-    context.ledger.settle(
-        outcomes(integration.id, replayed, QUEUED, time.time(), reason="replayed from dead letters")
-    )
+    note_dead_letters(context, integration.id, replayed, QUEUED, "replayed from dead letters")
     for dead_letter in still_failing:
-        context.ledger.settle(
-            outcomes(
-                integration.id,
-                [dead_letter],
-                DEAD_LETTERED,
-                time.time(),
-                reason=f"still failing: {failing[dead_letter.id]}",
-            )
-        )
+        why = f"still failing: {failing[dead_letter.id]}"
+        note_dead_letters(context, integration.id, [dead_letter], DEAD_LETTERED, why)
     return _json(
         {
             "replayed": len(replayed),
@@ -720,9 +711,7 @@ async def fix_dead_letter(request: web.Request) -> web.Response:
     await context.queue.purge_dead_letters(integration.id, [dead.id])
     if context.wake is not None:
         context.wake(integration.id)
-    context.ledger.settle(
-        outcomes(integration.id, [dead], QUEUED, time.time(), reason="replayed after a fix")
-    )
+    note_dead_letters(context, integration.id, [dead], QUEUED, "replayed after a fix")
     answer["replayed"] = True
     return _json(answer)
 

@@ -1,5 +1,6 @@
-"""The event debugger's part of the Management API: the ledger by event, recent, live, and the
-match quality of an integration.
+"""The event debugger's part of the Management API: hits by event, recent, live, and the match
+quality of an integration. The records are made from the hit log, the integrations' routing and
+the ledger's batch and failure rows (`admin/events.py`); nothing is stored per event for them.
 
     GET /v1/admin/events/{event_id}                      every record of one event
     GET /v1/admin/events?source_id=&integration_id=&event=&event_id=&limit=&after=
@@ -15,10 +16,12 @@ an event name (the hit's or TikTok's), a ttclid, or a user: an email address or 
 SHA-256 the operator already has matches as is. It is a POST so the term (perhaps an email
 address) travels in a body, which no access log or proxy log records, never in the URL.
 
-The stream tails the ledger's `seq` (one counter for every process sharing the data directory),
-so it shows what any `--workers` process collected or delivered. It is authenticated like every
-admin call, with the Bearer header: the UI reads it with `fetch` and a stream reader rather
-than `EventSource` (which cannot send headers), so the admin token never appears in a URL.
+The stream tails the ledger's rows (one `seq` counter for every process sharing the data
+directory: a claim of an integration's reads, a request sent, a failure), so it shows what any
+`--workers` process read or delivered; a record's `seq` is its position in that order. It is
+authenticated like every admin call, with the Bearer header: the UI reads it with `fetch` and a
+stream reader rather than `EventSource` (which cannot send headers), so the admin token never
+appears in a URL.
 A client that reconnects sends `Last-Event-ID` (or `after`) and misses nothing still retained.
 """
 
@@ -29,7 +32,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,22 +40,21 @@ from aiohttp import web
 
 from gateway import destinations
 from gateway.admin.context import AdminContext
+from gateway.admin.events import changed_after, cursor_of, matches, records_of, test_record
 from gateway.admin.schema import int_param, iso_utc, parse_json
 from gateway.core.errors import AdminError, Invalid, NotFound
 from gateway.core.hashing import hash_email, hash_external_id
-from gateway.core.models import Integration
+from gateway.core.models import DeadLetter, Integration
 from gateway.core.validation import expect
 from gateway.destinations.base import Answer
 from gateway.ledger.base import (
     DELIVERED,
-    GRANTED,
     MATCH_SIGNALS,
     OUTCOMES,
-    PAUSED,
     REJECTED,
+    Failure,
     Filters,
-    Observation,
-    Outcome,
+    TestSend,
     TimelineBucket,
     reply,
 )
@@ -89,19 +91,17 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
 
     async def list_events(request: web.Request) -> web.Response:
         filters, limit, after = parse_event_query(request.query)
-        records = await context.ledger.records(filters, limit, after)
-        cursor = records[-1]["seq"] if after is not None and records else after
-        if cursor is None:
-            cursor = await context.ledger.last_seq()
+        if after is None:
+            cursor = cursor_of(await context.ledger.last_seq())
+            records, _ = await recent(context, filters, limit)
+            return web.json_response({"records": records, "cursor": cursor})
+        records = (await changed_after(context, after, filters, limit))[:limit]
+        cursor = records[-1]["seq"] if records else after
         return web.json_response({"records": records, "cursor": cursor})
 
     async def get_event(request: web.Request) -> web.Response:
         event_id = request.match_info["event_id"]
-        records = await context.ledger.records(Filters(event_id=event_id), MAX_LIMIT)
-        if not records and await context.queue.observe_unread(event_id):
-            # Collected, and not read by its integrations yet: recorded as they will see it.
-            await context.ledger.flush()
-            records = await context.ledger.records(Filters(event_id=event_id), MAX_LIMIT)
+        records = await _records_of_event(context, event_id)
         if not records:
             hours = context.settings.ledger_retention_hours
             raise _NoRecord(f"no record of event {event_id!r} in the last {hours} hours")
@@ -113,7 +113,7 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
         filters, _, after = parse_event_query(request.query)
         if after is None:
             after = _last_event_id(request.headers)
-        cursor = after if after is not None else await context.ledger.last_seq()
+        cursor = after if after is not None else cursor_of(await context.ledger.last_seq())
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -137,11 +137,11 @@ def add_debugger(app: web.Application, context: AdminContext, prefix: str) -> No
         # aiohttp does not cancel a handler whose client has gone, and writing to a closed
         # connection fails only at the next heartbeat: look at the connection on every poll.
         while not stop.is_set() and not _client_gone(request):
-            records = await context.ledger.records(filters, _STREAM_BATCH, cursor)
+            records = await changed_after(context, cursor, filters, _STREAM_BATCH)
             for record in records:
                 cursor = record["seq"]
                 await response.write(_sse("record", record, cursor))
-            if len(records) == _STREAM_BATCH:
+            if len(records) >= _STREAM_BATCH:
                 continue  # behind: catch up before sleeping
             if time.monotonic() >= beat_at:
                 await response.write(b": keep-alive\n\n")
@@ -305,10 +305,8 @@ def _ms(seconds: float | None) -> float | None:
 
 async def failed_requests(context: AdminContext, integration_id: str) -> int:
     """How many requests the destination refused in the way that paused the integration, among
-    the records still kept: the events of one request share the moment their outcome was noted."""
-    records = await context.ledger.records(Filters(integration_id=integration_id), MAX_LIMIT)
-    moments = {r["delivery"]["updated_at"] for r in records if r["delivery"]["status"] == PAUSED}
-    return len(moments)
+    the requests the ledger still keeps."""
+    return await context.ledger.paused_batches(integration_id)
 
 
 TEST_SEND = "test"  # a debugger record's `hit.type` for a Management API test send
@@ -326,8 +324,8 @@ def note_test_send(
 ) -> str:
     """Show a test send in the debugger, marked as one; the queue's counters never see it.
 
-    The request body rides in the record's hit summary (a sample holds no personal data), not
-    as its payload: match quality counts payloads, and a sample says nothing of real visitors.
+    It is no hit (the log never saw it): its own row keeps the request body in the record's hit
+    summary (a sample holds no personal data), and no payload, so match quality never counts it.
     """
     try:
         event = json.loads(sample)
@@ -349,31 +347,25 @@ def note_test_send(
         "test_event_code": test_event_code,
         "request": body,
     }
-    context.ledger.observe(
+    context.ledger.note(
         [
-            Observation(
-                event_id=event_id,
-                integration_id=integration_id,
-                source_id=integration.source_id,
-                hit=hit,
-                decision=GRANTED,
-                decision_reason="a test send from the Management API",
-                tiktok_event=event_name,
-                payload=None,
-                status=status,
-                reason=reason,
-                received_at=now,
+            TestSend(
+                integration_id or "",
+                integration.source_id,
+                event_id,
+                now,
+                status,
+                reason,
+                reply(answer),
+                hit,
             )
         ]
-    )
-    context.ledger.settle(
-        [Outcome(event_id, integration_id or "", status, 1, now, reason, reply(answer))]
     )
     return event_id
 
 
-SEARCH_SCAN_MAX = 100_000  # records a search reads at most (100 reads of the ledger)
-_SCAN_WINDOW = MAX_LIMIT  # `seq` numbers per read: at most one page of records
+SEARCH_SCAN_MAX = 100_000  # hits a search or a filtered list reads at most, per source
+_SCAN_PAGE = 200  # hits per read of the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,33 +452,105 @@ def parse_search(data: Any, retention_hours: int) -> tuple[Search, Filters, int]
 async def _search(
     context: AdminContext, search: Search, filters: Filters, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Newest first, window by window of `seq` (the ledger pages only forward from a `seq`),
-    until `limit` matches, the start of the time range, or `SEARCH_SCAN_MAX`."""
+    """The newest matching records received in the time range, up to `limit`; False when the
+    scan stopped at `SEARCH_SCAN_MAX` before the start of the range."""
+    return await recent(context, filters, limit, since=search.since, keep=search.matches)
+
+
+async def recent(
+    context: AdminContext,
+    filters: Filters,
+    limit: int,
+    *,
+    since: float | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The newest records that match, from the log (source by source, newest first) and the
+    test sends; and whether the scan was complete (not cut by `SEARCH_SCAN_MAX`)."""
     found: list[dict[str, Any]] = []
-    end = await context.ledger.last_seq()
+    complete = True
+    sources = await _source_ids(context, filters)
+    for source_id in sources:
+        records, whole = await _recent_of(context, source_id, filters, limit, since, keep)
+        found += records
+        complete = complete and whole
+    for change in await context.ledger.tests(filters.event_id, MAX_LIMIT):
+        record = test_record(change)
+        if since is not None and change.at < since:
+            continue
+        if matches(record, filters) and (keep is None or keep(record)):
+            found.append(record)
+    found.sort(key=lambda r: (str(r["received_at"]), int(r["seq"])), reverse=True)
+    return found[:limit], complete
+
+
+async def _source_ids(context: AdminContext, filters: Filters) -> list[str]:
+    if filters.source_id:
+        return [filters.source_id]
+    if filters.integration_id:
+        integration = await context.store.get_integration(filters.integration_id)
+        return [integration.source_id] if integration is not None else []
+    return [source.id for source in await context.store.list_sources()]
+
+
+async def _recent_of(
+    context: AdminContext,
+    source_id: str,
+    filters: Filters,
+    limit: int,
+    since: float | None,
+    keep: Callable[[Mapping[str, Any]], bool] | None,
+) -> tuple[list[dict[str, Any]], bool]:
+    hitlog = context.queue.log
+    found: list[dict[str, Any]] = []
+    before: str | None = None
     scanned = 0
-    while end > 0:
+    while len(found) < limit:
         if scanned >= SEARCH_SCAN_MAX:
             return found, False
-        start = max(end - _SCAN_WINDOW, 0)
-        page = await context.ledger.records(filters, _SCAN_WINDOW, start)
-        window = [r for r in page if r["seq"] <= end]
-        scanned += _SCAN_WINDOW
-        window.sort(key=lambda r: r["seq"], reverse=True)
-        for record in window:
-            if _changed_at(record) >= search.since_iso and search.matches(record):
+        if filters.event_id:
+            entries = list(reversed(await hitlog.find(source_id, filters.event_id)))
+        else:
+            entries = await hitlog.newest(source_id, _SCAN_PAGE, before)
+        scanned += len(entries)
+        if since is not None:
+            entries = [e for e in entries if e.received_at >= since]
+        only = filters.integration_id
+        for record in await records_of(context, entries, only):
+            if matches(record, filters) and (keep is None or keep(record)):
                 found.append(record)
-                if len(found) >= limit:
-                    return found, True
-        if window and all(_changed_at(r) < search.since_iso for r in window):
-            break  # records are written in time order: older windows are older still
-        end = start
+        if filters.event_id or len(entries) < _SCAN_PAGE:
+            break  # all of it read (or, with `since`, all of the range)
+        before = entries[-1].id
     return found, True
 
 
-def _changed_at(record: Mapping[str, Any]) -> str:
-    """When the record last changed, as the ISO text the ledger gives (it sorts as time)."""
-    return str(record["delivery"]["updated_at"] or record.get("received_at") or "")
+async def _records_of_event(context: AdminContext, event_id: str) -> list[dict[str, Any]]:
+    """Every record of one event: each source's hits with that id, and test sends."""
+    records: list[dict[str, Any]] = []
+    for source in await context.store.list_sources():
+        entries = await context.queue.log.find(source.id, event_id)
+        records += await records_of(context, entries[-1:])
+    records += [test_record(change) for change in await context.ledger.tests(event_id, MAX_LIMIT)]
+    return records
+
+
+def note_dead_letters(
+    context: AdminContext,
+    integration_id: str,
+    dead_letters: Sequence[DeadLetter],
+    status: str,
+    reason: str,
+) -> None:
+    """Show what an operator did with dead letters (replayed, fixed, still failing) until the
+    worker sends them: a failure row each, buffered."""
+    now = time.time()
+    context.ledger.note(
+        [
+            Failure(integration_id, d.event_id, status, reason, None, d.attempts, now, now)
+            for d in dead_letters
+        ]
+    )
 
 
 def parse_event_query(query: Mapping[str, str]) -> tuple[Filters, int, int | None]:

@@ -14,19 +14,21 @@ twice. So events already delivered under the same event name are skipped (TikTok
 them, or count them twice after 48 hours), and so are events still waiting in the queue (they
 go out as they were). The hits come from the hit log, which keeps them at least as long as
 the debugger's window (`GATEWAY_LEDGER_RETENTION_HOURS`); what became of each is the debugger's
-record of it. Hits received before the integration existed are planned too: that is how an
-integration added later gets a time range of the retained log.
+record of it (the integration's claims, requests and failures in the ledger). Hits received
+before the integration existed are planned too: that is how an integration added later gets a
+time range of the retained log.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.context import AdminContext
+from gateway.admin.events import records_of
 from gateway.admin.schema import _instant, iso_utc, parse_json
 from gateway.core.errors import Invalid, NotFound
 from gateway.core.models import Integration, NewEvent, Source
@@ -36,13 +38,14 @@ from gateway.deliver.record import UnreadableRecord, plan_for, read_record
 from gateway.ledger.base import (
     DELIVERED,
     DENIED,
+    NOT_SENT,
     PAUSED,
     QUEUED,
     REJECTED,
     RETRYING,
-    Observation,
-    StoredHit,
+    Failure,
 )
+from gateway.log.base import LogEntry
 
 # Hits one call plans at most: a wider range is refused (narrow it), never half-queued.
 REPROCESS_MAX = 10_000
@@ -59,11 +62,21 @@ COUNTS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredHit:
+    """A hit of the log, and what became of it for the integration."""
+
+    event_id: str
+    raw: str  # the log record's JSON
+    tiktok_event: str | None  # the destination's event name it was sent as (None: not sent)
+    status: str | None  # None: the integration never read it (see `_stored_hits`)
+    received_at: float
+
+
 @dataclass(slots=True)
 class Replanned:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     events: list[NewEvent] = field(default_factory=list)
-    observations: list[Observation] = field(default_factory=list)
 
 
 def add_reprocess(app: web.Application, context: AdminContext, prefix: str) -> None:
@@ -84,7 +97,13 @@ def add_reprocess(app: web.Application, context: AdminContext, prefix: str) -> N
         replanned = replan(stored[:REPROCESS_MAX], integration, source)
         if not dry_run and replanned.events:
             await context.queue.enqueue(replanned.events)
-            context.ledger.observe(replanned.observations)
+            now = time.time()
+            context.ledger.note(
+                [
+                    Failure(integration.id, e.event_id, QUEUED, _REQUEUED, None, 0, now, now)
+                    for e in replanned.events
+                ]
+            )
             if context.wake is not None:
                 context.wake(integration.id)
         return web.json_response(
@@ -111,9 +130,7 @@ async def _stored_hits(
     entries = await context.queue.hits_between(
         integration.source_id, since, until, REPROCESS_MAX + 1
     )
-    known = await context.ledger.statuses(
-        integration.id, [e.event_id for e in entries if e.event_id]
-    )
+    known = await _statuses(context, integration, entries)
     created = created_at(integration) or 0.0
     stored = []
     for entry in entries:
@@ -131,6 +148,27 @@ async def _stored_hits(
 
 # The status of a hit an integration never read (received before it was made).
 NEVER_READ = "never_read"
+_REQUEUED = "re-processed with the current mapping"
+
+
+async def _statuses(
+    context: AdminContext, integration: Integration, entries: list[LogEntry]
+) -> dict[str, tuple[str, str | None]]:
+    """What became of the hits the integration read: the debugger's record of each (its latest
+    request or failure); read and neither sent nor failed is "not sent" (consent kept it back,
+    or its destination sends no such hit). A hit it never read is left out."""
+    if not entries:
+        return {}
+    received = [e.received_at for e in entries]
+    read = await context.ledger.claimed(integration.id, min(received), max(received))
+    mine = [e for e in entries if e.event_id in read]
+    found: dict[str, tuple[str, str | None]] = {}
+    for record in await records_of(context, mine, integration.id):
+        status = record["delivery"]["status"]
+        if record["seq"] == 0:  # no request or failure row: read, nothing sent
+            status = NOT_SENT
+        found[record["event_id"]] = (status, record["tiktok_event"] if record["seq"] else None)
+    return found
 
 
 def parse_reprocess(data: Any) -> tuple[float, float, bool]:
@@ -174,9 +212,7 @@ def _replan_one(
     if source is None:
         out.counts["skipped_consent"] += 1
         return
-    planned = plan_for(
-        read, integration, source, item.received_at, item.raw.encode(), None, routed_only=False
-    )
+    planned = plan_for(read, integration, source, item.received_at, None, routed_only=False)
     event = planned.event
     if event is None:
         denied = planned.observation.decision == DENIED
@@ -193,6 +229,3 @@ def _replan_one(
         return
     out.counts["queue"] += 1
     out.events.append(event)
-    out.observations.append(
-        dataclasses.replace(planned.observation, reason="re-processed with the current mapping")
-    )

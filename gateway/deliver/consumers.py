@@ -43,7 +43,7 @@ from gateway.core.models import (
 from gateway.deliver.configcache import ConfigCache
 from gateway.deliver.queue import EnqueueListener, Queue
 from gateway.deliver.record import Planned, UnreadableRecord, plan_for, read_record
-from gateway.ledger.base import NO_INTEGRATION, Observation
+from gateway.ledger.base import DEAD_LETTERED, DENIED, Claim, Failure, Ledger
 from gateway.log.base import DeadLetterItem, FailedItem, HitLog, Lag, LogEntry, Retry, Start
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,18 @@ class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
     enqueued_at: float
     first_attempt_at: float | None = None
     last_attempt_at: float | None = None
+    # Its external_id starts with a user id's hash (match quality tells those apart).
+    user_id_known: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent(ClaimedEvent):
+    """A claimed event with what match quality needs: whether its record named a user, and
+    whether this is its first send straight from the log (a retry, a replayed dead letter or
+    a re-processed event was counted before, or is no hit's first send)."""
+
+    user_id_known: bool = False
+    first_send: bool = False
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -83,9 +95,14 @@ def stored_event(event: NewEvent, enqueued_at: float) -> bytes:
     return _encode(_stored(event, enqueued_at))
 
 
-def _stored(event: NewEvent, enqueued_at: float) -> StoredEvent:
+def _stored(event: NewEvent, enqueued_at: float, user_id_known: bool = False) -> StoredEvent:
     return StoredEvent(
-        event.event_name, event.event_time, event.payload, event.consent, enqueued_at
+        event.event_name,
+        event.event_time,
+        event.payload,
+        event.consent,
+        enqueued_at,
+        user_id_known=user_id_known,
     )
 
 
@@ -121,19 +138,24 @@ class LogConsumers(Queue):
         store: ConfigStore,
         metrics: Metrics,
         *,
-        observe: Callable[[Sequence[Observation]], None] | None = None,
+        ledger: Ledger | None = None,
         config_ttl_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = hitlog
         self._store = store
         self._metrics = metrics
-        self._observe = observe
+        self._ledger = ledger  # the debugger's store: one claim row per read, never per event
         self._configs = ConfigCache(store, metrics, monotonic=monotonic, ttl_s=config_ttl_s)
         self._monotonic = monotonic
         self._claims: dict[str, _Claims] = {}
         self._known: set[str] = set()  # consumers known to exist
         self._listeners: list[EnqueueListener] = []
+
+    @property
+    def log(self) -> HitLog:
+        """The hit log itself, for what the debugger reads of it."""
+        return self._log
 
     # -- lifecycle and what collection tells -----------------------------------------------
 
@@ -290,7 +312,7 @@ class LogConsumers(Queue):
         except UnreadableRecord as exc:
             log.warning("hit log record %s cannot be read and is skipped: %s", entry.id, exc)
             return None
-        return plan_for(read, integration, source, entry.received_at, entry.data, entry.event_id)
+        return plan_for(read, integration, source, entry.received_at, entry.event_id)
 
     async def _settle_planned(
         self,
@@ -303,24 +325,25 @@ class LogConsumers(Queue):
         """Hand out what is to be sent, dead-letter what the destination refuses at once."""
         out: list[ClaimedEvent] = []
         refused: dict[str, list[FailedItem]] = {}
-        observations = []
+        shown: list[Failure] = []
         for entry, plan in zip(entries, planned, strict=True):
             if plan is None:
                 continue
-            observations.append(plan.observation)
             event = plan.event
             if event is None:
                 continue
             self._metrics.enqueued_counter(integration.id).inc()
+            known = plan.observation.user_id_known
             if plan.rejected is not None:
                 data = stored_event(event, entry.received_at)
                 item = FailedItem(data, event.event_id, entry.id, attempts=0)
                 refused.setdefault(plan.rejected, []).append(item)
+                shown.append(_refused(integration.id, event, plan.rejected, entry, now))
                 continue
             claim_id = f"{_ENTRY}{entry.id}"
             # Encoded only if the event fails (`_failed`): most are delivered and forgotten.
-            stored = _stored(event, entry.received_at)
-            claimed = ClaimedEvent(
+            stored = _stored(event, entry.received_at, known)
+            claimed = LogEvent(
                 claim_id,
                 event.event_id,
                 event.event_name,
@@ -328,12 +351,13 @@ class LogConsumers(Queue):
                 event.payload,
                 1,
                 entry.received_at,
+                known,
+                first_send=True,
             )
             claims.held[claim_id] = _Held(claimed, stored, entry.id, None)
             claims.open_from_log.add(claim_id)
             out.append(claimed)
-        if observations and self._observe is not None:
-            self._observe(observations)
+        self._note_claim(integration, entries, planned, shown, now)
         for reason, items in refused.items():
             await self._log.dead_letter(integration.id, items, reason, None, now)
             await self._log.add_counts(integration.id, dead_lettered=len(items))
@@ -341,10 +365,35 @@ class LogConsumers(Queue):
             self._metrics.events_dead_lettered.labels(integration.id, reason).inc(len(items))
         return out
 
+    def _note_claim(
+        self,
+        integration: Integration,
+        entries: list[LogEntry],
+        planned: list[Planned | None],
+        refused: list[Failure],
+        now: float,
+    ) -> None:
+        """The debugger's rows of one read: the claim (which events, how many denied) and the
+        events the transform refused. Nothing per event that was read and sent or kept back."""
+        if self._ledger is None or not entries:
+            return
+        read = [(e, p) for e, p in zip(entries, planned, strict=True) if p is not None]
+        received = [e.received_at for e in entries]
+        claim = Claim(
+            integration.id,
+            integration.source_id,
+            now,
+            [p.observation.event_id for _, p in read],
+            min(received),
+            max(received),
+            denied=sum(p.observation.decision == DENIED for _, p in read),
+        )
+        self._ledger.note([claim, *refused])
+
     def _hold(self, claims: _Claims, retry: Retry, now: float) -> ClaimedEvent:
         stored = _decode_stored(retry.data)
         claim_id = f"{_RETRY}{retry.id}"
-        claimed = ClaimedEvent(
+        claimed = LogEvent(
             claim_id,
             retry.event_id or "",
             stored.event_name,
@@ -352,6 +401,7 @@ class LogConsumers(Queue):
             stored.payload,
             retry.attempts + 1,
             stored.enqueued_at,
+            stored.user_id_known,
         )
         claims.held[claim_id] = _Held(claimed, stored, retry.entry_id, retry.id)
         return claimed
@@ -493,28 +543,6 @@ class LogConsumers(Queue):
             after = page[-1].id
         return out
 
-    async def observe_unread(self, event_id: str) -> int:
-        """Tell the debugger what becomes of a hit its integrations have not read yet (paused,
-        or waiting for a batch): planned now as they will plan it; returns how many records.
-
-        The debugger asks this only for an event id it has no record of, so the request path
-        never writes the ledger and a lookup still finds a hit the moment it was collected.
-        """
-        observations: list[Observation] = []
-        for source in await self._store.list_sources():
-            entries = await self._log.find(source.id, event_id)
-            if not entries:
-                continue
-            integrations = await self._store.list_integrations(source.id)
-            for entry in entries:
-                for integration in integrations:
-                    plan = self._plan(entry, integration, source)
-                    if plan is not None and _routed_here(plan):
-                        observations.append(plan.observation)
-        if observations and self._observe is not None:
-            self._observe(observations)
-        return len(observations)
-
     async def stats(self, integration_id: str) -> IntegrationStats:
         if not await self._has_consumer(integration_id):
             return IntegrationStats()
@@ -601,11 +629,6 @@ def _unread(lag: Lag, in_hand: int) -> tuple[int, float | None]:
     return max(0, lag.entries - in_hand), lag.oldest_received_at
 
 
-def _routed_here(plan: Planned) -> bool:
-    """False for an integration that was not enabled when the hit came (it never reads it)."""
-    return plan.observation.decision != NO_INTEGRATION
-
-
 def _start(integration: Integration) -> Start:
     """Where a new consumer starts: the records since the integration was made."""
     created = created_at(integration)
@@ -618,6 +641,24 @@ def created_at(integration: Integration) -> float | None:
         return dt.datetime.fromisoformat(integration.created_at.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _refused(
+    integration_id: str, event: NewEvent, reason: str, entry: LogEntry, now: float
+) -> Failure:
+    """The debugger's row of an event the transform refused: dead-lettered, never sent (its
+    payload counts for match quality, as the event stored to send that it is)."""
+    return Failure(
+        integration_id,
+        event.event_id,
+        DEAD_LETTERED,
+        reason,
+        None,
+        0,
+        now,
+        entry.received_at,
+        payload=event.payload,
+    )
 
 
 def _by_integration(events: Sequence[NewEvent]) -> dict[str, list[NewEvent]]:

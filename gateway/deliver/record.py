@@ -29,7 +29,6 @@ from gateway.ledger.base import (
     NOT_SENT,
     QUEUED,
     Observation,
-    RawHit,
     explain_consent,
     hashed_identity,
     hit_summary,
@@ -192,7 +191,7 @@ class Planned:
 
     `event` is what to send (`rejected` None) or to dead-letter at once (`rejected` the reason);
     no event: consent kept the hit from the integration, or it sends no such hit. `observation`
-    is the debugger's record of it.
+    is what the debugger shows of it (the hit's summary, the consent decision, the payload).
     """
 
     event: NewEvent | None
@@ -205,7 +204,6 @@ def plan_for(
     integration: Integration,
     source: Source,
     received_at: float,
-    raw: bytes,
     event_id: str | None,
     *,
     routed_only: bool = True,
@@ -265,6 +263,5 @@ def plan_for(
         reason=reason,
         received_at=received_at,
         user_id_known=read.user_id_known,
-        raw=RawHit.of(raw),
     )
     return Planned(event, rejected, observation)

@@ -26,7 +26,7 @@ from gateway.core.models import ClaimedEvent, Integration
 from gateway.deliver.backoff import retry_at
 from gateway.deliver.queue import Queue
 from gateway.destinations.base import Answer
-from gateway.ledger.base import DEAD_LETTERED, PAUSED, RETRYING, Ledger, outcomes
+from gateway.ledger.base import DEAD_LETTERED, PAUSED, RETRYING, Ledger, failures
 
 log = logging.getLogger("gateway.deliver.worker")
 
@@ -114,9 +114,9 @@ class Settlement:
             retry_after_s=answer.retry_after_s,
         )
         error = answer.describe()
+        self._note(holding, events, RETRYING, now, error, answer)
         await self._queue.release(holding.integration_id, ids(events), when, error, now)
         holding.forget(events)
-        self._note(holding, events, RETRYING, now, error)
         self.counters.events_retried += len(events)
         self._metrics.events_failed.labels(holding.integration_id).inc(len(events))
         log.warning(
@@ -139,9 +139,9 @@ class Settlement:
         """Pause the integration; its events go back unblamed and wait for the resume."""
         now = self._clock()
         if events:
+            self._note(holding, events, PAUSED, now, reason)
             await self._queue.release(holding.integration_id, ids(events), now, None, now)
             holding.forget(events)
-            self._note(holding, events, PAUSED, now, reason)
         await self._store.set_paused(holding.integration_id, reason)
         holding.paused = True
         self._on_pause(replace(integration, paused_reason=reason))
@@ -152,9 +152,9 @@ class Settlement:
         self, holding: Holding, events: Sequence[ClaimedEvent], reason: str, answer: str | None
     ) -> None:
         now = self._clock()
+        self._note(holding, events, DEAD_LETTERED, now, f"{reason}: {answer}" if answer else reason)
         await self._queue.dead_letter(holding.integration_id, ids(events), reason, answer, now)
         holding.forget(events)
-        self._note(holding, events, DEAD_LETTERED, now, f"{reason}: {answer}" if answer else reason)
         self.counters.events_dead_lettered += len(events)
         self._metrics.events_dead_lettered.labels(holding.integration_id, reason).inc(len(events))
         log.warning(
@@ -175,11 +175,19 @@ class Settlement:
         holding.forget(held)
 
     def _note(
-        self, holding: Holding, events: Sequence[ClaimedEvent], status: str, now: float, why: str
+        self,
+        holding: Holding,
+        events: Sequence[ClaimedEvent],
+        status: str,
+        now: float,
+        why: str,
+        answer: Answer | None = None,
     ) -> None:
-        """Tell the ledger (the debugger's record); buffered, never waited on."""
+        """Tell the debugger's store: a row per event that did not deliver (buffered, never
+        waited on). Delivered events have none: their request's batch row says it."""
         if self._ledger is not None:
-            self._ledger.settle(outcomes(holding.integration_id, events, status, now, reason=why))
+            rows = failures(holding.integration_id, events, status, now, reason=why, answer=answer)
+            self._ledger.note(rows)
 
 
 def pause_reason(answer: Answer) -> str:

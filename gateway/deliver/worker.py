@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 from gateway import destinations
 from gateway.config.base import ConfigStore
 from gateway.core.metrics import Metrics
-from gateway.core.models import ClaimedEvent, Integration, ReadyInfo
+from gateway.core.models import ClaimedEvent, Integration, ReadyInfo, Source
 from gateway.core.settings import Settings
 from gateway.deliver.backoff import MAX_RETRY_AFTER_S
 from gateway.deliver.configcache import ConfigCache
@@ -54,7 +54,7 @@ from gateway.deliver.queue import Queue
 from gateway.deliver.ratelimit import RECOVERY_S, Pacing, TokenBucket
 from gateway.deliver.settle import Holding, Settlement, Stopping, pause_reason
 from gateway.destinations.base import Answer, Client, Verdict
-from gateway.ledger.base import Ledger, outcomes, status_of
+from gateway.ledger.base import Ledger, SentBatch, reply, status_of
 from gateway.ledger.requests import RequestStats
 
 if TYPE_CHECKING:  # redis is imported only by deployments that configure it
@@ -516,10 +516,8 @@ class DeliveryWorker:
         elapsed = self._monotonic() - started
         verdict = destination.classify(answer)
         self.requests_sent += 1
-        if self._ledger is not None:  # the debugger's view: buffered, never waited on
-            status = status_of(verdict.value)
-            now = self._clock()
-            self._ledger.settle(outcomes(lane.integration_id, events, status, now, answer=answer))
+        if self._ledger is not None:
+            self._note_batch(integration, source, events, verdict, answer)
         self._metrics.tiktok_requests.labels(lane.integration_id, verdict.value).inc()
         self._metrics.tiktok_request_seconds.observe(elapsed)
         self._metrics.batch_size.observe(len(events))
@@ -549,6 +547,29 @@ class DeliveryWorker:
             answer.request_id,
         )
         return answer, verdict
+
+    def _note_batch(
+        self,
+        integration: Integration,
+        source: Source | None,
+        events: Sequence[ClaimedEvent],
+        verdict: Verdict,
+        answer: Answer,
+    ) -> None:
+        """The debugger's row of this request: buffered, never waited on; its body (exactly
+        what the destination posted, never the token, which travels in a header) is made again
+        on the store's writer thread."""
+        assert self._ledger is not None
+        destination = destinations.get(integration.vendor)
+        payloads = [e.payload for e in events]
+
+        def render() -> bytes:
+            return destination.request_bytes(integration, source, payloads)
+
+        status = status_of(verdict.value)
+        self._ledger.note(
+            [SentBatch(integration.id, self._clock(), status, reply(answer), events, render)]
+        )
 
     async def _take_token(self, lane: _Lane) -> None:
         """One token per request (and one of the cluster's, when shared); waits for it, unless

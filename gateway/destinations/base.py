@@ -263,6 +263,13 @@ class Destination(abc.ABC):
         del integration, source, test_event_code
         return {"events": [json.loads(p) for p in payloads]}
 
+    def request_bytes(
+        self, integration: Integration, source: Source | None, payloads: Sequence[bytes]
+    ) -> bytes:
+        """`request_body` as the bytes posted, for the debugger to keep: a destination that
+        builds its body by concatenation says so here, without parsing it back."""
+        return json.dumps(self.request_body(integration, source, payloads)).encode()
+
     def explain_pause(self, reason: str | None) -> PauseHint | None:
         """What a pause reason this destination's answers gave means, or None when it has
         nothing to add (a pause by an admin, a reason it does not know)."""

@@ -1,18 +1,26 @@
-"""The ledger: one record per (event_id, integration) saying what became of a hit.
+"""The debugger's store: what delivery learnt, per request and per failure, never per event.
 
-It answers "did this order reach TikTok?" and feeds the event debugger. Collection notes what it
-saw (a redacted summary of the hit, the consent decision, the TikTok payload, which is already
-hashed); the delivery worker notes every outcome (TikTok's answer, attempts). A hit that consent
-kept from an integration gets a record too, so "why was nothing sent?" has an answer.
+The hit log keeps every hit as received; the integrations' routing says what each of them
+makes of it (consent, the transform). What only delivery knows is written here, behind the
+caller's back:
 
-Nothing here is on the hot path's critical section: `observe` and `settle` append to a buffer
-in memory and return; a background task writes the buffer in batches. A record still in the
-buffer when the process dies is lost. That is accepted: the ledger is a debugging aid, not the
-queue (the queue alone decides what is delivered). The buffer is bounded by bytes
-(`MAX_BUFFERED_BYTES`): when the writer falls behind (a flood of hits during an outage), the
-oldest records are dropped and counted rather than let memory grow. Everything the records need
-beyond what collection and delivery hand over (JSON text, the signals of a payload) is made on
-the writer's thread, not on the event loop.
+    a claim    one row per read of the log by an integration: the event ids it read, how many
+               consent kept back (the timeline's "denied"), so "read, nothing sent" is known
+    a batch    one row per request sent: verdict, attempts, the destination's answer, the event
+               count, per-signal counts for match quality, and the exact request body
+               (zlib-compressed: the payloads the debugger shows come out of it by event id)
+    a failure  one row per event that did not deliver (retrying, paused, dead-lettered): why,
+               and the answer
+    a test     a Management API test send (it never was a hit): its body and answer
+
+A delivered or denied event has no row of its own. Every row takes the next `seq` (one counter
+for every process sharing the file), which the debugger's live view tails.
+
+Nothing here is on the hot path's critical section: the calls append to a buffer in memory and
+return; a background task writes the buffer in batches (bodies are rendered and compressed on
+the writer's thread). A row still in the buffer when the process dies is lost: the store is a
+debugging aid, not the queue. The buffer is bounded by bytes; past the bound the oldest rows
+are dropped and counted.
 """
 
 from __future__ import annotations
@@ -87,9 +95,9 @@ def explain_consent(
 class RawHit:
     """The whole hit as the gateway decoded it (traits hashed) and the facts of its request.
 
-    One per hit, shared by the records of every integration of its source. Collection hands
-    over how to render it, not the text: the JSON is made once, on the ledger's writer thread
-    (the first record that needs it), so the request path only allocates this object.
+    Collection still hands one over with the observations of hits no integration reads; the
+    store keeps no copy of it (the hit log has the record: the debugger reads it there), so it
+    is never rendered for the store. Kept for collection's side until that code drops it.
     """
 
     __slots__ = ("_render", "_text")
@@ -131,18 +139,7 @@ class Observation:
     reason: str | None
     received_at: float
     user_id_known: bool = False  # the event's external_id starts with a user id's hash
-    raw: RawHit | None = None  # the whole hit and its request's facts (None: a test send)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredHit:
-    """A record's raw hit, as re-processing reads it back."""
-
-    event_id: str
-    raw: str  # the JSON `RawHit.text` gave
-    tiktok_event: str | None  # the destination's event name it was stored as (None: not sent)
-    status: str
-    received_at: float
+    raw: RawHit | None = None  # unused by the store: the hit log keeps the hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +150,6 @@ class TikTokReply:
     code: int | None
     message: str
     request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the delivery worker learnt about one event."""
-
-    event_id: str
-    integration_id: str
-    status: str
-    attempts: int
-    at: float
-    reason: str | None = None
-    answer: TikTokReply | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +195,18 @@ class Answer(Protocol):
     def request_id(self) -> str | None: ...
 
 
-class Claimed(Protocol):
-    """A claimed event as `models.ClaimedEvent` carries it."""
+class Sent(Protocol):
+    """An event as the worker sent it (`models.ClaimedEvent`); a log consumer's also says
+    `user_id_known` (its external_id starts with a user id's hash) and `first_send`."""
 
     @property
     def event_id(self) -> str: ...
     @property
+    def payload(self) -> bytes: ...
+    @property
     def attempts(self) -> int: ...
+    @property
+    def enqueued_at(self) -> float: ...
 
 
 # What each `tiktok.Verdict` means for the events of the request, as the debugger says it.
@@ -240,24 +229,106 @@ def status_of(verdict: str) -> str:
     return _STATUS_BY_VERDICT.get(verdict, RETRYING)
 
 
-def outcomes(
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One read of the log by an integration (or, with integration_id '', hits collection
+    stored for a source without integrations): which events, and how many consent denied."""
+
+    integration_id: str
+    source_id: str
+    at: float
+    event_ids: Sequence[str]
+    received_from: float
+    received_until: float
+    denied: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SentBatch:
+    """One request to a destination. `render` makes its exact body (on the writer's thread).
+    Match quality counts an event's signals at its first send (a log consumer's event says
+    `first_send`)."""
+
+    integration_id: str
+    at: float
+    status: str
+    answer: TikTokReply | None
+    events: Sequence[Sent]
+    render: Callable[[], bytes]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An event that did not deliver. `payload` (an event never sent: the transform refused it)
+    lets match quality count it as the event stored to send that it was."""
+
+    integration_id: str
+    event_id: str
+    status: str
+    reason: str | None
+    answer: TikTokReply | None
+    attempts: int
+    at: float
+    received_at: float
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TestSend:
+    """A Management API test send: shown in the debugger, counted nowhere."""
+
+    integration_id: str
+    source_id: str
+    event_id: str
+    at: float
+    status: str
+    reason: str
+    answer: TikTokReply
+    hit: dict[str, Any]  # the summary the debugger shows, the request body in it
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A stored row, as the debugger reads it back. `event_ids`: the events it is about (a
+    batch's come from its body, which `body` holds decompressed)."""
+
+    seq: int
+    kind: str  # CLAIM, BATCH, FAILURE or TEST
+    integration_id: str
+    source_id: str | None
+    at: float
+    status: str | None
+    reason: str | None
+    answer: dict[str, Any] | None
+    attempts: int
+    event_ids: list[str]
+    body: bytes | None = None
+    hit: dict[str, Any] | None = None  # a test send's
+
+
+CLAIM, BATCH, FAILURE, TEST = "claim", "batch", "failure", "test"
+
+
+def failures(
     integration_id: str,
-    events: Sequence[Claimed],
+    events: Sequence[Sent],
     status: str,
     at: float,
     *,
+    reason: str | None,
     answer: Answer | None = None,
-    reason: str | None = None,
-) -> list[Outcome]:
-    """One outcome per event, with TikTok's answer when there is one."""
-    tiktok = reply(answer) if answer is not None else None
+) -> list[Failure]:
+    """One failure per event, with the destination's answer when there is one."""
+    said = reply(answer) if answer is not None else None
     return [
-        Outcome(e.event_id, integration_id, status, e.attempts, at, reason, tiktok) for e in events
+        Failure(integration_id, e.event_id, status, reason, said, e.attempts, at, e.enqueued_at)
+        for e in events
     ]
 
 
 class Ledger(abc.ABC):
-    """Per-event records, written behind the caller's back and read by the Management API."""
+    """Claims, batches and failures, written behind the caller's back; read by the debugger."""
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -268,51 +339,62 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def observe(self, observations: Sequence[Observation]) -> None:
-        """Buffer collection's records; never waits."""
+        """Collection's hits that no integration reads (the source has none): one claim row
+        per call, so the live view shows them. Never waits."""
 
     @abc.abstractmethod
-    def settle(self, outcomes: Sequence[Outcome]) -> None:
-        """Buffer delivery outcomes; never waits."""
+    def note(self, rows: Sequence[Claim | SentBatch | Failure | TestSend]) -> None:
+        """Buffer rows; never waits."""
 
     @abc.abstractmethod
     async def flush(self) -> None:
         """Write what is buffered now (tests, shutdown)."""
 
     @abc.abstractmethod
-    async def records(
-        self, filters: Filters, limit: int, after: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Records as JSON objects: the newest first, or with `after` those changed since that
-        `seq`, oldest first (what a live view tails)."""
+    async def changes(
+        self, after: int, limit: int, integration_id: str | None = None
+    ) -> list[Change]:
+        """Rows written after `seq`, oldest first (what a live view tails)."""
 
     @abc.abstractmethod
     async def last_seq(self) -> int:
-        """The `seq` of the latest change (0 when there is none)."""
+        """The `seq` of the latest row (0 when there is none)."""
+
+    @abc.abstractmethod
+    async def batches(
+        self, integration_id: str, received_from: float, received_until: float
+    ) -> list[Change]:
+        """The integration's batches whose events were received in a range overlapping
+        [received_from, received_until], the newest first, bodies decompressed."""
+
+    @abc.abstractmethod
+    async def failures(self, integration_id: str, event_ids: Sequence[str]) -> dict[str, Change]:
+        """The latest failure row of each of these events of the integration."""
+
+    @abc.abstractmethod
+    async def claimed(
+        self, integration_id: str, received_from: float, received_until: float
+    ) -> set[str]:
+        """The event ids the integration read among hits received in the range."""
+
+    @abc.abstractmethod
+    async def tests(self, event_id: str | None, limit: int) -> list[Change]:
+        """Test sends, the newest first (only this event's with an id)."""
+
+    @abc.abstractmethod
+    async def paused_batches(self, integration_id: str) -> int:
+        """Requests kept whose answer paused the integration."""
 
     @abc.abstractmethod
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         """How many events sent to the integration since then carried each of `MATCH_SIGNALS`."""
 
     @abc.abstractmethod
-    async def raw_hits(
-        self, integration_id: str, since: float, until: float, limit: int
-    ) -> list[StoredHit]:
-        """The integration's records received in [since, until) that kept their raw hit, oldest
-        first, at most `limit`."""
-
-    @abc.abstractmethod
-    async def statuses(
-        self, integration_id: str, event_ids: Sequence[str]
-    ) -> dict[str, tuple[str, str | None]]:
-        """The status and destination event name of the integration's records of these events
-        (an event without a record is left out)."""
-
-    @abc.abstractmethod
     async def timeline(
         self, integration_id: str, since: float, bucket_s: int, count: int
     ) -> list[TimelineBucket]:
-        """`count` buckets of `bucket_s` seconds from `since`: each event counted once, at its
-        latest outcome, and the match quality of the events received in each bucket."""
+        """`count` buckets of `bucket_s` seconds from `since`: events by outcome when they
+        reached it, and the match quality of the events first sent in each bucket."""
 
 
 def hit_summary(

@@ -1,9 +1,8 @@
-"""The embedded ledger (SQLite).
+"""The embedded debugger store (SQLite): claims, batches and failures in one table.
 
-The embedded ledger is its own SQLite file (`ledger.db`, WAL) beside the queue, so its writes
-never take the queue's lock. Every write gives the record a new `seq` from one counter, inside
-SQLite's write lock, so `seq` grows across `--workers` processes and a reader can tail changes
-with `seq > last`. Retention is bounded by age and by count.
+Its own file (`ledger.db`, WAL) beside the log, so its writes never take the log's lock. Every
+row gets a new `seq` inside SQLite's write lock, so `seq` grows across `--workers` processes and
+a reader tails rows with `seq > last`. Retention is bounded by age and by count of rows.
 """
 
 from __future__ import annotations
@@ -11,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import json
 import logging
-import operator
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,179 +25,110 @@ from prometheus_client.registry import Collector
 from gateway.core.metrics import CountedElsewhere
 from gateway.core.sqlite import ThreadConnection, immediate
 from gateway.ledger.base import (
+    BATCH,
+    CLAIM,
     DEAD_LETTERED,
     DELIVERED,
     EXTERNAL_ID_ANONYMOUS,
     EXTERNAL_ID_USER,
-    NOT_SENT,
-    OUTCOME_DEAD_LETTERED,
-    OUTCOME_DELIVERED,
-    OUTCOME_DENIED,
-    OUTCOME_FAILED,
+    FAILURE,
     OUTCOMES,
     PAUSED,
     REJECTED,
     RETRYING,
     SIGNALS,
-    USER_ID_BIT,
-    Filters,
+    TEST,
+    Change,
+    Claim,
+    Failure,
     Ledger,
     MatchQuality,
     Observation,
-    Outcome,
-    RawHit,
-    StoredHit,
+    SentBatch,
+    TestSend,
     TikTokReply,
     TimelineBucket,
 )
 
 log = logging.getLogger(__name__)
 
-# Past this many bytes of buffered records the oldest are dropped (and counted): about 12,000
-# records of a typical hit. The writer keeps up with thousands of hits a second; the bound is for
-# floods (a million events collected in minutes), where it keeps the ledger's memory flat.
+# Past this many bytes of buffered rows the oldest are dropped (and counted). A batch holds its
+# payloads until the writer renders its body; the bound is for floods during an outage.
 MAX_BUFFERED_BYTES = 16 * 2**20
-# What one transaction writes at most, so a backlog is written in steps (each a commit) and a
-# batch being written adds little to the buffer's memory (about a second of records at full load,
-# so that most outcomes meet their observations in the same batch).
-WRITE_BATCH = 5000
-# Memory an observation holds besides its payload (the object, the hit summary, strings; about
-# 770 bytes measured with tracemalloc), and an outcome (TikTok's answer is shared by the batch).
-_OBSERVATION_BYTES = 800
-# What a hit's raw hit adds: the hit object it keeps until the writer renders it (shared by
-# the records of one hit, and counted once for them: see `_raw_bytes`).
-_RAW_BYTES = 600
-_OUTCOME_BYTES = 250
+# Rows one transaction writes at most, so a backlog is written in steps (each a commit).
+WRITE_BATCH = 500
+# Memory a buffered row holds besides its payloads or ids (the object, strings, the answer).
+_ROW_BYTES = 300
 MAX_PAGE = 1000
-# How long the writer gathers records before a batch goes: long enough that an event's outcome
-# (its batch reaches TikTok within about a second under load) is usually written with its
-# observation, short enough for the debugger's live view.
-LINGER_S = 1.0
-# The writer's thread yields the CPU to the event loop: a second of records is tens of
-# milliseconds of work, which at normal priority lands in the latency of the hits meanwhile.
-# Not lower: at 10 the writer fell behind a saturated loop and dropped records (the benchmark
-# counts them); at 5 it still gets a quarter of a contended core, three times what it needs.
+# How long the writer gathers rows before they go: a burst shares one commit, and the live
+# view is at most this late.
+LINGER_S = 0.25
+# The writer's thread yields the CPU to the event loop (see the log's group commit): rendering
+# and compressing bodies is work nobody waits for.
 LEDGER_WRITER_NICENESS = 5
-
+# zlib's fastest level: JSON bodies shrink about tenfold at it, and it costs a fraction of the
+# default level's CPU in the delivering process.
+_ZLIB_LEVEL = 1
 
 # ------------------------------------------------------------------------------------ SQLite
 
-# Event ids per `IN (...)`: well under SQLite's limit on bound parameters.
-_IN_CHUNK = 500
+_IN_CHUNK = 500  # event ids per `IN (...)`: well under SQLite's bound-parameter limit
 
-_SCHEMA = """
+# One column per counted signal: a batch's events that carried it at their first send.
+_QUALITY_NAMES = (*SIGNALS, EXTERNAL_ID_USER)
+_QUALITY_COLUMNS = [f"q_{name}" for name in _QUALITY_NAMES]
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
-CREATE TABLE IF NOT EXISTS records (
-    event_id TEXT NOT NULL,
-    integration_id TEXT NOT NULL,  -- '' for a hit whose source had no integration
-    seq INTEGER NOT NULL,
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 2);
+-- Per-event rows of schema 1 (records, raw_hits): the hit log keeps the hits now.
+DROP TABLE IF EXISTS records;
+DROP TABLE IF EXISTS raw_hits;
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,              -- claim, batch, failure, test
+    integration_id TEXT NOT NULL,    -- '' for hits of a source without integrations
     source_id TEXT,
-    hit_event TEXT,
-    tiktok_event TEXT,
-    hit TEXT,
-    decision TEXT,
-    decision_reason TEXT,
-    payload TEXT,
-    signals INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,
+    at REAL NOT NULL,
+    received_from REAL,              -- the range of its events' receive times
+    received_until REAL,
+    status TEXT,
     reason TEXT,
-    answer TEXT,
+    answer TEXT,                     -- the destination's answer, JSON
     attempts INTEGER NOT NULL DEFAULT 0,
-    received_at REAL,  -- NULL while only the delivery worker has written the record
-    updated_at REAL NOT NULL,
-    raw TEXT,  -- a file from before `raw_hits`: the record's own copy of its raw hit
-    PRIMARY KEY (event_id, integration_id)
+    events INTEGER NOT NULL DEFAULT 0,
+    denied INTEGER NOT NULL DEFAULT 0,
+    event_id TEXT,                   -- a failure's or a test send's event
+    ids BLOB,                        -- a claim's event ids (zlib, JSON)
+    body BLOB,                       -- a batch's request body (zlib)
+    hit TEXT,                        -- a test send's summary
+    q_events INTEGER NOT NULL DEFAULT 0,
+    {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _QUALITY_COLUMNS)}
 );
--- The whole hit (traits hashed) and its request's facts, as JSON: once per hit, shared by the
--- records of all its integrations (they join on event_id).
-CREATE TABLE IF NOT EXISTS raw_hits (
-    event_id TEXT PRIMARY KEY,
-    raw TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS records_seq ON records (seq);
-CREATE INDEX IF NOT EXISTS records_integration ON records (integration_id, seq);
-CREATE INDEX IF NOT EXISTS records_source ON records (source_id, seq);
--- The retention sweep walks `seq` (records are written in time order); an index on updated_at
--- cost every write more than it saved the sweep once a minute.
-DROP INDEX IF EXISTS records_updated;
+CREATE INDEX IF NOT EXISTS changes_by_integration
+    ON changes (integration_id, kind, received_until);
+CREATE INDEX IF NOT EXISTS changes_by_event
+    ON changes (integration_id, event_id) WHERE event_id IS NOT NULL;
 """
 
-# A record written by the delivery worker of another process before collection's (its buffer
-# was flushed first) keeps its outcome; a repeated event_id (a re-sent hit) starts afresh.
-_OBSERVE = """
-INSERT INTO records (event_id, integration_id, seq, source_id, hit_event, tiktok_event, hit,
-                     decision, decision_reason, payload, signals, status, reason, received_at,
-                     updated_at, answer, attempts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (event_id, integration_id) DO UPDATE SET
-    seq = excluded.seq, source_id = excluded.source_id, hit_event = excluded.hit_event,
-    tiktok_event = excluded.tiktok_event, hit = excluded.hit, decision = excluded.decision,
-    decision_reason = excluded.decision_reason, payload = excluded.payload,
-    signals = excluded.signals,
-    status = CASE WHEN records.received_at IS NULL THEN records.status ELSE excluded.status END,
-    reason = CASE WHEN records.received_at IS NULL THEN records.reason ELSE excluded.reason END,
-    answer = CASE WHEN records.received_at IS NULL THEN records.answer ELSE excluded.answer END,
-    attempts = CASE WHEN records.received_at IS NULL THEN records.attempts
-                    ELSE excluded.attempts END,
-    received_at = excluded.received_at, updated_at = excluded.updated_at, raw = NULL
-"""
-_RAW_HIT = """
-INSERT INTO raw_hits (event_id, raw) VALUES (?, ?)
-ON CONFLICT (event_id) DO UPDATE SET raw = excluded.raw
-"""
-_SETTLE = """
-INSERT INTO records (event_id, integration_id, seq, status, reason, answer, attempts, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (event_id, integration_id) DO UPDATE SET
-    seq = excluded.seq, status = excluded.status, reason = excluded.reason,
-    answer = coalesce(excluded.answer, records.answer), attempts = excluded.attempts,
-    updated_at = excluded.updated_at
-"""
-# A record's raw hit: its own copy in a file from before `raw_hits`, else its hit's shared one.
-_RAW = "COALESCE(records.raw, raw_hits.raw)"
-_WITH_RAW = "records LEFT JOIN raw_hits USING (event_id)"
-_COLUMNS = f"""seq, event_id, integration_id, source_id, hit_event, tiktok_event, hit, decision,
-    decision_reason, payload, status, reason, answer, attempts, received_at, updated_at, {_RAW}"""
-
-Entry = Observation | Outcome
+Row = Claim | SentBatch | Failure | TestSend
 
 
-def _entry_bytes(entry: Entry, following: Entry | None) -> int:
-    """About the memory one buffered record holds (for `MAX_BUFFERED_BYTES`); `following` is
-    the entry after it in the buffer (None: the last)."""
-    if type(entry) is Observation:
-        payload = entry.payload
-        return (
-            _OBSERVATION_BYTES
-            + _raw_bytes(entry, following)
-            + (len(payload) if payload is not None else 0)
-        )
-    return _OUTCOME_BYTES
-
-
-def _raw_bytes(entry: Observation, following: Entry | None) -> int:
-    """A raw hit's memory, counted with the last of its hit's records. They are appended
-    together, so they sit side by side: the one followed by another of the same hit holds none.
-    The same entry counts the same when it is appended, dropped or taken (what follows it then
-    is what followed it when appended, or something of another hit)."""
-    raw = entry.raw
-    if raw is None or (type(following) is Observation and following.raw is raw):
-        return 0
-    return _RAW_BYTES
-
-
-def _entries_bytes(entries: Sequence[Entry], following: Entry | None) -> int:
-    after = [*entries[1:], following]
-    return sum(map(_entry_bytes, entries, after))
+def _row_bytes(row: Row) -> int:
+    """About the memory a buffered row holds (for `MAX_BUFFERED_BYTES`)."""
+    if type(row) is SentBatch:
+        return _ROW_BYTES + sum(len(e.payload) for e in row.events)
+    if type(row) is Claim:
+        return _ROW_BYTES + 40 * len(row.event_ids)
+    return _ROW_BYTES
 
 
 class SQLiteLedger(Ledger):
-    """The embedded ledger. `retention_s` and `max_records` bound it; `linger_s` is how long the
-    writer waits for more records before a batch goes (so a burst shares one commit).
+    """The embedded store. `retention_s` and `max_records` (rows) bound it; `linger_s` is how
+    long the writer waits for more rows before they go (so a burst shares one commit).
 
-    `dropped` counts records lost to a full buffer; `written` those that reached the file;
+    `dropped` counts rows lost to a full buffer; `written` those that reached the file;
     `buffered_bytes` is the buffer's estimated size (bounded by `max_buffered_bytes`).
     """
 
@@ -226,7 +155,7 @@ class SQLiteLedger(Ledger):
         self._clock = clock
         self._writer = ThreadConnection(path, "ledger-writer", niceness=LEDGER_WRITER_NICENESS)
         self._reader = ThreadConnection(path, "ledger-reader")
-        self._buffer: collections.deque[Entry] = collections.deque()
+        self._buffer: collections.deque[Row] = collections.deque()
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -253,34 +182,40 @@ class SQLiteLedger(Ledger):
         await self._writer.close()
 
     def observe(self, observations: Sequence[Observation]) -> None:
-        self._append(observations, _entries_bytes(observations, None))
-
-    def settle(self, outcomes: Sequence[Outcome]) -> None:
-        self._append(outcomes, _OUTCOME_BYTES * len(outcomes))
-
-    def _append(self, entries: Sequence[Entry], size: int) -> None:
-        if not entries:
+        if not observations:
             return
-        buffer = self._buffer
-        buffer.extend(entries)
-        self.buffered_bytes += size
+        received = [o.received_at for o in observations]
+        claim = Claim(
+            observations[0].integration_id or "",
+            observations[0].source_id,
+            max(received),
+            [o.event_id for o in observations],
+            min(received),
+            max(received),
+        )
+        self.note([claim])
+
+    def note(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        self._buffer.extend(rows)
+        self.buffered_bytes += sum(map(_row_bytes, rows))
         if self.buffered_bytes > self.max_buffered_bytes:
             self._drop_oldest()
         self._wake.set()
 
     def _drop_oldest(self) -> None:
         if self.dropped == 0:
-            log.warning("ledger buffer full: dropping the oldest records (debugger only)")
+            log.warning("ledger buffer full: dropping the oldest rows (debugger only)")
         buffer = self._buffer
         while self.buffered_bytes > self.max_buffered_bytes and buffer:
-            entry = buffer.popleft()
-            self.buffered_bytes -= _entry_bytes(entry, buffer[0] if buffer else None)
+            self.buffered_bytes -= _row_bytes(buffer.popleft())
             self.dropped += 1
 
-    def _take(self, limit: int) -> list[Entry]:
+    def _take(self, limit: int) -> list[Row]:
         buffer = self._buffer
         batch = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
-        self.buffered_bytes -= _entries_bytes(batch, buffer[0] if buffer else None)
+        self.buffered_bytes -= sum(map(_row_bytes, batch))
         return batch
 
     async def flush(self) -> None:
@@ -292,7 +227,7 @@ class SQLiteLedger(Ledger):
             while left > 0 and self._buffer:
                 batch = self._take(min(left, WRITE_BATCH))
                 left -= len(batch)
-                await self._writer.run(_write, batch, self._clock())
+                await self._writer.run(_write, batch)
                 self.written += len(batch)
 
     async def _run(self) -> None:
@@ -313,16 +248,81 @@ class SQLiteLedger(Ledger):
                     self._swept_at = now
                     await self._writer.run(_sweep, now - self.retention_s, self.max_records)
             except Exception:  # a lost batch costs the debugger some lines, nothing more
-                log.warning("ledger write failed; records dropped", exc_info=True)
+                log.warning("ledger write failed; rows dropped", exc_info=True)
 
-    async def records(
-        self, filters: Filters, limit: int, after: int | None = None
-    ) -> list[dict[str, Any]]:
-        rows = await self._reader.run(_select, filters, min(limit, MAX_PAGE), after)
-        return [_record_json(row) for row in rows]
+    async def changes(
+        self, after: int, limit: int, integration_id: str | None = None
+    ) -> list[Change]:
+        where: str = "seq > ?"
+        args: list[Any] = [after]
+        if integration_id is not None:
+            where += " AND integration_id = ?"
+            args.append(integration_id)
+        rows = await self._reader.run(
+            _fetch, f"{_SELECT} WHERE {where} ORDER BY seq LIMIT ?", [*args, min(limit, MAX_PAGE)]
+        )
+        return [_change(row) for row in rows]
 
     async def last_seq(self) -> int:
-        return await self._reader.run(_last_seq)
+        rows = await self._reader.run(_fetch, "SELECT max(seq) FROM changes", ())
+        return int(rows[0][0] or 0)
+
+    async def batches(
+        self, integration_id: str, received_from: float, received_until: float
+    ) -> list[Change]:
+        rows = await self._reader.run(
+            _fetch,
+            f"{_SELECT} WHERE integration_id = ? AND kind = '{BATCH}' AND received_until >= ?"
+            " AND received_from <= ? ORDER BY seq DESC",
+            (integration_id, received_from, received_until),
+        )
+        return [_change(row) for row in rows]
+
+    async def failures(self, integration_id: str, event_ids: Sequence[str]) -> dict[str, Change]:
+        found: dict[str, Change] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._reader.run(
+                _fetch,
+                f"{_SELECT} WHERE integration_id = ? AND event_id IN ({marks})"
+                f" AND kind = '{FAILURE}' ORDER BY seq",
+                (integration_id, *chunk),
+            )
+            found.update((change.event_ids[0], change) for change in map(_change, rows))
+        return found
+
+    async def claimed(
+        self, integration_id: str, received_from: float, received_until: float
+    ) -> set[str]:
+        rows = await self._reader.run(
+            _fetch,
+            f"{_SELECT} WHERE integration_id = ? AND kind = '{CLAIM}' AND received_until >= ?"
+            " AND received_from <= ?",
+            (integration_id, received_from, received_until),
+        )
+        return {event_id for row in rows for event_id in _change(row).event_ids}
+
+    async def tests(self, event_id: str | None, limit: int) -> list[Change]:
+        where = f"kind = '{TEST}'"
+        args: list[Any] = []
+        if event_id is not None:
+            where += " AND event_id = ?"
+            args.append(event_id)
+        rows = await self._reader.run(
+            _fetch, f"{_SELECT} WHERE {where} ORDER BY seq DESC LIMIT ?", [*args, limit]
+        )
+        return [_change(row) for row in rows]
+
+    async def paused_batches(self, integration_id: str) -> int:
+        rows = await self._reader.run(
+            _fetch,
+            f"SELECT count(*) FROM changes WHERE integration_id = ? AND kind = '{BATCH}'"
+            f" AND status = '{PAUSED}'",
+            (integration_id,),
+        )
+        return int(rows[0][0])
 
     async def match_quality(self, integration_id: str, since: float) -> MatchQuality:
         return await self._reader.run(_match_quality, integration_id, since)
@@ -332,36 +332,20 @@ class SQLiteLedger(Ledger):
     ) -> list[TimelineBucket]:
         return await self._reader.run(_timeline, integration_id, since, bucket_s, count)
 
-    async def raw_hits(
-        self, integration_id: str, since: float, until: float, limit: int
-    ) -> list[StoredHit]:
-        rows = await self._reader.run(_raw_hits, integration_id, since, until, limit)
-        return [StoredHit(*row) for row in rows]
-
-    async def statuses(
-        self, integration_id: str, event_ids: Sequence[str]
-    ) -> dict[str, tuple[str, str | None]]:
-        found: dict[str, tuple[str, str | None]] = {}
-        ids = list(dict.fromkeys(event_ids))
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            rows = await self._reader.run(_statuses, integration_id, chunk)
-            found.update((row[0], (row[1], row[2])) for row in rows)
-        return found
-
     def metrics(self) -> Collector:
         """Prometheus counters read at scrape time: `gateway_ledger_records_written_total` and
-        `gateway_ledger_records_dropped_total` (lost to a full buffer: the writer fell behind)."""
+        `gateway_ledger_records_dropped_total` (rows lost to a full buffer: the writer fell
+        behind). The names are kept from the per-event ledger so dashboards keep working."""
         return CountedElsewhere(
             [
                 (
                     "gateway_ledger_records_written",
-                    "Event debugger records written to ledger.db by this process",
+                    "Event debugger rows (claims, batches, failures) written to ledger.db",
                     lambda: self.written,
                 ),
                 (
                     "gateway_ledger_records_dropped",
-                    "Event debugger records dropped because the ledger's writer fell behind",
+                    "Event debugger rows dropped because the ledger's writer fell behind",
                     lambda: self.dropped,
                 ),
             ]
@@ -370,37 +354,62 @@ class SQLiteLedger(Ledger):
 
 # --- on the connection's thread ------------------------------------------------------------
 
+_COLUMNS = (
+    "seq, kind, integration_id, source_id, at, status, reason, answer, attempts, event_id,"
+    " ids, body, hit"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM changes"
+_INSERT = f"""
+INSERT INTO changes (kind, integration_id, source_id, at, received_from, received_until, status,
+    reason, answer, attempts, events, denied, event_id, ids, body, hit, q_events,
+    {", ".join(_QUALITY_COLUMNS)})
+VALUES ({", ".join("?" * (17 + len(_QUALITY_COLUMNS)))})
+"""
+
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
-    if "raw" not in columns:  # a ledger.db written before records kept the raw hit
-        conn.execute("ALTER TABLE records ADD COLUMN raw TEXT")
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+# The one part of a destination's event the store reads: which of `SIGNALS` its `user` has.
+# A struct of exactly those fields: the rest of the event is skipped, not decoded.
+_User = msgspec.defstruct("_User", [(name, Any, None) for name in SIGNALS])
 
 
 class _Payload(msgspec.Struct):
-    """The one part of a TikTok event the ledger reads: who it is about."""
-
-    user: dict[str, Any] | None = None
+    user: _User | None = None  # type: ignore[valid-type]
 
 
 _payload_decoder = msgspec.json.Decoder(_Payload)
 _json = msgspec.json.Encoder()
 
 
-def _signals(payload: bytes | None) -> tuple[str | None, int]:
-    """The payload as text, and a bitmask of which `SIGNALS` its `user` carries."""
-    if payload is None:
-        return None, 0
+def _signals(payload: bytes) -> list[bool]:
+    """Which of `SIGNALS` the payload's `user` carries."""
     try:
-        user = _payload_decoder.decode(payload).user or {}
-    except msgspec.DecodeError:
-        user = {}
-    mask = 0
-    for i, name in enumerate(SIGNALS):
-        if user.get(name):
-            mask |= 1 << i
-    return payload.decode("utf-8"), mask
+        user = _payload_decoder.decode(payload).user
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        user = None
+    if user is None:
+        return [False] * len(SIGNALS)
+    return [bool(getattr(user, name)) for name in SIGNALS]
+
+
+def _quality(events: Sequence[tuple[bytes, bool]]) -> list[int]:
+    """`q_events` and the `_QUALITY_COLUMNS` of these (payload, user_id_known) events."""
+    counts = [0] * (1 + len(_QUALITY_COLUMNS))
+    external_id = SIGNALS.index("external_id")
+    for payload, user_id_known in events:
+        carried = _signals(payload)
+        counts[0] += 1
+        for i, present in enumerate(carried):
+            counts[1 + i] += present
+        counts[-1] += bool(user_id_known and carried[external_id])
+    return counts
 
 
 def _answer_text(answer: TikTokReply | None) -> str | None:
@@ -416,189 +425,128 @@ def _answer_text(answer: TikTokReply | None) -> str | None:
     )
 
 
-def _observe_row(item: Observation, seq: int) -> list[Any]:
-    payload, signals = _signals(item.payload)
-    if item.user_id_known and signals & (1 << SIGNALS.index("external_id")):
-        signals |= USER_ID_BIT
+def _packed(data: bytes) -> bytes:
+    return zlib.compress(data, _ZLIB_LEVEL)
+
+
+def _row(item: Row) -> list[Any] | None:
+    """The INSERT's values for one buffered row (None: a body that cannot be rendered)."""
+    zero = [0] * (1 + len(_QUALITY_COLUMNS))
+    if type(item) is Claim:
+        ids = _packed(_json.encode(list(item.event_ids)))
+        return [
+            CLAIM, item.integration_id, item.source_id, item.at, item.received_from,
+            item.received_until, None, None, None, 0, len(item.event_ids), item.denied, None,
+            ids, None, None, *zero,
+        ]  # fmt: skip
+    if type(item) is SentBatch:
+        try:
+            body = _packed(item.render())
+        except Exception:
+            log.warning("a request body could not be rendered; its batch is not shown")
+            return None
+        received = [e.enqueued_at for e in item.events]
+        first = [(e.payload, _user_id_known(e)) for e in item.events if _first_send(e)]
+        return [
+            BATCH, item.integration_id, None, item.at, min(received), max(received),
+            item.status, item.reason, _answer_text(item.answer),
+            max(e.attempts for e in item.events), len(item.events), 0, None, None, body, None,
+            *_quality(first),
+        ]  # fmt: skip
+    if type(item) is Failure:
+        quality = _quality([(item.payload, False)]) if item.payload is not None else zero
+        return [
+            FAILURE, item.integration_id, None, item.at, item.received_at, item.received_at,
+            item.status, item.reason, _answer_text(item.answer), item.attempts, 1, 0,
+            item.event_id, None, None, None, *quality,
+        ]  # fmt: skip
+    assert isinstance(item, TestSend)
     return [
-        item.event_id,
-        item.integration_id or "",
-        seq,
-        item.source_id,
-        item.hit.get("event"),
-        item.tiktok_event,
-        _json.encode(item.hit).decode(),
-        item.decision,
-        item.decision_reason,
-        payload,
-        signals,
-        item.status,
-        item.reason,
-        item.received_at,
-        item.received_at,
-        None,  # TikTok's answer and the attempts, once an outcome is folded in
-        0,
-    ]
+        TEST, item.integration_id, item.source_id, item.at, item.at, item.at, item.status,
+        item.reason, _answer_text(item.answer), 1, 1, 0, item.event_id, None, None,
+        _json.encode(item.hit).decode(), *zero,
+    ]  # fmt: skip
 
 
-# Columns of an observation row (`_OBSERVE`'s parameters) that an outcome may fold into.
-_ROW_SEQ, _ROW_STATUS, _ROW_REASON = 2, 11, 12
-_ROW_UPDATED_AT, _ROW_ANSWER, _ROW_ATTEMPTS = 14, 15, 16
+def _user_id_known(event: object) -> bool:
+    return bool(getattr(event, "user_id_known", False))
 
 
-def _write(conn: sqlite3.Connection, batch: list[Entry], now: float) -> None:
-    """Write a batch in one transaction.
+def _first_send(event: object) -> bool:
+    """Whether match quality counts the event in this request: its first send, as the log's
+    consumers say (an event of another queue: its first attempt)."""
+    first = getattr(event, "first_send", None)
+    return bool(first) if first is not None else getattr(event, "attempts", 1) <= 1
 
-    An event's outcome usually follows its observation within a second, so both are often in
-    the same batch: the outcome is folded into the observation's row, and the record is written
-    once instead of inserted and then updated (the ledger's largest cost under load).
-    """
+
+def _write(conn: sqlite3.Connection, batch: list[Row]) -> None:
+    """Render (bodies, ids, signals) and write a batch of rows in one transaction."""
+    rows = [row for row in map(_row, batch) if row is not None]
     with immediate(conn):
-        (seq,) = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-        observed: dict[tuple[str, str], list[Any]] = {}
-        steps: list[tuple[bool, list[Any]]] = []  # (is an observation, its row), in order
-        raws: dict[str, RawHit] = {}  # by event_id: one row per hit, whatever its records
-        answer: TikTokReply | None = None
-        text: str | None = None
-        for entry in batch:
-            seq += 1
-            if type(entry) is Observation:
-                row = _observe_row(entry, seq)
-                observed[(row[0], row[1])] = row
-                steps.append((True, row))
-                if entry.raw is not None:
-                    raws[entry.event_id] = entry.raw
-                continue
-            assert isinstance(entry, Outcome)
-            # The outcomes of one request share TikTok's answer: its text is made once.
-            if entry.answer is not answer:
-                answer, text = entry.answer, _answer_text(entry.answer)
-            folded = observed.get((entry.event_id, entry.integration_id))
-            if folded is not None:
-                folded[_ROW_SEQ], folded[_ROW_STATUS] = seq, entry.status
-                folded[_ROW_REASON], folded[_ROW_UPDATED_AT] = entry.reason, entry.at
-                folded[_ROW_ATTEMPTS] = entry.attempts
-                if text is not None:  # as `_SETTLE` does: an outcome without one keeps the last
-                    folded[_ROW_ANSWER] = text
-                continue
-            settled = [entry.event_id, entry.integration_id, seq, entry.status, entry.reason]
-            steps.append((False, [*settled, text, entry.attempts, entry.at]))
-        for is_observation, rows in _runs(steps):
-            conn.executemany(_OBSERVE if is_observation else _SETTLE, rows)
-        conn.executemany(_RAW_HIT, _raw_rows(raws))
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seq,))
-
-
-def _raw_rows(raws: dict[str, RawHit]) -> Iterator[tuple[str, str]]:
-    for event_id, raw in raws.items():
-        text = raw.text()
-        if text is not None:  # one that cannot be rendered is left out, as its records say
-            yield event_id, text
-
-
-def _runs(steps: list[tuple[bool, list[Any]]]) -> Iterator[tuple[bool, list[list[Any]]]]:
-    """The steps cut into runs of observations and of outcomes, in order."""
-    for is_observation, run in itertools.groupby(steps, key=operator.itemgetter(0)):
-        yield is_observation, [row for _, row in run]
+        conn.executemany(_INSERT, rows)
 
 
 def _sweep(conn: sqlite3.Connection, cutoff: float, max_records: int) -> None:
     with immediate(conn):
-        # Records are written in time order, so the old ones come first in `seq` order: walk
-        # from the oldest to the first recent one (the sweep reads only what it deletes).
+        # Rows are written in time order, so the old ones come first in `seq` order.
         row = conn.execute(
-            "SELECT seq FROM records WHERE updated_at >= ? ORDER BY seq LIMIT 1", (cutoff,)
+            "SELECT seq FROM changes WHERE at >= ? ORDER BY seq LIMIT 1", (cutoff,)
         ).fetchone()
         if row is None:
-            conn.execute("DELETE FROM records")
+            conn.execute("DELETE FROM changes")
         else:
-            conn.execute("DELETE FROM records WHERE seq < ?", (row[0],))
+            conn.execute("DELETE FROM changes WHERE seq < ?", (row[0],))
         row = conn.execute(
-            "SELECT seq FROM records ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_records,)
+            "SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_records,)
         ).fetchone()
         if row is not None:
-            conn.execute("DELETE FROM records WHERE seq <= ?", (row[0],))
-        # A raw hit goes with the last of its hit's records (a lookup each: records' key starts
-        # with event_id).
-        conn.execute(
-            "DELETE FROM raw_hits WHERE NOT EXISTS"
-            " (SELECT 1 FROM records WHERE records.event_id = raw_hits.event_id)"
-        )
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (row[0],))
 
 
-def _select(
-    conn: sqlite3.Connection, filters: Filters, limit: int, after: int | None
-) -> list[tuple[Any, ...]]:
-    where: list[str] = []
-    args: list[Any] = []
-    if filters.source_id:
-        where.append("source_id = ?")
-        args.append(filters.source_id)
-    if filters.integration_id:
-        where.append("integration_id = ?")
-        args.append(filters.integration_id)
-    if filters.event:
-        where.append("(hit_event = ? OR tiktok_event = ?)")
-        args += [filters.event, filters.event]
-    if filters.event_id:
-        where.append("event_id = ?")
-        args.append(filters.event_id)
-    if after is not None:
-        where.append("seq > ?")
-        args.append(after)
-    order = "ASC" if after is not None else "DESC"
-    sql = f"SELECT {_COLUMNS} FROM {_WITH_RAW}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY seq {order} LIMIT ?"
-    return conn.execute(sql, [*args, limit]).fetchall()
+def _change(row: Sequence[Any]) -> Change:
+    seq, kind, integration_id, source_id, at, status, reason, answer, attempts = row[:9]
+    event_id, ids, body, hit = row[9:]
+    if kind == CLAIM:
+        event_ids = list(json.loads(zlib.decompress(ids)))
+    elif event_id is not None:
+        event_ids = [event_id]
+    else:
+        event_ids = []
+    return Change(
+        seq=seq,
+        kind=kind,
+        integration_id=integration_id,
+        source_id=source_id,
+        at=at,
+        status=status,
+        reason=reason,
+        answer=json.loads(answer) if answer else None,
+        attempts=attempts,
+        event_ids=event_ids,
+        body=zlib.decompress(body) if body is not None else None,
+        hit=json.loads(hit) if hit else None,
+    )
 
 
-def _raw_hits(
-    conn: sqlite3.Connection, integration_id: str, since: float, until: float, limit: int
-) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        f"SELECT event_id, {_RAW}, tiktok_event, status, received_at FROM {_WITH_RAW}"
-        f" WHERE integration_id = ? AND {_RAW} IS NOT NULL AND received_at >= ?"
-        " AND received_at < ? ORDER BY seq LIMIT ?",
-        (integration_id, since, until, limit),
-    ).fetchall()
-
-
-def _statuses(
-    conn: sqlite3.Connection, integration_id: str, event_ids: list[str]
-) -> list[tuple[Any, ...]]:
-    marks = ", ".join("?" * len(event_ids))
-    return conn.execute(
-        "SELECT event_id, status, tiktok_event FROM records"
-        f" WHERE integration_id = ? AND event_id IN ({marks})",
-        (integration_id, *event_ids),
-    ).fetchall()
-
-
-def _last_seq(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-    return int(row[0]) if row else 0
+_QUALITY_SUMS = ", ".join(f"sum({c})" for c in ["q_events", *_QUALITY_COLUMNS])
 
 
 def _match_quality(conn: sqlite3.Connection, integration_id: str, since: float) -> MatchQuality:
-    bits = [1 << i for i in range(len(SIGNALS))] + [USER_ID_BIT]
-    sums = ", ".join(f"sum((signals & {bit}) != 0)" for bit in bits)
     row = conn.execute(
-        f"SELECT count(*), {sums} FROM records"
-        " WHERE integration_id = ? AND payload IS NOT NULL AND received_at >= ?",
+        f"SELECT {_QUALITY_SUMS} FROM changes WHERE integration_id = ?"
+        f" AND kind IN ('{BATCH}', '{FAILURE}') AND at >= ?",
         (integration_id, since),
     ).fetchone()
     return _quality_of(row)
 
 
-# Which statuses make which outcome of a timeline. Only records with a payload are events stored
-# to send (test sends and identify hits have none); `not_sent` ones were kept back by consent.
+# What each outcome of a timeline sums, by when it was reached: the events of accepted requests,
+# the failures (one per failed attempt), the dead letters, and what claims found denied.
 _OUTCOME_SQL = {
-    OUTCOME_DELIVERED: f"status = '{DELIVERED}' AND payload IS NOT NULL",
-    OUTCOME_FAILED: f"status IN ('{RETRYING}', '{REJECTED}', '{PAUSED}') AND payload IS NOT NULL",
-    OUTCOME_DEAD_LETTERED: f"status = '{DEAD_LETTERED}' AND payload IS NOT NULL",
-    OUTCOME_DENIED: f"status = '{NOT_SENT}' AND reason = 'consent'",
+    "delivered": f"CASE WHEN kind = '{BATCH}' AND status = '{DELIVERED}' THEN events END",
+    "failed": f"kind = '{FAILURE}' AND status IN ('{RETRYING}', '{REJECTED}', '{PAUSED}')",
+    "dead_lettered": f"kind = '{FAILURE}' AND status = '{DEAD_LETTERED}'",
+    "denied": f"CASE WHEN kind = '{CLAIM}' THEN denied END",
 }
 
 
@@ -607,28 +555,28 @@ def _timeline(
 ) -> list[TimelineBucket]:
     until = since + bucket_s * count
     sums = ", ".join(f"sum({_OUTCOME_SQL[name]})" for name in OUTCOMES)
-    outcome_rows = conn.execute(
-        f"SELECT CAST((updated_at - ?) / ? AS INTEGER) AS bucket, {sums} FROM records"
-        " WHERE integration_id = ? AND updated_at >= ? AND updated_at < ? GROUP BY bucket",
+    rows = conn.execute(
+        f"SELECT CAST((at - ?) / ? AS INTEGER) AS bucket, {sums}, {_QUALITY_SUMS} FROM changes"
+        " WHERE integration_id = ? AND at >= ? AND at < ? GROUP BY bucket",
         (since, bucket_s, integration_id, since, until),
     ).fetchall()
-    bits = [1 << i for i in range(len(SIGNALS))] + [USER_ID_BIT]
-    signal_sums = ", ".join(f"sum((signals & {bit}) != 0)" for bit in bits)
-    quality_rows = conn.execute(
-        f"SELECT CAST((received_at - ?) / ? AS INTEGER) AS bucket, count(*), {signal_sums}"
-        " FROM records WHERE integration_id = ? AND payload IS NOT NULL"
-        " AND received_at >= ? AND received_at < ? GROUP BY bucket",
-        (since, bucket_s, integration_id, since, until),
-    ).fetchall()
-    outcomes = {int(r[0]): [int(v or 0) for v in r[1:]] for r in outcome_rows}
-    quality = {int(r[0]): _quality_of(r[1:]) for r in quality_rows}
-    return [
-        TimelineBucket(
-            outcomes=dict(zip(OUTCOMES, outcomes.get(i, [0] * len(OUTCOMES)), strict=True)),
-            quality=quality.get(i, MatchQuality(events=0, counts={})),
+    by_bucket = {int(r[0]): r[1:] for r in rows}
+    buckets = []
+    for i in range(count):
+        values = by_bucket.get(i)
+        if values is None:
+            buckets.append(
+                TimelineBucket(dict.fromkeys(OUTCOMES, 0), MatchQuality(events=0, counts={}))
+            )
+            continue
+        outcomes = [int(v or 0) for v in values[: len(OUTCOMES)]]
+        buckets.append(
+            TimelineBucket(
+                dict(zip(OUTCOMES, outcomes, strict=True)),
+                _quality_of(values[len(OUTCOMES) :]),
+            )
         )
-        for i in range(count)
-    ]
+    return buckets
 
 
 def _quality_of(row: Sequence[Any]) -> MatchQuality:
@@ -638,55 +586,3 @@ def _quality_of(row: Sequence[Any]) -> MatchQuality:
     counts[EXTERNAL_ID_USER] = with_user_id
     counts[EXTERNAL_ID_ANONYMOUS] = counts["external_id"] - with_user_id
     return MatchQuality(events=total, counts=counts)
-
-
-def _iso(timestamp: float | None) -> str | None:
-    # admin.schema.iso_utc would do, but the ledger must not import the admin's module.
-    if timestamp is None:
-        return None
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
-    return f"{stamp}.{int(timestamp * 1000) % 1000:03d}Z"
-
-
-def _record_json(row: Sequence[Any]) -> dict[str, Any]:
-    (
-        seq,
-        event_id,
-        integration_id,
-        source_id,
-        hit_event,
-        tiktok_event,
-        hit,
-        decision,
-        decision_reason,
-        payload,
-        status,
-        reason,
-        answer,
-        attempts,
-        received_at,
-        updated_at,
-        raw,
-    ) = row
-    return {
-        "seq": seq,
-        "event_id": event_id,
-        "integration_id": integration_id or None,
-        "source_id": source_id,
-        "event": hit_event,
-        "tiktok_event": tiktok_event,
-        "received_at": _iso(received_at),
-        "hit": json.loads(hit) if hit else None,
-        "raw": json.loads(raw) if raw else None,
-        "consent": (
-            {"decision": decision, "reason": decision_reason} if decision is not None else None
-        ),
-        "payload": json.loads(payload) if payload else None,
-        "delivery": {
-            "status": status,
-            "attempts": attempts,
-            "reason": reason,
-            "answer": json.loads(answer) if answer else None,
-            "updated_at": _iso(updated_at),
-        },
-    }

@@ -20,7 +20,8 @@ Life of a record:
    dead-lettered, shared by every replica.
 5. `sweep` deletes a record once every consumer of its source has committed past it AND it was
    received longer ago than the retention window (the debugger reads records inside the window:
-   `read_range`, `get`, `find`). A source without consumers keeps only the window.
+   `read_range`, `get`, `find`, `find_many`, `newest`). A source without consumers keeps only
+   the window.
 
 Entry ids are strings: the SQLite backend's are its row numbers (never reused), the Redis
 backend's are stream ids. Both compare in log order within a source with `entry_order`.
@@ -325,6 +326,18 @@ class HitLog(abc.ABC):
     @abc.abstractmethod
     async def find(self, source_id: str, event_id: str) -> list[LogEntry]:
         """Retained entries of a source with this event id (a hit sent twice is there twice)."""
+
+    @abc.abstractmethod
+    async def find_many(self, source_id: str, event_ids: Sequence[str]) -> list[LogEntry]:
+        """Retained entries of a source with any of these event ids, in log order (the
+        debugger shows a batch's events by the ids its request body holds)."""
+
+    @abc.abstractmethod
+    async def newest(
+        self, source_id: str, limit: int, before: str | None = None
+    ) -> list[LogEntry]:
+        """Up to `limit` retained entries of a source, the newest first, older than entry
+        `before` when given (the last id of the previous page): the debugger's recent list."""
 
     # Retention, metrics and the bound
 

@@ -605,6 +605,33 @@ class RedisHitLog(GroupCommitting, HitLog):
             answers = await self._call("find", pipe.execute())
         return [e for rows in answers for e in _entries(source_id, rows)]
 
+    async def find_many(self, source_id: str, event_ids: Sequence[str]) -> list[LogEntry]:
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return []
+        known = await self._call(
+            "find", self._client.hmget(self._key("ids", source_id), ids)
+        )
+        idents = sorted(
+            {ident for value in known if value for ident in _text(value).split()},
+            key=entry_order,
+        )
+        stream = self._stream(source_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for ident in idents:
+                pipe.xrange(stream, ident, ident)
+            answers = await self._call("find", pipe.execute())
+        return [e for rows in answers for e in _entries(source_id, rows)]
+
+    async def newest(
+        self, source_id: str, limit: int, before: str | None = None
+    ) -> list[LogEntry]:
+        high = f"({before}" if before is not None and _stream_ids([before]) else "+"
+        rows = await self._call(
+            "newest", self._client.xrevrange(self._stream(source_id), high, "-", count=limit)
+        )
+        return _entries(source_id, rows)
+
     # Retention, metrics
 
     async def sweep_before(self, cutoff_s: float) -> int:

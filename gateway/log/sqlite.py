@@ -411,6 +411,30 @@ class SQLiteHitLog(GroupCommitting, HitLog):
             (source_id, event_id),
         )
 
+    async def find_many(self, source_id: str, event_ids: Sequence[str]) -> list[LogEntry]:
+        ids = list(dict.fromkeys(event_ids))
+        found: list[LogEntry] = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found += await self._reader.run(
+                _fetch_entries,
+                f"SELECT {_HIT_COLUMNS} FROM hits WHERE source_id = ? AND event_id IN ({marks})",
+                (source_id, *chunk),
+            )
+        return sorted(found, key=lambda e: int(e.id))
+
+    async def newest(
+        self, source_id: str, limit: int, before: str | None = None
+    ) -> list[LogEntry]:
+        below = _int_ids([before])[0] if before and _int_ids([before]) else 2**63 - 1
+        return await self._reader.run(
+            _fetch_entries,
+            f"SELECT {_HIT_COLUMNS} FROM hits WHERE source_id = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (source_id, below, limit),
+        )
+
     # Retention, metrics
 
     async def sweep_before(self, cutoff: float) -> int:

@@ -129,14 +129,27 @@ class TikTok(Destination):
         *,
         test_event_code: str | None = None,
     ) -> Any:
+        return json.loads(self._body(integration, source, payloads, test_event_code))
+
+    def request_bytes(
+        self, integration: Integration, source: Source | None, payloads: Sequence[bytes]
+    ) -> bytes:
+        return self._body(integration, source, payloads, None)
+
+    @staticmethod
+    def _body(
+        integration: Integration,
+        source: Source | None,
+        payloads: Sequence[bytes],
+        test_event_code: str | None,
+    ) -> bytes:
         config = _own(integration.config)
-        body = build_body(
+        return build_body(
             event_source_id_of(source, config),
             test_event_code or config.test_event_code,
             payloads,
             event_source_of(source).value,
         )
-        return json.loads(body)
 
     def explain_pause(self, reason: str | None) -> PauseHint | None:
         return explain_pause(reason)
