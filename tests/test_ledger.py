@@ -37,6 +37,7 @@ from gateway.ledger.base import (
     Failure,
     SentBatch,
     TikTokReply,
+    consent_decision,
     explain_consent,
 )
 from gateway.ledger.sqlite import SQLiteLedger
@@ -148,6 +149,7 @@ def test_explain_consent_agrees_with_the_router(
     )
     decision, reason = explain_consent(integration, consent, default)
     assert (decision == GRANTED) == consent_allows(integration, consent, default)
+    assert consent_decision(integration, consent, default) == decision  # delivery's shortcut
     assert reason
 
 

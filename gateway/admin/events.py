@@ -120,7 +120,7 @@ def _plan_entry(
     if source is not None:
         for integration in integrations:
             planned = plan_for(read, integration, source, entry.received_at, entry.event_id)
-            if planned.observation.decision != NO_INTEGRATION:
+            if planned.decision != NO_INTEGRATION:
                 routed.append((integration.id, planned))
     if not routed:
         return [_unrouted_record(read, entry, raw)] if only_integration in (None, "") else []
@@ -139,7 +139,7 @@ def _raw(data: bytes) -> Any:
 
 
 def _planned_record(planned: Planned, entry: LogEntry, raw: Any) -> _Shown:
-    seen = planned.observation
+    seen = planned.observation()
     event = planned.event
     record = _record(
         event_id=seen.event_id,

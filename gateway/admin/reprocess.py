@@ -215,7 +215,7 @@ def _replan_one(
     planned = plan_for(read, integration, source, item.received_at, None, routed_only=False)
     event = planned.event
     if event is None:
-        denied = planned.observation.decision == DENIED
+        denied = planned.decision == DENIED
         out.counts["skipped_consent" if denied else "not_sendable"] += 1
         return
     if planned.rejected is not None:

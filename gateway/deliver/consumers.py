@@ -333,7 +333,7 @@ class LogConsumers(Queue):
             if event is None:
                 continue
             self._metrics.enqueued_counter(integration.id).inc()
-            known = plan.observation.user_id_known
+            known = plan.user_id_known
             if plan.rejected is not None:
                 data = stored_event(event, entry.received_at)
                 item = FailedItem(data, event.event_id, entry.id, attempts=0)
@@ -383,10 +383,10 @@ class LogConsumers(Queue):
             integration.id,
             integration.source_id,
             now,
-            [p.observation.event_id for _, p in read],
+            [p.event_id for _, p in read],
             min(received),
             max(received),
-            denied=sum(p.observation.decision == DENIED for _, p in read),
+            denied=sum(p.decision == DENIED for _, p in read),
         )
         self._ledger.note([claim, *refused])
 

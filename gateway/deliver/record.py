@@ -29,6 +29,7 @@ from gateway.ledger.base import (
     NOT_SENT,
     QUEUED,
     Observation,
+    consent_decision,
     explain_consent,
     hashed_identity,
     hit_summary,
@@ -185,18 +186,63 @@ def identity_of(hashes: _Hashes | None) -> Identity:
     return _NOBODY if hashes is None else hashes.identity()
 
 
-@dataclass(frozen=True, slots=True)
-class Planned:
+class Planned(msgspec.Struct, frozen=True):
     """What one record means for one integration.
 
     `event` is what to send (`rejected` None) or to dead-letter at once (`rejected` the reason);
-    no event: consent kept the hit from the integration, or it sends no such hit. `observation`
-    is what the debugger shows of it (the hit's summary, the consent decision, the payload).
+    no event: consent kept the hit from the integration, or it sends no such hit. Delivery
+    needs only the decision; `observation()` makes what the debugger shows of it (the hit's
+    summary, the consent decision and its reason, the payload) when the debugger asks.
     """
 
     event: NewEvent | None
     rejected: str | None
-    observation: Observation
+    event_id: str  # the event id the debugger shows ("" for an identify hit without one)
+    decision: str  # GRANTED, DENIED or NO_INTEGRATION
+    status: str
+    reason: str | None
+    user_id_known: bool
+    read: ReadHit
+    integration: Integration
+    source: Source
+    received_at: float
+
+    def observation(self) -> Observation:
+        hit, read = self.read.hit, self.read
+        consent = hit.context.consent if hit.context else None
+        if self.decision == NO_INTEGRATION:
+            why = _NOT_ROUTED
+        else:
+            why = explain_consent(self.integration, consent, self.source.consent_default)[1]
+        page = hit.context.page if hit.context else None
+        summary = hit_summary(
+            hit.type,
+            hit.event,
+            self.source.id,
+            page.url if page else None,
+            consent,
+            read.from_server,
+        )
+        if read.context is None and read.learned is not None:
+            summary["identity"] = read.learned
+        event = self.event
+        return Observation(
+            event_id=self.event_id,
+            integration_id=self.integration.id,
+            source_id=self.source.id,
+            hit=summary,
+            decision=self.decision,
+            decision_reason=why,
+            tiktok_event=event.event_name if event else None,
+            payload=event.payload if event else None,
+            status=self.status,
+            reason=self.reason,
+            received_at=self.received_at,
+            user_id_known=self.user_id_known,
+        )
+
+
+_NOT_ROUTED = "the integration was not enabled when the hit came"
 
 
 def plan_for(
@@ -215,21 +261,15 @@ def plan_for(
     """
     hit = read.hit
     consent = hit.context.consent if hit.context else None
-    decision, why = explain_consent(integration, consent, source.consent_default)
-    page = hit.context.page if hit.context else None
-    summary = hit_summary(
-        hit.type, hit.event, source.id, page.url if page else None, consent, read.from_server
-    )
+    decision = consent_decision(integration, consent, source.consent_default)
     shown_id = read.context.event_id if read.context else (event_id or "")
     if routed_only and read.routed is not None and integration.id not in read.routed:
         # Disabled when the hit came, as collection's routing table said: not this one's hit.
-        decision, why = NO_INTEGRATION, "the integration was not enabled when the hit came"
+        decision = NO_INTEGRATION
     event: NewEvent | None = None
     rejected: str | None = None
     status, reason = NOT_SENT, ("consent" if decision == DENIED else None)
     if read.context is None:
-        if read.learned is not None:
-            summary["identity"] = read.learned
         if decision == GRANTED:
             status, reason = IDENTIFIED, "identify: later events of this visitor carry its traits"
     elif decision == GRANTED:
@@ -250,18 +290,16 @@ def plan_for(
                 status, reason = DEAD_LETTERED, result.reason
             else:
                 status, reason = QUEUED, None
-    observation = Observation(
-        event_id=shown_id,
-        integration_id=integration.id,
-        source_id=source.id,
-        hit=summary,
-        decision=decision,
-        decision_reason=why,
-        tiktok_event=event.event_name if event else None,
-        payload=event.payload if event else None,
-        status=status,
-        reason=reason,
-        received_at=received_at,
-        user_id_known=read.user_id_known,
+    return Planned(
+        event,
+        rejected,
+        shown_id,
+        decision,
+        status,
+        reason,
+        read.user_id_known,
+        read,
+        integration,
+        source,
+        received_at,
     )
-    return Planned(event, rejected, observation)

@@ -76,6 +76,19 @@ DENIED = "denied"
 NO_INTEGRATION = "no_integration"
 
 
+def consent_decision(
+    integration: Integration, consent: Mapping[str, bool] | None, default: ConsentDefault
+) -> str:
+    """GRANTED or DENIED for one hit and one integration: `explain_consent`'s decision without
+    its reason (delivery decides for every record; the reason is made when the debugger asks)."""
+    categories = integration.consent_categories
+    if not categories:
+        return GRANTED
+    if consent is None:
+        return GRANTED if default is ConsentDefault.GRANT else DENIED
+    return GRANTED if all(consent.get(c) is True for c in categories) else DENIED
+
+
 def explain_consent(
     integration: Integration, consent: Mapping[str, bool] | None, default: ConsentDefault
 ) -> tuple[str, str]:
