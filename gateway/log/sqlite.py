@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import StoreError
-from gateway.core.sqlite import ThreadConnection, immediate, snapshot, split_script
+from gateway.core.sqlite import (
+    CHECKPOINT_EVERY_S,
+    RESTART_WAL_PAGES,
+    Checkpointer,
+    ThreadConnection,
+    immediate,
+    snapshot,
+    split_script,
+)
 from gateway.log.base import (
     COMMIT_METRIC_NAMES,
     RECORD_OVERHEAD_BYTES,
@@ -150,7 +158,8 @@ class _Batch:
 
 class SQLiteHitLog(GroupCommitting, HitLog):
     """`path` is the SQLite file; `max_records` and `max_bytes` (None: no byte bound) are the
-    bounds behind `QueueFull`; `retention_s` is the window `sweep` keeps whatever the cursors."""
+    bounds behind `QueueFull`; `retention_s` is the window `sweep` keeps whatever the cursors.
+    `checkpoint_every_s` and `wal_restart_pages` pace the WAL's checkpoints (`Checkpointer`)."""
 
     commit_metric_names = COMMIT_METRIC_NAMES
 
@@ -163,14 +172,24 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         retention_s: float = 72 * 3600.0,
         busy_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        wal_restart_pages: int = RESTART_WAL_PAGES,
     ) -> None:
         self.path = path
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.retention_s = retention_s
         self._clock = clock
-        self._writer = ThreadConnection(path, "hitlog-writer", busy_timeout_s)
+        # The writer never checkpoints inside a commit: `_checkpoints` does, on its own thread.
+        self._writer = ThreadConnection(path, "hitlog-writer", busy_timeout_s, autocheckpoint=False)
         self._reader = ThreadConnection(path, "hitlog-reader", busy_timeout_s)
+        self._checkpoints = Checkpointer(
+            self._writer,
+            path,
+            "hitlog-checkpoint",
+            every_s=checkpoint_every_s,
+            restart_pages=wal_restart_pages,
+        )
         self._group: GroupCommit[_Batch] = GroupCommit(self._insert)
         # Per consumer: (its source, the last seq this handle handed out).
         self._handed: dict[str, tuple[str, int]] = {}
@@ -180,12 +199,14 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         await self._writer.open()
         await self._writer.run(_create_schema)
         await self._reader.open(query_only=True)
+        await self._checkpoints.open()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         await self._group.finish()
+        await self._checkpoints.close()
         await self._reader.close()
         await self._writer.close()
 
