@@ -253,7 +253,6 @@ class Checkpointer:
         self._restart_pages = restart_pages
         self._task: asyncio.Task[None] | None = None
         self._failures = ThrottledLog(log)
-        self.rounds = 0  # checkpoints that ran (for tests and metrics)
 
     async def open(self) -> None:
         await self._conn.open()
@@ -275,13 +274,13 @@ class Checkpointer:
             seen = self._writer.jobs_run
             try:
                 await self.checkpoint()
-            except StoreError as exc:  # a busy or broken file: the next round tries again
-                self._failures.warning("checkpoint", f"WAL checkpoint failed: {exc}")
+            except Exception as exc:  # the next round tries again: this task must never end,
+                # or nothing would checkpoint the WAL any more
+                self._failures.warning("checkpoint", f"WAL checkpoint failed: {exc!r}")
 
     async def checkpoint(self) -> None:
         """One round: copy what the WAL holds; past `restart_pages`, again on the writer."""
         wal_pages = await self._conn.run(_checkpoint_passive)
-        self.rounds += 1
         if wal_pages >= self._restart_pages:
             await self._writer.run(_checkpoint_passive)
 

@@ -15,7 +15,8 @@ them (`claim_retries`), so a lease needs no column of its own. `log_counts` hold
 counters.
 
 Every call runs on a connection thread (`gateway.core.sqlite.ThreadConnection`): one writer, one
-reader, so a debugger page never waits behind a commit. Appends use group commit.
+reader, so a debugger page never waits behind a commit. Appends use group commit. A third
+connection checkpoints the WAL (`gateway.core.sqlite.Checkpointer`), so no commit does.
 """
 
 from __future__ import annotations
