@@ -735,6 +735,30 @@ async def test_the_log_exports_its_commit_metrics_in_the_gateways_registry(
 
 # --- Durability ------------------------------------------------------------------------------
 
+
+async def test_the_wal_file_stays_bounded_while_appends_never_pause(tmp_path: Path) -> None:
+    """Checkpoints run beside the commits, so appends landing during each one must not keep
+    the WAL from starting over: without that it holds all ~100 MB written here. It may pass
+    its 1 MB restart mark by what the appends write during a round (a few MB when busy)."""
+    path = tmp_path / "hitlog.db"
+    log = SQLiteHitLog(
+        path, max_records=10**9, checkpoint_every_s=0.01, wal_restart_pages=256
+    )  # restarts past 256 pages: 1 MB
+    await log.open()
+    wal = path.with_name(path.name + "-wal")
+    data = os.urandom(3000)
+    largest = appended = 0
+    try:
+        for _ in range(2500):
+            calls = [log.append([LogRecord(S, time.time(), data + b"%d" % i)]) for i in range(4)]
+            appended += len(await asyncio.gather(*calls))
+            largest = max(largest, wal.stat().st_size)
+        assert await log.depth() == appended
+    finally:
+        await log.close()
+    assert largest < 16 * 2**20, f"the WAL grew to {largest} bytes"
+
+
 _CHILD = textwrap.dedent(
     """
     import asyncio, sys, time
