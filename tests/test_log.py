@@ -824,6 +824,61 @@ async def test_every_acknowledged_append_survives_sigkill(
     assert await reopened.depth() >= len(acknowledged)
 
 
+_CLOSE_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    import uvloop
+    from gateway.log.base import LogRecord
+    from gateway.log.redis import RedisHitLog
+    from gateway.log.sqlite import SQLiteHitLog
+
+    async def main(backend, where, prefix):
+        data = b"x" * 1000  # a record's usual size: each group is a large command
+        for round_ in range(4):
+            if backend == "sqlite":
+                log = SQLiteHitLog(Path(where), max_records=10**9)
+            else:
+                log = RedisHitLog(where, max_records=10**9, prefix=prefix)
+            await log.open()
+            deadline = time.monotonic() + 1.0 + 0.3 * round_
+
+            async def appender():
+                while time.monotonic() < deadline:
+                    await log.append([LogRecord("src_shop", time.time(), data)])
+
+            await asyncio.gather(*(appender() for _ in range(64)))
+            await log.close()
+            print("closed", round_, flush=True)
+
+    uvloop.run(main(*sys.argv[1:]))
+    """
+)
+
+
+async def test_closing_after_a_flood_of_appends_finishes(
+    log_factory: OpenLog, tmp_path: Path
+) -> None:
+    """Shutdown must not hang on the log. Under uvloop, after 64 appenders flooded the Redis
+    log, its heartbeat was often mid-command when `close` cancelled it; redis-py swallowed the
+    cancellation and `close`, waiting for the heartbeat, never returned."""
+    backend = backend_of(log_factory)
+    probe = await log_factory()
+    where = str(tmp_path / "hitlog.db") if backend == "sqlite" else REDIS_URL
+    prefix = probe.prefix if isinstance(probe, RedisHitLog) else ""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CLOSE_CHILD, backend, where, prefix,
+        stdout=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(child.communicate(), timeout=60)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        raise AssertionError("closing the log hung") from None
+    assert out.decode().split()[1::2] == ["0", "1", "2", "3"]
+
+
 # --- Choosing the backend, files -------------------------------------------------------------
 
 

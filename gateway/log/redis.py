@@ -136,8 +136,13 @@ class RedisHitLog(GroupCommitting, HitLog):
         await self._call("heartbeat", self._client.set(self._alive_key(self.name), 1, px=alive_ms))
 
     async def _beat_forever(self) -> None:
+        # Ends when the log closes, not only when cancelled: redis-py can swallow a cancellation
+        # that lands while a command is in flight (the task then stays "cancelling" and beats
+        # on), and `close`, which waited for this task, hung for ever (seen under a flood).
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            if self._closed:
+                return
             try:
                 await self._beat()
             except StoreError:
@@ -165,7 +170,8 @@ class RedisHitLog(GroupCommitting, HitLog):
         self._closed = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            # Bounded: a beat whose cancellation was swallowed ends at its next loop.
+            await asyncio.wait({self._heartbeat}, timeout=HEARTBEAT_S + 1.0)
         await self._group.finish()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
