@@ -270,13 +270,8 @@ class SQLiteLedger(Ledger):
     async def batches(
         self, integration_id: str, received_from: float, received_until: float
     ) -> list[Change]:
-        rows = await self._reader.run(
-            _fetch,
-            f"{_SELECT} WHERE integration_id = ? AND kind = '{BATCH}' AND received_until >= ?"
-            " AND received_from <= ? ORDER BY seq DESC",
-            (integration_id, received_from, received_until),
-        )
-        return [_change(row) for row in rows]
+        rows = await self._overlapping(BATCH, integration_id, received_from, received_until)
+        return [_change(row) for row in reversed(rows)]
 
     async def failures(self, integration_id: str, event_ids: Sequence[str]) -> dict[str, Change]:
         found: dict[str, Change] = {}
@@ -296,13 +291,20 @@ class SQLiteLedger(Ledger):
     async def claimed(
         self, integration_id: str, received_from: float, received_until: float
     ) -> set[str]:
-        rows = await self._reader.run(
-            _fetch,
-            f"{_SELECT} WHERE integration_id = ? AND kind = '{CLAIM}' AND received_until >= ?"
-            " AND received_from <= ?",
-            (integration_id, received_from, received_until),
-        )
+        rows = await self._overlapping(CLAIM, integration_id, received_from, received_until)
         return {event_id for row in rows for event_id in _change(row).event_ids}
+
+    async def _overlapping(
+        self, kind: str, integration_id: str, received_from: float, received_until: float
+    ) -> list[Any]:
+        """The integration's rows of this kind whose events were received in the range, oldest
+        first."""
+        return await self._reader.run(
+            _fetch,
+            f"{_SELECT} WHERE integration_id = ? AND kind = ? AND received_until >= ?"
+            " AND received_from <= ? ORDER BY seq",
+            (integration_id, kind, received_from, received_until),
+        )
 
     async def tests(self, event_id: str | None, limit: int) -> list[Change]:
         where = f"kind = '{TEST}'"
