@@ -6,6 +6,7 @@ mapping and the field rules are the seed's tables as restated for v1.3 in TIKTOK
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -167,8 +168,16 @@ def external_ids(hit: Hit, context: HitContext, known: Identity) -> list[str]:
     """SHA-256 of the user id when one is known, then of the anonymous id: always an array,
     so TikTok can tie the identified person to the browser's earlier anonymous events."""
     user_id = hash_external_id(hit.user_id) or known.user_id_hash
-    anonymous_id = hash_external_id(context.anonymous_id)
+    anonymous_id = _anonymous_id_hash(context.anonymous_id)
     return list(dict.fromkeys(h for h in (user_id, anonymous_id) if h is not None))
+
+
+@functools.lru_cache(maxsize=4096)
+def _anonymous_id_hash(anonymous_id: str | None) -> str | None:
+    """`hash_external_id` of the browser's anonymous id, remembered: a visitor's events all carry
+    the same one (a random id the gateway set, not a person's data), and delivery hashed it
+    again for every event."""
+    return hash_external_id(anonymous_id)
 
 
 def one_or_many(hashes: tuple[str, ...]) -> str | list[str] | None:
