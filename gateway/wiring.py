@@ -277,7 +277,7 @@ async def wire(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[
                 log=hitlog,
                 metrics=metrics,
                 identity_codec=IdentityCodec(cookie_box),
-                observe=ledger.observe,
+                note=ledger.note,
                 appended=queue.appended if worker else None,
                 refused=refused,
             ),

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.ledger.base import Observation, hit_summary
+from gateway.ledger.base import Claim
 from gateway.ledger.sqlite import SQLiteLedger
 from gateway.log.base import LogRecord
 from tests.conftest import ADMIN_TOKEN, Gateway
@@ -106,12 +106,8 @@ async def test_the_stream_sees_what_another_process_wrote(gateway: Gateway) -> N
     other = SQLiteLedger(gateway.data_dir / "ledger.db", retention_s=3600, max_records=100)
     await other.open()
     try:
-        summary = hit_summary("page", None, "src_test", None, None, False)
-        seen = Observation(
-            "e-other", None, "src_test", summary, "no_integration", "-", None, None,
-            "not_sent", None, time.time(),
-        )  # fmt: skip
-        other.observe([seen])
+        now = time.time()
+        other.note([Claim("", "src_test", now, ["e-other"], now, now)])
         await other.flush()
         (shown,) = await _read_records(resp, 1)
         assert shown["event_id"] == "e-other"

@@ -237,7 +237,7 @@ async def collect_hits(
     if context.appended is not None and route.integrations:
         context.appended([i.id for i in route.integrations], len(records), facts.received_at)
     if not route.integrations:
-        context.observe(no_integration(plan, route, records))
+        context.note([no_integration(plan, route, records)])
     _count(context, hits)
 
     response = web.Response(body=ok_body, content_type="application/json")

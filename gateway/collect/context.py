@@ -15,7 +15,7 @@ from gateway.collect.cookies import IdentityCodec
 from gateway.collect.route import Router
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
-from gateway.ledger.base import Observation
+from gateway.ledger.base import Claim
 from gateway.ledger.refused import RefusedHits
 from gateway.log.base import LogRecord
 
@@ -39,7 +39,7 @@ class CollectContext:
     metrics: Metrics
     identity_codec: IdentityCodec
     # The ledger's buffered write, for hits no integration will read (never waited for).
-    observe: Callable[[Sequence[Observation]], None]
+    note: Callable[[Sequence[Claim]], None]
     # Tells the in-process delivery worker of new records (None when this process runs none).
     appended: Appended | None = None
     # The requests this process refused, for the debugger (in memory, bounded).

@@ -18,7 +18,7 @@ from gateway.core.errors import HitError
 from gateway.core.hit import Hit
 from gateway.core.identity import Identity
 from gateway.destinations.base import HitContext
-from gateway.ledger.base import NO_INTEGRATION, NOT_SENT, Observation, RawHit, hit_summary
+from gateway.ledger.base import Claim
 from gateway.log.base import LogRecord
 
 # Browser hits may be a little ahead of or behind the server; server sources may backfill.
@@ -262,32 +262,16 @@ def _server_locale(hit: Hit, facts: RequestFacts) -> str | None:
     return locale
 
 
-def no_integration(plan: Plan, route: Route, records: list[LogRecord]) -> list[Observation]:
-    """The debugger's records of hits whose source has no enabled integration: nobody will read
-    them from the log, so collection says here that nothing was sent."""
-    from_server = plan.request.from_server if plan.request is not None else False
-    observed = []
-    for planned, record in zip(plan.hits, records, strict=True):
-        hit = planned.hit
-        consent = hit.context.consent if hit.context else None
-        page = hit.context.page if hit.context else None
-        summary = hit_summary(
-            hit.type, hit.event, route.source.id, page.url if page else None, consent, from_server
-        )
-        observed.append(
-            Observation(
-                event_id=planned.event_id,
-                integration_id=None,
-                source_id=route.source.id,
-                hit=summary,
-                decision=NO_INTEGRATION,
-                decision_reason="the source has no enabled integration",
-                tiktok_event=None,
-                payload=None,
-                status=NOT_SENT,
-                reason=None,
-                received_at=record.received_at,
-                raw=RawHit.of(record.data),
-            )
-        )
-    return observed
+def no_integration(plan: Plan, route: Route, records: list[LogRecord]) -> Claim:
+    """The debugger's row for hits whose source has no enabled integration: nobody will read
+    them from the log, so collection says which they were (the debugger shows them from the
+    log, as not sent)."""
+    received = [record.received_at for record in records]
+    return Claim(
+        integration_id="",
+        source_id=route.source.id,
+        at=max(received),
+        event_ids=[planned.event_id for planned in plan.hits],
+        received_from=min(received),
+        received_until=max(received),
+    )

@@ -105,37 +105,6 @@ def explain_consent(
     return GRANTED, "consent given for " + ", ".join(categories)
 
 
-class RawHit:
-    """The whole hit as the gateway decoded it (traits hashed) and the facts of its request.
-
-    Collection still hands one over with the observations of hits no integration reads; the
-    store keeps no copy of it (the hit log has the record: the debugger reads it there), so it
-    is never rendered for the store. Kept for collection's side until that code drops it.
-    """
-
-    __slots__ = ("_render", "_text")
-
-    def __init__(self, render: Callable[[], bytes]) -> None:
-        self._render = render
-        self._text: str | None = None
-
-    @classmethod
-    def of(cls, data: bytes) -> RawHit:
-        """A raw hit rendered already: a hit log record, read by delivery."""
-        return cls(lambda: data)
-
-    def text(self) -> str | None:
-        """The JSON, made on first use; None if it cannot be made (the record is kept without
-        it rather than the writer's whole batch lost)."""
-        if self._text is None:
-            try:
-                self._text = self._render().decode("utf-8")
-            except Exception:
-                log.warning("raw hit could not be rendered; its records are kept without it")
-                self._text = ""
-        return self._text or None
-
-
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What collection saw of one hit for one integration (None: the source has none)."""
@@ -152,7 +121,6 @@ class Observation:
     reason: str | None
     received_at: float
     user_id_known: bool = False  # the event's external_id starts with a user id's hash
-    raw: RawHit | None = None  # unused by the store: the hit log keeps the hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,11 +317,6 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Write what is buffered, then release the files."""
-
-    @abc.abstractmethod
-    def observe(self, observations: Sequence[Observation]) -> None:
-        """Collection's hits that no integration reads (the source has none): one claim row
-        per call, so the live view shows them. Never waits."""
 
     @abc.abstractmethod
     def note(self, rows: Sequence[Claim | SentBatch | Failure | TestSend]) -> None:

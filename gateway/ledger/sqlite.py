@@ -43,7 +43,6 @@ from gateway.ledger.base import (
     Failure,
     Ledger,
     MatchQuality,
-    Observation,
     SentBatch,
     TestSend,
     TikTokReply,
@@ -180,20 +179,6 @@ class SQLiteLedger(Ledger):
             await self.flush()
         await self._reader.close()
         await self._writer.close()
-
-    def observe(self, observations: Sequence[Observation]) -> None:
-        if not observations:
-            return
-        received = [o.received_at for o in observations]
-        claim = Claim(
-            observations[0].integration_id or "",
-            observations[0].source_id,
-            max(received),
-            [o.event_id for o in observations],
-            min(received),
-            max(received),
-        )
-        self.note([claim])
 
     def note(self, rows: Sequence[Row]) -> None:
         if not rows:
