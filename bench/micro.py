@@ -305,7 +305,7 @@ def collect_bench(seconds: float) -> dict[str, Any]:
             plan = plan_hits([_decode(body, path_type)], route, facts, 7)
             assert plan.request is not None
             for planned in plan.hits:
-                render(planned.hit, plan.request, region, planned.context)
+                render(planned.hit, plan.request, region, planned.context, planned.hashes)
         return len(hits)
 
     return {"decode_plan_render_hits_per_s": round(_rate(collect_all, seconds), 1)}
