@@ -488,6 +488,26 @@ async def test_writes_reach_routing_at_once(gateway: Gateway) -> None:
     assert route.integrations == ()
 
 
+async def test_the_enqueued_counter_counts_the_events_delivery_takes_to_send(
+    gateway: Gateway,
+) -> None:
+    await gateway.create_source()
+    created = await gateway.create_integration()
+    granted = {"advertising": True}
+    hits = [
+        {"type": "page", "message_id": f"p-{n}", "context": {"consent": granted}} for n in range(3)
+    ]
+    hits.append({"type": "page", "message_id": "denied", "context": {"consent": {}}})
+    hits.append({"type": "identify", "user_id": "u-1", "context": {"consent": granted}})
+    for hit in hits:
+        resp = await gateway.collect.post("/v1/t", json={"source_id": "src_test", **hit})
+        assert resp.status == 200
+    await gateway.delivered()
+    counter = f'gateway_events_enqueued_total{{integration="{created["id"]}"}}'
+    # The three granted page views; not the denied one, not the identify hit (nothing to send).
+    assert f"{counter} 3.0" in await (await gateway.admin.get("/metrics")).text()
+
+
 async def test_pause_resume_and_the_paused_gauge(gateway: Gateway) -> None:
     await gateway.create_source()
     created = await gateway.create_integration()

@@ -355,6 +355,7 @@ class LogConsumers(Queue):
         refused: dict[str, list[FailedItem]] = {}
         shown: list[Failure] = []
         share = _LoopShare(_slice_s(claims))
+        sendable = 0
         for entry, plan in zip(entries, planned, strict=True):
             await share.yield_if_due()
             if plan is None:
@@ -362,7 +363,7 @@ class LogConsumers(Queue):
             event = plan.event
             if event is None:
                 continue
-            self._metrics.enqueued_counter(integration.id).inc()
+            sendable += 1
             known = plan.user_id_known
             if plan.rejected is not None:
                 data = stored_event(event, entry.received_at)
@@ -387,6 +388,7 @@ class LogConsumers(Queue):
             claims.held[claim_id] = _Held(claimed, stored, entry.id, None)
             claims.open_from_log.add(claim_id)
             out.append(claimed)
+        self._metrics.enqueued_counter(integration.id).inc(sendable)  # once per read, not per event
         self._note_claim(integration, entries, planned, shown, now)
         for reason, items in refused.items():
             await self._log.dead_letter(integration.id, items, reason, None, now)
