@@ -375,28 +375,27 @@ _payload_decoder = msgspec.json.Decoder(_Payload)
 _json = msgspec.json.Encoder()
 
 
-def _signals(payload: bytes) -> list[bool]:
-    """Which of `SIGNALS` the payload's `user` carries."""
+def _user_of(payload: bytes) -> Any:
+    """The payload's `user` (None: it has none, or the payload is not an event)."""
     try:
-        user = _payload_decoder.decode(payload).user
+        return _payload_decoder.decode(payload).user
     except (msgspec.DecodeError, msgspec.ValidationError):
-        user = None
-    if user is None:
-        return [False] * len(SIGNALS)
-    return [bool(getattr(user, name)) for name in SIGNALS]
+        return None
 
 
 def _quality(events: Sequence[tuple[bytes, bool]]) -> list[int]:
-    """`q_events` and the `_QUALITY_COLUMNS` of these (payload, user_id_known) events."""
-    counts = [0] * (1 + len(_QUALITY_COLUMNS))
-    external_id = SIGNALS.index("external_id")
-    for payload, user_id_known in events:
-        carried = _signals(payload)
-        counts[0] += 1
-        for i, present in enumerate(carried):
-            counts[1 + i] += present
-        counts[-1] += bool(user_id_known and carried[external_id])
-    return counts
+    """`q_events` and the `_QUALITY_COLUMNS` of these (payload, user_id_known) events.
+
+    Counted column by column over the decoded `user` tuples, in C: a signal is carried where
+    its value is neither absent nor empty.
+    """
+    users = [(_user_of(payload), user_id_known) for payload, user_id_known in events]
+    rows = [msgspec.structs.astuple(user) for user, _ in users if user is not None]
+    carried = [sum(map(bool, column)) for column in zip(*rows, strict=True)]
+    from_user_id = sum(
+        1 for user, known in users if known and user is not None and user.external_id
+    )
+    return [len(events), *(carried or [0] * len(SIGNALS)), from_user_id]
 
 
 def _answer_text(answer: TikTokReply | None) -> str | None:
