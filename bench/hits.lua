@@ -9,9 +9,12 @@
 --               driving one cluster never write the same id (default 0)
 --   BENCH_QUANTILES  comma-separated percentiles: done() adds their latencies ("quantiles"),
 --               so that the harness can merge the distributions of several wrk processes
+--   BENCH_RANDOM_IDS  "1": message ids start with 16 random hex digits, as the tag's UUIDs do
+--               (bench.run --random-ids); otherwise they grow with time
 --
--- Each body's message id is "b<send time in microseconds>-<thread>-<n>", written just before
--- the request is sent: the TikTok double reads it back from the event_id to time the trip.
+-- Each body's message id is "b<send time in microseconds>-<thread>-<n>" (after "r<random>."
+-- with BENCH_RANDOM_IDS), written just before the request is sent: the TikTok double reads it
+-- back from the event_id to time the trip.
 -- done() prints one line "BENCH_JSON {...}" with the counts and latency percentiles.
 
 local ffi = require("ffi")
@@ -29,6 +32,7 @@ local data = dofile(os.getenv("BENCH_DATA"))
 local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
 local threads_total = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
 local tid_base = tonumber(os.getenv("BENCH_TID_BASE") or "0") or 0
+local random_ids = os.getenv("BENCH_RANDOM_IDS") == "1"
 local quantiles = {}
 for p in string.gmatch(os.getenv("BENCH_QUANTILES") or "", "[^,]+") do
     quantiles[#quantiles + 1] = tonumber(p)
@@ -47,6 +51,7 @@ local bodies, cookies, agents, ips = data.bodies, data.cookies, data.agents, dat
 local nb, nc, na, ni = #bodies, #cookies, #agents, #ips
 
 function init(args)
+    math.randomseed(now_us() + (tid or 0))
     if rate > 0 then
         interval_us = 1000000 * threads_total / rate
     end
@@ -78,7 +83,12 @@ function request()
     local body
     if b.post then
         -- %.0f: a plain integer (LuaJIT would print a double of this size as 1.7e+15).
-        body = b.pre .. string.format("b%.0f-%d-%d", now_us(), tid or 0, n) .. b.post
+        local mid = string.format("b%.0f-%d-%d", now_us(), tid or 0, n)
+        if random_ids then
+            local high, low = math.random(0, 0x7fffffff), math.random(0, 0x7fffffff)
+            mid = string.format("r%08x%08x.", high, low) .. mid
+        end
+        body = b.pre .. mid .. b.post
     else
         body = b.pre
     end

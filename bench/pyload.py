@@ -15,11 +15,15 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import time
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from bench import workload
+
+# bench.run --random-ids: message ids that start at random, as the tag's UUIDs do.
+RANDOM_IDS = os.environ.get("BENCH_RANDOM_IDS") == "1"
 
 
 class _Connection(asyncio.Protocol):
@@ -97,6 +101,8 @@ class Load:
         n = self.n
         req = self.requests[n % len(self.requests)]
         mid = f"b{time.time_ns() // 1000}-{self.tag}-{n}"
+        if RANDOM_IDS:  # as the tag's UUIDs: the hit log's event-id index sees random keys
+            mid = f"r{secrets.token_hex(8)}.{mid}"
         body = req.pre if self.batch_hits else req.pre + mid.encode() + req.post
         headers = workload.headers_for(n, self.cookies)
         lines = [f"POST {req.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]

@@ -40,6 +40,7 @@ def table(results: dict[str, Any]) -> str:
         f"Taken {results['taken_at']} on {m['nproc']} x {m['cpu_model']}, Python {m['python']}, "
         f"load generator {results['config']['loadgen']}, "
         f"{results['config']['connections']} connections"
+        + (", message ids random (`--random-ids`)" if results["config"].get("random_ids") else "")
         + (
             f" — **busy machine**: other jobs used {m.get('other_load_pct')}% of all CPUs"
             " during the run"

@@ -153,6 +153,7 @@ class LoadGen:
     workdir: Path
     pin: Pinning
     threads: int = 1
+    random_ids: bool = False  # --random-ids: message ids that start at random (BENCH_RANDOM_IDS)
 
     def drive(
         self,
@@ -215,6 +216,7 @@ class LoadGen:
         several generators on one cluster apart; `quantiles` asks for QUANTILE_GRID."""
         env = python_env()
         env.update({"BENCH_DATA": str(data_file), "BENCH_RATE": str(rate), "BENCH_THREADS": "1"})
+        env["BENCH_RANDOM_IDS"] = "1" if self.random_ids else "0"
         grid = ",".join(f"{p:g}" for p in shared.QUANTILE_GRID) if quantiles else ""
         if self.kind == "wrk":
             duration = max(1, round(duration_s))
@@ -1289,6 +1291,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--random-ids",
+        action="store_true",
+        help="message ids that start with random hex, as the tag's UUIDs (default: time-ordered)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness")
     parser.add_argument(
@@ -1324,6 +1331,7 @@ def _main(args: argparse.Namespace, workdir: Path) -> int:
         raise SystemExit(f"unknown phase(s): {', '.join(unknown)}")
     pin = Pinning(enabled=not args.no_pin and (os.cpu_count() or 1) >= 2)
     loadgen = choose_loadgen(args.loadgen, workdir, pin)
+    loadgen.random_ids = args.random_ids
     identity = workload.sealed_identity_cookie()
     data_file = workload.write_lua_data(workdir / "hits.lua", identity_cookie=identity)
     results: dict[str, Any] = {
@@ -1336,6 +1344,7 @@ def _main(args: argparse.Namespace, workdir: Path) -> int:
             "duration_s": args.duration,
             "connections": args.connections,
             "loadgen": loadgen.kind,
+            "random_ids": args.random_ids,
             "pinning": (
                 {
                     "server": f"CPU {pin.server}",

@@ -80,6 +80,8 @@ class Sink:
             event_id = event.event_id
             if self.track_ids:
                 self.ids.append(event_id)
+            if event_id.startswith("r"):  # bench.run --random-ids: "r<random>.b<µs>-..."
+                event_id = event_id.partition(".")[2]
             if event_id.startswith("b"):
                 stamp, _, _ = event_id[1:].partition("-")
                 if stamp.isdigit():

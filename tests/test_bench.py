@@ -150,3 +150,29 @@ def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
             assert profile[role]["self_pct_of_loop"], role
         # A second of smoke load may leave the deliver process nothing to do while sampled.
         assert "samples_by_thread" in profile["deliver"]
+
+
+@pytest.mark.timeout(120)
+def test_random_message_ids_are_sent_and_still_timed(tmp_path: Path) -> None:
+    """`--random-ids`: ids that start at random, as the tag's UUIDs (the hit log's event-id index
+    then sees random keys); the TikTok double still reads each event's send time from them."""
+    out = tmp_path / "latest.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    command = [sys.executable, "-m", "bench.run", "--smoke", "--phases", "compare"]
+    result = subprocess.run(
+        [*command, "--random-ids", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["config"]["random_ids"] is True
+    assert "message ids random" in results["table_md"]
+    gateway = results["compare"]["gateway"]
+    assert gateway["errors"] == 0
+    assert gateway["events_per_hit"]["median"] > 0.8  # the workload sends 0.826 events per hit
+    assert gateway["hit_to_tiktok_p50_ms"]["median"] is not None
