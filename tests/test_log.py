@@ -447,6 +447,24 @@ async def test_find_many_and_newest_for_the_debugger(hitlog: HitLog) -> None:
     assert await hitlog.newest("src_none", 10) == []
 
 
+async def test_find_many_within_a_ledger_rows_receive_range(hitlog: HitLog) -> None:
+    """The debugger passes a ledger row's first and last receive time: the row's records are
+    found though appends commit a little out of receive order, and the rest of the log may be
+    left unread."""
+    t0 = time.time()
+    await hitlog.append([record(1, at=t0 - 3600, event_id="old")])
+    late = await hitlog.append([record(2, at=t0 + 2, event_id="later")])
+    # Received before `late` but committed after it, as concurrent requests may.
+    early = await hitlog.append([record(3, at=t0, event_id="early")])
+    await hitlog.append([record(4, at=t0 + 3600, event_id="newer")])
+
+    found = await hitlog.find_many(S, ["early", "later"], received=(t0, t0 + 2))
+    assert [e.id for e in found] == [late[0], early[0]]
+    assert await hitlog.find_many(S, ["early"], received=(t0, t0)) == [
+        e for e in found if e.event_id == "early"
+    ]
+
+
 # --- Failures: the retry set and dead letters --------------------------------------------------
 
 
@@ -716,6 +734,41 @@ async def test_an_embedded_log_file_of_schema_1_opens_and_gains_the_counts(
         assert await reopened.consumers() == {"int_a": S}
     finally:
         await reopened.close()
+
+
+async def test_an_embedded_log_file_with_schema_1s_event_index_is_found_by_event_id(
+    tmp_path: Path,
+) -> None:
+    """Schema 1 indexed (source_id, event_id) in `hits`; schema 2 keeps the ids in a table
+    appended in log order. A file of schema 1 moves its records' ids there on open."""
+    path = tmp_path / "hitlog.db"
+    log = SQLiteHitLog(path, max_records=10)
+    await log.open()
+    ids = await log.append([record(1), record(2, event_id="m-2")])
+    await log.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as schema 1 left it
+        conn.execute("DROP TABLE hit_ids")
+        conn.execute(
+            "CREATE INDEX hits_by_event ON hits (source_id, event_id) WHERE event_id IS NOT NULL"
+        )
+        conn.execute("UPDATE log_meta SET value = 1 WHERE key = 'schema_version'")
+        conn.commit()
+
+    reopened = SQLiteHitLog(path, max_records=10)
+    await reopened.open()
+    try:
+        assert [e.id for e in await reopened.find(S, "m-2")] == [ids[1]]
+        more = await reopened.append([record(3, event_id="m-2")])
+        found = await reopened.find_many(S, ["msg_1", "m-2"])
+        assert [e.id for e in found] == [ids[0], ids[1], more[0]]
+    finally:
+        await reopened.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        (version,) = conn.execute(
+            "SELECT value FROM log_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    assert "hits_by_event" not in names and version == 2
 
 
 async def test_the_log_exports_its_commit_metrics_in_the_gateways_registry(

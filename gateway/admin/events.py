@@ -336,7 +336,7 @@ async def records_of_change(
     wanted = [e for e in index if not filters.event_id or e == filters.event_id]
     if not wanted:
         return []
-    entries = await context.queue.log.find_many(source_id, wanted)
+    entries = await context.queue.log.find_many(source_id, wanted, change.received)
     out = []
     for record in await records_of(context, _latest(entries), change.integration_id, sources):
         if not matches(record, filters):

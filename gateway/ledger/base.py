@@ -286,6 +286,8 @@ class Change:
     event_ids: list[str]
     body: bytes | None = None
     hit: dict[str, Any] | None = None  # a test send's
+    # The first and last receive time of the records the row is about (None: a row without).
+    received: tuple[float, float] | None = None
 
 
 CLAIM, BATCH, FAILURE, TEST = "claim", "batch", "failure", "test"

@@ -343,7 +343,7 @@ class SQLiteLedger(Ledger):
 
 _COLUMNS = (
     "seq, kind, integration_id, source_id, at, status, reason, answer, attempts, event_id,"
-    " ids, body, hit"
+    " ids, body, hit, received_from, received_until"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM changes"
 _INSERT = f"""
@@ -491,7 +491,7 @@ def _sweep(conn: sqlite3.Connection, cutoff: float, max_records: int) -> None:
 
 def _change(row: Sequence[Any]) -> Change:
     seq, kind, integration_id, source_id, at, status, reason, answer, attempts = row[:9]
-    event_id, ids, body, hit = row[9:]
+    event_id, ids, body, hit, received_from, received_until = row[9:]
     if kind == CLAIM:
         event_ids = list(json.loads(zlib.decompress(ids)))
     elif event_id is not None:
@@ -511,6 +511,9 @@ def _change(row: Sequence[Any]) -> Change:
         event_ids=event_ids,
         body=zlib.decompress(body) if body is not None else None,
         hit=json.loads(hit) if hit else None,
+        received=None
+        if None in (received_from, received_until)
+        else (received_from, received_until),
     )
 
 

@@ -328,14 +328,19 @@ class HitLog(abc.ABC):
         """Retained entries of a source with this event id (a hit sent twice is there twice)."""
 
     @abc.abstractmethod
-    async def find_many(self, source_id: str, event_ids: Sequence[str]) -> list[LogEntry]:
+    async def find_many(
+        self,
+        source_id: str,
+        event_ids: Sequence[str],
+        received: tuple[float, float] | None = None,
+    ) -> list[LogEntry]:
         """Retained entries of a source with any of these event ids, in log order (the
-        debugger shows a batch's events by the ids its request body holds)."""
+        debugger shows a batch's events by the ids its request body holds). `received`: the
+        first and last receive time of the entries wanted (a ledger row's), which a backend
+        may use to look in that part of the log only."""
 
     @abc.abstractmethod
-    async def newest(
-        self, source_id: str, limit: int, before: str | None = None
-    ) -> list[LogEntry]:
+    async def newest(self, source_id: str, limit: int, before: str | None = None) -> list[LogEntry]:
         """Up to `limit` retained entries of a source, the newest first, older than entry
         `before` when given (the last id of the previous page): the debugger's recent list."""
 

@@ -611,13 +611,17 @@ class RedisHitLog(GroupCommitting, HitLog):
             answers = await self._call("find", pipe.execute())
         return [e for rows in answers for e in _entries(source_id, rows)]
 
-    async def find_many(self, source_id: str, event_ids: Sequence[str]) -> list[LogEntry]:
+    async def find_many(
+        self,
+        source_id: str,
+        event_ids: Sequence[str],
+        received: tuple[float, float] | None = None,
+    ) -> list[LogEntry]:
+        # The ids hash answers at once: the receive range is not needed.
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return []
-        known = await self._call(
-            "find", self._client.hmget(self._key("ids", source_id), ids)
-        )
+        known = await self._call("find", self._client.hmget(self._key("ids", source_id), ids))
         idents = sorted(
             {ident for value in known if value for ident in _text(value).split()},
             key=entry_order,
@@ -629,9 +633,7 @@ class RedisHitLog(GroupCommitting, HitLog):
             answers = await self._call("find", pipe.execute())
         return [e for rows in answers for e in _entries(source_id, rows)]
 
-    async def newest(
-        self, source_id: str, limit: int, before: str | None = None
-    ) -> list[LogEntry]:
+    async def newest(self, source_id: str, limit: int, before: str | None = None) -> list[LogEntry]:
         high = f"({before}" if before is not None and _stream_ids([before]) else "+"
         rows = await self._call(
             "newest", self._client.xrevrange(self._stream(source_id), high, "-", count=limit)
