@@ -81,6 +81,24 @@ async def test_a_hit_reaches_the_webhook_as_json_with_the_secret_header(
     assert len(event["user_id_hash"]) == 64
 
 
+async def test_the_debugger_shows_the_event_the_webhook_received(
+    gateway: Gateway, receiver: WebhookDouble
+) -> None:
+    """The debugger finds an event in a stored request by the destination's own body layout
+    (a webhook's `events`, TikTok's `data`)."""
+    await _webhook(gateway, receiver)
+    hit = {**HIT, "message_id": "hook-msg-1"}
+    assert (await gateway.collect.post("/v1/t", json=hit)).status == 200
+    await receiver.wait_for(lambda: len(receiver.accepted_events()) == 1)
+    await gateway.delivered()
+
+    resp = await gateway.admin.get("/v1/admin/events/hook-msg-1")
+    assert resp.status == 200, await resp.text()
+    (record,) = (await resp.json())["records"]
+    assert record["delivery"]["status"] == "delivered"
+    assert record["payload"] == receiver.accepted_events()[0]
+
+
 async def test_one_hit_goes_to_tiktok_and_to_the_webhook_of_the_same_source(
     gateway: Gateway, receiver: WebhookDouble, tiktok: TikTokDouble
 ) -> None:

@@ -28,10 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import destinations
 from gateway.admin.context import AdminContext
 from gateway.admin.schema import iso_utc as iso
 from gateway.core.models import Integration, Source
 from gateway.deliver.record import Planned, ReadHit, UnreadableRecord, plan_for, read_record
+from gateway.destinations.base import Destination
 from gateway.ledger.base import (
     BATCH,
     GRANTED,
@@ -213,45 +215,42 @@ async def _add_delivery(context: AdminContext, shown: list[_Shown]) -> None:
 
 async def _deliveries(context: AdminContext, integration_id: str, items: list[_Shown]) -> None:
     ledger = context.ledger
+    destination = await _destination_of(context, integration_id)
     received = [i.received_at for i in items]
     failed = await ledger.failures(integration_id, [i.event_id for i in items])
-    sent = _carried(await ledger.batches(integration_id, min(received), max(received)))
+    batches = await ledger.batches(integration_id, min(received), max(received))
+    sent = _carried(destination, batches)
     requeued = [f.at for f in failed.values() if f.status == QUEUED]
     if requeued:  # queued again under a new receive time: look at what went since
         later = await ledger.batches(integration_id, min(requeued) - _REQUEUED_SLACK_S, 2e10)
-        for event_id, carried in _carried(later).items():
+        for event_id, carried in _carried(destination, later).items():
             if event_id not in sent or sent[event_id].batch.seq < carried.batch.seq:
                 sent[event_id] = carried
     for item in items:
         _apply(item, sent.get(item.event_id), failed.get(item.event_id))
 
 
-def _carried(batches: Iterable[Change]) -> dict[str, _Sent]:
+def _carried(destination: Destination | None, batches: Iterable[Change]) -> dict[str, _Sent]:
     """event_id -> the latest of these batches that carried it (batches come newest first)."""
     out: dict[str, _Sent] = {}
     for batch in batches:
-        for index, payload in enumerate(events_in(batch.body)):
+        for index, payload in enumerate(_events_in(destination, batch.body)):
             event_id = payload.get("event_id")
             if isinstance(event_id, str) and event_id not in out:
                 out[event_id] = _Sent(batch, index, payload)
     return out
 
 
-def events_in(body: bytes | None) -> list[dict[str, Any]]:
-    """The events of a stored request body: the list of objects it carries (TikTok's `data`,
-    a webhook's `events`), in order."""
-    if body is None:
+def _events_in(destination: Destination | None, body: bytes | None) -> list[dict[str, Any]]:
+    """The events of a stored request body, in order (none when its integration is gone)."""
+    if destination is None or body is None:
         return []
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return []
-    if not isinstance(parsed, dict):
-        return []
-    for value in parsed.values():
-        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-            return list(value)
-    return []
+    return destination.events_in_body(body)
+
+
+async def _destination_of(context: AdminContext, integration_id: str) -> Destination | None:
+    integration = await context.store.get_integration(integration_id)
+    return None if integration is None else destinations.get(integration.vendor)
 
 
 def _apply(item: _Shown, sent: _Sent | None, failed: Change | None) -> None:
@@ -321,15 +320,17 @@ async def records_of_change(
         record = test_record(change)
         return [record] if matches(record, filters) else []
     source_id = change.source_id
-    if source_id is None:
+    destination: Destination | None = None
+    if source_id is None or change.kind == BATCH:
         integration = await context.store.get_integration(change.integration_id)
         if integration is None:
             return []
-        source_id = integration.source_id
+        source_id = source_id or integration.source_id
+        destination = destinations.get(integration.vendor)
     if filters.source_id and filters.source_id != source_id:
         return []
     if change.kind == BATCH:
-        event_ids = [str(e.get("event_id")) for e in events_in(change.body)]
+        event_ids = [str(e.get("event_id")) for e in _events_in(destination, change.body)]
     else:
         event_ids = change.event_ids
     index = {event_id: i for i, event_id in reversed(list(enumerate(event_ids)))}

@@ -170,6 +170,8 @@ class Destination(abc.ABC):
     # The config's JSON Schemas for the OpenAPI document, under `<schema_name>Config…`: as the
     # API shows it ("shown"), as a create body takes it ("create") and as a PATCH does ("patch").
     schema_name: ClassVar[str]
+    # The key of the list of events in a request body (`request_body`'s, and TikTok's `data`).
+    body_events_key: ClassVar[str] = "events"
     config_schemas: ClassVar[Mapping[str, Mapping[str, Any]]]
 
     # --- configuration (the Management API and the stores) ---
@@ -269,6 +271,16 @@ class Destination(abc.ABC):
         """`request_body` as the bytes posted, for the debugger to keep: a destination that
         builds its body by concatenation says so here, without parsing it back."""
         return json.dumps(self.request_body(integration, source, payloads)).encode()
+
+    def events_in_body(self, body: bytes) -> list[dict[str, Any]]:
+        """The events of a body `request_bytes` made, in order: the debugger shows each event
+        of a stored request at its place in it. Nothing for a body it cannot read."""
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return []
+        events = parsed.get(self.body_events_key) if isinstance(parsed, dict) else None
+        return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
 
     def explain_pause(self, reason: str | None) -> PauseHint | None:
         """What a pause reason this destination's answers gave means, or None when it has

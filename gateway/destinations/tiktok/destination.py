@@ -67,6 +67,7 @@ class TikTok(Destination):
         FormField("limited_data_use", "Limited data use", "boolean"),
     )
     schema_name: ClassVar[str] = "TikTok"
+    body_events_key: ClassVar[str] = "data"  # the Events API's `data[]`
     config_schemas: ClassVar[Mapping[str, Mapping[str, Any]]] = CONFIG_SCHEMAS
 
     def parse_config(self, data: Any, path: str) -> DestinationConfig:
