@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,8 @@ REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(200)
-def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
-    out = tmp_path / "latest.json"
+def smoke_run(out: Path, *args: str, timeout_s: float) -> dict[str, Any]:
+    """`bench.run --smoke` with these arguments; its JSON results."""
     # The gateway's settings stay out; the tests' service URLs and REQUIRE_SERVICES go through.
     env = {
         k: v
@@ -35,16 +35,23 @@ def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
         if not k.startswith("GATEWAY_") or k.startswith("GATEWAY_TEST_")
     }
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", *args, "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=190,
+        timeout=timeout_s,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results: dict[str, Any] = json.loads(out.read_text())
+    return results
+
+
+@pytest.mark.timeout(200)
+def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    results = smoke_run(out, timeout_s=190)
 
     assert {"nproc", "cpu_model", "python", "other_load_pct"} <= results["machine"].keys()
     assert results["config"]["loadgen"] in ("wrk", "python")
@@ -156,20 +163,9 @@ def test_smoke_run_writes_every_phase(tmp_path: Path) -> None:
 def test_random_message_ids_are_sent_and_still_timed(tmp_path: Path) -> None:
     """`--random-ids`: ids that start at random, as the tag's UUIDs (the hit log's event-id index
     then sees random keys); the TikTok double still reads each event's send time from them."""
-    out = tmp_path / "latest.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    command = [sys.executable, "-m", "bench.run", "--smoke", "--phases", "compare"]
-    result = subprocess.run(
-        [*command, "--random-ids", "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
+    results = smoke_run(
+        tmp_path / "latest.json", "--phases", "compare", "--random-ids", timeout_s=110
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = json.loads(out.read_text())
     assert results["config"]["random_ids"] is True
     assert "message ids random" in results["table_md"]
     gateway = results["compare"]["gateway"]
