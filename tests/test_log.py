@@ -77,6 +77,26 @@ async def test_concurrent_appends_share_commits(hitlog: HitLog) -> None:
     assert await hitlog.depth() == 50
 
 
+async def test_a_large_append_keeps_every_record_its_id_and_its_event_id(hitlog: HitLog) -> None:
+    """A commit of a few hundred records (stored many rows per statement by SQLite) hands them
+    out in order, each under its id, each found by its event id."""
+    assert await hitlog.add_consumer("int_a", S, "tail")
+    first = await hitlog.append([record(0)])
+    # Every seventh without an event id: the ids of the others still match their records.
+    batch = [
+        LogRecord(S, time.time(), b'{"hit": %d}' % n, None) if n % 7 == 0 else record(n)
+        for n in range(1, 204)
+    ]
+    ids = await hitlog.append(batch)
+    assert len(set(ids)) == 203 and ids == sorted(ids, key=entry_order)
+    entries = await hitlog.read("int_a", 500)
+    assert [e.id for e in entries] == first + ids
+    assert numbers(entries) == list(range(204))
+    for n in (1, 64, 65, 127, 200, 202):
+        assert [e.id for e in await hitlog.find(S, f"msg_{n}")] == [ids[n - 1]]
+    assert await hitlog.find(S, "msg_7") == []
+
+
 async def test_reading_an_unknown_consumer_is_a_store_error(hitlog: HitLog) -> None:
     with pytest.raises(StoreError):
         await hitlog.read("int_nobody", 10)
