@@ -169,10 +169,13 @@ async def _redis_log(
         stream = f"{prefix}:log:{workload.SOURCE_ID}"
         entries = int(await client.xlen(stream))
         memory = int(await client.memory_usage(stream, samples=0) or 0)
+        # The event-id hash beside the stream (the debugger's lookups by event id).
+        id_hash = f"{prefix}:hitlog:ids:{workload.SOURCE_ID}"
+        memory += int(await client.memory_usage(id_hash, samples=0) or 0)
         return {
             "producers": producers,
             "records_per_s": appended["records_per_s"],
-            "stream_bytes_per_record": round(memory / entries, 1) if entries else None,
+            "redis_bytes_per_record": round(memory / entries, 1) if entries else None,
         }
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]

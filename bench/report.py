@@ -115,7 +115,7 @@ def table(results: dict[str, Any]) -> str:
         streams = rd.get("streams", {})
         if streams:
             rows += [
-                "| Redis stream memory per retained hit | "
+                "| Redis memory per retained hit (stream entry and event-id hash) | "
                 + "; ".join(
                     f"{_fmt(v['bytes_per_record'])} bytes ({mode.replace('_', ' ')}: "
                     f"{_fmt(v['bytes'] / 2**20, 1)} MB for {_fmt(v['records'])} records)"
@@ -142,7 +142,7 @@ def table(results: dict[str, Any]) -> str:
         redis = log.get("redis")
         on_redis = (
             f"; on Redis {_fmt(redis['records_per_s'])} records/s at {redis['producers']} "
-            f"producers, {_fmt(redis['stream_bytes_per_record'])} bytes of stream per record"
+            f"producers, {_fmt(redis['redis_bytes_per_record'])} bytes of Redis memory per record"
             if redis
             else ""
         )

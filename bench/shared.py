@@ -136,13 +136,16 @@ class Services:
 
     def stream_usage(self, prefix: str) -> dict[str, int]:
         """The log's streams under the prefix: records retained and the memory Redis gives them
-        (`MEMORY USAGE`, exact: every node counted)."""
-        records = memory = 0
+        and their event-id hashes (the debugger's lookups by event id), `MEMORY USAGE`, exact:
+        every node counted."""
+        records = streams = ids = 0
         for source in self._redis.smembers(f"{prefix}:hitlog:sources"):
             stream = f"{prefix}:log:{_text(source)}"
             records += int(self._redis.xlen(stream))
-            memory += int(self._redis.memory_usage(stream, samples=0) or 0)
-        return {"records": records, "bytes": memory}
+            streams += int(self._redis.memory_usage(stream, samples=0) or 0)
+            id_hash = f"{prefix}:hitlog:ids:{_text(source)}"
+            ids += int(self._redis.memory_usage(id_hash, samples=0) or 0)
+        return {"records": records, "bytes": streams + ids, "ids_bytes": ids}
 
     def redis_info(self) -> dict[str, Any]:
         info = self._redis.info()
