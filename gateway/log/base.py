@@ -323,11 +323,10 @@ class HitLog(abc.ABC):
     async def get(self, source_id: str, entry_id: str) -> LogEntry | None:
         """One retained entry of a source by id."""
 
-    @abc.abstractmethod
     async def find(self, source_id: str, event_id: str) -> list[LogEntry]:
         """Retained entries of a source with this event id (a hit sent twice is there twice)."""
+        return await self.find_many(source_id, [event_id])
 
-    @abc.abstractmethod
     async def find_many(
         self,
         source_id: str,
@@ -338,6 +337,14 @@ class HitLog(abc.ABC):
         debugger shows a batch's events by the ids its request body holds). `received`: the
         first and last receive time of the entries wanted (a ledger row's), which a backend
         may use to look in that part of the log only."""
+        ids = list(dict.fromkeys(event_ids))
+        return await self._find_ids(source_id, ids, received) if ids else []
+
+    @abc.abstractmethod
+    async def _find_ids(
+        self, source_id: str, event_ids: list[str], received: tuple[float, float] | None
+    ) -> list[LogEntry]:
+        """`find_many` for distinct ids, at least one."""
 
     @abc.abstractmethod
     async def newest(self, source_id: str, limit: int, before: str | None = None) -> list[LogEntry]:

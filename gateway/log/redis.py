@@ -600,28 +600,12 @@ class RedisHitLog(GroupCommitting, HitLog):
         found = _entries(source_id, rows)
         return found[0] if found else None
 
-    async def find(self, source_id: str, event_id: str) -> list[LogEntry]:
-        known = await self._call("find", self._client.hget(self._key("ids", source_id), event_id))
-        if not known:
-            return []
-        stream = self._stream(source_id)
-        async with self._client.pipeline(transaction=False) as pipe:
-            for ident in _text(known).split():
-                pipe.xrange(stream, ident, ident)
-            answers = await self._call("find", pipe.execute())
-        return [e for rows in answers for e in _entries(source_id, rows)]
-
-    async def find_many(
-        self,
-        source_id: str,
-        event_ids: Sequence[str],
-        received: tuple[float, float] | None = None,
+    async def _find_ids(
+        self, source_id: str, event_ids: list[str], received: tuple[float, float] | None
     ) -> list[LogEntry]:
         # The ids hash answers at once: the receive range is not needed.
-        ids = list(dict.fromkeys(event_ids))
-        if not ids:
-            return []
-        known = await self._call("find", self._client.hmget(self._key("ids", source_id), ids))
+        key = self._key("ids", source_id)
+        known = await self._call("find", self._client.hmget(key, event_ids))
         idents = sorted(
             {ident for value in known if value for ident in _text(value).split()},
             key=entry_order,

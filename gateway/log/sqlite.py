@@ -446,19 +446,10 @@ class SQLiteHitLog(GroupCommitting, HitLog):
         )
         return found[0] if found else None
 
-    async def find(self, source_id: str, event_id: str) -> list[LogEntry]:
-        return await self._reader.run(_find_ids, source_id, [event_id], None)
-
-    async def find_many(
-        self,
-        source_id: str,
-        event_ids: Sequence[str],
-        received: tuple[float, float] | None = None,
+    async def _find_ids(
+        self, source_id: str, event_ids: list[str], received: tuple[float, float] | None
     ) -> list[LogEntry]:
-        ids = list(dict.fromkeys(event_ids))
-        if not ids:
-            return []
-        return await self._reader.run(_find_ids, source_id, ids, received)
+        return await self._reader.run(_find_ids, source_id, event_ids, received)
 
     async def newest(self, source_id: str, limit: int, before: str | None = None) -> list[LogEntry]:
         below = _int_ids([before])[0] if before and _int_ids([before]) else 2**63 - 1
